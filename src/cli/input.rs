@@ -1,0 +1,121 @@
+//! The input flags of SPEC, shared by `preview` and `import`.
+
+use clap::{Args, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::read::{Encoding, Format, ReadOptions};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    Auto,
+    Csv,
+    Xlsx,
+}
+
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// File format (auto: XLSX by its bytes, else delimited text).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: FormatArg,
+
+    /// Field delimiter: auto, `,`, `;`, `:`, `|`, `tab`, or any one ASCII character.
+    #[arg(long, default_value = "auto", value_name = "CHAR")]
+    pub delimiter: String,
+
+    /// Quote (enclosure) character [default: detected, usually `"`].
+    #[arg(long, value_name = "CHAR")]
+    pub quote: Option<String>,
+
+    /// Text encoding: auto, utf-8, windows-1250, iso-8859-2.
+    #[arg(long, default_value = "auto", value_name = "NAME")]
+    pub encoding: String,
+
+    /// The first row is data; columns are named col1, col2, ...
+    #[arg(long, conflicts_with = "header")]
+    pub no_header: bool,
+
+    /// The first row is a header (skip detection).
+    #[arg(long)]
+    pub header: bool,
+
+    /// XLSX sheet to read [default: the first].
+    #[arg(long, value_name = "NAME")]
+    pub sheet: Option<String>,
+}
+
+impl InputArgs {
+    /// Resolves the flags into reader options; a bad value is a usage error.
+    pub fn resolve(&self) -> Result<ReadOptions> {
+        Ok(ReadOptions {
+            format: match self.format {
+                FormatArg::Auto => None,
+                FormatArg::Csv => Some(Format::Csv),
+                FormatArg::Xlsx => Some(Format::Xlsx),
+            },
+            delimiter: match self.delimiter.as_str() {
+                "auto" => None,
+                "tab" | "\\t" => Some(b'\t'),
+                other => Some(single_ascii("--delimiter", other)?),
+            },
+            quote: self.quote.as_deref().map(|q| single_ascii("--quote", q)).transpose()?,
+            encoding: match self.encoding.as_str() {
+                "auto" => None,
+                other => Some(Encoding::from_flag(other).ok_or_else(|| {
+                    Error::usage(format!(
+                        "--encoding {other:?}: expected auto, utf-8, windows-1250 or iso-8859-2"
+                    ))
+                })?),
+            },
+            header: match (self.header, self.no_header) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
+            sheet: self.sheet.clone(),
+            ..ReadOptions::default()
+        })
+    }
+}
+
+fn single_ascii(flag: &str, value: &str) -> Result<u8> {
+    match value.as_bytes() {
+        [b] if b.is_ascii() && !matches!(b, b'\n' | b'\r') => Ok(*b),
+        _ => Err(Error::usage(format!(
+            "{flag} {value:?}: expected one ASCII character (or `tab`)"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(delimiter: &str, quote: Option<&str>, encoding: &str) -> InputArgs {
+        InputArgs {
+            format: FormatArg::Auto,
+            delimiter: delimiter.into(),
+            quote: quote.map(Into::into),
+            encoding: encoding.into(),
+            no_header: false,
+            header: false,
+            sheet: None,
+        }
+    }
+
+    #[test]
+    fn resolves_flags() {
+        let o = args("tab", Some("'"), "windows-1250").resolve().expect("valid");
+        assert_eq!(o.delimiter, Some(b'\t'));
+        assert_eq!(o.quote, Some(b'\''));
+        assert_eq!(o.encoding, Some(Encoding::Windows1250));
+        assert_eq!(args(";", None, "auto").resolve().expect("valid").delimiter, Some(b';'));
+        for bad in [
+            args(";;", None, "auto"),
+            args("č", None, "auto"),
+            args("auto", None, "latin9"),
+        ] {
+            let err = bad.resolve().expect_err("usage error");
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
+}

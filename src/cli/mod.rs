@@ -1,0 +1,82 @@
+//! Command-line interface: clap arguments (their doc comments are `--help`),
+//! resolved into typed settings before any work starts, so every usage error
+//! exits 2 before a file or the store is touched. One file per command.
+
+mod input;
+mod preview;
+mod synth;
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+
+pub use input::InputArgs;
+
+/// Bulk-loads contact files into a contact store, matching and deduplicating
+/// as it goes, and audits the store for duplicates.
+#[derive(Debug, Parser)]
+#[command(name = "kontakt", max_term_width = 100)]
+pub struct Cli {
+    /// The contact store (a DuckDB file, created on first use).
+    #[arg(
+        long,
+        global = true,
+        env = "KONTAKT_DB",
+        default_value = "kontakt.duckdb",
+        value_name = "PATH"
+    )]
+    pub db: PathBuf,
+
+    /// Worker threads (default: one per core).
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what was detected in a file, its columns, first rows and the
+    /// suggested mapping.
+    Preview(preview::PreviewArgs),
+    /// Generate synthetic, realistically messy contacts (seeded).
+    Gen(synth::GenArgs),
+}
+
+/// `kontakt 0.1.0 (DuckDB v1.5.6)`: our version and the linked library's.
+fn version() -> String {
+    format!(
+        "{} (DuckDB {})",
+        env!("CARGO_PKG_VERSION"),
+        crate::store::duckdb_version()
+    )
+}
+
+/// Parses the command line. Help and version print and exit 0; usage errors
+/// print clap's message and exit 2.
+pub fn parse() -> Cli {
+    let wants_version = std::env::args_os().any(|a| a == "--version" || a == "-V");
+    let mut command = Cli::command();
+    if wants_version {
+        command = command.version(version());
+    }
+    let matches = command.get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    if let Some(threads) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.into())
+            .build_global()
+            .map_err(|e| Error::usage(format!("--threads {threads}: {e}")))?;
+    }
+    match cli.command {
+        Command::Preview(args) => preview::run(&args),
+        Command::Gen(args) => synth::run(&args),
+    }
+}

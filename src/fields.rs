@@ -1,0 +1,71 @@
+//! The field catalog of SPEC: the standard contact fields every stage agrees on.
+//! Shared by mapping (auto-map targets), the store schema (one column each) and
+//! later by normalization (each field's kind decides its normalizer).
+
+/// How a field's values are normalized and validated (SPEC, "Normalized forms").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    Text,
+    Name,
+    Email,
+    Phone,
+    Gender,
+    Date,
+    Consent,
+    Tags,
+}
+
+/// One standard field: its name as SPEC spells it and its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    pub kind: FieldKind,
+}
+
+const fn field(name: &'static str, kind: FieldKind) -> Field {
+    Field { name, kind }
+}
+
+/// The standard fields, in SPEC order (which is also export column order).
+pub const STANDARD_FIELDS: &[Field] = &[
+    field("external_id", FieldKind::Text),
+    field("first_name", FieldKind::Name),
+    field("last_name", FieldKind::Name),
+    field("full_name", FieldKind::Name),
+    field("company", FieldKind::Name),
+    field("email", FieldKind::Email),
+    field("phone", FieldKind::Phone),
+    field("mobile", FieldKind::Phone),
+    field("website", FieldKind::Text),
+    field("street", FieldKind::Text),
+    field("city", FieldKind::Text),
+    field("postal_code", FieldKind::Text),
+    field("country", FieldKind::Text),
+    field("gender", FieldKind::Gender),
+    field("birth_date", FieldKind::Date),
+    field("email_opt_in", FieldKind::Consent),
+    field("sms_opt_in", FieldKind::Consent),
+    field("tags", FieldKind::Tags),
+    field("note", FieldKind::Text),
+];
+
+/// Looks a standard field up by its SPEC name.
+pub fn standard_field(name: &str) -> Option<&'static Field> {
+    STANDARD_FIELDS.iter().find(|f| f.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_has_every_spec_field_once() {
+        let mut names: Vec<_> = STANDARD_FIELDS.iter().map(|f| f.name).collect();
+        assert_eq!(names.len(), 19);
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), 19);
+        assert_eq!(standard_field("email").map(|f| f.kind), Some(FieldKind::Email));
+        assert!(standard_field("e-mail").is_none());
+    }
+}

@@ -1,0 +1,26 @@
+//! kontakt: bulk-loads contact files into a CRM contact store, matching and
+//! deduplicating as it goes, and audits the store for duplicates.
+//!
+//! The pipeline (SPEC.md is the outer contract, docs/DESIGN.md the inner one):
+//!
+//! ```text
+//! read      file/stdin -> sniff -> RawBatch (Arrow Utf8 columns + source row)
+//! map       columns -> fields (auto synonyms, --map, --mapping)
+//! normalize values -> normal forms, failures -> failed rows          (issue 3)
+//! matching  xxh3 key index of the store, probe per batch              (issue 4)
+//! apply     plan actions per row, commit in one DuckDB transaction    (issue 4)
+//! write     no/one/multiple_match, failed, summary.json               (issue 4)
+//! ```
+//! This crate holds all of it; `main.rs` only dispatches commands.
+
+pub mod cli;
+pub mod error;
+pub mod fields;
+pub mod map;
+pub mod normalize;
+pub mod read;
+pub mod store;
+pub mod synth;
+
+pub use duckdb::arrow;
+pub use error::{Error, Result};

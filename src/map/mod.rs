@@ -1,0 +1,149 @@
+//! Column -> field mapping. For now the automatic part: suggesting a standard
+//! field for a header by its name and common synonyms in Czech, Slovak, Polish,
+//! Norwegian, English and German. Headers are folded (diacritics removed,
+//! lower-cased, punctuation dropped) so `E-mail`, `e_mail` and `EMAIL` agree.
+
+mod resolve;
+mod synonyms;
+
+pub use resolve::{ContactType, MappedColumn, Mapping, MappingOptions, Target, Unmapped, resolve};
+
+use std::collections::HashSet;
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::fields::{Field, standard_field};
+
+/// Folds text to lower-case ASCII words: diacritics removed (`ř` -> `r`,
+/// `ł` -> `l`, `ø` -> `o`, `ß` -> `ss`), every run of other characters a
+/// single `_`, none at either end. `Datum narození` -> `datum_narozeni`.
+/// This is the slug SPEC uses for custom field names made from headers.
+pub fn slug(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut gap = false;
+    let mut push = |c: char, out: &mut String| {
+        if c.is_ascii_alphanumeric() {
+            if gap && !out.is_empty() {
+                out.push('_');
+            }
+            gap = false;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            gap = true;
+        }
+    };
+    for c in text.nfkd() {
+        match c {
+            'ł' | 'Ł' => push('l', &mut out),
+            'ø' | 'Ø' => push('o', &mut out),
+            'đ' | 'Đ' => push('d', &mut out),
+            'ß' => "ss".chars().for_each(|c| push(c, &mut out)),
+            'æ' | 'Æ' => "ae".chars().for_each(|c| push(c, &mut out)),
+            c if unicode_normalization::char::is_combining_mark(c) => {}
+            c => push(c, &mut out),
+        }
+    }
+    out
+}
+
+/// The key synonyms are compared on: the slug without separators.
+fn header_key(header: &str) -> String {
+    slug(header).replace('_', "")
+}
+
+/// Suggests a standard field for a header, if its name or a known synonym
+/// says which.
+pub fn suggest_field(header: &str) -> Option<&'static Field> {
+    let key = header_key(header);
+    if key.is_empty() {
+        return None;
+    }
+    synonyms::SYNONYMS
+        .iter()
+        .find(|(_, words)| words.contains(&key.as_str()))
+        .and_then(|(field, _)| standard_field(field))
+}
+
+/// The suggested mapping of a whole header row: (column index, field), each
+/// field used at most once (the first column that suggests it wins, as a
+/// person mapping columns left to right would choose).
+pub fn suggest_mapping(columns: &[String]) -> Vec<(usize, &'static Field)> {
+    let mut used = HashSet::new();
+    columns
+        .iter()
+        .enumerate()
+        .filter_map(|(i, header)| suggest_field(header).map(|f| (i, f)))
+        .filter(|(_, f)| used.insert(f.name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn suggested(header: &str) -> Option<&'static str> {
+        suggest_field(header).map(|f| f.name)
+    }
+
+    #[test]
+    fn slug_folds_diacritics_and_punctuation() {
+        assert_eq!(slug("Datum narození"), "datum_narozeni");
+        assert_eq!(slug("  Příjmení / Nazwisko "), "prijmeni_nazwisko");
+        assert_eq!(slug("Łódź ØRESUND Straße"), "lodz_oresund_strasse");
+        assert_eq!(slug("x\"; DROP TABLE contacts; --"), "x_drop_table_contacts");
+        assert_eq!(slug("---"), "");
+    }
+
+    #[test]
+    fn suggests_fields_in_five_languages() {
+        let cases = [
+            ("E-mail", "email"),
+            ("EMAIL", "email"),
+            ("e_mail", "email"),
+            ("Telefon", "phone"),
+            ("Jméno", "first_name"),
+            ("Příjmení", "last_name"),
+            ("Imię", "first_name"),
+            ("Nazwisko", "last_name"),
+            ("Fornavn", "first_name"),
+            ("Etternavn", "last_name"),
+            ("Navn", "full_name"),
+            ("Vorname", "first_name"),
+            ("Nachname", "last_name"),
+            ("PSČ", "postal_code"),
+            ("Kod pocztowy", "postal_code"),
+            ("Postnummer", "postal_code"),
+            ("Mobil", "mobile"),
+            ("Handy", "mobile"),
+            ("Datum narození", "birth_date"),
+            ("Pohlaví", "gender"),
+            ("Płeć", "gender"),
+            ("Kjønn", "gender"),
+            ("Firma", "company"),
+            ("Ulice", "street"),
+            ("Město", "city"),
+            ("Miejscowość", "city"),
+            ("Poznámka", "note"),
+            ("First Name", "first_name"),
+            ("Last name", "last_name"),
+        ];
+        for (header, field) in cases {
+            assert_eq!(suggested(header), Some(field), "{header}");
+        }
+        assert_eq!(suggested("Oblíbená barva"), None);
+        assert_eq!(suggested(""), None);
+    }
+
+    #[test]
+    fn mapping_uses_each_field_once() {
+        let columns: Vec<String> = ["Email", "E-mail", "Jméno", "x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let mapping: Vec<_> = suggest_mapping(&columns)
+            .into_iter()
+            .map(|(i, f)| (i, f.name))
+            .collect();
+        assert_eq!(mapping, vec![(0, "email"), (2, "first_name")]);
+    }
+}

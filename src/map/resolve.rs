@@ -1,0 +1,379 @@
+//! The mapping flags of SPEC resolved into one typed [`Mapping`] before any
+//! row is read: every usage error (unknown field, two columns to one field,
+//! a missing column, no field at all) is found here and names the column
+//! and the field.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{slug, suggest_field};
+use crate::error::{Error, Result};
+use crate::fields::{Field, standard_field};
+
+/// Longest custom field name (SPEC).
+const CUSTOM_NAME_MAX: usize = 64;
+
+/// Where a column's values go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Standard(&'static Field),
+    /// `custom.NAME`; NAME is a checked slug, so it is safe as a quoted
+    /// identifier (it still only ever reaches SQL quoted).
+    Custom(String),
+}
+
+impl Target {
+    /// The field name as SPEC spells it: `email`, `custom.shoe_size`.
+    pub fn name(&self) -> String {
+        match self {
+            Target::Standard(f) => f.name.to_string(),
+            Target::Custom(name) => format!("custom.{name}"),
+        }
+    }
+
+    /// Parses a field name given by the user (`--map`, `--set`, TOML).
+    pub fn parse(field: &str) -> Result<Target, String> {
+        if let Some(name) = field.strip_prefix("custom.") {
+            let ok = !name.is_empty()
+                && name.len() <= CUSTOM_NAME_MAX
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+            return if ok {
+                Ok(Target::Custom(name.to_string()))
+            } else {
+                Err(format!(
+                    "custom field name {name:?} must be lower-case ASCII letters, digits and _, at most {CUSTOM_NAME_MAX} characters"
+                ))
+            };
+        }
+        standard_field(field)
+            .map(Target::Standard)
+            .ok_or_else(|| format!("unknown field {field:?} (standard fields, or custom.NAME)"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Unmapped {
+    #[default]
+    Ignore,
+    Custom,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ContactType {
+    #[default]
+    Person,
+    Company,
+}
+
+impl ContactType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ContactType::Person => "person",
+            ContactType::Company => "company",
+        }
+    }
+}
+
+/// The mapping flags as given.
+#[derive(Debug, Clone, Default)]
+pub struct MappingOptions {
+    /// `--map COLUMN=FIELD`, in order.
+    pub maps: Vec<String>,
+    /// `--mapping FILE` (TOML with a `[map]` table).
+    pub file: Option<std::path::PathBuf>,
+    pub auto: bool,
+    pub unmapped: Unmapped,
+    /// `--set FIELD=VALUE`.
+    pub sets: Vec<String>,
+    pub tags: Vec<String>,
+    pub contact_type: ContactType,
+}
+
+/// One input column that is imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedColumn {
+    /// 0-based input column index.
+    pub index: usize,
+    pub column: String,
+    pub target: Target,
+}
+
+/// The resolved mapping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mapping {
+    pub columns: Vec<MappedColumn>,
+    /// `--set` constants: the field and its raw value.
+    pub constants: Vec<(Target, String)>,
+    pub tags: Vec<String>,
+    pub contact_type: ContactType,
+}
+
+impl Mapping {
+    /// The target of a field name, if something maps to it.
+    pub fn column_of(&self, field: &str) -> Option<&MappedColumn> {
+        self.columns.iter().find(|c| c.target.name() == field)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingFile {
+    #[serde(default)]
+    map: BTreeMap<String, String>,
+}
+
+fn split_pair<'a>(flag: &str, pair: &'a str) -> Result<(&'a str, &'a str)> {
+    pair.split_once('=')
+        .ok_or_else(|| Error::usage(format!("{flag} {pair:?}: expected COLUMN=FIELD")))
+}
+
+/// Finds a column by header name or `colN`.
+fn find_column(columns: &[String], name: &str) -> Option<usize> {
+    columns.iter().position(|c| c == name).or_else(|| {
+        name.strip_prefix("col")
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| (1..=columns.len()).contains(&n))
+            .map(|n| n - 1)
+    })
+}
+
+fn load_file(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let file: MappingFile =
+        toml::from_str(&text).map_err(|e| Error::usage(format!("--mapping {}: {}", path.display(), e.message())))?;
+    Ok(file.map.into_iter().collect())
+}
+
+/// Resolves the mapping for a table with these columns.
+pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> {
+    // Explicit entries: the file first, then --map (which wins per column).
+    let mut explicit: Vec<(String, String, &'static str)> = Vec::new();
+    if let Some(path) = &options.file {
+        for (column, field) in load_file(path)? {
+            explicit.push((column, field, "--mapping"));
+        }
+    }
+    for pair in &options.maps {
+        let (column, field) = split_pair("--map", pair)?;
+        explicit.retain(|(c, _, _)| c != column);
+        explicit.push((column.to_string(), field.to_string(), "--map"));
+    }
+
+    // None: not decided yet; Some(None): skipped; Some(Some(target)).
+    let mut decided: Vec<Option<Option<Target>>> = vec![None; columns.len()];
+    for (column, field, flag) in &explicit {
+        let index = find_column(columns, column).ok_or_else(|| {
+            Error::usage(format!(
+                "{flag} {column}={field}: no column {column:?}; the columns are {}",
+                columns.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        decided[index] = Some(if field == "-" {
+            None
+        } else {
+            Some(Target::parse(field).map_err(|e| Error::usage(format!("{flag} {column}={field}: {e}")))?)
+        });
+    }
+    // Auto-mapping never clashes: a field taken explicitly or by an earlier
+    // column is not suggested again (the later column falls to --unmapped).
+    let mut taken: Vec<Target> = decided.iter().flatten().flatten().cloned().collect();
+    for (index, column) in columns.iter().enumerate() {
+        if decided[index].is_some() {
+            continue;
+        }
+        let auto = options
+            .auto
+            .then(|| suggest_field(column))
+            .flatten()
+            .map(Target::Standard)
+            .filter(|t| !taken.contains(t));
+        decided[index] = match (auto, options.unmapped) {
+            (Some(target), _) => {
+                taken.push(target.clone());
+                Some(Some(target))
+            }
+            (None, Unmapped::Custom) => {
+                let name = slug(column);
+                let name = if name.is_empty() {
+                    format!("col{}", index + 1)
+                } else {
+                    name
+                };
+                let name: String = name.chars().take(CUSTOM_NAME_MAX).collect();
+                Some(Some(Target::Custom(name)))
+            }
+            (None, Unmapped::Ignore) => Some(None),
+        };
+    }
+
+    let mut mapped: Vec<MappedColumn> = Vec::new();
+    for (index, target) in decided.into_iter().enumerate() {
+        let Some(Some(target)) = target else { continue };
+        if let Some(other) = mapped.iter().find(|m| m.target == target) {
+            return Err(Error::usage(format!(
+                "columns {:?} and {:?} are both mapped to {}; map one of them elsewhere or to - (skip)",
+                other.column,
+                columns[index],
+                target.name()
+            )));
+        }
+        mapped.push(MappedColumn {
+            index,
+            column: columns[index].clone(),
+            target,
+        });
+    }
+    if mapped.is_empty() {
+        return Err(Error::usage(format!(
+            "no column is mapped to a field (columns: {}); use --map COLUMN=FIELD",
+            columns.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
+        )));
+    }
+
+    let mut constants = Vec::new();
+    for pair in &options.sets {
+        let (field, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("--set {pair:?}: expected FIELD=VALUE")))?;
+        let target = Target::parse(field).map_err(|e| Error::usage(format!("--set {pair}: {e}")))?;
+        if let Some(m) = mapped.iter().find(|m| m.target == target) {
+            return Err(Error::usage(format!(
+                "--set {pair}: {} is already mapped from column {:?}",
+                target.name(),
+                m.column
+            )));
+        }
+        constants.push((target, value.to_string()));
+    }
+    let tags = options
+        .tags
+        .iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    Ok(Mapping {
+        columns: mapped,
+        constants,
+        tags,
+        contact_type: options.contact_type,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn auto() -> MappingOptions {
+        MappingOptions {
+            auto: true,
+            ..MappingOptions::default()
+        }
+    }
+
+    fn names(m: &Mapping) -> Vec<(String, String)> {
+        m.columns.iter().map(|c| (c.column.clone(), c.target.name())).collect()
+    }
+
+    #[test]
+    fn auto_map_explicit_maps_and_skips() {
+        let columns = cols(&["E-mail", "Telefon", "Jméno", "Oblíbená barva", "Poznámka"]);
+        let m = resolve(&columns, &auto()).expect("mapping");
+        assert_eq!(m.columns.len(), 4);
+        let options = MappingOptions {
+            maps: vec![
+                "Telefon=mobile".into(),
+                "col5=-".into(),
+                "Oblíbená barva=custom.barva".into(),
+            ],
+            ..auto()
+        };
+        let m = resolve(&columns, &options).expect("mapping");
+        assert_eq!(
+            names(&m),
+            vec![
+                ("E-mail".into(), "email".into()),
+                ("Telefon".into(), "mobile".into()),
+                ("Jméno".into(), "first_name".into()),
+                ("Oblíbená barva".into(), "custom.barva".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn unmapped_custom_makes_slugs_and_no_auto_map_maps_nothing() {
+        let columns = cols(&["E-mail", "Datum narození", "x\"; DROP TABLE contacts; --"]);
+        let options = MappingOptions {
+            unmapped: Unmapped::Custom,
+            ..auto()
+        };
+        let m = resolve(&columns, &options).expect("mapping");
+        assert_eq!(m.columns[1].target.name(), "birth_date");
+        assert_eq!(m.columns[2].target.name(), "custom.x_drop_table_contacts");
+        let options = MappingOptions {
+            unmapped: Unmapped::Custom,
+            ..MappingOptions::default()
+        };
+        let m = resolve(&columns, &options).expect("mapping");
+        assert_eq!(m.columns[1].target.name(), "custom.datum_narozeni");
+        let err = resolve(&columns, &MappingOptions::default()).expect_err("nothing mapped");
+        assert!(err.to_string().contains("no column is mapped"), "{err}");
+    }
+
+    #[test]
+    fn usage_errors_name_column_and_field() {
+        let columns = cols(&["E-mail", "Mail", "Phone"]);
+        let cases = [
+            (
+                vec!["Mail=email", "E-mail=email"],
+                "\"E-mail\" and \"Mail\" are both mapped to email",
+            ),
+            (vec!["Phone=fax"], "--map Phone=fax: unknown field \"fax\""),
+            (vec!["Fax=phone"], "--map Fax=phone: no column \"Fax\""),
+            (vec!["Phone=custom.Bad Name"], "custom field name \"Bad Name\""),
+            (vec!["Phone"], "expected COLUMN=FIELD"),
+        ];
+        for (maps, expected) in cases {
+            let options = MappingOptions {
+                maps: maps.iter().map(|s| s.to_string()).collect(),
+                ..auto()
+            };
+            let err = resolve(&columns, &options).expect_err("usage error");
+            assert_eq!(err.exit_code(), 2);
+            assert!(err.to_string().contains(expected), "{err} / {expected}");
+        }
+        let options = MappingOptions {
+            sets: vec!["email=x@y.cz".into()],
+            ..auto()
+        };
+        let err = resolve(&columns, &options).expect_err("set clash");
+        assert!(
+            err.to_string().contains("already mapped from column \"E-mail\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mapping_file_and_map_flag_override() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "[map]\n\"E-mail\" = \"email\"\nMail = \"custom.mail2\"\n").expect("write");
+        let options = MappingOptions {
+            file: Some(path.clone()),
+            maps: vec!["Mail=-".into()],
+            ..MappingOptions::default()
+        };
+        let m = resolve(&cols(&["E-mail", "Mail"]), &options).expect("mapping");
+        assert_eq!(names(&m), vec![("E-mail".into(), "email".into())]);
+        std::fs::write(&path, "[mapp]\n").expect("write");
+        let err = resolve(&cols(&["E-mail"]), &options).expect_err("bad toml");
+        assert!(err.to_string().contains("--mapping"), "{err}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Header synonyms per standard field, as folded keys (see `header_key`):
+//! lower-case ASCII, no diacritics, no separators. English, Czech, Slovak,
+//! Polish, Norwegian and German, as CRM exports and hand-made sheets spell them.
+//! A word appears under one field only (a unit test checks it).
+
+#[rustfmt::skip]
+pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
+    ("external_id", &[
+        "externalid", "extid", "id", "customerid", "contactid", "recordid", "clientid",
+        "idzakaznika", "cislozakaznika", "idklienta", "identyfikator", "kundenummer",
+        "kundenr", "kundennummer", "kundenid",
+    ]),
+    ("first_name", &[
+        "firstname", "first", "givenname", "forename", "jmeno", "krestnijmeno", "meno",
+        "krstnemeno", "imie", "fornavn", "vorname",
+    ]),
+    ("last_name", &[
+        "lastname", "last", "surname", "familyname", "prijmeni", "priezvisko", "nazwisko",
+        "etternavn", "nachname", "familienname",
+    ]),
+    ("full_name", &[
+        "fullname", "name", "contactname", "displayname", "celejmeno", "jmenoaprijmeni",
+        "menoapriezvisko", "imieinazwisko", "navn", "fulltnavn", "vollername",
+        "vollstandigername",
+    ]),
+    ("company", &[
+        "company", "companyname", "organization", "organisation", "org", "account",
+        "accountname", "employer", "firma", "spolecnost", "nazevfirmy", "organizace",
+        "spolocnost", "organizacja", "nazwafirmy", "selskap", "firmanavn", "unternehmen",
+    ]),
+    ("email", &[
+        "email", "emailaddress", "mail", "emailadresa", "adresaemail", "emailovaadresa",
+        "adresemail", "epost", "epostadresse", "emailadresse",
+    ]),
+    ("phone", &[
+        "phone", "phonenumber", "telephone", "tel", "workphone", "landline", "telefon",
+        "telefonnicislo", "telefonnecislo", "numertelefonu", "nrtelefonu", "telefonnummer",
+        "tlf", "telefonnr",
+    ]),
+    ("mobile", &[
+        "mobile", "mobilephone", "mobilenumber", "cell", "cellphone", "mobil",
+        "mobilnitelefon", "mobilnytelefon", "telefonkomorkowy", "komorka", "mobiltelefon",
+        "mobilnummer", "handy", "handynummer",
+    ]),
+    ("website", &[
+        "website", "web", "url", "homepage", "www", "webovastranka", "webovestranky",
+        "stronawww", "stronainternetowa", "nettside", "hjemmeside", "webseite",
+    ]),
+    ("street", &[
+        "street", "address", "streetaddress", "address1", "ulice", "adresa", "ulica",
+        "adres", "gate", "gateadresse", "adresse", "strasse",
+    ]),
+    ("city", &[
+        "city", "town", "mesto", "obec", "miasto", "miejscowosc", "by", "poststed", "sted",
+        "stadt", "ort",
+    ]),
+    ("postal_code", &[
+        "postalcode", "zip", "zipcode", "postcode", "psc", "kodpocztowy", "postnummer",
+        "postnr", "plz", "postleitzahl",
+    ]),
+    ("country", &["country", "stat", "zeme", "panstwo", "land", "staat"]),
+    ("gender", &["gender", "sex", "pohlavi", "pohlavie", "plec", "kjonn", "geschlecht"]),
+    ("birth_date", &[
+        "birthdate", "dateofbirth", "dob", "birthday", "datumnarozeni", "narozeni",
+        "datumnarodenia", "datanarodzin", "dataurodzenia", "fodselsdato", "geburtsdatum",
+    ]),
+    ("email_opt_in", &[
+        "emailoptin", "emailconsent", "newsletter", "souhlasemail", "souhlassemailem",
+        "zgodaemail", "epostsamtykke", "emaileinwilligung",
+    ]),
+    ("sms_opt_in", &["smsoptin", "smsconsent", "souhlassms", "zgodasms", "smssamtykke", "smseinwilligung"]),
+    ("tags", &["tags", "tag", "labels", "stitky", "stitek", "tagi", "etykiety", "merker", "etiketten"]),
+    ("note", &[
+        "note", "notes", "comment", "comments", "poznamka", "poznamky", "uwagi", "notatka",
+        "merknad", "notat", "notiz", "bemerkung", "kommentar",
+    ]),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::SYNONYMS;
+    use crate::fields::standard_field;
+
+    #[test]
+    fn synonyms_are_folded_unique_and_name_real_fields() {
+        let mut seen = std::collections::HashSet::new();
+        for (field, words) in SYNONYMS {
+            assert!(standard_field(field).is_some(), "{field}");
+            for word in *words {
+                assert_eq!(super::super::header_key(word), *word, "not folded: {word}");
+                assert!(seen.insert(*word), "{word} listed twice");
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Birth dates to ISO `YYYY-MM-DD` from `YYYY-MM-DD`, `DD.MM.YYYY` (also
+//! `D.M.YYYY` and the Czech `14. 3. 1985`) and `DD/MM/YYYY`. A date-time
+//! from a spreadsheet (`YYYY-MM-DD HH:MM:SS`) keeps its date. The date must
+//! exist (no 31 April, 29 February only in leap years).
+
+/// Writes the ISO date into `out`, or says why the value is not a date.
+pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
+    let value = value.trim();
+    let value = value.split_once([' ', 'T']).map_or(value, |(date, time)| {
+        // Keep a spreadsheet's date-time date; `14. 3. 1985` has spaces too.
+        if time.contains(':') { date } else { value }
+    });
+    let (year, month, day) = if let Some((y, rest)) = value.split_once('-') {
+        let (m, d) = rest.split_once('-').ok_or("not a date")?;
+        (y, m, d)
+    } else if value.contains('.') {
+        let mut parts = value.split('.').map(str::trim);
+        let (d, m, y) = (parts.next(), parts.next(), parts.next());
+        if parts.next().is_some_and(|p| !p.is_empty()) {
+            return Err("not a date");
+        }
+        (y.ok_or("not a date")?, m.ok_or("not a date")?, d.ok_or("not a date")?)
+    } else if let Some((d, rest)) = value.split_once('/') {
+        let (m, y) = rest.split_once('/').ok_or("not a date")?;
+        (y, m, d)
+    } else {
+        return Err("not a date");
+    };
+    let number = |s: &str, max_len: usize| -> Result<u32, &'static str> {
+        if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("not a date");
+        }
+        s.parse().map_err(|_| "not a date")
+    };
+    if year.len() != 4 {
+        return Err("year is not four digits");
+    }
+    let (y, m, d) = (number(year, 4)?, number(month, 2)?, number(day, 2)?);
+    if !(1..=12).contains(&m) {
+        return Err("no such month");
+    }
+    if d == 0 || d > days_in_month(y, m) {
+        return Err("no such day");
+    }
+    out.clear();
+    use std::fmt::Write;
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    Ok(())
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400)) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &str) -> Result<String, &'static str> {
+        let mut out = String::new();
+        normalize(v, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn accepted_forms() {
+        for v in [
+            "1985-03-14",
+            "14.03.1985",
+            "14.3.1985",
+            "14. 3. 1985",
+            "14/03/1985",
+            " 1985-03-14 00:00:00",
+        ] {
+            assert_eq!(norm(v).as_deref(), Ok("1985-03-14"), "{v}");
+        }
+        assert_eq!(norm("29.02.2000").as_deref(), Ok("2000-02-29"));
+    }
+
+    #[test]
+    fn rejected() {
+        for v in [
+            "31.04.1990",
+            "29.02.1900",
+            "1985-13-01",
+            "14.03.85",
+            "March 14, 1985",
+            "14-03",
+            "",
+            "1985/03/14",
+        ] {
+            assert!(norm(v).is_err(), "{v}");
+        }
+    }
+}

@@ -1,0 +1,104 @@
+//! Email: trimmed, lower-cased, and plausible (SPEC): exactly one `@`, a
+//! non-empty local part, a domain with a dot and no empty label, no spaces.
+
+/// The normalized email: the trimmed input itself when it is already
+/// lower-case ASCII (most are: no copy), else written into `out`. Or why it
+/// is not plausible. One pass over the bytes checks everything.
+pub fn normalize_into<'a>(value: &'a str, out: &'a mut String) -> Result<&'a str, &'static str> {
+    let value = value.trim();
+    if value.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
+        check(value)?;
+        return Ok(value);
+    }
+    normalize(value, out)?;
+    Ok(out.as_str())
+}
+
+/// Writes the normalized email into `out`, or says why it is not plausible.
+pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
+    let value = value.trim();
+    out.clear();
+    out.push_str(value);
+    if value.is_ascii() {
+        out.make_ascii_lowercase();
+    } else {
+        out.clear();
+        out.extend(value.chars().flat_map(char::to_lowercase));
+        if out.chars().any(|c| c.is_whitespace() && !c.is_ascii()) {
+            return Err("contains a space");
+        }
+    }
+    check(out)
+}
+
+/// The plausibility rules on an already lower-cased email.
+fn check(email: &str) -> Result<(), &'static str> {
+    let bytes = email.as_bytes();
+    let (mut at, mut ats, mut space) = (0, 0, false);
+    for (i, &b) in bytes.iter().enumerate() {
+        if b == b'@' {
+            ats += 1;
+            at = i;
+        } else if b.is_ascii_whitespace() {
+            space = true;
+        }
+    }
+    match ats {
+        0 => return Err("no @"),
+        1 => {}
+        _ => return Err("more than one @"),
+    }
+    if at == 0 {
+        return Err("empty local part");
+    }
+    if space {
+        return Err("contains a space");
+    }
+    let domain = &bytes[at + 1..];
+    if !domain.contains(&b'.') {
+        return Err("domain without a dot");
+    }
+    if domain.first() == Some(&b'.') || domain.last() == Some(&b'.') || domain.windows(2).any(|w| w == b"..") {
+        return Err("domain with an empty label");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(v: &str) -> Result<String, &'static str> {
+        let mut out = String::new();
+        let slow = normalize(v, &mut out).map(|()| out.clone());
+        let mut scratch = String::new();
+        let fast = normalize_into(v, &mut scratch).map(str::to_string);
+        assert_eq!(fast, slow, "both paths agree on {v:?}");
+        slow
+    }
+
+    #[test]
+    fn normalizes_real_world_emails() {
+        assert_eq!(norm(" Jan.Novak@Seznam.CZ ").as_deref(), Ok("jan.novak@seznam.cz"));
+        assert_eq!(norm("ŽOFIE@příklad.cz").as_deref(), Ok("žofie@příklad.cz"));
+        assert_eq!(norm("a+tag@x.co.uk").as_deref(), Ok("a+tag@x.co.uk"));
+        assert_eq!(norm(" already.lower@x.cz").as_deref(), Ok("already.lower@x.cz"));
+    }
+
+    #[test]
+    fn rejects_implausible_emails() {
+        for (bad, why) in [
+            ("jan.novak.seznam.cz", "no @"),
+            ("jan@@seznam.cz", "more than one @"),
+            ("@seznam.cz", "empty local part"),
+            ("jan novak@seznam.cz", "contains a space"),
+            ("jan@seznam", "domain without a dot"),
+            ("jan@seznam.", "domain with an empty label"),
+            ("jan@.cz", "domain with an empty label"),
+            ("jan@x..cz", "domain with an empty label"),
+            ("jan@x.cz ok", "contains a space"),
+        ] {
+            assert_eq!(norm(bad), Err(why), "{bad}");
+        }
+    }
+}

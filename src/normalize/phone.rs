@@ -1,0 +1,562 @@
+//! Phone and mobile numbers: digits, `--phone-transform` rules,
+//! `--phone-valid` rules, and E.164 when a country is known (SPEC).
+//!
+//! Validity with a known country follows libphonenumber's metadata (the
+//! `phonenumber` crate's copy): a number is valid when its national number
+//! matches one of its region's number types (fixed line, mobile, toll free,
+//! ...). The hot path reads the metadata once per thread into our own
+//! compiled regexes, because the crate keeps its regexes behind one global
+//! mutex, which serialises rayon threads. Resolution follows libphonenumber's
+//! order: a leading `+` or `00` gives the country code; otherwise the row's
+//! or the default country, its trunk prefix stripped (`0151…` in Germany),
+//! or its country code written without `+` (`420777123456` in Czechia).
+//! What this path cannot make valid is asked of the crate's full parser
+//! (carrier codes, national-prefix transforms), so they agree on the rest.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use phonenumber::metadata::DATABASE;
+use phonenumber::{Mode, Type};
+use regex::Regex;
+use xxhash_rust::xxh3::Xxh3Builder;
+
+/// The libphonenumber metadata version the `phonenumber` crate carries
+/// (reported as `phone_metadata` in summary.json).
+pub const METADATA_VERSION: &str = "9.0.33";
+
+/// `[N]/-P+Q`: for N-digit numbers starting with P, replace P with Q.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transform {
+    digits: Option<usize>,
+    remove: String,
+    add: String,
+}
+
+/// `[N]` or `[N-M]`: numbers of that many digits are valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidRule {
+    min: usize,
+    max: usize,
+}
+
+/// A digit-count range `[N]`/`[N-M]` as `(min, max)`, if the rule starts with one.
+type Count = Option<(usize, usize)>;
+
+fn parse_count(rule: &str) -> Result<(Count, &str), String> {
+    let Some(rest) = rule.strip_prefix('[') else {
+        return Ok((None, rule));
+    };
+    let (inside, rest) = rest.split_once(']').ok_or("`[` without `]`")?;
+    let number = |s: &str| -> Result<usize, String> {
+        s.trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=20).contains(n))
+            .ok_or_else(|| format!("{s:?} is not a digit count from 1 to 20"))
+    };
+    let range = match inside.split_once('-') {
+        Some((a, b)) => (number(a)?, number(b)?),
+        None => (number(inside)?, number(inside)?),
+    };
+    if range.0 > range.1 {
+        return Err(format!("[{inside}] is an empty range"));
+    }
+    Ok((Some(range), rest))
+}
+
+impl Transform {
+    /// Parses `[11]/-7+8`, `[10]/+7`, `-00`, `[9]/+420`.
+    pub fn parse(rule: &str) -> Result<Self, String> {
+        let explain =
+            |why: String| format!("--phone-transform {rule:?}: {why} (expected e.g. '[11]/-7+8' or '[10]/+7')");
+        let (count, rest) = parse_count(rule.trim()).map_err(explain)?;
+        if count.is_some_and(|(a, b)| a != b) {
+            return Err(explain("a transform takes one digit count, not a range".into()));
+        }
+        let rest = rest.strip_prefix('/').unwrap_or(rest);
+        let (remove, add) = match rest.split_once('+') {
+            Some((remove, add)) => (remove, add),
+            None => (rest, ""),
+        };
+        let remove = match remove {
+            "" => "",
+            r => r
+                .strip_prefix('-')
+                .ok_or_else(|| explain(format!("{r:?} should be -DIGITS")))?,
+        };
+        let digits_only = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        if !digits_only(remove) || !digits_only(add) || (remove.is_empty() && add.is_empty()) {
+            return Err(explain("-P and +Q must be digits, and one of them given".into()));
+        }
+        Ok(Transform {
+            digits: count.map(|(n, _)| n),
+            remove: remove.to_string(),
+            add: add.to_string(),
+        })
+    }
+
+    fn apply(&self, digits: &str) -> Option<String> {
+        if self.digits.is_some_and(|n| n != digits.len()) || !digits.starts_with(&self.remove) {
+            return None;
+        }
+        Some(format!("{}{}", self.add, &digits[self.remove.len()..]))
+    }
+}
+
+impl ValidRule {
+    pub fn parse(rule: &str) -> Result<Self, String> {
+        let explain = |why: String| format!("--phone-valid {rule:?}: {why} (expected e.g. '[11]' or '[9-12]')");
+        match parse_count(rule.trim()).map_err(explain)? {
+            (Some((min, max)), "") => Ok(ValidRule { min, max }),
+            _ => Err(explain("expected only [N] or [N-M]".into())),
+        }
+    }
+}
+
+/// Everything phone normalization needs besides the value and the row.
+#[derive(Debug, Clone, Default)]
+pub struct PhoneSettings {
+    pub transforms: Vec<Transform>,
+    pub valid: Vec<ValidRule>,
+    /// `--default-country`, a region code.
+    pub default_region: Option<&'static str>,
+}
+
+/// A region's metadata, compiled for this thread.
+struct Region {
+    country_code: u16,
+    /// The country code as text, for building E.164 without formatting.
+    code: String,
+    /// No national-prefix parsing pattern beyond the plain trunk prefix:
+    /// resolving numbers here is exactly libphonenumber's, so the fast path
+    /// decides invalid numbers too. Otherwise (44 regions: GB, AR, BR, ...)
+    /// what it cannot make valid goes to the crate's full parser.
+    simple: bool,
+    national_prefix: Option<String>,
+    general: Regex,
+    /// Every number type's pattern (fixed line, mobile, toll free, ...) as
+    /// one anchored alternation: one DFA search instead of up to ten.
+    any_type: Option<Regex>,
+}
+
+impl Region {
+    /// libphonenumber's `isValidNumber` for a national number: it matches
+    /// one of the region's number types (which the metadata keeps within
+    /// the general pattern; patterns are anchored, so they decide the
+    /// length too).
+    fn is_valid(&self, national: &str) -> bool {
+        self.any_type.as_ref().is_some_and(|t| t.is_match(national))
+    }
+}
+
+/// The metadata keeps the XML's layout (newlines and indentation inside
+/// patterns), which libphonenumber strips before compiling; so do we.
+fn strip_layout(pattern: &str) -> String {
+    pattern.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+fn compile(pattern: &str) -> Option<Regex> {
+    Regex::new(&format!("^(?:{})$", strip_layout(pattern))).ok()
+}
+
+fn load_region(meta: &phonenumber::Metadata) -> Option<Region> {
+    let d = meta.descriptors();
+    let types = [
+        Type::FixedLine,
+        Type::Mobile,
+        Type::TollFree,
+        Type::PremiumRate,
+        Type::SharedCost,
+        Type::PersonalNumber,
+        Type::Voip,
+        Type::Pager,
+        Type::Uan,
+        Type::Voicemail,
+    ]
+    .into_iter()
+    .filter_map(|t| d.get(t))
+    .map(|desc| strip_layout(desc.national_number().as_str()))
+    // "NA" marks a type the region does not have.
+    .filter(|p| !p.is_empty() && p != "NA")
+    .collect::<Vec<_>>();
+    let any_type = (!types.is_empty()).then(|| compile(&types.join("|"))).flatten();
+    let national_prefix = meta.national_prefix().map(str::to_string);
+    let simple = meta
+        .national_prefix_for_parsing()
+        .is_none_or(|p| Some(p.as_str().trim()) == national_prefix.as_deref());
+    Some(Region {
+        country_code: meta.country_code(),
+        code: meta.country_code().to_string(),
+        simple,
+        national_prefix,
+        general: compile(d.general().national_number().as_str())?,
+        any_type,
+    })
+}
+
+/// The regions sharing one country calling code, main region first.
+type RegionList = Vec<Rc<Region>>;
+
+thread_local! {
+    /// Regions compiled on this thread, by region code and by country code
+    /// (looked up for every number: hashed with xxh3, not SipHash).
+    static REGIONS: RefCell<HashMap<String, Option<Rc<Region>>, Xxh3Builder>> =
+        const { RefCell::new(HashMap::with_hasher(Xxh3Builder::new())) };
+    static BY_CODE: RefCell<HashMap<u16, Rc<RegionList>, Xxh3Builder>> =
+        const { RefCell::new(HashMap::with_hasher(Xxh3Builder::new())) };
+}
+
+fn region(id: &str) -> Option<Rc<Region>> {
+    REGIONS.with(|cache| {
+        if let Some(region) = cache.borrow().get(id) {
+            return region.clone();
+        }
+        let region = DATABASE.by_id(id).and_then(load_region).map(Rc::new);
+        cache.borrow_mut().insert(id.to_string(), region.clone());
+        region
+    })
+}
+
+fn regions_for_code(code: u16) -> Rc<RegionList> {
+    BY_CODE.with(|cache| {
+        if let Some(regions) = cache.borrow().get(&code) {
+            return regions.clone();
+        }
+        let ids = DATABASE.region(&code).unwrap_or_default();
+        let regions: Rc<RegionList> = Rc::new(ids.iter().filter_map(|id| region(id)).collect());
+        cache.borrow_mut().insert(code, regions.clone());
+        regions
+    })
+}
+
+/// The region code if libphonenumber's metadata knows it (`CZ` -> `CZ`).
+pub fn known_region(code: &str) -> Option<&'static str> {
+    DATABASE.by_id(code).map(|m| m.id()).and_then(|id| {
+        // The database lives for the whole program, so its ids do too.
+        let id: &'static str = DATABASE.by_id(id).map(|m| m.id())?;
+        Some(id)
+    })
+}
+
+/// Most digits a phone number may have (E.164 allows 15; longer input is
+/// not a phone number).
+const MAX_DIGITS: usize = 24;
+
+/// Normalizes one phone value into `out` (E.164, or digits when no country
+/// is known), or says why it is not a valid number.
+pub fn normalize(
+    value: &str,
+    row_region: Option<&str>,
+    settings: &PhoneSettings,
+    out: &mut String,
+) -> Result<(), &'static str> {
+    let value = value.trim();
+    let mut plus = false;
+    let mut buf = [0u8; MAX_DIGITS];
+    let mut len = 0;
+    for b in value.bytes() {
+        match b {
+            b'0'..=b'9' => {
+                if len == MAX_DIGITS {
+                    return Err("too many digits");
+                }
+                buf[len] = b;
+                len += 1;
+            }
+            b'+' if len == 0 => plus = true,
+            b' ' | b'-' | b'(' | b')' | b'.' | b'/' | b'+' => {}
+            // U+00A0 (no-break space) as UTF-8.
+            0xC2 | 0xA0 => {}
+            _ => return Err("not a phone number"),
+        }
+    }
+    if len == 0 {
+        return Err("no digits");
+    }
+    // Only ASCII digits were copied into buf.
+    let digits = std::str::from_utf8(&buf[..len]).map_err(|_| "not a phone number")?;
+    let transformed = settings.transforms.iter().find_map(|t| t.apply(digits));
+    let digits = transformed.as_deref().unwrap_or(digits);
+    let international = plus || digits.starts_with("00");
+    let number = if plus {
+        digits
+    } else {
+        digits.strip_prefix("00").unwrap_or(digits)
+    };
+    let region_id = row_region.or(settings.default_region);
+    out.clear();
+
+    if !settings.valid.is_empty() {
+        if !settings.valid.iter().any(|r| (r.min..=r.max).contains(&digits.len())) {
+            return Err("digit count not allowed by --phone-valid");
+        }
+        match (international, region_id.and_then(region)) {
+            (true, _) => {
+                out.push('+');
+                out.push_str(number);
+            }
+            (false, Some(r)) => with_country(&r, number, out),
+            (false, None) => out.push_str(digits),
+        }
+        return Ok(());
+    }
+
+    if international {
+        let Some((code_len, regions)) = (1..=3.min(number.len())).find_map(|len| {
+            let code = number[..len].parse::<u16>().ok()?;
+            let regions = regions_for_code(code);
+            (!regions.is_empty()).then_some((len, regions))
+        }) else {
+            return Err("unknown country code");
+        };
+        if let Some(national) = valid_national(&regions, &number[code_len..]) {
+            out.push('+');
+            out.push_str(&number[..code_len]);
+            out.push_str(national);
+            return Ok(());
+        }
+        // libphonenumber parses an international number with the metadata
+        // of its country code's main region (listed first).
+        if regions.first().is_some_and(|r| r.simple) {
+            return Err("not a valid number for its country");
+        }
+        return slow_path(value, region_id, out);
+    }
+    let Some(id) = region_id else {
+        if (6..=15).contains(&digits.len()) {
+            out.push_str(digits);
+            return Ok(());
+        }
+        return Err("not 6 to 15 digits, and no country known");
+    };
+    let Some(home) = region(id) else {
+        return slow_path(value, region_id, out);
+    };
+    let national = national_number(&home, number);
+    // The row's own region first; other regions of its country code (such
+    // as SJ for NO) only when that fails.
+    if home.is_valid(national) || regions_for_code(home.country_code).iter().any(|r| r.is_valid(national)) {
+        out.push('+');
+        out.push_str(&home.code);
+        out.push_str(national);
+        return Ok(());
+    }
+    if home.simple {
+        return Err("not a valid number for its country");
+    }
+    slow_path(value, region_id, out)
+}
+
+/// The national number of a number written without `+`, as libphonenumber
+/// takes it: the country code written without `+` is dropped when the whole
+/// does not fit the general pattern but the rest does (`420777123456`);
+/// the trunk prefix is dropped unless only the number with it fits.
+fn national_number<'a>(home: &Region, number: &'a str) -> &'a str {
+    let mut national = number;
+    if let Some(rest) = number.strip_prefix(home.code.as_str())
+        && !home.general.is_match(number)
+        && home.general.is_match(rest)
+    {
+        national = rest;
+    }
+    if let Some(stripped) = home.national_prefix.as_deref().and_then(|p| national.strip_prefix(p))
+        && (!home.general.is_match(national) || home.general.is_match(stripped))
+    {
+        national = stripped;
+    }
+    national
+}
+
+/// The national number if any region of the country code accepts it (with
+/// its trunk prefix stripped when that is what makes it valid, as in
+/// `+49 0151…`).
+fn valid_national<'a>(regions: &[Rc<Region>], national: &'a str) -> Option<&'a str> {
+    if regions.iter().any(|r| r.is_valid(national)) {
+        return Some(national);
+    }
+    regions.iter().find_map(|r| {
+        let stripped = national.strip_prefix(r.national_prefix.as_deref()?)?;
+        r.is_valid(stripped).then_some(stripped)
+    })
+}
+
+/// E.164 for `--phone-valid` numbers: the country code is taken as written
+/// when the number starts with it, else the trunk prefix is dropped.
+fn with_country(region: &Region, number: &str, out: &mut String) {
+    let code = region.code.as_str();
+    let national = if number.starts_with(code) && number.len() > code.len() + 6 {
+        &number[code.len()..]
+    } else {
+        region
+            .national_prefix
+            .as_deref()
+            .and_then(|p| number.strip_prefix(p))
+            .unwrap_or(number)
+    };
+    out.push('+');
+    out.push_str(code);
+    out.push_str(national);
+}
+
+/// The `phonenumber` crate's full parser, for what the fast path could not
+/// make valid.
+fn slow_path(value: &str, region_id: Option<&str>, out: &mut String) -> Result<(), &'static str> {
+    let country = region_id.and_then(|id| id.parse::<phonenumber::country::Id>().ok());
+    match phonenumber::parse(country, value) {
+        Ok(number) if phonenumber::is_valid(&number) => {
+            out.clear();
+            out.push_str(&number.format().mode(Mode::E164).to_string());
+            Ok(())
+        }
+        Ok(_) => Err("not a valid number for its country"),
+        Err(_) => Err("not a phone number"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(value: &str, row: Option<&str>, default: Option<&'static str>) -> Result<String, &'static str> {
+        let settings = PhoneSettings {
+            default_region: default,
+            ..PhoneSettings::default()
+        };
+        let mut out = String::new();
+        normalize(value, row, &settings, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn real_world_numbers_to_e164() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            // Czech Republic
+            ("+420 777 123 456", None, "+420777123456"),
+            ("00420777123456", None, "+420777123456"),
+            ("777 123 456", Some("CZ"), "+420777123456"),
+            ("777-123-456", Some("CZ"), "+420777123456"),
+            ("420777123456", Some("CZ"), "+420777123456"),
+            ("(+420) 602 123 456", None, "+420602123456"),
+            ("+420 224 812 345", None, "+420224812345"),
+            ("224 812 345", Some("CZ"), "+420224812345"),
+            // Slovakia
+            ("+421 905 123 456", None, "+421905123456"),
+            ("0905 123 456", Some("SK"), "+421905123456"),
+            ("00421 2 2123 4567", None, "+421221234567"),
+            // Poland
+            ("+48 501 234 567", None, "+48501234567"),
+            ("501-234-567", Some("PL"), "+48501234567"),
+            ("(+48) 501234567", None, "+48501234567"),
+            ("22 123 45 67", Some("PL"), "+48221234567"),
+            ("0048 601 234 567", None, "+48601234567"),
+            // Norway
+            ("+47 412 34 567", None, "+4741234567"),
+            ("41234567", Some("NO"), "+4741234567"),
+            ("0047 22 12 34 56", None, "+4722123456"),
+            ("22 12 34 56", Some("NO"), "+4722123456"),
+            // Germany: trunk prefix 0
+            ("0151 23456789", Some("DE"), "+4915123456789"),
+            ("+49 (0)151 23456789", None, "+4915123456789"),
+            ("030 1234567", Some("DE"), "+49301234567"),
+            ("+49 30 1234567", None, "+49301234567"),
+            ("0049 171 1234567", None, "+491711234567"),
+            // United States
+            ("(212) 345-6789", Some("US"), "+12123456789"),
+            ("+1 212-345-6789", None, "+12123456789"),
+            ("1 415 555 2671", Some("US"), "+14155552671"),
+            ("212.345.6789", Some("US"), "+12123456789"),
+        ];
+        for (value, region, expected) in cases {
+            assert_eq!(
+                norm(value, *region, None).as_deref(),
+                Ok(*expected),
+                "{value} in {region:?}"
+            );
+        }
+        // The default country applies when the row names none.
+        assert_eq!(norm("777123456", None, Some("CZ")).as_deref(), Ok("+420777123456"));
+        // The row's own country beats the default.
+        assert_eq!(norm("41234567", Some("NO"), Some("CZ")).as_deref(), Ok("+4741234567"));
+    }
+
+    #[test]
+    fn invalid_numbers() {
+        for (value, region) in [
+            ("7771", Some("CZ")),
+            ("77712-ABC", Some("CZ")),
+            ("+420 123", None),
+            ("777123456777123456", Some("CZ")),
+            ("n/a", None),
+            ("+", None),
+            ("12345", None),
+        ] {
+            assert!(norm(value, region, None).is_err(), "{value} in {region:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_country_digits_decide() {
+        assert_eq!(norm("777 123 456", None, None).as_deref(), Ok("777123456"));
+        assert!(norm("12345", None, None).is_err());
+        assert!(norm("1234567890123456", None, None).is_err());
+    }
+
+    #[test]
+    fn spec_rule_examples() {
+        let t = Transform::parse("[11]/-7+8").expect("rule");
+        assert_eq!(t.apply("79161234567").as_deref(), Some("89161234567"));
+        assert_eq!(t.apply("89161234567"), None);
+        assert_eq!(t.apply("7916123456"), None);
+        let t = Transform::parse("[10]/+7").expect("rule");
+        assert_eq!(t.apply("9161234567").as_deref(), Some("79161234567"));
+        for bad in ["[x]/+7", "[11]/7+8", "[11]/-7a", "[11]", "[0]/+1", "[11/+7"] {
+            let err = Transform::parse(bad).expect_err(bad);
+            assert!(err.contains(bad), "{err}");
+        }
+        assert_eq!(ValidRule::parse("[11]"), Ok(ValidRule { min: 11, max: 11 }));
+        assert!(ValidRule::parse("[11]/+7").is_err());
+
+        let settings = PhoneSettings {
+            transforms: vec![Transform::parse("[10]/+7").expect("rule")],
+            valid: vec![ValidRule::parse("[11]").expect("rule")],
+            default_region: Some("RU"),
+        };
+        let mut out = String::new();
+        normalize("(916) 123-45-67", None, &settings, &mut out).expect("valid");
+        assert_eq!(out, "+79161234567");
+        assert!(normalize("916 123 45", None, &settings, &mut out).is_err());
+    }
+
+    /// tests/data/phones.csv: 500 numbers across ten countries in every
+    /// common writing, with what libphonenumber (Python `phonenumbers`, the
+    /// oracle; see tests/data/make_phone_fixture.py) makes of each.
+    #[test]
+    fn agrees_with_libphonenumber_on_the_fixture() {
+        let fixture = include_str!("../../tests/data/phones.csv");
+        let mut reader = csv::Reader::from_reader(fixture.as_bytes());
+        let (mut total, mut agree) = (0, 0);
+        let mut disagreements = Vec::new();
+        for record in reader.records() {
+            let record = record.expect("fixture row");
+            let (value, region, expected) = (&record[0], &record[1], &record[2]);
+            let region = (!region.is_empty()).then_some(region);
+            let ours = norm(value, region, None).unwrap_or_default();
+            total += 1;
+            if ours == expected {
+                agree += 1;
+            } else {
+                disagreements.push(format!(
+                    "{value:?} in {region:?}: ours {ours:?}, libphonenumber {expected:?}"
+                ));
+            }
+        }
+        assert_eq!(total, 500);
+        let share = f64::from(agree) / f64::from(total);
+        eprintln!(
+            "agreement {agree}/{total}; disagreements:\n{}",
+            disagreements.join("\n")
+        );
+        assert!(share >= 0.99, "{agree}/{total} agree:\n{}", disagreements.join("\n"));
+    }
+}

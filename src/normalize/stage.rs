@@ -1,0 +1,419 @@
+//! The normalize stage: a [`RawBatch`] in, a [`NormalizedBatch`] and its
+//! failed rows out. Pure (no I/O, no store), so it is tested and benchmarked
+//! on its own; callers run it over batches in parallel with rayon.
+//!
+//! Per batch, column by column (one builder and one scratch buffer per
+//! column, nothing allocated per value unless it fails): each mapped value
+//! to its normal form, or an error. Then per row, in this order:
+//! `bad_row` (from the reader), `wrong_format` (with `--invalid-values fail`;
+//! with `drop` the value is cleared and named in `warnings`), `no_fields`
+//! (every mapped field empty), `missing_key` (every matching key empty).
+//! Failed rows keep their original values for `failed.csv`; the rest are
+//! filtered into the normalized batch, with the xxh3 hash of each key.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use duckdb::arrow::array::{Array, ArrayRef, BooleanArray, StringArray, StringBuilder, UInt64Array};
+use duckdb::arrow::compute::filter_record_batch;
+use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
+use duckdb::arrow::record_batch::RecordBatch;
+use xxhash_rust::xxh3::{Xxh3Builder, xxh3_64};
+
+use super::consent::ConsentWords;
+use super::phone::{self, PhoneSettings};
+use super::{country, date, email, gender, text};
+use crate::error::{Error, Result};
+use crate::fields::{Field, FieldKind, standard_field};
+use crate::map::{Mapping, Target};
+use crate::read::{ROW_COLUMN, RawBatch};
+
+/// Name of the `warnings` column (values dropped under `--invalid-values drop`).
+pub const WARNINGS_COLUMN: &str = "warnings";
+/// Names of the key hash columns (UInt64, null when the key is empty).
+pub const PRIMARY_HASH: &str = "__primary_hash";
+pub const SECONDARY_HASH: &str = "__secondary_hash";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum InvalidValues {
+    #[default]
+    Fail,
+    Drop,
+}
+
+/// Why a row failed (SPEC, `failed.csv` reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    WrongFormat,
+    MissingKey,
+    NoFields,
+    NotUnique,
+    BadRow,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::WrongFormat => "wrong_format",
+            Reason::MissingKey => "missing_key",
+            Reason::NoFields => "no_fields",
+            Reason::NotUnique => "not_unique",
+            Reason::BadRow => "bad_row",
+        }
+    }
+}
+
+/// A row that goes to `failed.csv`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedRow {
+    pub row: u64,
+    pub reason: Reason,
+    /// Names the field(s) and the offending value(s).
+    pub detail: String,
+    /// The row's values as read, in input column order.
+    pub original: Vec<String>,
+}
+
+/// A normalized batch: `__row`, one nullable Utf8 column per mapped field
+/// (mapping order, then `--set` fields), `warnings`, and the key hashes.
+#[derive(Debug, Clone)]
+pub struct NormalizedBatch {
+    pub batch: RecordBatch,
+    pub failed: Vec<FailedRow>,
+}
+
+/// Settings of the normalize stage, resolved from flags.
+#[derive(Debug, Clone, Default)]
+pub struct NormalizeSettings {
+    pub phone: PhoneSettings,
+    pub consent: ConsentWords,
+    pub invalid_values: InvalidValues,
+    /// Matching keys (SPEC `--primary-key`, `--secondary-key`); `None` for
+    /// `none` or not given.
+    pub primary_key: Option<&'static str>,
+    pub secondary_key: Option<&'static str>,
+}
+
+/// One output field: where its values come from and how they normalize.
+#[derive(Debug, Clone)]
+struct OutputField {
+    name: String,
+    kind: FieldKind,
+    source: Source,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    /// Input column index.
+    Column(usize),
+    /// A `--set` value, already normalized (None: empty).
+    Constant(Option<String>),
+}
+
+/// The stage for one import: the mapping and settings, checked, with the
+/// output schema. Build it once; `normalize` each batch.
+#[derive(Debug)]
+pub struct Plan {
+    fields: Vec<OutputField>,
+    settings: NormalizeSettings,
+    /// Input column of the `country` field, for phone numbers.
+    country_column: Option<usize>,
+    /// The region of a `--set country=...` constant, for every row.
+    constant_region: Option<&'static str>,
+    primary: Option<usize>,
+    secondary: Option<usize>,
+    schema: SchemaRef,
+    input_columns: usize,
+}
+
+fn kind_of(target: &Target) -> FieldKind {
+    match target {
+        Target::Standard(f) => f.kind,
+        Target::Custom(_) => FieldKind::Text,
+    }
+}
+
+impl Plan {
+    /// Checks the settings against the mapping: keys must be mapped (or
+    /// set), and `--set` values must be valid for their field. Usage errors.
+    pub fn new(mapping: &Mapping, settings: NormalizeSettings, input_columns: usize) -> Result<Plan> {
+        let mut fields: Vec<OutputField> = mapping
+            .columns
+            .iter()
+            .map(|c| OutputField {
+                name: c.target.name(),
+                kind: kind_of(&c.target),
+                source: Source::Column(c.index),
+            })
+            .collect();
+        let mut scratch = String::new();
+        let constant_region = mapping
+            .constants
+            .iter()
+            .find(|(t, _)| t.name() == "country")
+            .and_then(|(_, v)| country::region_of(v));
+        for (target, value) in &mapping.constants {
+            let kind = kind_of(target);
+            let normalized = if value.trim().is_empty() {
+                None
+            } else {
+                let value = normalize_value(kind, value, constant_region, &settings, &mut scratch)
+                    .map_err(|why| Error::usage(format!("--set {}={value}: {why}", target.name())))?;
+                Some(value.to_string())
+            };
+            fields.push(OutputField {
+                name: target.name(),
+                kind,
+                source: Source::Constant(normalized),
+            });
+        }
+        let position = |key: Option<&'static str>, flag: &str| -> Result<Option<usize>> {
+            let Some(key) = key else { return Ok(None) };
+            if standard_field(key).is_none() {
+                return Err(Error::usage(format!("{flag} {key}: not a field that can be a key")));
+            }
+            fields
+                .iter()
+                .position(|f| f.name == key)
+                .map(Some)
+                .ok_or_else(|| Error::usage(format!("{flag} {key}: no column is mapped to {key}")))
+        };
+        let primary = position(settings.primary_key, "--primary-key")?;
+        let secondary = position(settings.secondary_key, "--secondary-key")?;
+        let country_column = mapping.column_of("country").map(|c| c.index);
+
+        let mut schema_fields = vec![ArrowField::new(ROW_COLUMN, DataType::UInt64, false)];
+        schema_fields.extend(fields.iter().map(|f| ArrowField::new(&f.name, DataType::Utf8, true)));
+        schema_fields.push(ArrowField::new(WARNINGS_COLUMN, DataType::Utf8, true));
+        schema_fields.push(ArrowField::new(PRIMARY_HASH, DataType::UInt64, true));
+        schema_fields.push(ArrowField::new(SECONDARY_HASH, DataType::UInt64, true));
+        Ok(Plan {
+            fields,
+            settings,
+            country_column,
+            constant_region,
+            primary,
+            secondary,
+            schema: Arc::new(Schema::new(schema_fields)),
+            input_columns,
+        })
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// Output field names, in column order (after `__row`).
+    pub fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.fields.iter().map(|f| f.name.as_str())
+    }
+
+    /// Normalizes one batch.
+    pub fn normalize(&self, raw: &RawBatch) -> NormalizedBatch {
+        let n = raw.num_rows();
+        let regions = self.row_regions(raw);
+        // Per row: the errors found (field index, value, why).
+        let mut errors: Vec<Vec<(usize, &str, &'static str)>> = vec![Vec::new(); n];
+        let mut columns: Vec<StringArray> = Vec::with_capacity(self.fields.len());
+        let mut scratch = String::new();
+        for (f, field) in self.fields.iter().enumerate() {
+            let column = match &field.source {
+                Source::Constant(value) => StringArray::from(vec![value.as_deref(); n]),
+                Source::Column(index) => {
+                    let input = raw.column(*index);
+                    let mut builder = StringBuilder::with_capacity(n, input.value_data().len());
+                    for (i, row_errors) in errors.iter_mut().enumerate() {
+                        let value = input.value(i);
+                        if is_blank(value) {
+                            builder.append_null();
+                            continue;
+                        }
+                        match normalize_value(field.kind, value, regions[i], &self.settings, &mut scratch) {
+                            Ok(normal) => builder.append_value(normal),
+                            Err(why) => {
+                                builder.append_null();
+                                row_errors.push((f, value, why));
+                            }
+                        }
+                    }
+                    builder.finish()
+                }
+            };
+            columns.push(column);
+        }
+
+        let rows = raw.rows();
+        let keys: Vec<usize> = [self.primary, self.secondary].into_iter().flatten().collect();
+        let mut keep = vec![true; n];
+        let mut warnings = StringBuilder::with_capacity(n, 0);
+        let mut failed: Vec<FailedRow> = raw
+            .bad_rows
+            .iter()
+            .map(|b| FailedRow {
+                row: b.row,
+                reason: Reason::BadRow,
+                detail: b.detail.clone(),
+                original: b.fields.clone(),
+            })
+            .collect();
+        for i in 0..n {
+            let mut fail = |reason: Reason, detail: String| {
+                keep[i] = false;
+                failed.push(FailedRow {
+                    row: rows.value(i),
+                    reason,
+                    detail,
+                    original: (0..self.input_columns)
+                        .map(|c| raw.column(c).value(i).to_string())
+                        .collect(),
+                });
+            };
+            let row_errors = &errors[i];
+            let described = || {
+                let mut text = String::new();
+                for (k, (f, value, why)) in row_errors.iter().enumerate() {
+                    let sep = if k > 0 { "; " } else { "" };
+                    let _ = write!(text, "{sep}{}: {value:?} ({why})", self.fields[*f].name);
+                }
+                text
+            };
+            if !row_errors.is_empty() && self.settings.invalid_values == InvalidValues::Fail {
+                fail(Reason::WrongFormat, described());
+                warnings.append_null();
+                continue;
+            }
+            let mapped_empty = self
+                .fields
+                .iter()
+                .zip(&columns)
+                .all(|(field, column)| matches!(field.source, Source::Constant(_)) || column.is_null(i));
+            if mapped_empty {
+                let detail = if row_errors.is_empty() {
+                    "every mapped field is empty".to_string()
+                } else {
+                    format!("every mapped field is empty after dropping {}", described())
+                };
+                fail(Reason::NoFields, detail);
+                warnings.append_null();
+                continue;
+            }
+            if !keys.is_empty() && keys.iter().all(|&k| columns[k].is_null(i)) {
+                let names: Vec<&str> = keys.iter().map(|&k| self.fields[k].name.as_str()).collect();
+                let mut detail = format!(
+                    "{} {} empty",
+                    names.join(" and "),
+                    if names.len() > 1 { "are" } else { "is" }
+                );
+                if !row_errors.is_empty() {
+                    let _ = write!(detail, " after dropping {}", described());
+                }
+                fail(Reason::MissingKey, detail);
+                warnings.append_null();
+                continue;
+            }
+            if row_errors.is_empty() {
+                warnings.append_null();
+            } else {
+                warnings.append_value(format!("dropped {}", described()));
+            }
+        }
+
+        let hash = |key: Option<usize>| -> ArrayRef {
+            let values: UInt64Array = match key {
+                Some(k) => columns[k].iter().map(|v| v.map(|v| xxh3_64(v.as_bytes()))).collect(),
+                None => std::iter::repeat_n(None, n).collect(),
+            };
+            Arc::new(values)
+        };
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.fields.len() + 4);
+        arrays.push(raw.batch.column(0).clone());
+        let (primary, secondary) = (hash(self.primary), hash(self.secondary));
+        arrays.extend(columns.into_iter().map(|c| Arc::new(c) as ArrayRef));
+        arrays.push(Arc::new(warnings.finish()));
+        arrays.push(primary);
+        arrays.push(secondary);
+        let batch =
+            RecordBatch::try_new(self.schema.clone(), arrays).expect("normalized arrays match the plan's schema");
+        let batch = if keep.iter().all(|&k| k) {
+            batch
+        } else {
+            filter_record_batch(&batch, &BooleanArray::from(keep)).expect("filter keeps the schema")
+        };
+        failed.sort_by_key(|f| f.row);
+        NormalizedBatch { batch, failed }
+    }
+
+    /// The phone region of each row: its `country` value when that names a
+    /// country (resolved once per distinct value), else none.
+    fn row_regions(&self, raw: &RawBatch) -> Vec<Option<&'static str>> {
+        let n = raw.num_rows();
+        let Some(column) = self.country_column else {
+            return vec![self.constant_region; n];
+        };
+        let input = raw.column(column);
+        let mut seen: HashMap<&str, Option<&'static str>, Xxh3Builder> = HashMap::with_hasher(Xxh3Builder::new());
+        (0..n)
+            .map(|i| {
+                let value = input.value(i);
+                *seen.entry(value).or_insert_with(|| country::region_of(value))
+            })
+            .collect()
+    }
+}
+
+/// Empty or white space only. Most values start with a visible ASCII
+/// character, which decides without a Unicode trim.
+#[inline]
+fn is_blank(value: &str) -> bool {
+    match value.as_bytes().first() {
+        None => true,
+        Some(b) if b.is_ascii_graphic() => false,
+        Some(_) => value.trim().is_empty(),
+    }
+}
+
+/// One value to its normal form (borrowing the input or the scratch).
+fn normalize_value<'a>(
+    kind: FieldKind,
+    value: &'a str,
+    region: Option<&str>,
+    settings: &NormalizeSettings,
+    scratch: &'a mut String,
+) -> std::result::Result<&'a str, &'static str> {
+    match kind {
+        FieldKind::Text => Ok(value.trim()),
+        FieldKind::Name => {
+            text::collapse_whitespace(value, scratch);
+            Ok(scratch.as_str())
+        }
+        FieldKind::Email => email::normalize_into(value, scratch),
+        FieldKind::Phone => phone::normalize(value, region, &settings.phone, scratch).map(|()| scratch.as_str()),
+        FieldKind::Gender => gender::normalize(value).ok_or("not a gender"),
+        FieldKind::Date => date::normalize(value, scratch).map(|()| scratch.as_str()),
+        FieldKind::Consent => settings.consent.normalize(value).ok_or("not a consent value"),
+        FieldKind::Tags => {
+            scratch.clear();
+            let mut seen: Vec<&str> = Vec::new();
+            for tag in value.split([';', ',']).map(str::trim).filter(|t| !t.is_empty()) {
+                if !seen.contains(&tag) {
+                    seen.push(tag);
+                }
+            }
+            scratch.push_str(&seen.join(";"));
+            Ok(scratch.as_str())
+        }
+    }
+}
+
+/// Checks that a field name can be a matching key (SPEC: email, phone,
+/// mobile, external_id; `none` for no key).
+pub fn key_field(value: &str, flag: &str) -> Result<Option<&'static str>> {
+    match value {
+        "none" => Ok(None),
+        "email" | "phone" | "mobile" | "external_id" => Ok(standard_field(value).map(|f: &'static Field| f.name)),
+        other => Err(Error::usage(format!(
+            "{flag} {other:?}: expected email, phone, mobile, external_id or none"
+        ))),
+    }
+}

@@ -1,0 +1,437 @@
+//! CSV/TSV/TXT and pasted tables, parsed in parallel in bounded memory.
+//!
+//! ```text
+//! producer thread                 rayon pool                 consumer (Iterator)
+//! read ~CHUNK_BYTES, cut at the   parse_chunk: records       receives chunk results in
+//! last record boundary (quote-    (record.rs) -> columns     source order, numbers rows,
+//! aware), send chunk ---------->  (UTF-8 check, decoding) -> finishes RawBatch
+//! ```
+//! Order is kept by sending, for each chunk, the receiving end of its own
+//! one-shot channel through a bounded channel: the consumer waits on chunks in
+//! the order they were cut, and the bound caps the chunks in flight.
+
+use std::io::{self, Cursor, Read};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use duckdb::arrow::datatypes::SchemaRef;
+
+use super::batch::{BadRow, BatchBuilder, raw_schema};
+use super::encoding::{self, Encoding};
+use super::record::RecordParser;
+use super::sniff::{self, SAMPLE_BYTES};
+use super::{Detected, Format, Input, RawBatch, ReadOptions, Table, header_columns, numbered_columns, read_up_to};
+use crate::error::{Error, Result};
+
+/// How the chunks of one input are parsed; shared by every parse job.
+#[derive(Debug)]
+struct ParseConfig {
+    source: String,
+    delimiter: u8,
+    quote: u8,
+    encoding: Encoding,
+    columns: usize,
+    schema: SchemaRef,
+}
+
+pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &ReadOptions) -> Result<Table> {
+    let mut sample = vec![0u8; SAMPLE_BYTES];
+    let n = read_up_to(&mut reader, &mut sample).map_err(|e| Error::io(super::path_of(input), e))?;
+    sample.truncate(n);
+    let complete = n < SAMPLE_BYTES;
+
+    if sample.starts_with(&[0xFF, 0xFE]) || sample.starts_with(&[0xFE, 0xFF]) {
+        return Err(Error::input(
+            input,
+            "is UTF-16 text; save it as UTF-8 (or Windows-1250) and try again",
+        ));
+    }
+    let bom = sample.starts_with(b"\xEF\xBB\xBF");
+    let body_start = if bom { 3 } else { 0 };
+    let body = &sample[body_start..];
+    let encoding = match options.encoding {
+        Some(e) => e,
+        None if bom => Encoding::Utf8,
+        None => encoding::detect(body, complete),
+    };
+    let (delimiter, quote) = sniff::detect_dialect(body, complete, options.delimiter, options.quote);
+
+    // The first record through the same parser the chunks use, so the data
+    // starts exactly where the parser says the header ends. Leading blank
+    // and fully empty rows are skipped, as everywhere.
+    let mut first = RecordParser::new(delimiter, quote);
+    let mut first_end = 0;
+    loop {
+        match first.next(body, first_end) {
+            None => return Err(Error::input(input, "is empty: no header and no data rows")),
+            Some((_, next)) => {
+                first_end = next;
+                if !first.is_blank(body) {
+                    break;
+                }
+            }
+        }
+    }
+    if !complete && first_end >= body.len() {
+        return Err(Error::input(
+            input,
+            format!(
+                "the first row is longer than {} MiB; is the delimiter or quote wrong?",
+                SAMPLE_BYTES >> 20
+            ),
+        ));
+    }
+
+    let decode = |cells: &[&[u8]]| -> Vec<String> { cells.iter().map(|c| encoding.decode_lossy(c)).collect() };
+    let sample_records = sniff::split_records(body, delimiter, quote, complete, 50);
+    let first_cells = decode(&first.fields(body).collect::<Vec<_>>());
+    let rest: Vec<Vec<String>> = sample_records.iter().skip(1).map(|r| decode(r)).collect();
+    let header = options
+        .header
+        .unwrap_or_else(|| sniff::detect_header(&first_cells, &rest));
+
+    let (columns, data_start) = if header {
+        (header_columns(first_cells), body_start + first_end)
+    } else {
+        // The modal width of the sample, not the first row's: one ragged
+        // first row must not make every other row a bad row.
+        let width = modal_width(&sample_records).unwrap_or(first_cells.len());
+        (numbered_columns(width), body_start)
+    };
+
+    let config = Arc::new(ParseConfig {
+        source: input.to_string(),
+        delimiter,
+        quote,
+        encoding,
+        columns: columns.len(),
+        schema: raw_schema(&columns),
+    });
+    let rest_of_sample = sample.split_off(data_start);
+    let stream: Box<dyn Read + Send> = Box::new(Cursor::new(rest_of_sample).chain(reader));
+    let batches = ChunkedBatches::start(stream, data_start as u64, options.chunk_bytes, config)
+        .map_err(|e| Error::input(input, format!("cannot start the reader thread: {e}")))?;
+    Ok(Table {
+        input: input.clone(),
+        detected: Detected {
+            format: Format::Csv,
+            encoding,
+            delimiter,
+            quote,
+            header,
+            bom,
+        },
+        columns,
+        size: None,
+        batches: Box::new(batches),
+    })
+}
+
+/// The most common field count among sample records (the larger on a tie).
+fn modal_width(records: &[Vec<&[u8]>]) -> Option<usize> {
+    let mut counts = std::collections::HashMap::new();
+    for r in records {
+        *counts.entry(r.len()).or_insert(0usize) += 1;
+    }
+    counts.into_iter().max_by_key(|&(width, n)| (n, width)).map(|(w, _)| w)
+}
+
+type ChunkResult = Result<BatchBuilder>;
+
+/// The consumer side: chunk results in source order.
+struct ChunkedBatches {
+    pending: Receiver<Receiver<ChunkResult>>,
+    config: Arc<ParseConfig>,
+    rows_before: u64,
+}
+
+impl ChunkedBatches {
+    fn start(
+        reader: Box<dyn Read + Send>,
+        offset: u64,
+        chunk_bytes: usize,
+        config: Arc<ParseConfig>,
+    ) -> io::Result<Self> {
+        let in_flight = rayon::current_num_threads() * 2;
+        let (tx, rx) = sync_channel(in_flight);
+        let producer_config = Arc::clone(&config);
+        std::thread::Builder::new()
+            .name("kontakt-csv-split".into())
+            .spawn(move || produce_chunks(reader, offset, chunk_bytes.max(1024), &producer_config, &tx))?;
+        Ok(ChunkedBatches {
+            pending: rx,
+            config,
+            rows_before: 0,
+        })
+    }
+}
+
+impl Iterator for ChunkedBatches {
+    type Item = Result<RawBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let job = self.pending.recv().ok()?;
+            let mut builder = match job.recv() {
+                Ok(Ok(builder)) => builder,
+                Ok(Err(e)) => return Some(Err(e)),
+                Err(_) => return Some(Err(Error::input(&self.config.source, "a parser thread stopped"))),
+            };
+            builder.offset_rows(self.rows_before);
+            self.rows_before += builder.rows_counted() as u64;
+            if !builder.is_empty() {
+                return Some(Ok(builder.finish(Arc::clone(&self.config.schema))));
+            }
+        }
+    }
+}
+
+/// Reads the stream in chunks cut at record boundaries and hands each chunk
+/// to the rayon pool. Stops when the input ends, on an I/O error (sent on as
+/// the next result), or when the consumer has gone.
+fn produce_chunks(
+    mut reader: Box<dyn Read + Send>,
+    mut offset: u64,
+    chunk_bytes: usize,
+    config: &Arc<ParseConfig>,
+    tx: &SyncSender<Receiver<ChunkResult>>,
+) {
+    let mut buf: Vec<u8> = Vec::with_capacity(chunk_bytes + (chunk_bytes >> 2));
+    let mut target = chunk_bytes;
+    let mut eof = false;
+    loop {
+        if let Err(e) = fill(&mut reader, &mut buf, target, &mut eof) {
+            let (job_tx, job_rx) = sync_channel(1);
+            let _ = job_tx.send(Err(Error::io(&config.source, e)));
+            let _ = tx.send(job_rx);
+            return;
+        }
+        if buf.is_empty() {
+            return;
+        }
+        let cut = if eof {
+            buf.len()
+        } else {
+            match last_record_boundary(&buf, config.delimiter, config.quote) {
+                Some(cut) => cut,
+                None => {
+                    // One record larger than the chunk: read more.
+                    target = target.saturating_mul(2);
+                    continue;
+                }
+            }
+        };
+        target = chunk_bytes;
+        let tail = buf[cut..].to_vec();
+        buf.truncate(cut);
+        let chunk = std::mem::replace(&mut buf, {
+            let mut next = Vec::with_capacity(chunk_bytes + (chunk_bytes >> 2));
+            next.extend_from_slice(&tail);
+            next
+        });
+        let (job_tx, job_rx) = sync_channel(1);
+        if tx.send(job_rx).is_err() {
+            return;
+        }
+        let job_config = Arc::clone(config);
+        let chunk_offset = offset;
+        rayon::spawn(move || {
+            let _ = job_tx.send(Ok(parse_chunk(&chunk, chunk_offset, &job_config)));
+        });
+        offset += cut as u64;
+        if eof && buf.is_empty() {
+            return;
+        }
+    }
+}
+
+/// Reads until `buf` holds `target` bytes or the input ends.
+fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize, eof: &mut bool) -> io::Result<()> {
+    while !*eof && buf.len() < target {
+        let start = buf.len();
+        buf.resize(target, 0);
+        match reader.read(&mut buf[start..]) {
+            Ok(0) => {
+                buf.truncate(start);
+                *eof = true;
+            }
+            Ok(n) => buf.truncate(start + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(start),
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The position just after the last line end that lies outside quotes, so
+/// that `buf[..pos]` holds only whole records; `None` when there is none.
+///
+/// `buf` starts at a record start. Only quotes matter for the state: a quote
+/// opens a quoted field when it is the field's first byte (after a delimiter
+/// or a line end, or at the start); inside, a doubled quote is a literal and
+/// a single one closes. A quote elsewhere is a literal, as in RFC 4180
+/// parsers. So the scan jumps from quote to quote with memchr and never looks
+/// at the bytes between, then looks back for the last line end after the
+/// last quoted region.
+fn last_record_boundary(buf: &[u8], delimiter: u8, quote: u8) -> Option<usize> {
+    // `outside_from`: bytes from here on are outside quotes (up to `open`).
+    let mut outside_from = 0;
+    let mut open: Option<usize> = None;
+    let mut pos = 0;
+    while let Some(found) = memchr::memchr(quote, &buf[pos..]) {
+        let q = pos + found;
+        match open {
+            None => {
+                let at_field_start = q == 0 || matches!(buf[q - 1], b'\n' | b'\r') || buf[q - 1] == delimiter;
+                if at_field_start {
+                    open = Some(q);
+                }
+                pos = q + 1;
+            }
+            Some(_) => {
+                if buf.get(q + 1) == Some(&quote) {
+                    pos = q + 2;
+                } else {
+                    open = None;
+                    outside_from = q + 1;
+                    pos = q + 1;
+                }
+            }
+        }
+        if pos >= buf.len() {
+            break;
+        }
+    }
+    let end = open.unwrap_or(buf.len());
+    if let Some(nl) = memchr::memrchr(b'\n', &buf[outside_from..end]) {
+        return Some(outside_from + nl + 1);
+    }
+    // No line end after the last quoted region: look before it, in the
+    // stretch between the previous region and this one. Rare (a very long
+    // quoted field); a rescan from the start finds the last safe line end.
+    last_boundary_before(&buf[..outside_from.min(end)], delimiter, quote)
+}
+
+/// Slow path of `last_record_boundary`: walk every record with the parser
+/// and keep the end of the last one that ended at a line end before the end
+/// of `buf` (the one running into the end may be cut).
+fn last_boundary_before(buf: &[u8], delimiter: u8, quote: u8) -> Option<usize> {
+    let mut parser = RecordParser::new(delimiter, quote);
+    let mut pos = 0;
+    let mut last = None;
+    while let Some((_, next)) = parser.next(buf, pos) {
+        if next < buf.len() || matches!(buf.last(), Some(b'\n')) {
+            last = Some(next);
+        }
+        pos = next;
+    }
+    last.filter(|&end| end < buf.len() || matches!(buf.last(), Some(b'\n')))
+}
+
+/// Parses one chunk of whole records into a batch builder. Rows are numbered
+/// from 1 within the chunk; the consumer shifts them into place.
+fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder {
+    let columns = config.columns;
+    // UTF-8 is checked once for the whole chunk; only a chunk that fails is
+    // checked field by field to find its bad rows.
+    let chunk_is_text = match config.encoding {
+        Encoding::Utf8 => simdutf8::basic::from_utf8(chunk).is_ok(),
+        _ => true,
+    };
+    let table = config.encoding.table();
+    let mut builder = BatchBuilder::new(columns, chunk.len() / 48, chunk.len() + chunk.len() / 16);
+    let mut parser = RecordParser::new(config.delimiter, config.quote);
+    let mut pos = 0;
+    let mut row = 0u64;
+    while let Some((start, next)) = parser.next(chunk, pos) {
+        pos = next;
+        if parser.is_blank(chunk) {
+            continue;
+        }
+        row += 1;
+        let at = offset + start as u64;
+        // Trailing empty fields past the last column carry nothing (a
+        // trailing delimiter); anything else of the wrong width is a bad row.
+        let mut width = parser.len();
+        while width > columns && parser.field(chunk, width - 1).is_empty() {
+            width -= 1;
+        }
+        if width != columns {
+            let detail = format!("expected {columns} fields, found {width} (row starts at byte {at})");
+            builder.push_bad_row(bad_row(&parser, chunk, row, detail, config.encoding));
+            continue;
+        }
+        if !chunk_is_text
+            && let Some(column) = (0..columns).find(|&i| simdutf8::basic::from_utf8(parser.field(chunk, i)).is_err())
+        {
+            let detail = format!(
+                "bytes that are not UTF-8 in column {} (row starts at byte {at})",
+                column + 1
+            );
+            builder.push_bad_row(bad_row(&parser, chunk, row, detail, config.encoding));
+            continue;
+        }
+        for i in 0..columns {
+            match table {
+                None => builder.push_field(i, parser.field(chunk, i), parser.field_padded(chunk, i)),
+                Some(table) => {
+                    table.decode_into(parser.field(chunk, i), builder.values_mut(i));
+                    builder.end_field(i);
+                }
+            }
+        }
+        builder.end_row(row);
+    }
+    debug_assert_eq!(builder.num_columns(), columns);
+    builder
+}
+
+fn bad_row(parser: &RecordParser, chunk: &[u8], row: u64, detail: String, encoding: Encoding) -> BadRow {
+    BadRow {
+        row,
+        fields: parser.fields(chunk).map(|f| encoding.decode_lossy(f)).collect(),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boundary_skips_line_ends_inside_quotes() {
+        let buf = b"a,\"x\ny\"\nb,\"p\nq";
+        // The last record is cut inside its quoted field: cut after "y"\n.
+        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(8));
+        assert_eq!(last_record_boundary(b"a,b\nc,d\ne", b',', b'"'), Some(8));
+        assert_eq!(last_record_boundary(b"a,\"b\nc", b',', b'"'), None);
+    }
+
+    #[test]
+    fn boundary_treats_mid_field_quotes_as_literals() {
+        // O"Neil has a stray quote; the line end after it is a boundary.
+        let buf = b"O\"Neil,1\nx,2\ny";
+        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(13));
+        // Doubled quotes inside a quoted field do not close it.
+        let buf = b"\"a\"\"\n\"\"b\",1\nc";
+        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(12));
+    }
+
+    #[test]
+    fn boundary_search_falls_back_to_the_parser() {
+        // The only line end after the last-but-one quoted region is inside
+        // quotes, so the cut goes before it, found by the slow path.
+        let buf = b"\"x\",1\n\"a\",\"b\nc";
+        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(6));
+    }
+
+    #[test]
+    fn boundary_before_a_long_quoted_field() {
+        // A line end before a quoted field that spans the rest of the chunk.
+        let buf = b"a,\"1\"\nb,\"long\nfield";
+        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(6));
+    }
+}

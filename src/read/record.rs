@@ -1,0 +1,280 @@
+//! One record at a time out of a byte slice, with RFC 4180 semantics as the
+//! `csv` crate (and DuckDB, and Python) read them: a quote opens a quoted
+//! field only at the field's start, a doubled quote inside is a literal, and
+//! a quote anywhere else is an ordinary character (`O"Neil` stays `O"Neil`
+//! and does not swallow the lines after it).
+//!
+//! Two paths, one semantics:
+//! - fast: a line holding no quote character and no lone CR is split on the
+//!   delimiter with memchr; fields are slices of the input (no copy). Every
+//!   CSV dialect reads such a line the same way.
+//! - slow: anything else goes through `csv_core` (BurntSushi's RFC 4180
+//!   state machine), whose output is unescaped into a scratch buffer.
+//!
+//! Blank lines before a record are skipped; a record of empty fields is
+//! reported as such and the caller decides (readers skip them).
+
+use csv_core::{ReadRecordResult, ReaderBuilder};
+
+/// Where the current record's fields live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Input,
+    Scratch,
+}
+
+pub(crate) struct RecordParser {
+    delimiter: u8,
+    quote: u8,
+    core: csv_core::Reader,
+    scratch: Vec<u8>,
+    ends: Vec<usize>,
+    /// Field bounds of the current record, into the input or the scratch.
+    bounds: Vec<(usize, usize)>,
+    source: Source,
+}
+
+impl RecordParser {
+    pub(crate) fn new(delimiter: u8, quote: u8) -> Self {
+        RecordParser {
+            delimiter,
+            quote,
+            core: ReaderBuilder::new().delimiter(delimiter).quote(quote).build(),
+            scratch: vec![0; 4096],
+            ends: vec![0; 64],
+            bounds: Vec::with_capacity(64),
+            source: Source::Input,
+        }
+    }
+
+    /// Parses the record that starts at or after `pos` (blank lines are
+    /// skipped). Returns `(record_start, next_pos)`, or `None` when only
+    /// blank lines remain. The input is taken to end where the slice ends.
+    pub(crate) fn next(&mut self, input: &[u8], mut pos: usize) -> Option<(usize, usize)> {
+        while pos < input.len() && matches!(input[pos], b'\n' | b'\r') {
+            pos += 1;
+        }
+        if pos >= input.len() {
+            return None;
+        }
+        let start = pos;
+        self.bounds.clear();
+        // Fast path: up to the line end there is no quote and no lone CR.
+        if let Some(next) = self.split_plain_line(input, start) {
+            self.source = Source::Input;
+            return Some((start, next));
+        }
+        self.bounds.clear();
+        let rest = &input[start..];
+        Some((start, start + self.parse_slow(rest)))
+    }
+
+    /// Splits the line at `start` on the delimiter in one pass, eight bytes
+    /// at a time (SWAR: exact per-byte match masks, no false positives), and
+    /// returns the position after its line end; `None` (bounds left partial)
+    /// when the line holds a quote or a lone CR, which need the full parser.
+    #[inline]
+    fn split_plain_line(&mut self, input: &[u8], start: usize) -> Option<usize> {
+        let (d, q) = (self.delimiter, self.quote);
+        let mut field_start = start;
+        let mut i = start;
+        loop {
+            // Find the next byte of interest: whole words first, then bytes.
+            let found = loop {
+                match input.get(i..i + 8) {
+                    Some(word) => {
+                        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
+                        let hits = byte_mask(w, d) | byte_mask(w, b'\n') | byte_mask(w, b'\r') | byte_mask(w, q);
+                        if hits != 0 {
+                            break Some(i + (hits.trailing_zeros() / 8) as usize);
+                        }
+                        i += 8;
+                    }
+                    None => {
+                        break input[i..]
+                            .iter()
+                            .position(|&b| b == d || b == b'\n' || b == b'\r' || b == q)
+                            .map(|p| i + p);
+                    }
+                }
+            };
+            let Some(at) = found else {
+                self.bounds.push((field_start, input.len()));
+                return Some(input.len());
+            };
+            let b = input[at];
+            if b == d {
+                self.bounds.push((field_start, at));
+                field_start = at + 1;
+                i = at + 1;
+            } else if b == b'\n' {
+                self.bounds.push((field_start, at));
+                return Some(at + 1);
+            } else if b == b'\r' && input.get(at + 1) == Some(&b'\n') {
+                self.bounds.push((field_start, at));
+                return Some(at + 2);
+            } else {
+                return None;
+            }
+        }
+    }
+
+    /// Parses one record of `input` with csv_core into the scratch buffer;
+    /// returns the bytes consumed.
+    fn parse_slow(&mut self, input: &[u8]) -> usize {
+        self.core.reset();
+        self.source = Source::Scratch;
+        let (mut nin_total, mut out, mut nends) = (0, 0, 0);
+        loop {
+            let (result, nin, nout, nend) =
+                self.core
+                    .read_record(&input[nin_total..], &mut self.scratch[out..], &mut self.ends[nends..]);
+            nin_total += nin;
+            out += nout;
+            nends += nend;
+            match result {
+                ReadRecordResult::OutputFull => self.scratch.resize(self.scratch.len() * 2, 0),
+                ReadRecordResult::OutputEndsFull => self.ends.resize(self.ends.len() * 2, 0),
+                // The slice is all there is: an empty read tells csv_core so.
+                ReadRecordResult::InputEmpty if nin_total >= input.len() => {
+                    let (result, _, nout, nend) =
+                        self.core
+                            .read_record(&[], &mut self.scratch[out..], &mut self.ends[nends..]);
+                    out += nout;
+                    nends += nend;
+                    if matches!(result, ReadRecordResult::OutputFull | ReadRecordResult::OutputEndsFull) {
+                        self.scratch.resize(self.scratch.len() * 2, 0);
+                        self.ends.resize(self.ends.len() * 2, 0);
+                        continue;
+                    }
+                    break;
+                }
+                ReadRecordResult::InputEmpty => {}
+                ReadRecordResult::Record | ReadRecordResult::End => break,
+            }
+        }
+        let mut field_start = 0;
+        for &end in &self.ends[..nends] {
+            self.bounds.push((field_start, end));
+            field_start = end;
+        }
+        nin_total
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bounds.len()
+    }
+
+    /// Field `i` of the current record.
+    #[inline]
+    pub(crate) fn field<'a>(&'a self, input: &'a [u8], i: usize) -> &'a [u8] {
+        let (a, b) = self.bounds[i];
+        match self.source {
+            Source::Input => &input[a..b],
+            Source::Scratch => &self.scratch[a..b],
+        }
+    }
+
+    /// Field `i` followed by at least 15 more readable bytes of the same
+    /// buffer, when there are that many (lets short fields be copied with
+    /// one fixed-size move); `None` near the buffer's end.
+    #[inline]
+    pub(crate) fn field_padded<'a>(&'a self, input: &'a [u8], i: usize) -> Option<&'a [u8; 16]> {
+        let (a, _) = self.bounds[i];
+        let buf = match self.source {
+            Source::Input => input,
+            Source::Scratch => &self.scratch,
+        };
+        buf.get(a..a + 16).and_then(|s| s.try_into().ok())
+    }
+
+    /// Every field empty or white space: a "fully empty row".
+    pub(crate) fn is_blank(&self, input: &[u8]) -> bool {
+        (0..self.len()).all(|i| self.field(input, i).iter().all(u8::is_ascii_whitespace))
+    }
+
+    /// The fields of the current record (for headers and bad rows).
+    pub(crate) fn fields<'a>(&'a self, input: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        (0..self.len()).map(move |i| self.field(input, i))
+    }
+}
+
+/// High bit set in exactly the bytes of `word` equal to `byte`.
+#[inline(always)]
+fn byte_mask(word: u64, byte: u8) -> u64 {
+    const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    let x = word ^ (u64::from(byte) * 0x0101_0101_0101_0101);
+    // A byte of x is zero exactly where word has `byte`; this form has no
+    // carries between bytes, so no false positives.
+    !(((x & LOW7) + LOW7) | x | LOW7)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(text: &str) -> Vec<Vec<String>> {
+        let input = text.as_bytes();
+        let mut parser = RecordParser::new(b',', b'"');
+        let mut pos = 0;
+        let mut out = Vec::new();
+        while let Some((_, next)) = parser.next(input, pos) {
+            out.push(
+                parser
+                    .fields(input)
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect(),
+            );
+            pos = next;
+        }
+        out
+    }
+
+    #[test]
+    fn rfc4180_cases() {
+        assert_eq!(
+            records("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\n\"multi\nline\",\r\nlast,row"),
+            vec![
+                vec!["a", "b"],
+                vec!["x, y", "say \"hi\""],
+                vec!["multi\nline", ""],
+                vec!["last", "row"],
+            ]
+        );
+    }
+
+    #[test]
+    fn stray_quotes_are_literal() {
+        assert_eq!(
+            records("O\"Neil,1\nx,2\n5\" screen,3\n"),
+            vec![vec!["O\"Neil", "1"], vec!["x", "2"], vec!["5\" screen", "3"]]
+        );
+    }
+
+    #[test]
+    fn byte_mask_is_exact() {
+        let word = u64::from_le_bytes(*b"a,\x80,\x00,,b");
+        let mask = byte_mask(word, b',');
+        let positions: Vec<u32> = (0..8).filter(|i| mask & (0x80 << (8 * i)) != 0).collect();
+        assert_eq!(positions, vec![1, 3, 5, 6]);
+        assert_eq!(mask.count_ones(), 4);
+    }
+
+    #[test]
+    fn long_lines_cross_word_boundaries() {
+        let line = "alpha,beta,gamma-gamma-gamma,delta,,epsilon\r\nx";
+        assert_eq!(
+            records(line),
+            vec![
+                vec!["alpha", "beta", "gamma-gamma-gamma", "delta", "", "epsilon"],
+                vec!["x"]
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_fields_and_lone_cr() {
+        assert_eq!(records(",,\n"), vec![vec!["", "", ""]]);
+        assert_eq!(records("a,b\rc,d\r"), vec![vec!["a", "b"], vec!["c", "d"]]);
+    }
+}

@@ -1,0 +1,227 @@
+//! The contact store: a DuckDB database file, created on first use, with a
+//! schema version and forward-only migrations.
+//!
+//! A file that is not a DuckDB database, or a DuckDB database that is not a
+//! kontakt store (has tables but no `kontakt_meta`), is refused without being
+//! changed.
+
+mod schema;
+
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+
+use crate::error::{Error, Result};
+
+pub use schema::SCHEMA_VERSION;
+
+/// An open contact store.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the store at `path`, creating it (and its schema) when missing,
+    /// and bringing an older schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        let existed = path.exists();
+        if existed && !looks_like_duckdb(path)? {
+            return Err(store_error(path, "is not a DuckDB database; refusing to touch it"));
+        }
+        let conn = Connection::open(path).map_err(|e| store_error(path, describe_open_error(&e)))?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.migrate(existed)?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// The schema version recorded in the store.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("SELECT value FROM kontakt_meta WHERE key = 'schema_version'", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.error(&e))?
+            .parse()
+            .map_err(|_| store_error(&self.path, "schema_version in kontakt_meta is not a number"))
+    }
+
+    fn migrate(&self, existed: bool) -> Result<()> {
+        let has_meta: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) > 0 FROM information_schema.tables WHERE table_name = 'kontakt_meta'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.error(&e))?;
+        if !has_meta {
+            let tables: i64 = self
+                .conn
+                .query_row("SELECT count(*) FROM information_schema.tables", [], |r| r.get(0))
+                .map_err(|e| self.error(&e))?;
+            if existed && tables > 0 {
+                return Err(store_error(
+                    &self.path,
+                    "is a DuckDB database but not a kontakt store (no kontakt_meta table); refusing to change it",
+                ));
+            }
+        }
+        let current = if has_meta { self.schema_version()? } else { 0 };
+        if current > SCHEMA_VERSION {
+            return Err(store_error(
+                &self.path,
+                format!("has schema version {current}, newer than this kontakt ({SCHEMA_VERSION}); upgrade kontakt"),
+            ));
+        }
+        if current == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = self.conn.unchecked_transaction().map_err(|e| self.error(&e))?;
+        for (version, sql) in schema::MIGRATIONS.iter().enumerate() {
+            let version = version as i64 + 1;
+            if version > current {
+                tx.execute_batch(sql).map_err(|e| self.error(&e))?;
+            }
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO kontakt_meta (key, value) VALUES ('schema_version', ?)",
+            [SCHEMA_VERSION.to_string()],
+        )
+        .map_err(|e| self.error(&e))?;
+        tx.commit().map_err(|e| self.error(&e))
+    }
+
+    /// Names of the columns of a table, in order.
+    pub fn columns(&self, table: &str) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+            )
+            .map_err(|e| self.error(&e))?;
+        let names = stmt
+            .query_map([table], |r| r.get::<_, String>(0))
+            .map_err(|e| self.error(&e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.error(&e))?;
+        Ok(names)
+    }
+
+    /// Counts rows of a table of the store's own schema.
+    pub fn count(&self, table: &str) -> Result<i64> {
+        if !schema::TABLES.contains(&table) {
+            return Err(store_error(
+                &self.path,
+                format!("no table {table:?} in the kontakt schema"),
+            ));
+        }
+        self.conn
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .map_err(|e| self.error(&e))
+    }
+
+    fn error(&self, e: &duckdb::Error) -> Error {
+        store_error(&self.path, e.to_string())
+    }
+}
+
+fn store_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Store {
+        path: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// A DuckDB database file has the magic `DUCK` at byte 8. An empty file is
+/// accepted (DuckDB initialises it).
+fn looks_like_duckdb(path: &Path) -> Result<bool> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut head = [0u8; 12];
+    let n = crate::read::read_up_to(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
+    Ok(n == 0 || (n == 12 && &head[8..12] == b"DUCK"))
+}
+
+/// DuckDB's lock and permission messages are long; keep the cause.
+fn describe_open_error(e: &duckdb::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or(&text).to_string();
+    if text.contains("Conflicting lock") || text.contains("Could not set lock") {
+        format!("is locked by another process ({first})")
+    } else {
+        first
+    }
+}
+
+/// The DuckDB library version, for `kontakt --version`.
+pub fn duckdb_version() -> String {
+    Connection::open_in_memory()
+        .and_then(|c| {
+            c.query_row("SELECT library_version FROM pragma_version()", [], |r| {
+                r.get::<_, String>(0)
+            })
+        })
+        .unwrap_or_else(|e| format!("unknown ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_schema_and_reopens() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.duckdb");
+        {
+            let store = Store::open(&path).expect("create");
+            assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+            assert_eq!(store.count("contacts").expect("count"), 0);
+            let columns = store.columns("contacts").expect("columns");
+            for field in crate::fields::STANDARD_FIELDS {
+                assert!(columns.iter().any(|c| c == field.name), "{}", field.name);
+            }
+            for c in ["id", "type", "created_at", "updated_at", "import_id"] {
+                assert!(columns.iter().any(|x| x == c), "{c}");
+            }
+            assert!(store.count("nope").is_err());
+        }
+        let store = Store::open(&path).expect("reopen");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn refuses_foreign_files_unchanged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = dir.path().join("notes.duckdb");
+        std::fs::write(&text, b"this is not a database\n").expect("write");
+        let err = Store::open(&text).expect_err("text file refused");
+        assert!(err.to_string().contains("not a DuckDB database"), "{err}");
+        assert_eq!(std::fs::read(&text).expect("read"), b"this is not a database\n");
+
+        let other = dir.path().join("other.duckdb");
+        Connection::open(&other)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (x INT)"))
+            .expect("foreign db");
+        let err = Store::open(&other).expect_err("foreign db refused");
+        assert!(err.to_string().contains("not a kontakt store"), "{err}");
+    }
+}

@@ -1,0 +1,76 @@
+//! The store schema, as forward-only migrations: migration N brings a store
+//! from version N-1 to N. Never edit a released migration; add one.
+//!
+//! Decisions (see docs/DESIGN.md, "Store schema"):
+//! - `contacts.id` comes from a sequence and has no PRIMARY KEY constraint:
+//!   DuckDB maintains an ART index per key constraint on every append, which
+//!   costs bulk loads far more than the uniqueness check is worth when the
+//!   store alone assigns ids.
+//! - Values are stored normalized (issue 3): the stored email/phone *are* the
+//!   match keys, so the matching build side is one column scan.
+//! - Tags are a `VARCHAR[]`; consents are `opt-in`/`opt-out`/`unknown`.
+//! - Custom fields are registered in `custom_fields` and become columns
+//!   `"custom.NAME"` (always quoted identifiers; NAME is a checked slug).
+
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Tables of the kontakt schema (for checked, non-user SQL only).
+pub const TABLES: &[&str] = &["kontakt_meta", "import_groups", "contacts", "custom_fields"];
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    CREATE TABLE kontakt_meta (
+        key   VARCHAR PRIMARY KEY,
+        value VARCHAR NOT NULL
+    );
+    CREATE SEQUENCE import_group_id_seq START 1;
+    CREATE TABLE import_groups (
+        id               BIGINT PRIMARY KEY DEFAULT nextval('import_group_id_seq'),
+        name             VARCHAR NOT NULL,
+        source           VARCHAR,
+        status           VARCHAR NOT NULL CHECK (status IN ('running', 'completed', 'failed', 'cancelled')),
+        reason           VARCHAR,
+        started_at       TIMESTAMP NOT NULL,
+        finished_at      TIMESTAMP,
+        rows_read        BIGINT NOT NULL DEFAULT 0,
+        rows_failed      BIGINT NOT NULL DEFAULT 0,
+        imported         BIGINT NOT NULL DEFAULT 0,
+        updated          BIGINT NOT NULL DEFAULT 0,
+        skipped          BIGINT NOT NULL DEFAULT 0,
+        contacts_updated BIGINT NOT NULL DEFAULT 0,
+        summary          VARCHAR
+    );
+    CREATE SEQUENCE contact_id_seq START 1;
+    CREATE TABLE contacts (
+        id            BIGINT NOT NULL DEFAULT nextval('contact_id_seq'),
+        type          VARCHAR NOT NULL DEFAULT 'person' CHECK (type IN ('person', 'company')),
+        created_at    TIMESTAMP NOT NULL,
+        updated_at    TIMESTAMP NOT NULL,
+        import_id     BIGINT,
+        external_id   VARCHAR,
+        first_name    VARCHAR,
+        last_name     VARCHAR,
+        full_name     VARCHAR,
+        company       VARCHAR,
+        email         VARCHAR,
+        phone         VARCHAR,
+        mobile        VARCHAR,
+        website       VARCHAR,
+        street        VARCHAR,
+        city          VARCHAR,
+        postal_code   VARCHAR,
+        country       VARCHAR,
+        gender        VARCHAR CHECK (gender IN ('F', 'M')),
+        birth_date    DATE,
+        email_opt_in  VARCHAR NOT NULL DEFAULT 'unknown' CHECK (email_opt_in IN ('opt-in', 'opt-out', 'unknown')),
+        sms_opt_in    VARCHAR NOT NULL DEFAULT 'unknown' CHECK (sms_opt_in IN ('opt-in', 'opt-out', 'unknown')),
+        tags          VARCHAR[] NOT NULL DEFAULT [],
+        note          VARCHAR
+    );
+    CREATE TABLE custom_fields (
+        name       VARCHAR PRIMARY KEY,
+        created_at TIMESTAMP NOT NULL
+    );
+    "#,
+];

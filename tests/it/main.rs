@@ -1,0 +1,8 @@
+//! Integration tests: the `kontakt` binary end to end (assert_cmd), one
+//! module per command, plus library-level properties of the readers.
+
+mod common;
+mod normalize;
+mod preview;
+mod read;
+mod synth;

@@ -1,0 +1,317 @@
+//! `kontakt preview`: detection, rows as read, mapping, bad rows, errors.
+
+use serde_json::json;
+
+use crate::common::{fails, kontakt, preview_json, rows, strings, write};
+
+#[test]
+fn rfc4180_quotes_newlines_crlf_bom_and_no_final_newline() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = "\u{feff}name,note,email\r\n\
+                \"Novák, Jan\",\"say \"\"hi\"\"\",jan@x.cz\r\n\
+                Eva,\"line1\nline2\",eva@y.cz\r\n\
+                ,,x@z.cz\r\n\
+                \r\n\
+                ,,\r\n\
+                Petr,,petr@q.cz";
+    write(dir.path(), "rfc.csv", text);
+    let p = preview_json(dir.path(), "rfc.csv", &[]);
+    assert_eq!(p["format"], "csv");
+    assert_eq!(p["encoding"], "utf-8");
+    assert_eq!(p["delimiter"], ",");
+    assert_eq!(p["quote"], "\"");
+    assert_eq!(p["header"], true);
+    assert_eq!(p["columns"], json!(["name", "note", "email"]));
+    assert_eq!(
+        rows(&p),
+        vec![
+            strings(&["Novák, Jan", "say \"hi\"", "jan@x.cz"]),
+            strings(&["Eva", "line1\nline2", "eva@y.cz"]),
+            strings(&["", "", "x@z.cz"]),
+            strings(&["Petr", "", "petr@q.cz"]),
+        ]
+    );
+    // The blank line and the row of empty fields are not rows.
+    assert_eq!(p["total_rows"], 4);
+    assert_eq!(
+        p["mapping"],
+        json!({"name": "full_name", "note": "note", "email": "email"})
+    );
+}
+
+#[test]
+fn semicolon_file_with_quoted_commas_and_comma_file_with_quoted_semicolons() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "semi.csv",
+        "Jméno;Adresa;E-mail\n\"Novák, Jan\";\"Dlouhá 5, Praha 1\";jan@x.cz\n\"Svoboda, Petr\";\"Krátká 1, Brno\";petr@y.cz\n",
+    );
+    let p = preview_json(dir.path(), "semi.csv", &[]);
+    assert_eq!(p["delimiter"], ";");
+    assert_eq!(rows(&p)[0], strings(&["Novák, Jan", "Dlouhá 5, Praha 1", "jan@x.cz"]));
+
+    write(
+        dir.path(),
+        "comma.csv",
+        "name,tags,email\nJan,\"vip;b2b\",jan@x.cz\nEva,\"lead;new;x\",eva@y.cz\n",
+    );
+    let p = preview_json(dir.path(), "comma.csv", &[]);
+    assert_eq!(p["delimiter"], ",");
+    assert_eq!(rows(&p)[1], strings(&["Eva", "lead;new;x", "eva@y.cz"]));
+}
+
+#[test]
+fn windows_1250_and_iso_8859_2_are_detected_and_decoded_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // "Šárka;Žáčková" and "Świętosław;Źdźbło" written out byte by byte.
+    let windows_1250: &[u8] = b"jm\xe9no;p\xf8\xedjmen\xed\n\x8a\xe1rka;\x8e\xe1\xe8kov\xe1\nTom\xe1\x9a;\x8a\x9dastn\xfd\n\x8cwi\xeatos\xb3aw;\x8fd\x9fb\xb3o\n";
+    let iso_8859_2: &[u8] = b"jm\xe9no;p\xf8\xedjmen\xed\n\xa9\xe1rka;\xae\xe1\xe8kov\xe1\nTom\xe1\xb9;\xa9\xbbastn\xfd\n\xa6wi\xeatos\xb3aw;\xacd\xbcb\xb3o\n";
+    let expected = vec![
+        strings(&["Šárka", "Žáčková"]),
+        strings(&["Tomáš", "Šťastný"]),
+        strings(&["Świętosław", "Źdźbło"]),
+    ];
+    for (name, bytes, encoding) in [
+        ("w1250.csv", windows_1250, "windows-1250"),
+        ("l2.csv", iso_8859_2, "iso-8859-2"),
+    ] {
+        write(dir.path(), name, bytes);
+        let p = preview_json(dir.path(), name, &[]);
+        assert_eq!(p["encoding"], encoding, "{name}");
+        assert_eq!(p["columns"], json!(["jméno", "příjmení"]), "{name}");
+        assert_eq!(rows(&p), expected, "{name}");
+    }
+    // The flag overrides detection (and then decodes as told).
+    let p = preview_json(dir.path(), "w1250.csv", &["--encoding", "iso-8859-2"]);
+    assert_eq!(p["encoding"], "iso-8859-2");
+    // 0x8A is Š in Windows-1250 but a C1 control in ISO-8859-2.
+    assert_eq!(rows(&p)[0][0], "\u{8a}árka");
+}
+
+#[test]
+fn ragged_rows_and_invalid_bytes_become_bad_rows_and_the_rest_is_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut bytes = b"name,email,phone\nJan,jan@x.cz,777123456\nToo,few\n".to_vec();
+    bytes.extend_from_slice(b"Bad,b\xffd@x.cz,1\n");
+    bytes.extend_from_slice(
+        "Žofie,zofie@x.cz,602123456,extra\nEva,eva@y.cz,603123456\nTrailing,t@x.cz,1,,\n".as_bytes(),
+    );
+    write(dir.path(), "ragged.csv", &bytes);
+    let p = preview_json(dir.path(), "ragged.csv", &[]);
+    assert_eq!(p["encoding"], "utf-8");
+    assert_eq!(
+        rows(&p),
+        vec![
+            strings(&["Jan", "jan@x.cz", "777123456"]),
+            strings(&["Eva", "eva@y.cz", "603123456"]),
+            strings(&["Trailing", "t@x.cz", "1"]),
+        ]
+    );
+    let bad = p["bad_rows"].as_array().expect("bad_rows");
+    let numbers: Vec<u64> = bad.iter().map(|b| b["row"].as_u64().expect("row")).collect();
+    assert_eq!(numbers, vec![2, 3, 4]);
+    let detail = |i: usize| bad[i]["detail"].as_str().expect("detail").to_string();
+    assert!(detail(0).contains("expected 3 fields, found 2"), "{}", detail(0));
+    assert!(detail(0).contains("byte 40"), "{}", detail(0));
+    assert!(detail(1).contains("not UTF-8 in column 2"), "{}", detail(1));
+    assert!(detail(2).contains("expected 3 fields, found 4"), "{}", detail(2));
+    assert_eq!(bad[1]["fields"], json!(["Bad", "b\u{fffd}d@x.cz", "1"]));
+    assert_eq!(p["total_rows"], 6);
+}
+
+#[test]
+fn pasted_table_on_stdin_is_tab_separated() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = kontakt(dir.path())
+        .args(["preview", "-", "--json"])
+        .write_stdin("Jméno\tPříjmení\tE-mail\nJan\tNovák\tjan@x.cz\nEva\tSvobodová\teva@y.cz\n")
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let p: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(p["delimiter"], "\t");
+    assert_eq!(
+        p["mapping"],
+        json!({"Jméno": "first_name", "Příjmení": "last_name", "E-mail": "email"})
+    );
+    assert_eq!(p["total_rows"], 2);
+}
+
+#[test]
+fn header_detection_and_no_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(
+        dir.path(),
+        "data.csv",
+        "Jan,jan@x.cz,+420 777 123 456\nEva,eva@y.cz,602 123 456\n",
+    );
+    let p = preview_json(dir.path(), "data.csv", &[]);
+    assert_eq!(p["header"], false);
+    assert_eq!(p["columns"], json!(["col1", "col2", "col3"]));
+    assert_eq!(p["total_rows"], 2);
+    assert_eq!(p["mapping"], json!({}));
+
+    // Without a header the width is the common one, so a ragged first row
+    // is one bad row rather than making every other row bad.
+    write(dir.path(), "ragged-first.csv", "a,b,c\n1,2\n3,4\n5,6\n");
+    let p = preview_json(dir.path(), "ragged-first.csv", &["--no-header"]);
+    assert_eq!(p["columns"], json!(["col1", "col2"]));
+    assert_eq!(
+        rows(&p),
+        vec![strings(&["1", "2"]), strings(&["3", "4"]), strings(&["5", "6"])]
+    );
+    assert_eq!(p["bad_rows"][0]["row"], 1);
+
+    write(dir.path(), "named.csv", "who,contact\nJan,jan@x.cz\n");
+    let p = preview_json(dir.path(), "named.csv", &["--no-header"]);
+    assert_eq!(p["header"], false);
+    assert_eq!(rows(&p)[0], strings(&["who", "contact"]));
+    assert_eq!(p["total_rows"], 2);
+}
+
+#[test]
+fn rows_limit_and_text_view() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "c.csv", "E-mail,Telefon\na@x.cz,1\nb@x.cz,2\nc@x.cz,3\n");
+    let p = preview_json(dir.path(), "c.csv", &["--rows", "2"]);
+    assert_eq!(rows(&p).len(), 2);
+    assert_eq!(p["total_rows"], 3);
+    let output = kontakt(dir.path())
+        .args(["preview", "c.csv", "--rows", "1"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("delimiter: ','"), "{text}");
+    assert!(text.contains("E-mail") && text.contains("-> email"), "{text}");
+    assert!(text.contains("Telefon") && text.contains("-> phone"), "{text}");
+    assert!(text.contains("a@x.cz") && !text.contains("b@x.cz"), "{text}");
+}
+
+#[test]
+fn empty_header_only_and_missing_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "empty.csv", "");
+    let err = fails(dir.path(), &["preview", "empty.csv"], 1);
+    assert!(err.contains("empty.csv") && err.contains("empty"), "{err}");
+
+    write(dir.path(), "blank.csv", "\u{feff}\r\n\n  \n");
+    let err = fails(dir.path(), &["preview", "blank.csv"], 1);
+    assert!(err.contains("blank.csv") && err.contains("empty"), "{err}");
+
+    write(dir.path(), "header.csv", "E-mail;Telefon\n");
+    let p = preview_json(dir.path(), "header.csv", &[]);
+    assert_eq!(p["columns"], json!(["E-mail", "Telefon"]));
+    assert_eq!(p["total_rows"], 0);
+    assert_eq!(rows(&p).len(), 0);
+
+    let err = fails(dir.path(), &["preview", "nope.csv"], 1);
+    assert!(err.contains("nope.csv"), "{err}");
+
+    std::fs::create_dir(dir.path().join("folder")).expect("mkdir");
+    let err = fails(dir.path(), &["preview", "folder"], 1);
+    assert!(err.contains("folder") && err.contains("directory"), "{err}");
+
+    write(dir.path(), "utf16.csv", b"\xff\xfee\x00m\x00");
+    let err = fails(dir.path(), &["preview", "utf16.csv"], 1);
+    assert!(err.contains("UTF-16"), "{err}");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write(dir.path(), "c.csv", "a,b\n1,2\n");
+    let err = fails(dir.path(), &["preview", "c.csv", "--delimiter", ";;"], 2);
+    assert!(err.contains("--delimiter"), "{err}");
+    let err = fails(dir.path(), &["preview", "c.csv", "--encoding", "latin9"], 2);
+    assert!(err.contains("--encoding"), "{err}");
+    let output = kontakt(dir.path())
+        .args(["preview", "c.csv", "--bogus"])
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn version_names_duckdb() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = kontakt(dir.path()).arg("--version").output().expect("run");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.starts_with("kontakt 0.") && text.contains("DuckDB v1.5.6"),
+        "{text}"
+    );
+}
+
+#[test]
+fn xlsx_cells_read_as_text_with_sheet_selection() {
+    use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("book.xlsx");
+    let mut book = Workbook::new();
+    let first = book.add_worksheet();
+    first.set_name("Notes").expect("name");
+    first.write_string(0, 0, "not the contacts").expect("cell");
+    let sheet = book.add_worksheet();
+    sheet.set_name("Kontakty").expect("name");
+    let czech_date = Format::new().set_num_format("dd.mm.yyyy");
+    let date_time = Format::new().set_num_format("yyyy-mm-dd hh:mm");
+    for (col, name) in ["Jméno", "Telefon", "Narozen", "Skóre", "Vytvořeno", "VIP"]
+        .iter()
+        .enumerate()
+    {
+        sheet.write_string(0, col as u16, *name).expect("header");
+    }
+    sheet.write_string(1, 0, "Jan").expect("cell");
+    sheet.write_number(1, 1, 420777123456.0).expect("cell");
+    let birth = ExcelDateTime::from_ymd(1985, 3, 14).expect("date");
+    sheet
+        .write_datetime_with_format(1, 2, &birth, &czech_date)
+        .expect("cell");
+    sheet.write_number(1, 3, 12.5).expect("cell");
+    let created = ExcelDateTime::parse_from_str("2024-01-02 13:45:00").expect("datetime");
+    sheet
+        .write_datetime_with_format(1, 4, &created, &date_time)
+        .expect("cell");
+    sheet.write_boolean(1, 5, true).expect("cell");
+    // Row 3 of the sheet is left empty: skipped, not counted.
+    sheet.write_string(3, 0, "Eva").expect("cell");
+    sheet.write_number(3, 1, 602123456.0).expect("cell");
+    book.save(&path).expect("save");
+
+    let p = preview_json(dir.path(), "book.xlsx", &["--sheet", "Kontakty"]);
+    assert_eq!(p["format"], "xlsx");
+    assert_eq!(p["header"], true);
+    assert_eq!(
+        p["columns"],
+        json!(["Jméno", "Telefon", "Narozen", "Skóre", "Vytvořeno", "VIP"])
+    );
+    assert_eq!(
+        rows(&p),
+        vec![
+            strings(&[
+                "Jan",
+                "420777123456",
+                "1985-03-14",
+                "12.5",
+                "2024-01-02 13:45:00",
+                "true"
+            ]),
+            strings(&["Eva", "602123456", "", "", "", ""]),
+        ]
+    );
+    assert_eq!(p["total_rows"], 2);
+
+    // Without --sheet the first sheet is read.
+    let p = preview_json(dir.path(), "book.xlsx", &["--header"]);
+    assert_eq!(p["columns"], json!(["not the contacts"]));
+    let err = fails(dir.path(), &["preview", "book.xlsx", "--sheet", "Nope"], 2);
+    assert!(err.contains("Nope") && err.contains("Kontakty"), "{err}");
+
+    // A file that only claims to be XLSX is refused with one line.
+    write(dir.path(), "fake.xlsx", b"PK\x03\x04 not really a zip");
+    let err = fails(dir.path(), &["preview", "fake.xlsx"], 1);
+    assert!(err.contains("fake.xlsx") && err.contains("XLSX"), "{err}");
+}
