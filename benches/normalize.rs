@@ -59,7 +59,7 @@ fn plan(columns: &[String], maps: &[&str], auto: bool) -> Plan {
         secondary_key: Some("phone"),
         ..NormalizeSettings::default()
     };
-    Plan::new(&mapping, settings, columns.len()).expect("plan")
+    Plan::new(&mapping, settings).expect("plan")
 }
 
 /// Normalizes every batch in parallel; returns rows accounted for.

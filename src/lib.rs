@@ -13,14 +13,18 @@
 //! ```
 //! This crate holds all of it; `main.rs` only dispatches commands.
 
+pub mod apply;
 pub mod cli;
 pub mod error;
 pub mod fields;
+pub mod import;
 pub mod map;
+pub mod matching;
 pub mod normalize;
 pub mod read;
 pub mod store;
 pub mod synth;
+pub mod write;
 
 pub use duckdb::arrow;
 pub use error::{Error, Result};

@@ -2,6 +2,7 @@
 //! resolved into typed settings before any work starts, so every usage error
 //! exits 2 before a file or the store is touched. One file per command.
 
+mod import;
 mod input;
 mod preview;
 mod synth;
@@ -42,6 +43,9 @@ pub enum Command {
     /// Show what was detected in a file, its columns, first rows and the
     /// suggested mapping.
     Preview(preview::PreviewArgs),
+    /// Import a contact file into the store: normalize, match, apply, and
+    /// write categorized outputs and a summary.
+    Import(Box<import::ImportArgs>),
     /// Generate synthetic, realistically messy contacts (seeded).
     Gen(synth::GenArgs),
 }
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Preview(args) => preview::run(&args),
+        Command::Import(args) => import::run(&args, cli.db),
         Command::Gen(args) => synth::run(&args),
     }
 }

@@ -10,4 +10,4 @@ pub mod phone;
 pub mod stage;
 pub mod text;
 
-pub use stage::{FailedRow, InvalidValues, NormalizeSettings, NormalizedBatch, Plan, Reason};
+pub use stage::{FailedRow, InvalidValues, NormalizeSettings, NormalizedBatch, Original, Plan, Reason};

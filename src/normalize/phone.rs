@@ -14,13 +14,11 @@
 //! (carrier codes, national-prefix transforms), so they agree on the rest.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use phonenumber::metadata::DATABASE;
 use phonenumber::{Mode, Type};
 use regex::Regex;
-use xxhash_rust::xxh3::Xxh3Builder;
 
 /// The libphonenumber metadata version the `phonenumber` crate carries
 /// (reported as `phone_metadata` in summary.json).
@@ -199,34 +197,63 @@ fn load_region(meta: &phonenumber::Metadata) -> Option<Region> {
 /// The regions sharing one country calling code, main region first.
 type RegionList = Vec<Rc<Region>>;
 
+/// Slots of the per-thread region cache: two-letter region codes `AA`..`ZZ`.
+const LETTER_SLOTS: usize = 26 * 26;
+/// Country calling codes have at most three digits.
+const CODE_SLOTS: usize = 1000;
+
+/// Regions compiled on this thread (each thread has its own regex caches,
+/// so rayon workers never wait on each other). Looked up for every number,
+/// so by array index, not by hashing: region codes by their two letters,
+/// country codes by value.
+struct RegionCache {
+    by_letters: Vec<Option<Option<Rc<Region>>>>,
+    by_code: Vec<Option<Rc<RegionList>>>,
+}
+
 thread_local! {
-    /// Regions compiled on this thread, by region code and by country code
-    /// (looked up for every number: hashed with xxh3, not SipHash).
-    static REGIONS: RefCell<HashMap<String, Option<Rc<Region>>, Xxh3Builder>> =
-        const { RefCell::new(HashMap::with_hasher(Xxh3Builder::new())) };
-    static BY_CODE: RefCell<HashMap<u16, Rc<RegionList>, Xxh3Builder>> =
-        const { RefCell::new(HashMap::with_hasher(Xxh3Builder::new())) };
+    static CACHE: RefCell<RegionCache> = RefCell::new(RegionCache {
+        by_letters: vec![None; LETTER_SLOTS],
+        by_code: vec![None; CODE_SLOTS],
+    });
+}
+
+fn letter_slot(id: &str) -> Option<usize> {
+    match id.as_bytes() {
+        &[a @ b'A'..=b'Z', b @ b'A'..=b'Z'] => Some(usize::from(a - b'A') * 26 + usize::from(b - b'A')),
+        _ => None,
+    }
 }
 
 fn region(id: &str) -> Option<Rc<Region>> {
-    REGIONS.with(|cache| {
-        if let Some(region) = cache.borrow().get(id) {
+    let load = || DATABASE.by_id(id).and_then(load_region).map(Rc::new);
+    // Non-geographic entities ("001": +800, +882, ...) are rare enough to be
+    // compiled each time they are reached by their country code.
+    let Some(slot) = letter_slot(id) else {
+        return load();
+    };
+    CACHE.with(|cache| {
+        if let Some(region) = &cache.borrow().by_letters[slot] {
             return region.clone();
         }
-        let region = DATABASE.by_id(id).and_then(load_region).map(Rc::new);
-        cache.borrow_mut().insert(id.to_string(), region.clone());
+        let region = load();
+        cache.borrow_mut().by_letters[slot] = Some(region.clone());
         region
     })
 }
 
 fn regions_for_code(code: u16) -> Rc<RegionList> {
-    BY_CODE.with(|cache| {
-        if let Some(regions) = cache.borrow().get(&code) {
+    let slot = usize::from(code);
+    if slot >= CODE_SLOTS {
+        return Rc::default();
+    }
+    CACHE.with(|cache| {
+        if let Some(regions) = &cache.borrow().by_code[slot] {
             return regions.clone();
         }
         let ids = DATABASE.region(&code).unwrap_or_default();
         let regions: Rc<RegionList> = Rc::new(ids.iter().filter_map(|id| region(id)).collect());
-        cache.borrow_mut().insert(code, regions.clone());
+        cache.borrow_mut().by_code[slot] = Some(regions.clone());
         regions
     })
 }

@@ -19,7 +19,7 @@ use duckdb::arrow::array::{Array, ArrayRef, BooleanArray, StringArray, StringBui
 use duckdb::arrow::compute::filter_record_batch;
 use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
 use duckdb::arrow::record_batch::RecordBatch;
-use xxhash_rust::xxh3::{Xxh3Builder, xxh3_64};
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::consent::ConsentWords;
 use super::phone::{self, PhoneSettings};
@@ -71,8 +71,16 @@ pub struct FailedRow {
     pub reason: Reason,
     /// Names the field(s) and the offending value(s).
     pub detail: String,
-    /// The row's values as read, in input column order.
-    pub original: Vec<String>,
+    /// Where the row's values as read are (see [`NormalizedBatch::original`]).
+    pub original: Original,
+}
+
+/// The original values of a failed row: a bad row's own fields, or its
+/// index in the raw batch (not copied: most failed rows are read fine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Original {
+    Fields(Vec<String>),
+    RawRow(usize),
 }
 
 /// A normalized batch: `__row`, one nullable Utf8 column per mapped field
@@ -81,6 +89,25 @@ pub struct FailedRow {
 pub struct NormalizedBatch {
     pub batch: RecordBatch,
     pub failed: Vec<FailedRow>,
+    /// The input batch (shared, not copied), for failed rows' values.
+    pub raw: RawBatch,
+}
+
+impl NormalizedBatch {
+    /// The index in the raw batch of a row read fine (by its row number).
+    pub fn raw_index(&self, row: u64) -> Option<usize> {
+        self.raw.rows().values().binary_search(&row).ok()
+    }
+
+    /// A failed row's values as read, in input column order.
+    pub fn original<'a>(&'a self, failed: &'a FailedRow) -> Vec<&'a str> {
+        match &failed.original {
+            Original::Fields(fields) => fields.iter().map(String::as_str).collect(),
+            Original::RawRow(i) => (0..self.raw.batch.num_columns() - 1)
+                .map(|c| self.raw.column(c).value(*i))
+                .collect(),
+        }
+    }
 }
 
 /// Settings of the normalize stage, resolved from flags.
@@ -124,7 +151,6 @@ pub struct Plan {
     primary: Option<usize>,
     secondary: Option<usize>,
     schema: SchemaRef,
-    input_columns: usize,
 }
 
 fn kind_of(target: &Target) -> FieldKind {
@@ -137,7 +163,7 @@ fn kind_of(target: &Target) -> FieldKind {
 impl Plan {
     /// Checks the settings against the mapping: keys must be mapped (or
     /// set), and `--set` values must be valid for their field. Usage errors.
-    pub fn new(mapping: &Mapping, settings: NormalizeSettings, input_columns: usize) -> Result<Plan> {
+    pub fn new(mapping: &Mapping, settings: NormalizeSettings) -> Result<Plan> {
         let mut fields: Vec<OutputField> = mapping
             .columns
             .iter()
@@ -196,12 +222,16 @@ impl Plan {
             primary,
             secondary,
             schema: Arc::new(Schema::new(schema_fields)),
-            input_columns,
         })
     }
 
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// Columns of the primary and secondary key values in a normalized batch.
+    pub fn key_columns(&self) -> (Option<usize>, Option<usize>) {
+        (self.primary.map(|k| k + 1), self.secondary.map(|k| k + 1))
     }
 
     /// Output field names, in column order (after `__row`).
@@ -254,7 +284,7 @@ impl Plan {
                 row: b.row,
                 reason: Reason::BadRow,
                 detail: b.detail.clone(),
-                original: b.fields.clone(),
+                original: Original::Fields(b.fields.clone()),
             })
             .collect();
         for i in 0..n {
@@ -264,9 +294,7 @@ impl Plan {
                     row: rows.value(i),
                     reason,
                     detail,
-                    original: (0..self.input_columns)
-                        .map(|c| raw.column(c).value(i).to_string())
-                        .collect(),
+                    original: Original::RawRow(i),
                 });
             };
             let row_errors = &errors[i];
@@ -321,8 +349,20 @@ impl Plan {
 
         let hash = |key: Option<usize>| -> ArrayRef {
             let values: UInt64Array = match key {
-                Some(k) => columns[k].iter().map(|v| v.map(|v| xxh3_64(v.as_bytes()))).collect(),
-                None => std::iter::repeat_n(None, n).collect(),
+                Some(k) => {
+                    let column = &columns[k];
+                    let hashes: Vec<u64> = (0..n)
+                        .map(|i| {
+                            if column.is_null(i) {
+                                0
+                            } else {
+                                xxh3_64(column.value(i).as_bytes())
+                            }
+                        })
+                        .collect();
+                    UInt64Array::new(hashes.into(), column.nulls().cloned())
+                }
+                None => UInt64Array::new_null(n),
             };
             Arc::new(values)
         };
@@ -341,7 +381,11 @@ impl Plan {
             filter_record_batch(&batch, &BooleanArray::from(keep)).expect("filter keeps the schema")
         };
         failed.sort_by_key(|f| f.row);
-        NormalizedBatch { batch, failed }
+        NormalizedBatch {
+            batch,
+            failed,
+            raw: raw.clone(),
+        }
     }
 
     /// The phone region of each row: its `country` value when that names a
@@ -352,7 +396,8 @@ impl Plan {
             return vec![self.constant_region; n];
         };
         let input = raw.column(column);
-        let mut seen: HashMap<&str, Option<&'static str>, Xxh3Builder> = HashMap::with_hasher(Xxh3Builder::new());
+        // Short keys looked up once per row: foldhash, not xxh3's streaming state.
+        let mut seen: HashMap<&str, Option<&'static str>, foldhash::fast::FixedState> = HashMap::default();
         (0..n)
             .map(|i| {
                 let value = input.value(i);

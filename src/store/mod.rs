@@ -10,6 +10,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
+use duckdb::arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
 
@@ -140,7 +141,29 @@ impl Store {
             .map_err(|e| self.error(&e))
     }
 
-    fn error(&self, e: &duckdb::Error) -> Error {
+    /// Runs a query of kontakt's own SQL (values only as parameters) and
+    /// collects its result as Arrow batches.
+    pub fn query_arrow(&self, sql: &str, params: &[&str]) -> Result<Vec<RecordBatch>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.error(&e))?;
+        let batches = stmt
+            .query_arrow(duckdb::params_from_iter(params))
+            .map_err(|e| self.error(&e))?
+            .collect();
+        Ok(batches)
+    }
+
+    /// Runs statements of kontakt's own SQL.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        self.conn.execute_batch(sql).map_err(|e| self.error(&e))
+    }
+
+    /// Runs one statement with parameters; returns the rows changed.
+    pub fn execute(&self, sql: &str, params: impl duckdb::Params) -> Result<usize> {
+        self.conn.execute(sql, params).map_err(|e| self.error(&e))
+    }
+
+    /// A store error naming this store.
+    pub fn error(&self, e: &duckdb::Error) -> Error {
         store_error(&self.path, e.to_string())
     }
 }

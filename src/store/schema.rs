@@ -2,10 +2,12 @@
 //! from version N-1 to N. Never edit a released migration; add one.
 //!
 //! Decisions (see docs/DESIGN.md, "Store schema"):
-//! - `contacts.id` comes from a sequence and has no PRIMARY KEY constraint:
-//!   DuckDB maintains an ART index per key constraint on every append, which
-//!   costs bulk loads far more than the uniqueness check is worth when the
-//!   store alone assigns ids.
+//! - `contacts.id` is assigned by kontakt from `kontakt_meta.next_contact_id`
+//!   (in the same transaction as the insert, so ids are never reused, even
+//!   after a delete) and has no PRIMARY KEY constraint: DuckDB maintains an
+//!   ART index per key constraint on every append, which costs bulk loads
+//!   far more than the uniqueness check is worth when the store alone
+//!   assigns ids.
 //! - Values are stored normalized (issue 3): the stored email/phone *are* the
 //!   match keys, so the matching build side is one column scan.
 //! - Tags are a `VARCHAR[]`; consents are `opt-in`/`opt-out`/`unknown`.
@@ -41,9 +43,9 @@ pub const MIGRATIONS: &[&str] = &[
         contacts_updated BIGINT NOT NULL DEFAULT 0,
         summary          VARCHAR
     );
-    CREATE SEQUENCE contact_id_seq START 1;
+    INSERT INTO kontakt_meta VALUES ('next_contact_id', '1');
     CREATE TABLE contacts (
-        id            BIGINT NOT NULL DEFAULT nextval('contact_id_seq'),
+        id            BIGINT NOT NULL,
         type          VARCHAR NOT NULL DEFAULT 'person' CHECK (type IN ('person', 'company')),
         created_at    TIMESTAMP NOT NULL,
         updated_at    TIMESTAMP NOT NULL,

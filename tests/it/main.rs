@@ -2,6 +2,7 @@
 //! module per command, plus library-level properties of the readers.
 
 mod common;
+mod import;
 mod normalize;
 mod preview;
 mod read;

@@ -21,6 +21,8 @@ struct Outcome {
     kept: Vec<(u64, Vec<Option<String>>)>,
     names: Vec<String>,
     failed: Vec<(u64, Reason, String)>,
+    /// Failed rows' values as read, joined with `|`.
+    originals: Vec<String>,
     warnings: Vec<Option<String>>,
     primary_hashes: Vec<Option<u64>>,
 }
@@ -42,12 +44,13 @@ fn run(invalid_values: InvalidValues) -> Outcome {
         secondary_key: Some("phone"),
         ..NormalizeSettings::default()
     };
-    let plan = Plan::new(&mapping, settings, table.columns.len()).expect("plan");
+    let plan = Plan::new(&mapping, settings).expect("plan");
     let names: Vec<String> = plan.field_names().map(str::to_string).collect();
     let mut outcome = Outcome {
         kept: vec![],
         names: names.clone(),
         failed: vec![],
+        originals: vec![],
         warnings: vec![],
         primary_hashes: vec![],
     };
@@ -73,6 +76,9 @@ fn run(invalid_values: InvalidValues) -> Outcome {
             outcome
                 .primary_hashes
                 .push((!hashes.is_null(i)).then(|| hashes.value(i)));
+        }
+        for f in &normalized.failed {
+            outcome.originals.push(normalized.original(f).join("|"));
         }
         outcome
             .failed
@@ -135,6 +141,10 @@ fn normalizes_values_and_fails_rows_with_reasons() {
     assert_eq!(detail(3), "email and phone are empty");
     assert_eq!(detail(6), "gender: \"x\" (not a gender)");
     assert!(detail(5).contains("expected 10 fields, found 2"), "{}", detail(5));
+    // Failed rows keep their values exactly as read, untrimmed.
+    assert_eq!(o.originals[0], "2|eva@@x.cz|501 234 567|Polska|K|||Eva||");
+    assert_eq!(o.originals[3], "5|ragged");
+    assert_eq!(o.originals[5], "7|bad@||||||Karel||");
     // Every row read is either kept or failed, once.
     assert_eq!(o.kept.len() + o.failed.len(), 7);
 }
@@ -169,7 +179,7 @@ fn plan_usage_errors() {
         ..MappingOptions::default()
     };
     let mapping = map::resolve(&columns, &options).expect("mapping");
-    let err = Plan::new(&mapping, NormalizeSettings::default(), 2).expect_err("bad --set");
+    let err = Plan::new(&mapping, NormalizeSettings::default()).expect_err("bad --set");
     assert_eq!(err.exit_code(), 2);
     assert!(err.to_string().contains("--set sms_opt_in=maybe"), "{err}");
 
@@ -185,7 +195,7 @@ fn plan_usage_errors() {
         primary_key: Some("phone"),
         ..NormalizeSettings::default()
     };
-    let err = Plan::new(&mapping, settings, 2).expect_err("unmapped key");
+    let err = Plan::new(&mapping, settings).expect_err("unmapped key");
     assert!(
         err.to_string()
             .contains("--primary-key phone: no column is mapped to phone"),
@@ -209,7 +219,7 @@ fn a_set_country_gives_phones_their_country() {
         primary_key: Some("email"),
         ..NormalizeSettings::default()
     };
-    let plan = Plan::new(&mapping, settings, 2).expect("plan");
+    let plan = Plan::new(&mapping, settings).expect("plan");
     let batch = plan.normalize(&table.into_iter().next().expect("one batch").expect("batch"));
     let phones = batch.batch.column_by_name("phone").expect("phone");
     let phones = phones.as_any().downcast_ref::<StringArray>().expect("utf8");

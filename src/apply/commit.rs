@@ -1,0 +1,454 @@
+//! Commit: one DuckDB transaction per import.
+//!
+//! The import group is recorded as `running` first, on its own (so it
+//! survives a rollback), then one transaction holds everything else: new
+//! contacts go in through the Arrow appender batch by batch; updates are
+//! appended to a staging table and applied at the end by one set-based
+//! `UPDATE … FROM`; the id counter and the group's final counts are written
+//! last, then `COMMIT`. A failure or a cancel rolls all of it back and
+//! records the group as `failed` or `cancelled` with the reason.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use duckdb::Appender;
+use duckdb::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
+    UInt32Array,
+};
+use duckdb::arrow::compute::{cast, take};
+use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema};
+use duckdb::arrow::record_batch::RecordBatch;
+
+use super::actions::Master;
+use crate::error::{Error, Result};
+use crate::fields::{FieldKind, standard_field};
+use crate::store::Store;
+
+/// The staging table of updates (dropped before commit).
+const UPDATES: &str = "kontakt_pending_updates";
+
+/// A stored field the import writes: its name and kind.
+#[derive(Debug, Clone)]
+pub struct StoreField {
+    pub name: String,
+    pub kind: FieldKind,
+    /// Column of the field in the normalized batch; `None` for `tags`
+    /// added only to carry `--tag`.
+    pub column: Option<usize>,
+}
+
+/// How an import group ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Failed,
+    Cancelled,
+}
+
+/// The counts recorded on the import group.
+#[derive(Debug, Clone, Default)]
+pub struct GroupCounts {
+    pub rows_read: u64,
+    pub rows_failed: u64,
+    pub imported: u64,
+    pub updated: u64,
+    pub skipped: u64,
+    pub contacts_updated: u64,
+}
+
+/// Double-quoted identifier (names are checked field names; quoting keeps
+/// `custom.NAME` one identifier).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Records a new import group as `running` (autocommitted) after checking
+/// its name: a running or completed group of that name is a usage error; a
+/// failed or cancelled one is replaced.
+pub fn start_group(store: &Store, name: &str, source: &str) -> Result<i64> {
+    let existing = store
+        .connection()
+        .query_row("SELECT id, status FROM import_groups WHERE name = ?", [name], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })
+        .map(Some)
+        .or_else(|e| match e {
+            duckdb::Error::QueryReturnedNoRows => Ok(None),
+            e => Err(store.error(&e)),
+        })?;
+    if let Some((id, status)) = existing {
+        if status == "running" || status == "completed" {
+            return Err(Error::usage(format!(
+                "an import named {name:?} already exists (id {id}, {status}); choose another --name"
+            )));
+        }
+        store.execute("DELETE FROM import_groups WHERE id = ?", [id])?;
+    }
+    store
+        .connection()
+        .query_row(
+            "INSERT INTO import_groups (name, source, status, started_at) \
+             VALUES (?, ?, 'running', make_timestamp(?)) RETURNING id",
+            duckdb::params![name, source, now_micros()],
+            |r| r.get(0),
+        )
+        .map_err(|e| store.error(&e))
+}
+
+/// An import's open transaction.
+pub struct Commit<'s> {
+    store: &'s Store,
+    import_id: i64,
+    now: i64,
+    next_id: i64,
+    first_id: i64,
+    contact_type: &'static str,
+    master: Master,
+    fields: Vec<StoreField>,
+    /// `--tag` values, added to every imported or updated contact.
+    tags: Vec<String>,
+    inserts: Appender<'s>,
+    updates: Appender<'s>,
+    insert_schema: Arc<Schema>,
+    update_schema: Arc<Schema>,
+    insert_columns: Vec<String>,
+}
+
+impl<'s> Commit<'s> {
+    /// Begins the transaction: custom fields are created on demand, the id
+    /// counter read, the staging table made.
+    pub fn begin(
+        store: &'s Store,
+        import_id: i64,
+        contact_type: &'static str,
+        master: Master,
+        fields: Vec<StoreField>,
+        tags: Vec<String>,
+    ) -> Result<Commit<'s>> {
+        store.execute_batch("BEGIN TRANSACTION")?;
+        let existing = store.columns("contacts")?;
+        for field in &fields {
+            if let Some(name) = field.name.strip_prefix("custom.")
+                && !existing.contains(&field.name)
+            {
+                store.execute_batch(&format!(
+                    "ALTER TABLE contacts ADD COLUMN {} VARCHAR",
+                    quoted(&field.name)
+                ))?;
+                store.execute(
+                    "INSERT INTO custom_fields VALUES (?, make_timestamp(?)) ON CONFLICT DO NOTHING",
+                    duckdb::params![name, now_micros()],
+                )?;
+            }
+        }
+        let next_id: i64 = store
+            .connection()
+            .query_row(
+                "SELECT CAST(value AS BIGINT) FROM kontakt_meta WHERE key = 'next_contact_id'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| store.error(&e))?;
+        let columns: Vec<String> = fields.iter().map(|f| quoted(&f.name)).collect();
+        store.execute_batch(&format!(
+            "CREATE TEMP TABLE {UPDATES} AS SELECT id AS contact_id, CAST(0 AS UBIGINT) AS \"row\"{}{} FROM contacts LIMIT 0",
+            if columns.is_empty() { "" } else { ", " },
+            columns.join(", ")
+        ))?;
+
+        let mut insert_fields = vec![
+            ArrowField::new("id", DataType::Int64, false),
+            ArrowField::new("type", DataType::Utf8, false),
+            ArrowField::new(
+                "created_at",
+                DataType::Timestamp(duckdb::arrow::datatypes::TimeUnit::Microsecond, None),
+                false,
+            ),
+            ArrowField::new(
+                "updated_at",
+                DataType::Timestamp(duckdb::arrow::datatypes::TimeUnit::Microsecond, None),
+                false,
+            ),
+            ArrowField::new("import_id", DataType::Int64, false),
+        ];
+        let mut update_fields = vec![
+            ArrowField::new("contact_id", DataType::Int64, false),
+            ArrowField::new("row", DataType::UInt64, false),
+        ];
+        for field in &fields {
+            let arrow = ArrowField::new(&field.name, store_type(field.kind), true);
+            insert_fields.push(arrow.clone());
+            update_fields.push(arrow);
+        }
+        let insert_columns: Vec<String> = insert_fields.iter().map(|f| f.name().clone()).collect();
+        let names: Vec<&str> = insert_columns.iter().map(String::as_str).collect();
+        let conn = store.connection();
+        let inserts = conn
+            .appender_with_columns("contacts", &names)
+            .map_err(|e| store.error(&e))?;
+        let updates = conn
+            .appender_to_catalog_and_db(UPDATES, "temp", "main")
+            .map_err(|e| store.error(&e))?;
+        Ok(Commit {
+            store,
+            import_id,
+            now: now_micros(),
+            next_id,
+            first_id: next_id,
+            contact_type,
+            master,
+            fields,
+            tags,
+            inserts,
+            updates,
+            insert_schema: Arc::new(Schema::new(insert_fields)),
+            update_schema: Arc::new(Schema::new(update_fields)),
+            insert_columns,
+        })
+    }
+
+    /// Contacts inserted so far.
+    pub fn inserted(&self) -> i64 {
+        self.next_id - self.first_id
+    }
+
+    /// Inserts the rows `indices` of a normalized batch as new contacts.
+    pub fn insert(&mut self, batch: &RecordBatch, indices: &[u32]) -> Result<()> {
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let n = indices.len();
+        let indices = UInt32Array::from(indices.to_vec());
+        let ids = Int64Array::from_iter_values(self.next_id..self.next_id + n as i64);
+        self.next_id += n as i64;
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(ids),
+            Arc::new(StringArray::from(vec![self.contact_type; n])),
+            Arc::new(TimestampMicrosecondArray::from(vec![self.now; n])),
+            Arc::new(TimestampMicrosecondArray::from(vec![self.now; n])),
+            Arc::new(Int64Array::from(vec![self.import_id; n])),
+        ];
+        for field in &self.fields {
+            columns.push(self.field_values(batch, field, &indices, true)?);
+        }
+        let rows = RecordBatch::try_new(self.insert_schema.clone(), columns).map_err(|e| Error::Store {
+            path: self.store.path().display().to_string(),
+            message: format!("building contacts to insert: {e}"),
+        })?;
+        debug_assert_eq!(rows.num_columns(), self.insert_columns.len());
+        self.inserts.append_record_batch(rows).map_err(|e| self.store.error(&e))
+    }
+
+    /// Stages updates: row `indices[k]` of a normalized batch updates the
+    /// stored contact `contact_ids[k]`.
+    pub fn update(&mut self, batch: &RecordBatch, indices: &[u32], contact_ids: &[i64]) -> Result<()> {
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let indices = UInt32Array::from(indices.to_vec());
+        let rows = take(batch.column(0), &indices, None).map_err(|e| self.arrow_error(&e))?;
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(contact_ids.to_vec())), rows];
+        for field in &self.fields {
+            columns.push(self.field_values(batch, field, &indices, false)?);
+        }
+        let staged = RecordBatch::try_new(self.update_schema.clone(), columns).map_err(|e| self.arrow_error(&e))?;
+        self.updates
+            .append_record_batch(staged)
+            .map_err(|e| self.store.error(&e))
+    }
+
+    /// A field's values for the given rows, typed as the store keeps them.
+    fn field_values(
+        &self,
+        batch: &RecordBatch,
+        field: &StoreField,
+        indices: &UInt32Array,
+        insert: bool,
+    ) -> Result<ArrayRef> {
+        let n = indices.len();
+        let values: Option<ArrayRef> = field
+            .column
+            .map(|c| take(batch.column(c), indices, None))
+            .transpose()
+            .map_err(|e| self.arrow_error(&e))?;
+        Ok(match field.kind {
+            FieldKind::Date => match values {
+                Some(v) => cast(&v, &DataType::Date32).map_err(|e| self.arrow_error(&e))?,
+                None => duckdb::arrow::array::new_null_array(&DataType::Date32, n),
+            },
+            FieldKind::Tags => {
+                let strings = values.as_ref().map(|v| v.as_string::<i32>());
+                let mut builder = ListBuilder::new(StringBuilder::new());
+                for i in 0..n {
+                    let mut seen: Vec<&str> = Vec::new();
+                    if let Some(s) = strings
+                        && s.is_valid(i)
+                    {
+                        seen.extend(s.value(i).split(';').filter(|t| !t.is_empty()));
+                    }
+                    for tag in &self.tags {
+                        if !seen.contains(&tag.as_str()) {
+                            seen.push(tag);
+                        }
+                    }
+                    for tag in seen {
+                        builder.values().append_value(tag);
+                    }
+                    builder.append(true);
+                }
+                Arc::new(builder.finish())
+            }
+            FieldKind::Consent if insert => {
+                let strings = values.as_ref().map(|v| v.as_string::<i32>());
+                let filled: StringArray = (0..n)
+                    .map(|i| Some(strings.filter(|s| s.is_valid(i)).map_or("unknown", |s| s.value(i))))
+                    .collect();
+                Arc::new(filled)
+            }
+            _ => values.unwrap_or_else(|| duckdb::arrow::array::new_null_array(&DataType::Utf8, n)),
+        })
+    }
+
+    fn arrow_error(&self, e: &duckdb::arrow::error::ArrowError) -> Error {
+        Error::Store {
+            path: self.store.path().display().to_string(),
+            message: format!("preparing rows for the store: {e}"),
+        }
+    }
+
+    /// Applies the staged updates, records the counts and commits.
+    /// Returns the number of stored contacts updated.
+    pub fn finish(mut self, counts: &mut GroupCounts, summary: &str) -> Result<()> {
+        self.inserts.flush().map_err(|e| self.store.error(&e))?;
+        self.updates.flush().map_err(|e| self.store.error(&e))?;
+        let store = self.store;
+        let contacts_updated: i64 = store
+            .connection()
+            .query_row(&format!("SELECT count(DISTINCT contact_id) FROM {UPDATES}"), [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| store.error(&e))?;
+        counts.contacts_updated = contacts_updated as u64;
+        if contacts_updated > 0 {
+            store.execute(&self.update_sql(), [self.now])?;
+        }
+        drop(self.inserts);
+        drop(self.updates);
+        store.execute_batch(&format!("DROP TABLE {UPDATES}"))?;
+        store.execute(
+            "UPDATE kontakt_meta SET value = ? WHERE key = 'next_contact_id'",
+            [self.next_id.to_string()],
+        )?;
+        store.execute(
+            "UPDATE import_groups SET status = 'completed', finished_at = make_timestamp(?), rows_read = ?, \
+             rows_failed = ?, imported = ?, updated = ?, skipped = ?, contacts_updated = ?, summary = ? WHERE id = ?",
+            duckdb::params![
+                now_micros(),
+                counts.rows_read as i64,
+                counts.rows_failed as i64,
+                counts.imported as i64,
+                counts.updated as i64,
+                counts.skipped as i64,
+                counts.contacts_updated as i64,
+                summary,
+                self.import_id
+            ],
+        )?;
+        store.execute_batch("COMMIT")
+    }
+
+    /// The set-based update: the last staged row per contact wins; `--master`
+    /// decides between file and stored values; tags are only added.
+    fn update_sql(&self) -> String {
+        let set: Vec<String> = self
+            .fields
+            .iter()
+            .map(|f| {
+                let q = quoted(&f.name);
+                let expr = match (f.kind, self.master) {
+                    (FieldKind::Tags, _) => {
+                        format!(
+                            "list_concat(c.{q}, list_filter(coalesce(u.{q}, []), x -> NOT list_contains(c.{q}, x)))"
+                        )
+                    }
+                    (FieldKind::Consent, Master::File) => {
+                        format!("CASE WHEN u.{q} IS NULL OR u.{q} = 'unknown' THEN c.{q} ELSE u.{q} END")
+                    }
+                    (FieldKind::Consent, Master::Existing) => {
+                        format!("CASE WHEN c.{q} = 'unknown' AND u.{q} IS NOT NULL THEN u.{q} ELSE c.{q} END")
+                    }
+                    (_, Master::File) => format!("coalesce(u.{q}, c.{q})"),
+                    (_, Master::Existing) => format!("coalesce(c.{q}, u.{q})"),
+                };
+                format!("{q} = {expr}")
+            })
+            .collect();
+        format!(
+            "UPDATE contacts AS c SET {}updated_at = make_timestamp(?) \
+             FROM (SELECT * FROM {UPDATES} QUALIFY row_number() OVER (PARTITION BY contact_id ORDER BY \"row\" DESC) = 1) AS u \
+             WHERE c.id = u.contact_id",
+            set.iter().map(|s| format!("{s}, ")).collect::<String>()
+        )
+    }
+
+    /// Rolls everything back and records how the group ended.
+    pub fn abort(self, ending: Ending, reason: &str) -> Result<()> {
+        let store = self.store;
+        let import_id = self.import_id;
+        drop(self);
+        let rollback = store.execute_batch("ROLLBACK");
+        end_group(store, import_id, ending, reason)?;
+        rollback
+    }
+}
+
+/// Records a group as failed or cancelled (outside any transaction).
+pub fn end_group(store: &Store, import_id: i64, ending: Ending, reason: &str) -> Result<()> {
+    let status = match ending {
+        Ending::Failed => "failed",
+        Ending::Cancelled => "cancelled",
+    };
+    store
+        .execute(
+            "UPDATE import_groups SET status = ?, reason = ?, finished_at = make_timestamp(?) WHERE id = ?",
+            duckdb::params![status, reason, now_micros(), import_id],
+        )
+        .map(|_| ())
+}
+
+/// The Arrow type a field has in the contacts table.
+fn store_type(kind: FieldKind) -> DataType {
+    match kind {
+        FieldKind::Date => DataType::Date32,
+        FieldKind::Tags => DataType::List(Arc::new(ArrowField::new("item", DataType::Utf8, true))),
+        _ => DataType::Utf8,
+    }
+}
+
+/// The stored fields of an import: the normalized batch's fields (columns
+/// 1..), plus `tags` when only `--tag` gives tags.
+pub fn store_fields(names: &[String], tags: &[String]) -> Vec<StoreField> {
+    let mut fields: Vec<StoreField> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| StoreField {
+            name: name.clone(),
+            kind: standard_field(name).map_or(FieldKind::Text, |f| f.kind),
+            column: Some(i + 1),
+        })
+        .collect();
+    if !tags.is_empty() && !names.iter().any(|n| n == "tags") {
+        fields.push(StoreField {
+            name: "tags".into(),
+            kind: FieldKind::Tags,
+            column: None,
+        });
+    }
+    fields
+}

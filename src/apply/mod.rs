@@ -1,0 +1,8 @@
+//! Apply: what to do with each categorized row ([`actions`], pure) and the
+//! store writes of one import ([`commit`], one transaction).
+
+pub mod actions;
+pub mod commit;
+
+pub use actions::{Action, Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
+pub use commit::{Commit, Ending, GroupCounts, StoreField, end_group, start_group, store_fields};

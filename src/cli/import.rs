@@ -1,0 +1,239 @@
+//! `kontakt import FILE|- [input flags] [mapping flags] [matching flags]
+//! [output flags]`: flags resolved into [`ImportOptions`] (usage errors exit
+//! 2 before the store is touched), then the pipeline of [`crate::import`].
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::{Args, ValueEnum};
+
+use super::InputArgs;
+use crate::apply::{Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
+use crate::error::{Error, Result};
+use crate::import::{self, ImportOptions};
+use crate::map::{ContactType, MappingOptions, Unmapped};
+use crate::matching::Duplicates;
+use crate::normalize::consent::ConsentWords;
+use crate::normalize::phone::{self, PhoneSettings, Transform, ValidRule};
+use crate::normalize::stage::key_field;
+use crate::normalize::{InvalidValues, NormalizeSettings};
+use crate::read::Input;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Contact file (CSV/TSV/TXT or XLSX), or `-` for a table pasted on standard input.
+    pub file: String,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+
+    // Mapping
+    /// Map a column (header name or colN) to a field; FIELD `-` skips the column.
+    #[arg(long = "map", value_name = "COLUMN=FIELD", help_heading = "Mapping")]
+    pub maps: Vec<String>,
+    /// TOML file with a [map] table of COLUMN = FIELD.
+    #[arg(long, value_name = "FILE", help_heading = "Mapping")]
+    pub mapping: Option<PathBuf>,
+    /// Do not map headers by name and synonyms.
+    #[arg(long, help_heading = "Mapping")]
+    pub no_auto_map: bool,
+    /// What happens to columns no field is mapped to.
+    #[arg(long, value_enum, default_value = "ignore", help_heading = "Mapping")]
+    pub unmapped: Unmapped,
+    /// A constant value for a field, for every row.
+    #[arg(long = "set", value_name = "FIELD=VALUE", help_heading = "Mapping")]
+    pub sets: Vec<String>,
+    /// Tag every imported or updated contact.
+    #[arg(long = "tag", value_name = "TAG", help_heading = "Mapping")]
+    pub tags: Vec<String>,
+    /// Contact type of the imported contacts (and of those matched).
+    #[arg(long = "type", value_enum, default_value = "person", help_heading = "Mapping")]
+    pub contact_type: ContactType,
+    /// A value that cannot be its field fails the row, or is dropped with a warning.
+    #[arg(long, value_enum, default_value = "fail", help_heading = "Mapping")]
+    pub invalid_values: InvalidValues,
+    /// Phone transform rule, e.g. '[11]/-7+8' or '[10]/+7' (repeatable; first that applies wins).
+    #[arg(long = "phone-transform", value_name = "RULE", help_heading = "Mapping")]
+    pub phone_transforms: Vec<String>,
+    /// Phone digit-count rule, e.g. '[11]' or '[9-12]' (repeatable; any may match).
+    #[arg(long = "phone-valid", value_name = "RULE", help_heading = "Mapping")]
+    pub phone_valid: Vec<String>,
+    /// Country of phone numbers without a country code or a country field (ISO code).
+    #[arg(long, value_name = "CC", help_heading = "Mapping")]
+    pub default_country: Option<String>,
+    /// Another value meaning consent given (repeatable).
+    #[arg(long = "consent-yes", value_name = "WORD", help_heading = "Mapping")]
+    pub consent_yes: Vec<String>,
+    /// Another value meaning consent refused (repeatable).
+    #[arg(long = "consent-no", value_name = "WORD", help_heading = "Mapping")]
+    pub consent_no: Vec<String>,
+
+    // Matching
+    /// Key a row is matched by: email, phone, mobile, external_id or none.
+    #[arg(long, default_value = "email", value_name = "FIELD", help_heading = "Matching")]
+    pub primary_key: String,
+    /// Key for rows whose primary key is empty or finds nothing.
+    #[arg(long, value_name = "FIELD", help_heading = "Matching")]
+    pub secondary_key: Option<String>,
+    /// add = import/skip/skip, update = skip/update/skip, upsert = import/update/skip.
+    #[arg(long, value_enum, help_heading = "Matching")]
+    pub mode: Option<Mode>,
+    /// Rows that match no stored contact [default: import].
+    #[arg(long, value_enum, help_heading = "Matching")]
+    pub on_no_match: Option<OnNoMatch>,
+    /// Rows that match one stored contact [default: update].
+    #[arg(long, value_enum, help_heading = "Matching")]
+    pub on_one_match: Option<OnOneMatch>,
+    /// Rows that match several stored contacts (first/last by created_at) [default: skip].
+    #[arg(long, value_enum, help_heading = "Matching")]
+    pub on_multiple_match: Option<OnMultipleMatch>,
+    /// On update: file values overwrite, or only fill empty stored fields.
+    #[arg(long, value_enum, default_value = "file", help_heading = "Matching")]
+    pub master: Master,
+    /// Rows sharing a key inside the file.
+    #[arg(long, value_enum, default_value = "first", help_heading = "Matching")]
+    pub in_file_duplicates: Duplicates,
+
+    // Output
+    /// Output directory [default: kontakt-out/<import name>].
+    #[arg(long, value_name = "DIR", help_heading = "Output")]
+    pub out: Option<PathBuf>,
+    /// Format of the row files.
+    #[arg(long, value_enum, default_value = "csv", help_heading = "Output")]
+    pub output_format: OutputFormat,
+    /// Import group name [default: the file's stem]; unique among running and completed imports.
+    #[arg(long, value_name = "NAME", help_heading = "Output")]
+    pub name: Option<String>,
+    /// Classify and write the outputs; change nothing in the store.
+    #[arg(long, help_heading = "Output")]
+    pub dry_run: bool,
+    /// Progress bar on standard error.
+    #[arg(long, value_enum, default_value = "auto", help_heading = "Output")]
+    pub progress: Progress,
+    /// Prefix CSV cells that start with = + - @ with ' (spreadsheet formula
+    /// injection); normalized phone columns are never changed.
+    #[arg(long, help_heading = "Output")]
+    pub excel_safe: bool,
+}
+
+impl ImportArgs {
+    fn resolve(&self, db: PathBuf) -> Result<ImportOptions> {
+        let transforms = self
+            .phone_transforms
+            .iter()
+            .map(|r| Transform::parse(r).map_err(Error::usage))
+            .collect::<Result<Vec<_>>>()?;
+        let valid = self
+            .phone_valid
+            .iter()
+            .map(|r| ValidRule::parse(r).map_err(Error::usage))
+            .collect::<Result<Vec<_>>>()?;
+        let default_region = self
+            .default_country
+            .as_deref()
+            .map(|c| {
+                phone::known_region(&c.trim().to_ascii_uppercase())
+                    .ok_or_else(|| Error::usage(format!("--default-country {c:?}: not a known ISO country code")))
+            })
+            .transpose()?;
+        let consent = ConsentWords::new(&self.consent_yes, &self.consent_no).map_err(Error::usage)?;
+        let primary_key = key_field(&self.primary_key, "--primary-key")?;
+        let secondary_key = self
+            .secondary_key
+            .as_deref()
+            .map(|k| key_field(k, "--secondary-key"))
+            .transpose()?
+            .flatten();
+        if primary_key.is_some() && primary_key == secondary_key {
+            return Err(Error::usage(format!(
+                "--secondary-key {}: the same field as --primary-key",
+                self.primary_key
+            )));
+        }
+        if self.output_format == OutputFormat::Parquet {
+            return Err(Error::usage(
+                "--output-format parquet: not available in this build yet; use csv",
+            ));
+        }
+        Ok(ImportOptions {
+            input: Input::from_arg(&self.file),
+            read: self.input.resolve()?,
+            mapping: MappingOptions {
+                maps: self.maps.clone(),
+                file: self.mapping.clone(),
+                auto: !self.no_auto_map,
+                unmapped: self.unmapped,
+                sets: self.sets.clone(),
+                tags: self.tags.clone(),
+                contact_type: self.contact_type,
+            },
+            normalize: NormalizeSettings {
+                phone: PhoneSettings {
+                    transforms,
+                    valid,
+                    default_region,
+                },
+                consent,
+                invalid_values: self.invalid_values,
+                primary_key,
+                secondary_key,
+            },
+            actions: Actions::resolve(self.mode, self.on_no_match, self.on_one_match, self.on_multiple_match),
+            master: self.master,
+            duplicates: self.in_file_duplicates,
+            name: self.name.clone(),
+            out: self.out.clone(),
+            excel_safe: self.excel_safe,
+            dry_run: self.dry_run,
+            db,
+            progress: match self.progress {
+                Progress::Always => true,
+                Progress::Never => false,
+                Progress::Auto => std::io::stderr().is_terminal(),
+            },
+        })
+    }
+}
+
+pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
+    let options = args.resolve(db)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // A second Ctrl-C while the rollback runs is ignored: the store must be
+    // left consistent.
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let summary = import::run(&options, &cancel)?;
+    let dir = options
+        .out
+        .unwrap_or_else(|| crate::write::default_out_dir(&summary.name));
+    println!(
+        "{} rows read: {} imported, {} updated, {} skipped, {} failed ({} no match, {} one match, {} multiple match){} in {:.1} s -> {}",
+        summary.rows_read,
+        summary.imported,
+        summary.updated,
+        summary.skipped,
+        summary.rows_failed,
+        summary.no_match,
+        summary.one_match,
+        summary.multiple_match,
+        if summary.dry_run { " [dry run]" } else { "" },
+        summary.elapsed_ms as f64 / 1000.0,
+        dir.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,283 @@
+//! Duplicates inside the file (`--in-file-duplicates first|last|fail`), by
+//! the same key logic as matching against the store: a row belongs to the
+//! group of an earlier row with the same primary key value; else, when its
+//! primary key is empty or finds nothing (in the store or the file), to the
+//! group of an earlier row with the same secondary key value. A group is
+//! known by the keys of its first row: those are what a contact created
+//! from it would be matched by, so a later row that would match that new
+//! contact is in its group and never creates a second one.
+//!
+//! Rows are resolved one by one in file order. `first` decides at once;
+//! `last` and `fail` need each group's size and last row, so the import
+//! resolves the file twice (the same rows give the same groups) and decides
+//! the second time with the first run's [`GroupStats`].
+
+use hashbrown::HashTable;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Duplicates {
+    /// The first row of each key wins; later ones fail as `not_unique`.
+    #[default]
+    First,
+    /// The last row of each key wins; earlier ones fail as `not_unique`.
+    Last,
+    /// Every row sharing a key fails as `not_unique`.
+    Fail,
+}
+
+/// What happens to one row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFileVerdict {
+    /// The row goes on to its category.
+    Keep,
+    /// The row fails as `not_unique`; `winner` is the row that goes on in its
+    /// place (none with `fail`), `first` the group's first row.
+    Duplicate { first: u64, winner: Option<u64> },
+}
+
+/// Key values of group first rows, stored once in one buffer.
+#[derive(Debug, Default)]
+struct Arena {
+    bytes: Vec<u8>,
+    /// Value `i` is `bytes[ends[i-1]..ends[i]]`.
+    ends: Vec<usize>,
+}
+
+impl Arena {
+    fn push(&mut self, value: &str) -> u32 {
+        self.bytes.extend_from_slice(value.as_bytes());
+        self.ends.push(self.bytes.len());
+        u32::try_from(self.ends.len() - 1).expect("fewer than 4G distinct keys")
+    }
+
+    fn get(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+}
+
+/// One key's distinct values in the file so far: value -> group.
+#[derive(Debug, Default)]
+struct KeyGroups {
+    /// (value in the arena, group)
+    table: HashTable<(u32, u32)>,
+}
+
+impl KeyGroups {
+    fn find(&self, arena: &Arena, hash: u64, value: &str) -> Option<u32> {
+        self.table
+            .find(hash, |&(v, _)| arena.get(v) == value.as_bytes())
+            .map(|&(_, g)| g)
+    }
+
+    fn insert(&mut self, arena: &mut Arena, hash: u64, value: &str, group: u32) {
+        let v = arena.push(value);
+        // Rehashing moves entries; their hash is recomputed from the value.
+        let arena: &Arena = arena;
+        self.table
+            .insert_unique(hash, (v, group), |&(v, _)| xxhash_rust::xxh3::xxh3_64(arena.get(v)));
+    }
+}
+
+/// Each group's size and last row, from a first run over the file.
+#[derive(Debug, Default, Clone)]
+pub struct GroupStats {
+    sizes: Vec<u32>,
+    last: Vec<u64>,
+}
+
+/// The in-file duplicate resolver.
+#[derive(Debug)]
+pub struct InFile {
+    mode: Duplicates,
+    arena: Arena,
+    primary: KeyGroups,
+    secondary: KeyGroups,
+    /// Group -> its first row.
+    first_row: Vec<u64>,
+    /// Group -> rows so far and the last of them.
+    stats: GroupStats,
+    /// With `last`/`fail`: the first run's stats.
+    known: Option<GroupStats>,
+}
+
+impl InFile {
+    /// A resolver that decides as it goes (`first`), or that collects
+    /// stats for a second run (`last`/`fail`, `known` = None), or that
+    /// decides with the first run's stats.
+    pub fn new(mode: Duplicates, known: Option<GroupStats>) -> InFile {
+        InFile {
+            mode,
+            arena: Arena::default(),
+            primary: KeyGroups::default(),
+            secondary: KeyGroups::default(),
+            first_row: Vec::new(),
+            stats: GroupStats::default(),
+            known,
+        }
+    }
+
+    /// Whether this mode needs a first run to collect [`GroupStats`].
+    pub fn needs_stats(mode: Duplicates) -> bool {
+        mode != Duplicates::First
+    }
+
+    /// The stats collected so far (after a first run).
+    pub fn into_stats(self) -> GroupStats {
+        self.stats
+    }
+
+    /// Resolves the next row, in file order. Keys are (xxh3 hash, value);
+    /// `primary_found_in_store` says whether its primary key matched a
+    /// stored contact (then its secondary key is not used, as in matching).
+    pub fn resolve(
+        &mut self,
+        row: u64,
+        primary: Option<(u64, &str)>,
+        secondary: Option<(u64, &str)>,
+        primary_found_in_store: bool,
+    ) -> InFileVerdict {
+        let mut group = primary.and_then(|(h, v)| self.primary.find(&self.arena, h, v));
+        if group.is_none() && !primary_found_in_store {
+            group = secondary.and_then(|(h, v)| self.secondary.find(&self.arena, h, v));
+        }
+        let group = match group {
+            Some(g) => g,
+            None => {
+                let g = u32::try_from(self.first_row.len()).expect("fewer than 4G groups");
+                self.first_row.push(row);
+                self.stats.sizes.push(0);
+                self.stats.last.push(row);
+                if let Some((h, v)) = primary {
+                    self.primary.insert(&mut self.arena, h, v, g);
+                }
+                if let Some((h, v)) = secondary
+                    && self.secondary.find(&self.arena, h, v).is_none()
+                {
+                    self.secondary.insert(&mut self.arena, h, v, g);
+                }
+                g
+            }
+        };
+        let g = group as usize;
+        self.stats.sizes[g] += 1;
+        self.stats.last[g] = row;
+        let first = self.first_row[g];
+        match (self.mode, &self.known) {
+            (Duplicates::First, _) | (_, None) => {
+                if first == row {
+                    InFileVerdict::Keep
+                } else {
+                    InFileVerdict::Duplicate {
+                        first,
+                        winner: Some(first),
+                    }
+                }
+            }
+            (Duplicates::Last, Some(known)) => {
+                let last = known.last[g];
+                if last == row {
+                    InFileVerdict::Keep
+                } else {
+                    InFileVerdict::Duplicate {
+                        first,
+                        winner: Some(last),
+                    }
+                }
+            }
+            (Duplicates::Fail, Some(known)) => {
+                if known.sizes[g] == 1 {
+                    InFileVerdict::Keep
+                } else {
+                    InFileVerdict::Duplicate { first, winner: None }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xxhash_rust::xxh3::xxh3_64;
+
+    type Row = (u64, Option<&'static str>, Option<&'static str>, bool);
+
+    fn key(v: Option<&'static str>) -> Option<(u64, &'static str)> {
+        v.map(|v| (xxh3_64(v.as_bytes()), v))
+    }
+
+    fn run(mode: Duplicates, rows: &[Row]) -> Vec<InFileVerdict> {
+        let known = InFile::needs_stats(mode).then(|| {
+            let mut first = InFile::new(mode, None);
+            for &(row, p, s, found) in rows {
+                first.resolve(row, key(p), key(s), found);
+            }
+            first.into_stats()
+        });
+        let mut resolver = InFile::new(mode, known);
+        rows.iter()
+            .map(|&(row, p, s, found)| resolver.resolve(row, key(p), key(s), found))
+            .collect()
+    }
+
+    const KEEP: InFileVerdict = InFileVerdict::Keep;
+    fn dup(first: u64, winner: Option<u64>) -> InFileVerdict {
+        InFileVerdict::Duplicate { first, winner }
+    }
+
+    const ROWS: &[Row] = &[
+        (1, Some("a@x.cz"), Some("+420777000001"), false),
+        (2, Some("b@x.cz"), None, false),
+        // Same email as row 1.
+        (3, Some("a@x.cz"), Some("+420777000009"), false),
+        // New email, phone of row 1: would match the contact row 1 creates.
+        (4, Some("c@x.cz"), Some("+420777000001"), false),
+        // No email, phone of row 1.
+        (5, None, Some("+420777000001"), false),
+        // Its email matched a stored contact: the phone is not looked at.
+        (6, Some("d@x.cz"), Some("+420777000001"), true),
+        (7, None, Some("+420777000002"), false),
+    ];
+
+    #[test]
+    fn first_keeps_the_first_row_of_each_key() {
+        assert_eq!(
+            run(Duplicates::First, ROWS),
+            vec![
+                KEEP,
+                KEEP,
+                dup(1, Some(1)),
+                dup(1, Some(1)),
+                dup(1, Some(1)),
+                KEEP,
+                KEEP
+            ]
+        );
+    }
+
+    #[test]
+    fn last_keeps_the_last_row_of_each_group() {
+        assert_eq!(
+            run(Duplicates::Last, ROWS),
+            vec![
+                dup(1, Some(5)),
+                KEEP,
+                dup(1, Some(5)),
+                dup(1, Some(5)),
+                KEEP,
+                KEEP,
+                KEEP
+            ]
+        );
+    }
+
+    #[test]
+    fn fail_fails_every_row_of_a_shared_key() {
+        assert_eq!(
+            run(Duplicates::Fail, ROWS),
+            vec![dup(1, None), KEEP, dup(1, None), dup(1, None), dup(1, None), KEEP, KEEP]
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! The import's output files (SPEC, Output flags): `no_match`, `one_match`,
+//! `multiple_match`, `failed`, streamed batch by batch, and `summary.json`.
+//!
+//! Values are written as data, exactly as normalized or read: a cell that
+//! starts with `=`, `+`, `-` or `@` is a formula to a spreadsheet, so
+//! `--excel-safe` prefixes such cells with `'` (never the normalized phone
+//! columns, whose `+` is the E.164 form scripts expect).
+
+mod summary;
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use duckdb::arrow::array::{Array, AsArray, StringArray};
+use duckdb::arrow::datatypes::UInt64Type;
+use duckdb::arrow::record_batch::RecordBatch;
+
+pub use summary::Summary;
+
+use crate::apply::Action;
+use crate::error::{Error, Result};
+use crate::matching::{Category, MatchedBy};
+use crate::normalize::FailedRow;
+
+/// One row of a category file: its index in the normalized batch and what
+/// matching and the plan made of it.
+#[derive(Debug, Clone)]
+pub struct RowOut {
+    pub index: usize,
+    pub action: Action,
+    /// Ids of the matching stored contacts (created order).
+    pub matched_ids: Vec<i64>,
+    pub matched_by: Option<MatchedBy>,
+}
+
+/// Writes a CSV file row by row.
+struct CsvFile {
+    path: PathBuf,
+    writer: csv::Writer<BufWriter<File>>,
+}
+
+impl CsvFile {
+    fn create(path: PathBuf, header: &[&str]) -> Result<CsvFile> {
+        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+        let mut out = CsvFile {
+            writer: csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 20, file)),
+            path,
+        };
+        out.record(header.iter().copied())?;
+        Ok(out)
+    }
+
+    fn record<'a>(&mut self, fields: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        self.writer.write_record(fields).map_err(|e| self.error(e))
+    }
+
+    fn error(&self, e: csv::Error) -> Error {
+        match e.into_kind() {
+            csv::ErrorKind::Io(e) => Error::io(&self.path, e),
+            other => Error::io(&self.path, std::io::Error::other(format!("{other:?}"))),
+        }
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.writer.flush().map_err(|e| Error::io(&self.path, e))
+    }
+}
+
+/// The four row files of one import.
+pub struct Outputs {
+    dir: PathBuf,
+    categories: [CsvFile; 3],
+    failed: CsvFile,
+    /// Normalized field columns (after `__row`), with whether each is a phone.
+    fields: Vec<(String, bool)>,
+    excel_safe: bool,
+}
+
+/// The normalized columns a category file shows (after `row`, `action`,
+/// and the match columns): the stage's fields and `warnings`.
+fn category_header(category: Category, fields: &[(String, bool)]) -> Vec<&str> {
+    let mut header = vec!["row", "action"];
+    if category != Category::NoMatch {
+        header.extend(["matched_ids", "matched_by"]);
+    }
+    header.extend(fields.iter().map(|(f, _)| f.as_str()));
+    header
+}
+
+impl Outputs {
+    /// Creates `dir` and the four files with their headers. `fields` are the
+    /// normalized batch's columns between `__row` and the hash columns
+    /// (including `warnings`); `input_columns` the file's own header.
+    pub fn create(dir: &Path, fields: &[String], input_columns: &[String], excel_safe: bool) -> Result<Outputs> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let fields: Vec<(String, bool)> = fields
+            .iter()
+            .map(|f| (f.clone(), f == "phone" || f == "mobile"))
+            .collect();
+        let file = |category: Category| {
+            CsvFile::create(
+                dir.join(format!("{}.csv", category.as_str())),
+                &category_header(category, &fields),
+            )
+        };
+        let categories = [
+            file(Category::NoMatch)?,
+            file(Category::OneMatch)?,
+            file(Category::MultipleMatch)?,
+        ];
+        let mut failed_header = vec!["row", "reason", "detail"];
+        failed_header.extend(input_columns.iter().map(String::as_str));
+        let failed = CsvFile::create(dir.join("failed.csv"), &failed_header)?;
+        Ok(Outputs {
+            dir: dir.to_path_buf(),
+            categories,
+            failed,
+            fields,
+            excel_safe,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Writes rows of a normalized batch (`__row`, fields..., warnings,
+    /// hashes) into a category file.
+    pub fn write_category(&mut self, category: Category, batch: &RecordBatch, rows: &[RowOut]) -> Result<()> {
+        let row_numbers = batch.column(0).as_primitive::<UInt64Type>();
+        let columns: Vec<&StringArray> = (1..=self.fields.len())
+            .map(|c| batch.column(c).as_string::<i32>())
+            .collect();
+        let file = &mut self.categories[category as usize];
+        let mut record: Vec<Cow<str>> = Vec::with_capacity(columns.len() + 4);
+        for out in rows {
+            let i = out.index;
+            record.clear();
+            record.push(Cow::Owned(row_numbers.value(i).to_string()));
+            record.push(Cow::Borrowed(out.action.as_str()));
+            if category != Category::NoMatch {
+                let ids: Vec<String> = out.matched_ids.iter().map(i64::to_string).collect();
+                record.push(Cow::Owned(ids.join(";")));
+                record.push(Cow::Borrowed(out.matched_by.map_or("", MatchedBy::as_str)));
+            }
+            for (column, (_, is_phone)) in columns.iter().zip(&self.fields) {
+                let value = if column.is_null(i) { "" } else { column.value(i) };
+                record.push(safe_cell(self.excel_safe && !is_phone, value));
+            }
+            file.record(record.iter().map(|c| c.as_ref()))?;
+        }
+        Ok(())
+    }
+
+    /// Writes one failed row: `row`, `reason`, `detail`, then the values as read.
+    pub fn write_failed(&mut self, failed: &FailedRow, original: &[&str]) -> Result<()> {
+        let excel_safe = self.excel_safe;
+        let cell = |value| safe_cell(excel_safe, value);
+        let mut record: Vec<Cow<str>> = Vec::with_capacity(original.len() + 3);
+        record.push(Cow::Owned(failed.row.to_string()));
+        record.push(Cow::Borrowed(failed.reason.as_str()));
+        record.push(cell(&failed.detail));
+        record.extend(original.iter().map(|v| cell(v)));
+        self.failed.record(record.iter().map(|c| c.as_ref()))
+    }
+
+    /// Flushes every file.
+    pub fn finish(self) -> Result<()> {
+        for file in self.categories {
+            file.finish()?;
+        }
+        self.failed.finish()
+    }
+}
+
+/// The cell as written: with `--excel-safe`, a formula-like value gets a `'`.
+fn safe_cell(excel_safe: bool, value: &str) -> Cow<'_, str> {
+    if excel_safe && is_formula(value) {
+        Cow::Owned(format!("'{value}"))
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
+/// Whether a spreadsheet would read the cell as a formula.
+pub fn is_formula(value: &str) -> bool {
+    matches!(value.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@'))
+}
+
+/// The output directory for an import name that came from the user or a
+/// file name: `kontakt-out/<name>` with every character that could leave
+/// that directory (separators, `..`, control characters) replaced.
+pub fn default_out_dir(name: &str) -> PathBuf {
+    Path::new("kontakt-out").join(safe_component(name))
+}
+
+/// A single, harmless path component made from any text.
+pub fn safe_component(name: &str) -> String {
+    let mut safe: String = name
+        .chars()
+        .map(|c| match c {
+            '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+            c if c.is_control() => '_',
+            c => c,
+        })
+        .collect();
+    // Only dots (".", "..") or empty would name the directory or its parent.
+    if safe.trim_matches('.').is_empty() {
+        safe = format!("import{}", "_".repeat(safe.len()));
+    }
+    if safe.starts_with('.') {
+        safe.replace_range(0..1, "_");
+    }
+    safe
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_never_leave_the_output_root() {
+        for name in ["../../x", "..", ".", "a/b", "a\\b", "..\\..\\x", "", "/etc/passwd"] {
+            let dir = default_out_dir(name);
+            let component = dir.strip_prefix("kontakt-out").expect("under kontakt-out");
+            assert_eq!(component.components().count(), 1, "{name:?} -> {dir:?}");
+            let c = component.to_str().expect("utf-8");
+            assert!(
+                c != "." && c != ".." && !c.contains('/') && !c.contains('\\'),
+                "{name:?} -> {c:?}"
+            );
+        }
+        assert_eq!(safe_component("kontakty 2026"), "kontakty 2026");
+        assert_eq!(safe_component("../../x"), "_._.._x");
+    }
+
+    #[test]
+    fn formulas_are_recognized() {
+        for v in ["=1+2", "+420", "-5", "@SUM(A1)"] {
+            assert!(is_formula(v), "{v}");
+        }
+        for v in ["", "a=b", "420", " =1"] {
+            assert!(!is_formula(v), "{v}");
+        }
+    }
+}

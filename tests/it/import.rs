@@ -1,0 +1,422 @@
+//! `kontakt import` through the binary: categories by primary and secondary
+//! key, actions, in-file duplicates, tags, --master, --dry-run, outputs, and
+//! the store checked afterwards with DuckDB itself.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{fails, kontakt, write};
+
+const BASE: &str = "\
+E-mail,Telefon,Jméno,Příjmení,Štítky
+anna@x.cz,777 000 001,Anna,Nová,vip
+bob@x.cz,777 000 002,Bob,,
+carl@x.cz,777 000 003,Carl,C,
+dana@x.cz,777 000 009,Dana,,
+dana.b@x.cz,777 000 009,Dana B,,
+eve@x.cz,777 000 010,Eve,,
+bad-email,777 000 011,Fred,,
+";
+
+/// Built to hit every category: row 1 by primary (email in another case),
+/// row 2 by secondary (phone), row 3 two stored contacts by phone, row 4
+/// nobody; then an in-file duplicate, a row without keys, a bad phone, and
+/// a formula-like bad email that must come back as data.
+const SECOND: &str = "\
+E-mail,Telefon,Jméno,Příjmení,Štítky,Poznámka
+ ANNA@x.cz ,,Anna,Novotná,b2b,
+robert@x.cz,+420 777 000 002,Robert,,,=1+2
+frank@x.cz,777000009,Frank,,,
+gina@x.cz,777 000 099,Gina,,,
+gina@x.cz,777 000 098,Gina 2,,,
+,,Hana,,,
+hana@x.cz,12,Hana,,,
+\"=HYPERLINK(\"\"http://x\"\")\",777 000 097,Ivan,,,
+";
+
+fn import(dir: &Path, args: &[&str]) -> Value {
+    let output = kontakt(dir)
+        .args(["import", "--progress", "never", "--default-country", "CZ"])
+        .args(args)
+        .output()
+        .expect("run kontakt");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "import {args:?} failed: {stderr}");
+    let name = args
+        .windows(2)
+        .find(|w| w[0] == "--name")
+        .map(|w| w[1].to_string())
+        .unwrap_or_else(|| {
+            Path::new(args[0])
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .expect("stem")
+        });
+    let out = args
+        .windows(2)
+        .find(|w| w[0] == "--out")
+        .map(|w| dir.join(w[1]))
+        .unwrap_or_else(|| dir.join("kontakt-out").join(name));
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
+    serde_json::from_str(&text).expect("summary is JSON")
+}
+
+/// Rows of a CSV output as header-keyed maps.
+fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut reader = csv::Reader::from_path(path).expect("open output");
+    let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_string).collect();
+    reader
+        .records()
+        .map(|r| {
+            let r = r.expect("record");
+            header.iter().cloned().zip(r.iter().map(str::to_string)).collect()
+        })
+        .collect()
+}
+
+/// Every value of a query as text ("" for NULL).
+fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let conn = duckdb::Connection::open(db).expect("open store");
+    let sql = format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql})");
+    let mut stmt = conn.prepare(&sql).expect("prepare");
+    let mut rows = stmt.query([]).expect("query");
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().expect("row") {
+        let n = row.as_ref().column_count();
+        out.push(
+            (0..n)
+                .map(|i| row.get::<_, Option<String>>(i).expect("text").unwrap_or_default())
+                .collect(),
+        );
+    }
+    out
+}
+
+/// A base store (6 contacts) and the second file, imported into `dir`.
+fn base_store(dir: &Path) {
+    write(dir, "base.csv", BASE);
+    write(dir, "second.csv", SECOND);
+    let summary = import(dir, &["base.csv"]);
+    assert_eq!(summary["imported"], 6);
+    assert_eq!(summary["rows_failed"], 1);
+}
+
+const SECOND_ARGS: &[&str] = &[
+    "second.csv",
+    "--secondary-key",
+    "phone",
+    "--tag",
+    "spring",
+    "--map",
+    "Poznámka=note",
+];
+
+#[test]
+fn second_import_hits_every_category_with_exact_counts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let s = import(dir, SECOND_ARGS);
+    for (key, expected) in [
+        ("rows_read", 8),
+        ("rows_failed", 4),
+        ("no_match", 1),
+        ("one_match", 2),
+        ("multiple_match", 1),
+        ("imported", 1),
+        ("updated", 2),
+        ("skipped", 1),
+        ("contacts_updated", 2),
+    ] {
+        assert_eq!(s[key], expected, "{key} in {s}");
+    }
+    assert_eq!(s["failed_by_reason"]["not_unique"], 1);
+    assert_eq!(s["failed_by_reason"]["missing_key"], 1);
+    assert_eq!(s["failed_by_reason"]["wrong_format"], 2);
+    assert_eq!(s["phone_metadata"], kontakt::normalize::phone::METADATA_VERSION);
+    assert!(s["import_id"].is_i64());
+
+    let out = dir.join("kontakt-out/second");
+    let one = csv_rows(&out.join("one_match.csv"));
+    assert_eq!(one.len(), 2);
+    assert_eq!(one[0]["row"], "1");
+    assert_eq!(one[0]["matched_ids"], "1");
+    assert_eq!(one[0]["matched_by"], "primary");
+    assert_eq!(one[0]["action"], "update");
+    assert_eq!(one[0]["email"], "anna@x.cz");
+    assert_eq!(one[1]["matched_ids"], "2");
+    assert_eq!(one[1]["matched_by"], "secondary");
+    // A formula-like value is written as data, exactly as read.
+    assert_eq!(one[1]["note"], "=1+2");
+    let multiple = csv_rows(&out.join("multiple_match.csv"));
+    assert_eq!(multiple.len(), 1);
+    assert_eq!(multiple[0]["matched_ids"], "4;5");
+    assert_eq!(multiple[0]["action"], "skip");
+    let no = csv_rows(&out.join("no_match.csv"));
+    assert_eq!(no.len(), 1);
+    assert_eq!(no[0]["phone"], "+420777000099");
+    assert!(!no[0].contains_key("matched_ids"));
+    let failed = csv_rows(&out.join("failed.csv"));
+    let reasons: Vec<(&str, &str)> = failed
+        .iter()
+        .map(|f| (f["row"].as_str(), f["reason"].as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("5", "not_unique"),
+            ("6", "missing_key"),
+            ("7", "wrong_format"),
+            ("8", "wrong_format")
+        ]
+    );
+    assert!(failed[0]["detail"].contains("row 4"), "{}", failed[0]["detail"]);
+    assert_eq!(failed[3]["E-mail"], "=HYPERLINK(\"http://x\")");
+    assert_eq!(failed[2]["Telefon"], "12");
+
+    // Every input row is in exactly one of the four files.
+    let mut seen = BTreeSet::new();
+    for file in ["no_match.csv", "one_match.csv", "multiple_match.csv", "failed.csv"] {
+        for row in csv_rows(&out.join(file)) {
+            assert!(seen.insert(row["row"].parse::<u64>().expect("row")), "row twice");
+        }
+    }
+    assert_eq!(seen, (1..=8).collect());
+
+    // The store: updated by master=file, tags only added, one new contact.
+    let db = dir.join("kontakt.duckdb");
+    let rows = query(
+        &db,
+        "SELECT id, email, first_name, last_name, phone, array_to_string(tags, '|') FROM contacts ORDER BY id",
+    );
+    assert_eq!(rows.len(), 7);
+    assert_eq!(
+        rows[0],
+        ["1", "anna@x.cz", "Anna", "Novotná", "+420777000001", "vip|b2b|spring"]
+    );
+    assert_eq!(rows[1], ["2", "robert@x.cz", "Robert", "", "+420777000002", "spring"]);
+    // Skipped multiple match: untouched.
+    assert_eq!(rows[3][5], "");
+    assert_eq!(rows[6], ["7", "gina@x.cz", "Gina", "", "+420777000099", "spring"]);
+    let groups = query(
+        &db,
+        "SELECT name, status, imported, updated, skipped FROM import_groups ORDER BY id",
+    );
+    assert_eq!(
+        groups,
+        [
+            ["base", "completed", "6", "0", "0"],
+            ["second", "completed", "1", "2", "1"]
+        ]
+    );
+    let created = query(&db, "SELECT import_id FROM contacts WHERE id = 7");
+    assert_eq!(created, [["2"]]);
+}
+
+#[test]
+fn master_existing_only_fills_empty_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let mut args = SECOND_ARGS.to_vec();
+    args.extend(["--master", "existing"]);
+    import(dir, &args);
+    let rows = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT email, first_name, last_name, note FROM contacts WHERE id IN (1, 2) ORDER BY id",
+    );
+    assert_eq!(rows[0], ["anna@x.cz", "Anna", "Nová", ""]);
+    // Bob keeps his email and name; his empty note is filled.
+    assert_eq!(rows[1], ["bob@x.cz", "Bob", "", "=1+2"]);
+}
+
+#[test]
+fn modes_and_category_choices() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let args = |extra: &[&'static str]| {
+        let mut a = vec!["second.csv", "--secondary-key", "phone", "--dry-run"];
+        a.extend_from_slice(extra);
+        a
+    };
+    let s = import(dir, &args(&["--mode", "add"]));
+    assert_eq!(
+        (s["imported"].as_u64(), s["updated"].as_u64(), s["skipped"].as_u64()),
+        (Some(1), Some(0), Some(3))
+    );
+    let s = import(dir, &args(&["--mode", "update"]));
+    assert_eq!(
+        (s["imported"].as_u64(), s["updated"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(2), Some(2))
+    );
+    let s = import(
+        dir,
+        &args(&["--on-multiple-match", "update-all", "--on-one-match", "import"]),
+    );
+    assert_eq!(
+        (s["imported"].as_u64(), s["updated"].as_u64(), s["skipped"].as_u64()),
+        (Some(3), Some(1), Some(0))
+    );
+    assert_eq!(s["contacts_updated"], 0, "a dry run updates nothing");
+    let multiple = csv_rows(&dir.join("kontakt-out/second/multiple_match.csv"));
+    assert_eq!(multiple[0]["action"], "update-all");
+    let s = import(
+        dir,
+        &args(&["--on-multiple-match", "update-last", "--on-no-match", "skip"]),
+    );
+    assert_eq!(
+        (s["imported"].as_u64(), s["updated"].as_u64(), s["skipped"].as_u64()),
+        (Some(0), Some(3), Some(1))
+    );
+}
+
+#[test]
+fn update_first_and_last_pick_by_creation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let mut args = SECOND_ARGS.to_vec();
+    args.extend(["--on-multiple-match", "update-last", "--name", "last"]);
+    import(dir, &args);
+    let db = dir.join("kontakt.duckdb");
+    let rows = query(
+        &db,
+        "SELECT id, first_name FROM contacts WHERE id IN (4, 5) ORDER BY id",
+    );
+    assert_eq!(rows, [["4", "Dana"], ["5", "Frank"]]);
+}
+
+#[test]
+fn in_file_duplicates_last_and_fail() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "dups.csv",
+        "E-mail,Jméno\na@x.cz,First\nb@x.cz,Other\nA@X.CZ,Second\na@x.cz,Third\n",
+    );
+    let s = import(dir, &["dups.csv", "--in-file-duplicates", "last", "--dry-run"]);
+    assert_eq!(s["imported"], 2);
+    assert_eq!(s["failed_by_reason"]["not_unique"], 2);
+    let no = csv_rows(&dir.join("kontakt-out/dups/no_match.csv"));
+    let names: Vec<&str> = no.iter().map(|r| r["first_name"].as_str()).collect();
+    assert_eq!(names, ["Other", "Third"]);
+    let s = import(dir, &["dups.csv", "--in-file-duplicates", "fail", "--dry-run"]);
+    assert_eq!(s["imported"], 1);
+    assert_eq!(s["failed_by_reason"]["not_unique"], 3);
+    // A pasted table on standard input is read twice the same way.
+    let output = kontakt(dir)
+        .args([
+            "import",
+            "-",
+            "--in-file-duplicates",
+            "last",
+            "--dry-run",
+            "--progress",
+            "never",
+        ])
+        .write_stdin("E-mail\tJméno\na@x.cz\tFirst\na@x.cz\tSecond\n")
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let no = csv_rows(&dir.join("kontakt-out/stdin/no_match.csv"));
+    assert_eq!(no.len(), 1);
+    assert_eq!(no[0]["first_name"], "Second");
+}
+
+#[test]
+fn dry_run_changes_nothing_in_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let db = dir.join("kontakt.duckdb");
+    let dump = || {
+        (
+            query(
+                &db,
+                "SELECT * EXCLUDE (tags, birth_date, created_at, updated_at), CAST(tags AS VARCHAR), CAST(updated_at AS VARCHAR) FROM contacts ORDER BY id",
+            ),
+            query(&db, "SELECT id, name, status FROM import_groups ORDER BY id"),
+        )
+    };
+    let before = dump();
+    let s = import(dir, &[SECOND_ARGS, &["--dry-run"]].concat());
+    assert_eq!(s["import_id"], Value::Null);
+    assert_eq!(s["imported"], 1);
+    assert_eq!(dump(), before);
+    // A dry run against a store that does not exist does not create it.
+    let s = import(dir, &["base.csv", "--dry-run", "--db", "none.duckdb"]);
+    assert_eq!(s["imported"], 6);
+    assert!(!dir.join("none.duckdb").exists());
+}
+
+#[test]
+fn names_are_unique_and_never_leave_the_output_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).expect("mkdir");
+    write(&work, "base.csv", BASE);
+    let output = kontakt(&work)
+        .args(["import", "base.csv", "--name", "../../x", "--progress", "never"])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let outputs: Vec<_> = std::fs::read_dir(work.join("kontakt-out"))
+        .expect("kontakt-out")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(outputs.len(), 1);
+    assert!(work.join("kontakt-out").join(&outputs[0]).join("summary.json").exists());
+    assert!(!dir.path().join("x").exists() && !work.join("x").exists());
+    for name in ["a\\..\\..\\y", ".."] {
+        let output = kontakt(&work)
+            .args(["import", "base.csv", "--name", name, "--progress", "never", "--dry-run"])
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    assert_eq!(std::fs::read_dir(work.join("kontakt-out")).expect("dir").count(), 3);
+    // The same name again is a usage error; the store is not touched.
+    let err = fails(&work, &["import", "base.csv", "--name", "../../x"], 2);
+    assert!(err.contains("already exists"), "{err}");
+}
+
+#[test]
+fn excel_safe_prefixes_formulas_but_not_phones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "f.csv",
+        "E-mail,Telefon,Poznámka\na@x.cz,+420 777 000 001,=1+2\n=cmd,777000002,x\n",
+    );
+    import(dir, &["f.csv", "--map", "Poznámka=note", "--excel-safe", "--dry-run"]);
+    let no = csv_rows(&dir.join("kontakt-out/f/no_match.csv"));
+    assert_eq!(no[0]["note"], "'=1+2");
+    assert_eq!(no[0]["phone"], "+420777000001");
+    let failed = csv_rows(&dir.join("kontakt-out/f/failed.csv"));
+    assert_eq!(failed[0]["E-mail"], "'=cmd");
+}
+
+#[test]
+fn store_problems_are_one_line_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "base.csv", BASE);
+    let not_duckdb = write(dir, "notes.db", "just some text, not a database\n");
+    let err = fails(dir, &["import", "base.csv", "--db", "notes.db"], 1);
+    assert!(err.contains("not a DuckDB database"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&not_duckdb).expect("read"),
+        "just some text, not a database\n"
+    );
+    // Usage errors come before the store is opened or created.
+    let err = fails(dir, &["import", "base.csv", "--map", "E-mail=nope"], 2);
+    assert!(err.contains("nope"), "{err}");
+    let err = fails(dir, &["import", "base.csv", "--phone-transform", "[x]/+7"], 2);
+    assert!(err.contains("[x]/+7"), "{err}");
+    assert!(!dir.join("kontakt.duckdb").exists());
+}
