@@ -432,9 +432,11 @@ pub(super) const NO: Country = Country {
 pub(super) const DE: Country = Country {
     spellings: &["DE", "Deutschland", "Germany"],
     calling_code: "49",
+    // 015x numbers have 11 digits (0151 2345678 is too short), 016x/017x
+    // 10 or 11: a fourth prefix digit keeps every one valid.
     mobile: &[
-        "151", "152", "157", "159", "160", "162", "163", "170", "171", "172", "173", "174", "175", "176", "177", "178",
-        "179",
+        "1512", "1520", "1573", "1590", "1602", "1623", "1635", "1704", "1712", "1727", "1736", "1745", "1758", "1763",
+        "1774", "1781", "1795",
     ],
     mobile_rest: 7,
     landline: &["30", "40", "69", "89", "221"],
@@ -487,10 +489,11 @@ pub(super) const DE: Country = Country {
 pub(super) const US: Country = Country {
     spellings: &["US", "USA", "United States"],
     calling_code: "1",
-    mobile: &["212", "312", "415", "617", "646", "702", "305", "206"],
-    mobile_rest: 7,
-    landline: &["202", "213", "404", "512", "303"],
-    landline_rest: 7,
+    // Area code and the first digit of the exchange, which is never 0 or 1.
+    mobile: &["2125", "3127", "4153", "6174", "6468", "7022", "3056", "2069"],
+    mobile_rest: 6,
+    landline: &["2024", "2136", "4048", "5123", "3039"],
+    landline_rest: 6,
     trunk: "",
     female: &[
         "Mary",

@@ -420,3 +420,26 @@ fn store_problems_are_one_line_errors() {
     assert!(err.contains("[x]/+7"), "{err}");
     assert!(!dir.join("kontakt.duckdb").exists());
 }
+
+#[test]
+fn the_committed_sample_fails_only_its_planted_bad_values() {
+    // datasets/contacts.csv plants ~2.5% bad emails and ~2.5% bad phones
+    // (datasets/README.md); every other generated phone must be valid for
+    // its country, or the sample would teach users the wrong rates.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR")).join("datasets/contacts.csv");
+    let sample = sample.to_str().expect("utf-8 path");
+    let s = import(dir.path(), &[sample, "--secondary-key", "phone", "--dry-run"]);
+    assert_eq!(s["rows_read"], 1000);
+    let wrong = s["failed_by_reason"]["wrong_format"].as_u64().expect("count");
+    assert!(
+        (25..=60).contains(&wrong),
+        "{wrong} rows of 1000 with a wrong format: {s}"
+    );
+    let failed = csv_rows(&dir.path().join("kontakt-out/contacts/failed.csv"));
+    let bad_phones = failed
+        .iter()
+        .filter(|f| f["detail"].contains("phone: ") || f["detail"].contains("mobile: "))
+        .count();
+    assert!(bad_phones <= 35, "{bad_phones} rows with a bad phone");
+}
