@@ -196,12 +196,25 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     } else {
         Some(Store::open(&options.db)?)
     };
+    // The name is checked and the group recorded before anything is
+    // written, so a taken name leaves an earlier import's outputs alone.
+    let source = options.input.to_string();
+    let import_id = match &store {
+        Some(store) if !options.dry_run => Some(apply::start_group(store, &name, &source)?),
+        _ => None,
+    };
+    let end_group = |e: Error| -> Error {
+        if let (Some(store), Some(id)) = (&store, import_id) {
+            let _ = apply::end_group(store, id, Ending::of(&e), &e.to_string());
+        }
+        e
+    };
     let contact_type = mapping.contact_type.name();
     let (primary, secondary) = (options.normalize.primary_key, options.normalize.secondary_key);
     let mut timings = Timings::default();
     let build_started = Instant::now();
     let index = match &store {
-        Some(store) => StoreIndex::build(store, contact_type, primary, secondary)?,
+        Some(store) => StoreIndex::build(store, contact_type, primary, secondary).map_err(end_group)?,
         None => StoreIndex {
             primary: primary.map(|_| KeyIndex::default()),
             secondary: secondary.map(|_| KeyIndex::default()),
@@ -214,12 +227,13 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     // file collects them (the same rows give the same groups the second time).
     let known = if InFile::needs_stats(options.duplicates) {
         let mut first_run = InFile::new(options.duplicates, None);
-        let mut again = read::open(input, &options.read)?;
+        let mut again = read::open(input, &options.read).map_err(end_group)?;
         let keys = KeyColumns::of(&plan);
         for_each_prepared(&mut again, &plan, &index, cancel, &mut Timings::default(), |p, _| {
             resolve_rows(&p, &keys, &mut first_run);
             Ok(())
-        })?;
+        })
+        .map_err(end_group)?;
         Some(first_run.into_stats())
     } else {
         None
@@ -234,13 +248,9 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         .take(plan.schema().fields().len() - 3)
         .map(|f| f.name().clone())
         .collect();
-    let mut outputs = Outputs::create(&out_dir, &normalized_fields, &table.columns, options.excel_safe)?;
+    let mut outputs =
+        Outputs::create(&out_dir, &normalized_fields, &table.columns, options.excel_safe).map_err(end_group)?;
 
-    let source = options.input.to_string();
-    let import_id = match &store {
-        Some(store) if !options.dry_run => Some(apply::start_group(store, &name, &source)?),
-        _ => None,
-    };
     let mut commit = match (&store, import_id) {
         (Some(store), Some(id)) => {
             let fields = apply::store_fields(&normalized_fields[..normalized_fields.len() - 1], &mapping.tags);
@@ -248,8 +258,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
                 Ok(commit) => Some(commit),
                 Err(e) => {
                     let _ = store.execute_batch("ROLLBACK");
-                    let _ = apply::end_group(store, id, Ending::Failed, &e.to_string());
-                    return Err(e);
+                    return Err(end_group(e));
                 }
             }
         }
@@ -317,11 +326,10 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             let commit_started = Instant::now();
             let text = serde_json::to_string(&summary).unwrap_or_default();
             if let Err(e) = commit.finish(&mut counts.group, &text) {
-                if let (Some(store), Some(id)) = (&store, import_id) {
+                if let Some(store) = &store {
                     let _ = store.execute_batch("ROLLBACK");
-                    let _ = apply::end_group(store, id, Ending::Failed, &e.to_string());
                 }
-                return Err(e);
+                return Err(end_group(e));
             }
             timings.commit += commit_started.elapsed();
         }

@@ -45,6 +45,17 @@ pub enum Ending {
     Cancelled,
 }
 
+impl Ending {
+    /// A cancel (Ctrl-C) or any other error.
+    pub fn of(error: &Error) -> Ending {
+        if matches!(error, Error::Cancelled) {
+            Ending::Cancelled
+        } else {
+            Ending::Failed
+        }
+    }
+}
+
 /// The counts recorded on the import group.
 #[derive(Debug, Clone, Default)]
 pub struct GroupCounts {

@@ -382,6 +382,10 @@ fn names_are_unique_and_never_leave_the_output_directory() {
     // The same name again is a usage error; the store is not touched.
     let err = fails(&work, &["import", "base.csv", "--name", "../../x"], 2);
     assert!(err.contains("already exists"), "{err}");
+    // ... and leaves the first import's outputs as they were.
+    let first = work.join("kontakt-out").join(&outputs[0]);
+    assert!(first.join("summary.json").exists());
+    assert_eq!(csv_rows(&first.join("no_match.csv")).len(), 6);
 }
 
 #[test]
