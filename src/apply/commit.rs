@@ -128,7 +128,6 @@ pub struct Commit<'s> {
     updates: Appender<'s>,
     insert_schema: Arc<Schema>,
     update_schema: Arc<Schema>,
-    insert_columns: Vec<String>,
 }
 
 impl<'s> Commit<'s> {
@@ -197,8 +196,7 @@ impl<'s> Commit<'s> {
             insert_fields.push(arrow.clone());
             update_fields.push(arrow);
         }
-        let insert_columns: Vec<String> = insert_fields.iter().map(|f| f.name().clone()).collect();
-        let names: Vec<&str> = insert_columns.iter().map(String::as_str).collect();
+        let names: Vec<&str> = insert_fields.iter().map(|f| f.name().as_str()).collect();
         let conn = store.connection();
         let inserts = conn
             .appender_with_columns("contacts", &names)
@@ -220,7 +218,6 @@ impl<'s> Commit<'s> {
             updates,
             insert_schema: Arc::new(Schema::new(insert_fields)),
             update_schema: Arc::new(Schema::new(update_fields)),
-            insert_columns,
         })
     }
 
@@ -252,7 +249,6 @@ impl<'s> Commit<'s> {
             path: self.store.path().display().to_string(),
             message: format!("building contacts to insert: {e}"),
         })?;
-        debug_assert_eq!(rows.num_columns(), self.insert_columns.len());
         self.inserts.append_record_batch(rows).map_err(|e| self.store.error(&e))
     }
 

@@ -164,35 +164,16 @@ impl InFile {
         self.stats.sizes[g] += 1;
         self.stats.last[g] = row;
         let first = self.first_row[g];
-        match (self.mode, &self.known) {
-            (Duplicates::First, _) | (_, None) => {
-                if first == row {
-                    InFileVerdict::Keep
-                } else {
-                    InFileVerdict::Duplicate {
-                        first,
-                        winner: Some(first),
-                    }
-                }
-            }
-            (Duplicates::Last, Some(known)) => {
-                let last = known.last[g];
-                if last == row {
-                    InFileVerdict::Keep
-                } else {
-                    InFileVerdict::Duplicate {
-                        first,
-                        winner: Some(last),
-                    }
-                }
-            }
-            (Duplicates::Fail, Some(known)) => {
-                if known.sizes[g] == 1 {
-                    InFileVerdict::Keep
-                } else {
-                    InFileVerdict::Duplicate { first, winner: None }
-                }
-            }
+        // The row that goes on for this group (none: every row fails).
+        let winner = match (self.mode, &self.known) {
+            (Duplicates::First, _) | (_, None) => Some(first),
+            (Duplicates::Last, Some(known)) => Some(known.last[g]),
+            (Duplicates::Fail, Some(known)) => (known.sizes[g] == 1).then_some(row),
+        };
+        if winner == Some(row) {
+            InFileVerdict::Keep
+        } else {
+            InFileVerdict::Duplicate { first, winner }
         }
     }
 }
