@@ -15,8 +15,10 @@
 
 pub mod apply;
 pub mod cli;
+pub mod contacts;
 pub mod error;
 pub mod fields;
+pub mod groups;
 pub mod import;
 pub mod map;
 pub mod matching;

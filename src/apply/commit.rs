@@ -73,10 +73,51 @@ fn quoted(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-fn now_micros() -> i64 {
+/// Now, in microseconds since the epoch (UTC), as timestamps are stored.
+pub fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// Creates the `custom.NAME` columns among `names` that the contacts table
+/// lacks (inside the caller's transaction).
+pub fn ensure_custom_columns<'a>(store: &Store, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let existing = store.columns("contacts")?;
+    for field in names {
+        if let Some(name) = field.strip_prefix("custom.")
+            && !existing.iter().any(|c| c == field)
+        {
+            store.execute_batch(&format!("ALTER TABLE contacts ADD COLUMN {} VARCHAR", quoted(field)))?;
+            store.execute(
+                "INSERT INTO custom_fields VALUES (?, make_timestamp(?)) ON CONFLICT DO NOTHING",
+                duckdb::params![name, now_micros()],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The id the next new contact gets (ids are never reused).
+pub fn next_contact_id(store: &Store) -> Result<i64> {
+    store
+        .connection()
+        .query_row(
+            "SELECT CAST(value AS BIGINT) FROM kontakt_meta WHERE key = 'next_contact_id'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| store.error(&e))
+}
+
+/// Records the id the next new contact gets.
+pub fn set_next_contact_id(store: &Store, next: i64) -> Result<()> {
+    store
+        .execute(
+            "UPDATE kontakt_meta SET value = ? WHERE key = 'next_contact_id'",
+            [next.to_string()],
+        )
+        .map(|_| ())
 }
 
 /// Records a new import group as `running` (autocommitted) after checking
@@ -142,29 +183,8 @@ impl<'s> Commit<'s> {
         tags: Vec<String>,
     ) -> Result<Commit<'s>> {
         store.execute_batch("BEGIN TRANSACTION")?;
-        let existing = store.columns("contacts")?;
-        for field in &fields {
-            if let Some(name) = field.name.strip_prefix("custom.")
-                && !existing.contains(&field.name)
-            {
-                store.execute_batch(&format!(
-                    "ALTER TABLE contacts ADD COLUMN {} VARCHAR",
-                    quoted(&field.name)
-                ))?;
-                store.execute(
-                    "INSERT INTO custom_fields VALUES (?, make_timestamp(?)) ON CONFLICT DO NOTHING",
-                    duckdb::params![name, now_micros()],
-                )?;
-            }
-        }
-        let next_id: i64 = store
-            .connection()
-            .query_row(
-                "SELECT CAST(value AS BIGINT) FROM kontakt_meta WHERE key = 'next_contact_id'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| store.error(&e))?;
+        ensure_custom_columns(store, fields.iter().map(|f| f.name.as_str()))?;
+        let next_id = next_contact_id(store)?;
         let columns: Vec<String> = fields.iter().map(|f| quoted(&f.name)).collect();
         store.execute_batch(&format!(
             "CREATE TEMP TABLE {UPDATES} AS SELECT id AS contact_id, CAST(0 AS UBIGINT) AS \"row\"{}{} FROM contacts LIMIT 0",
@@ -348,10 +368,7 @@ impl<'s> Commit<'s> {
         drop(self.inserts);
         drop(self.updates);
         store.execute_batch(&format!("DROP TABLE {UPDATES}"))?;
-        store.execute(
-            "UPDATE kontakt_meta SET value = ? WHERE key = 'next_contact_id'",
-            [self.next_id.to_string()],
-        )?;
+        set_next_contact_id(store, self.next_id)?;
         store.execute(
             "UPDATE import_groups SET status = 'completed', finished_at = make_timestamp(?), rows_read = ?, \
              rows_failed = ?, imported = ?, updated = ?, skipped = ?, contacts_updated = ?, summary = ? WHERE id = ?",

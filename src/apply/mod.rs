@@ -5,4 +5,7 @@ pub mod actions;
 pub mod commit;
 
 pub use actions::{Action, Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
-pub use commit::{Commit, Ending, GroupCounts, StoreField, end_group, start_group, store_fields};
+pub use commit::{
+    Commit, Ending, GroupCounts, StoreField, end_group, ensure_custom_columns, next_contact_id, now_micros,
+    set_next_contact_id, start_group, store_fields,
+};

@@ -2,7 +2,9 @@
 //! resolved into typed settings before any work starts, so every usage error
 //! exits 2 before a file or the store is touched. One file per command.
 
+mod contacts;
 mod import;
+mod imports;
 mod input;
 mod preview;
 mod synth;
@@ -46,6 +48,10 @@ pub enum Command {
     /// Import a contact file into the store: normalize, match, apply, and
     /// write categorized outputs and a summary.
     Import(Box<import::ImportArgs>),
+    /// Import groups: list, show, rename, delete (with the contacts they created).
+    Imports(imports::ImportsArgs),
+    /// Stored contacts: list, show, add, delete, export.
+    Contacts(contacts::ContactsArgs),
     /// Generate synthetic, realistically messy contacts (seeded).
     Gen(synth::GenArgs),
 }
@@ -82,6 +88,39 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Preview(args) => preview::run(&args),
         Command::Import(args) => import::run(&args, cli.db),
+        Command::Imports(args) => imports::run(&args, &cli.db),
+        Command::Contacts(args) => contacts::run(&args, &cli.db),
         Command::Gen(args) => synth::run(&args),
+    }
+}
+
+/// Prints rows as a table with aligned columns (numbers right-aligned).
+fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let numeric: Vec<bool> = (0..header.len())
+        .map(|c| !rows.is_empty() && rows.iter().all(|r| r[c].is_empty() || r[c].parse::<i64>().is_ok()))
+        .collect();
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let text: Vec<String> = cells
+            .zip(&widths)
+            .zip(&numeric)
+            .map(|((cell, &w), &num)| {
+                if num {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        println!("{}", text.join("  ").trim_end());
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
     }
 }

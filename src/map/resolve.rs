@@ -227,7 +227,8 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
             target,
         });
     }
-    if mapped.is_empty() {
+    // A table without columns (`contacts add`) carries only `--set` values.
+    if mapped.is_empty() && !columns.is_empty() {
         return Err(Error::usage(format!(
             "no column is mapped to a field (columns: {}); use --map COLUMN=FIELD",
             columns.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")

@@ -243,6 +243,7 @@ impl Plan {
     pub fn normalize(&self, raw: &RawBatch) -> NormalizedBatch {
         let n = raw.num_rows();
         let regions = self.row_regions(raw);
+        let only_constants = self.fields.iter().all(|f| matches!(f.source, Source::Constant(_)));
         // Per row: the errors found (field index, value, why).
         let mut errors: Vec<Vec<(usize, &str, &'static str)>> = vec![Vec::new(); n];
         let mut columns: Vec<StringArray> = Vec::with_capacity(self.fields.len());
@@ -311,11 +312,11 @@ impl Plan {
                 warnings.append_null();
                 continue;
             }
-            let mapped_empty = self
-                .fields
-                .iter()
-                .zip(&columns)
-                .all(|(field, column)| matches!(field.source, Source::Constant(_)) || column.is_null(i));
+            // `--set` constants do not make a row non-empty, unless they
+            // are all there is (`contacts add`).
+            let mapped_empty = self.fields.iter().zip(&columns).all(|(field, column)| {
+                (matches!(field.source, Source::Constant(_)) && !only_constants) || column.is_null(i)
+            });
             if mapped_empty {
                 let detail = if row_errors.is_empty() {
                     "every mapped field is empty".to_string()

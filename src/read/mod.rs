@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-pub use batch::{BadRow, ROW_COLUMN, RawBatch};
+pub use batch::{BadRow, ROW_COLUMN, RawBatch, raw_schema};
 pub use encoding::Encoding;
 
 use crate::error::{Error, Result};

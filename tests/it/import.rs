@@ -36,7 +36,7 @@ hana@x.cz,12,Hana,,,
 \"=HYPERLINK(\"\"http://x\"\")\",777 000 097,Ivan,,,
 ";
 
-fn import(dir: &Path, args: &[&str]) -> Value {
+pub fn import(dir: &Path, args: &[&str]) -> Value {
     let output = kontakt(dir)
         .args(["import", "--progress", "never", "--default-country", "CZ"])
         .args(args)
@@ -64,7 +64,7 @@ fn import(dir: &Path, args: &[&str]) -> Value {
 }
 
 /// Rows of a CSV output as header-keyed maps.
-fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
+pub fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
     let mut reader = csv::Reader::from_path(path).expect("open output");
     let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_string).collect();
     reader
@@ -77,7 +77,7 @@ fn csv_rows(path: &Path) -> Vec<std::collections::HashMap<String, String>> {
 }
 
 /// Every value of a query as text ("" for NULL).
-fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
+pub fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
     let conn = duckdb::Connection::open(db).expect("open store");
     let sql = format!("SELECT CAST(COLUMNS(*) AS VARCHAR) FROM ({sql})");
     let mut stmt = conn.prepare(&sql).expect("prepare");
@@ -95,7 +95,7 @@ fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
 }
 
 /// A base store (6 contacts) and the second file, imported into `dir`.
-fn base_store(dir: &Path) {
+pub fn base_store(dir: &Path) {
     write(dir, "base.csv", BASE);
     write(dir, "second.csv", SECOND);
     let summary = import(dir, &["base.csv"]);
@@ -103,7 +103,7 @@ fn base_store(dir: &Path) {
     assert_eq!(summary["rows_failed"], 1);
 }
 
-const SECOND_ARGS: &[&str] = &[
+pub const SECOND_ARGS: &[&str] = &[
     "second.csv",
     "--secondary-key",
     "phone",
@@ -342,11 +342,21 @@ fn dry_run_changes_nothing_in_the_store() {
             query(&db, "SELECT id, name, status FROM import_groups ORDER BY id"),
         )
     };
+    let export = |name: &str| {
+        let out = kontakt(dir)
+            .args(["contacts", "export", "-o", name])
+            .output()
+            .expect("export");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read(dir.join(name)).expect("exported file")
+    };
     let before = dump();
+    let exported = export("before.csv");
     let s = import(dir, &[SECOND_ARGS, &["--dry-run"]].concat());
     assert_eq!(s["import_id"], Value::Null);
     assert_eq!(s["imported"], 1);
     assert_eq!(dump(), before);
+    assert_eq!(export("after.csv"), exported, "the export must be byte-identical");
     // A dry run against a store that does not exist does not create it.
     let s = import(dir, &["base.csv", "--dry-run", "--db", "none.duckdb"]);
     assert_eq!(s["imported"], 6);

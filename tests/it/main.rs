@@ -2,7 +2,9 @@
 //! module per command, plus library-level properties of the readers.
 
 mod common;
+mod contacts;
 mod import;
+mod imports;
 mod normalize;
 mod preview;
 mod read;

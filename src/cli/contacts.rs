@@ -1,0 +1,218 @@
+//! `kontakt contacts list|show|add|delete|export` (SPEC, Export).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::imports::print_fields;
+use super::print_table;
+use crate::contacts::{self, ExportFormat, Filter};
+use crate::error::{Error, Result};
+use crate::map::ContactType;
+use crate::normalize::NormalizeSettings;
+use crate::normalize::phone::{self, PhoneSettings};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct ContactsArgs {
+    #[command(subcommand)]
+    pub command: ContactsCommand,
+}
+
+/// Which contacts: every filter given must hold.
+#[derive(Debug, Args)]
+pub struct FilterArgs {
+    /// Only contacts created by this import (id or name).
+    #[arg(long, value_name = "ID|NAME")]
+    pub import: Option<String>,
+    /// Only contacts with this tag (repeatable: all of them).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only contacts of this type.
+    #[arg(long = "type", value_enum)]
+    pub contact_type: Option<ContactType>,
+}
+
+impl FilterArgs {
+    fn filter(&self) -> Filter {
+        Filter {
+            import: self.import.clone(),
+            tags: self.tags.clone(),
+            contact_type: self.contact_type,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Contacts, ordered by id.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most N contacts (0: all).
+        #[arg(long, default_value_t = 50, value_name = "N")]
+        limit: usize,
+        /// Print JSON (an array of contacts, every column).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One contact, every column.
+    Show {
+        id: i64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add one contact; values are normalized and checked as on import.
+    Add {
+        /// Field values, e.g. email=jan@example.cz first_name=Jan custom.shoe_size=44.
+        #[arg(value_name = "FIELD=VALUE", required = true)]
+        values: Vec<String>,
+        /// Tag the contact (repeatable).
+        #[arg(long = "tag", value_name = "TAG")]
+        tags: Vec<String>,
+        #[arg(long = "type", value_enum, default_value = "person")]
+        contact_type: ContactType,
+        /// Country of a phone number without a country code (ISO code).
+        #[arg(long, value_name = "CC")]
+        default_country: Option<String>,
+    },
+    /// Delete contacts by id, in one transaction (all or none).
+    Delete {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+    },
+    /// Write contacts to a CSV or Parquet file.
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// The file to write (`.parquet`: Parquet, else CSV).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: PathBuf,
+        /// File format [default: from the extension of FILE].
+        #[arg(long, value_enum)]
+        format: Option<ExportFormat>,
+    },
+}
+
+pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
+    let store = Store::open(db)?;
+    match &args.command {
+        ContactsCommand::List { filter, limit, json } => {
+            let filter = filter.filter();
+            let (names, rows) = contacts::list(&store, &filter, *limit)?;
+            if *json {
+                let objects: Vec<String> = rows.iter().map(|r| json_object(&names, r)).collect();
+                println!("[{}]", objects.join(",\n "));
+            } else {
+                print_contacts(&names, &rows);
+                let total = contacts::count(&store, &filter)?;
+                if (rows.len() as i64) < total {
+                    eprintln!(
+                        "{} of {total} contacts shown (--limit 0 shows all; `contacts export` writes them to a file)",
+                        rows.len()
+                    );
+                }
+            }
+        }
+        ContactsCommand::Show { id, json } => {
+            let (names, values) = contacts::show(&store, *id)?;
+            if *json {
+                println!("{}", json_object(&names, &values));
+            } else {
+                print_fields(
+                    names
+                        .iter()
+                        .zip(&values)
+                        .map(|(n, v)| (n.as_str(), v.as_deref().unwrap_or(""))),
+                );
+            }
+        }
+        ContactsCommand::Add {
+            values,
+            tags,
+            contact_type,
+            default_country,
+        } => {
+            let default_region = default_country
+                .as_deref()
+                .map(|c| {
+                    phone::known_region(&c.trim().to_ascii_uppercase())
+                        .ok_or_else(|| Error::usage(format!("--default-country {c:?}: not a known ISO country code")))
+                })
+                .transpose()?;
+            let settings = NormalizeSettings {
+                phone: PhoneSettings {
+                    default_region,
+                    ..PhoneSettings::default()
+                },
+                ..NormalizeSettings::default()
+            };
+            let id = contacts::add(&store, values, tags, *contact_type, settings)?;
+            println!("{id}");
+        }
+        ContactsCommand::Delete { ids } => {
+            let deleted = contacts::delete(&store, ids)?;
+            println!("deleted {deleted} contacts");
+        }
+        ContactsCommand::Export { filter, output, format } => {
+            let format = format.unwrap_or_else(|| ExportFormat::of_path(output));
+            let n = contacts::export(&store, &filter.filter(), output, format)?;
+            eprintln!("exported {n} contacts to {}", output.display());
+        }
+    }
+    Ok(())
+}
+
+/// A JSON object of one contact, keys in column order; ids as numbers.
+fn json_object(names: &[String], values: &[Option<String>]) -> String {
+    let members: Vec<String> = names
+        .iter()
+        .zip(values)
+        .map(|(name, value)| {
+            let value = match value {
+                Some(v) if name == "id" || name == "import_id" => v.clone(),
+                Some(v) => serde_json::Value::from(v.as_str()).to_string(),
+                None => "null".to_string(),
+            };
+            format!("{}: {value}", serde_json::Value::from(name.as_str()))
+        })
+        .collect();
+    format!("{{{}}}", members.join(", "))
+}
+
+/// The list as a table of the columns people look at first.
+fn print_contacts(names: &[String], rows: &[Vec<Option<String>>]) {
+    let column = |name: &str| names.iter().position(|n| n == name);
+    let shown = ["id", "type", "name", "email", "phone", "mobile", "tags", "import_id"];
+    let (first, last, full, company) = (
+        column("first_name"),
+        column("last_name"),
+        column("full_name"),
+        column("company"),
+    );
+    let table: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| {
+            let get = |c: Option<usize>| c.and_then(|c| row[c].clone()).unwrap_or_default();
+            shown
+                .iter()
+                .map(|&name| match name {
+                    "name" => {
+                        let given = [get(first), get(last)]
+                            .into_iter()
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        [get(full), given, get(company)]
+                            .into_iter()
+                            .find(|s| !s.is_empty())
+                            .unwrap_or_default()
+                    }
+                    other => get(column(other)),
+                })
+                .collect()
+        })
+        .collect();
+    print_table(&shown, &table);
+}

@@ -1,0 +1,158 @@
+//! `kontakt imports list | show ID|NAME | rename ID|NAME NEW | delete ID|NAME`
+//! (SPEC, Deleting an import); `--json` prints the same as JSON.
+
+use std::path::Path;
+
+use clap::{Args, Subcommand};
+
+use super::print_table;
+use crate::error::Result;
+use crate::groups::{self, Group};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct ImportsArgs {
+    #[command(subcommand)]
+    pub command: ImportsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImportsCommand {
+    /// Every import group: id, name, status, times and counts.
+    List {
+        /// Print JSON (an array of groups).
+        #[arg(long)]
+        json: bool,
+    },
+    /// One import group, by id or name.
+    Show {
+        #[arg(value_name = "ID|NAME")]
+        import: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give an import group another (unique) name.
+    Rename {
+        #[arg(value_name = "ID|NAME")]
+        import: String,
+        #[arg(value_name = "NEW")]
+        new_name: String,
+    },
+    /// Delete an import group and every contact it created (not those it
+    /// only updated), in one transaction.
+    Delete {
+        #[arg(value_name = "ID|NAME")]
+        import: String,
+        /// Print JSON (the group as it was, and `contacts_deleted`).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+pub fn run(args: &ImportsArgs, db: &Path) -> Result<()> {
+    let store = Store::open(db)?;
+    match &args.command {
+        ImportsCommand::List { json: as_json } => {
+            let list = groups::list(&store)?;
+            if *as_json {
+                println!("{}", json(&list));
+            } else {
+                print_groups(&list);
+            }
+        }
+        ImportsCommand::Show { import, json: as_json } => {
+            let group = groups::find(&store, import)?;
+            if *as_json {
+                println!("{}", json(&group));
+            } else {
+                print_group(&group);
+            }
+        }
+        ImportsCommand::Rename { import, new_name } => {
+            let group = groups::rename(&store, import, new_name)?;
+            println!("import {} is now named {:?}", group.id, group.name);
+        }
+        ImportsCommand::Delete { import, json: as_json } => {
+            let (group, deleted) = groups::delete(&store, import)?;
+            if *as_json {
+                let mut value = serde_json::to_value(&group).unwrap_or_default();
+                value["contacts_deleted"] = deleted.into();
+                println!("{}", json(&value));
+            } else {
+                println!(
+                    "deleted import {} {:?} and the {deleted} contacts it created",
+                    group.id, group.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_groups(list: &[Group]) {
+    let header = [
+        "id",
+        "name",
+        "status",
+        "started_at",
+        "finished_at",
+        "read",
+        "failed",
+        "imported",
+        "updated",
+        "skipped",
+        "contacts",
+    ];
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|g| {
+            vec![
+                g.id.to_string(),
+                g.name.clone(),
+                g.status.clone(),
+                g.started_at.clone(),
+                g.finished_at.clone().unwrap_or_default(),
+                g.rows_read.to_string(),
+                g.rows_failed.to_string(),
+                g.imported.to_string(),
+                g.updated.to_string(),
+                g.skipped.to_string(),
+                g.contacts.to_string(),
+            ]
+        })
+        .collect();
+    print_table(&header, &rows);
+}
+
+fn print_group(g: &Group) {
+    let fields: [(&str, String); 14] = [
+        ("id", g.id.to_string()),
+        ("name", g.name.clone()),
+        ("source", g.source.clone().unwrap_or_default()),
+        ("status", g.status.clone()),
+        ("reason", g.reason.clone().unwrap_or_default()),
+        ("started_at", g.started_at.clone()),
+        ("finished_at", g.finished_at.clone().unwrap_or_default()),
+        ("rows_read", g.rows_read.to_string()),
+        ("rows_failed", g.rows_failed.to_string()),
+        ("imported", g.imported.to_string()),
+        ("updated", g.updated.to_string()),
+        ("skipped", g.skipped.to_string()),
+        ("contacts_updated", g.contacts_updated.to_string()),
+        ("contacts", g.contacts.to_string()),
+    ];
+    print_fields(fields.iter().map(|(k, v)| (*k, v.as_str())));
+}
+
+/// `key: value` lines, keys aligned.
+pub fn print_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)> + Clone) {
+    let width = fields.clone().into_iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (key, value) in fields {
+        println!("{key:<width$}  {value}");
+    }
+}

@@ -1,0 +1,311 @@
+//! `kontakt contacts`: list, show, add, delete and export stored contacts
+//! (SPEC, Export).
+//!
+//! Every read goes through one column list ([`columns`]): `id`, `type`,
+//! `created_at`, `updated_at`, `import_id`, the standard fields in SPEC order
+//! with `tags` joined by `;`, then the `custom.NAME` columns in the order
+//! they were created. Filters (`--import`, `--tag`, `--type`) become SQL
+//! literals only after they are checked or quoted.
+
+use std::path::Path;
+
+use duckdb::arrow::array::{ArrayRef, UInt64Array};
+use duckdb::arrow::record_batch::RecordBatch;
+
+use crate::apply;
+use crate::error::{Error, Result};
+use crate::fields::{FieldKind, STANDARD_FIELDS};
+use crate::groups;
+use crate::map::{self, ContactType, MappingOptions};
+use crate::normalize::{NormalizeSettings, Plan};
+use crate::read::{RawBatch, raw_schema};
+use crate::store::Store;
+
+/// Which contacts a command works on.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// An import id or name: only the contacts it created.
+    pub import: Option<String>,
+    /// Contacts carrying every one of these tags.
+    pub tags: Vec<String>,
+    pub contact_type: Option<ContactType>,
+}
+
+/// A SQL string literal.
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A double-quoted identifier.
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Filter {
+    /// The `WHERE` clause (empty when nothing filters). An unknown import
+    /// is a usage error.
+    fn sql(&self, store: &Store) -> Result<String> {
+        let mut conditions = Vec::new();
+        if let Some(import) = &self.import {
+            let group = groups::find(store, import)?;
+            conditions.push(format!("import_id = {}", group.id));
+        }
+        for tag in &self.tags {
+            conditions.push(format!("list_contains(tags, {})", literal(tag)));
+        }
+        if let Some(t) = self.contact_type {
+            conditions.push(format!("type = {}", literal(t.name())));
+        }
+        Ok(if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        })
+    }
+}
+
+/// The exported columns as SQL expressions, each named as SPEC names it.
+/// `text` casts every value to text (for printing); otherwise columns keep
+/// their store types (for Parquet) except `tags`, which is joined.
+fn columns(store: &Store, text: bool) -> Result<Vec<String>> {
+    let stored = store.columns("contacts")?;
+    let mut names: Vec<&str> = vec!["id", "type", "created_at", "updated_at", "import_id"];
+    names.extend(STANDARD_FIELDS.iter().map(|f| f.name));
+    names.extend(stored.iter().map(String::as_str).filter(|c| c.starts_with("custom.")));
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let q = quoted(name);
+            if name == "tags" {
+                format!("array_to_string({q}, ';') AS {q}")
+            } else if text {
+                format!("CAST({q} AS VARCHAR) AS {q}")
+            } else {
+                q
+            }
+        })
+        .collect())
+}
+
+/// The contacts a filter selects, as a query ordered by id.
+fn select(store: &Store, filter: &Filter, text: bool) -> Result<String> {
+    Ok(format!(
+        "SELECT {} FROM contacts{} ORDER BY contacts.id",
+        columns(store, text)?.join(", "),
+        filter.sql(store)?
+    ))
+}
+
+/// Export file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Parquet,
+}
+
+impl ExportFormat {
+    /// Parquet for a `.parquet` file, else CSV.
+    pub fn of_path(path: &Path) -> ExportFormat {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(e) if e.eq_ignore_ascii_case("parquet") => ExportFormat::Parquet,
+            _ => ExportFormat::Csv,
+        }
+    }
+}
+
+/// Writes the selected contacts to `path`; returns how many. DuckDB's COPY
+/// streams the query straight into the file (no copy through kontakt).
+pub fn export(store: &Store, filter: &Filter, path: &Path, format: ExportFormat) -> Result<usize> {
+    let path_text = path
+        .to_str()
+        .ok_or_else(|| Error::usage(format!("-o {}: the path is not valid UTF-8", path.display())))?;
+    let options = match format {
+        ExportFormat::Csv => "FORMAT csv, HEADER true",
+        ExportFormat::Parquet => "FORMAT parquet, COMPRESSION zstd",
+    };
+    let sql = format!(
+        "COPY ({}) TO {} ({options})",
+        select(store, filter, false)?,
+        literal(path_text)
+    );
+    store.connection().execute(&sql, []).map_err(|e| {
+        let text = e.to_string();
+        Error::Store {
+            path: store.path().display().to_string(),
+            message: format!(
+                "exporting to {}: {}",
+                path.display(),
+                text.lines().next().unwrap_or(&text)
+            ),
+        }
+    })
+}
+
+/// Rows of text: the column names, then each contact's values (`None` for
+/// empty), at most `limit` contacts (0: all).
+pub type Rows = (Vec<String>, Vec<Vec<Option<String>>>);
+
+/// The selected contacts as text.
+pub fn list(store: &Store, filter: &Filter, limit: usize) -> Result<Rows> {
+    let mut sql = select(store, filter, true)?;
+    if limit > 0 {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    rows(store, &sql)
+}
+
+/// The number of contacts a filter selects.
+pub fn count(store: &Store, filter: &Filter) -> Result<i64> {
+    store
+        .connection()
+        .query_row(
+            &format!("SELECT count(*) FROM contacts{}", filter.sql(store)?),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| store.error(&e))
+}
+
+/// One contact as text; a usage error when there is none with that id.
+pub fn show(store: &Store, id: i64) -> Result<(Vec<String>, Vec<Option<String>>)> {
+    let sql = format!(
+        "SELECT {} FROM contacts WHERE id = {id}",
+        columns(store, true)?.join(", ")
+    );
+    let (names, mut found) = rows(store, &sql)?;
+    let values = found
+        .pop()
+        .ok_or_else(|| Error::usage(format!("no contact with id {id}")))?;
+    Ok((names, values))
+}
+
+fn rows(store: &Store, sql: &str) -> Result<Rows> {
+    let conn = store.connection();
+    let mut stmt = conn.prepare(sql).map_err(|e| store.error(&e))?;
+    let mut result = stmt.query([]).map_err(|e| store.error(&e))?;
+    let mut values = Vec::new();
+    while let Some(row) = result.next().map_err(|e| store.error(&e))? {
+        let width = row.as_ref().column_count();
+        values.push(
+            (0..width)
+                .map(|i| row.get::<_, Option<String>>(i))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| store.error(&e))?,
+        );
+    }
+    let names = result.as_ref().map(|s| s.column_names()).unwrap_or_default();
+    Ok((names, values))
+}
+
+/// Adds one contact from `FIELD=VALUE` pairs, normalized and validated as
+/// an import would (`--set` rules: an invalid value is a usage error).
+/// Returns the new contact's id. It belongs to no import.
+pub fn add(
+    store: &Store,
+    pairs: &[String],
+    tags: &[String],
+    contact_type: ContactType,
+    settings: NormalizeSettings,
+) -> Result<i64> {
+    if pairs.is_empty() && tags.is_empty() {
+        return Err(Error::usage("give at least one FIELD=VALUE"));
+    }
+    let mapping = map::resolve(
+        &[],
+        &MappingOptions {
+            sets: pairs.to_vec(),
+            tags: tags.to_vec(),
+            contact_type,
+            ..MappingOptions::default()
+        },
+    )?;
+    let plan = Plan::new(&mapping, settings)?;
+    let rows: ArrayRef = std::sync::Arc::new(UInt64Array::from(vec![1u64]));
+    let raw = RawBatch {
+        batch: RecordBatch::try_new(raw_schema(&[]), vec![rows]).map_err(|e| Error::usage(e.to_string()))?,
+        bad_rows: Vec::new(),
+    };
+    let normalized = plan.normalize(&raw);
+    if let Some(failed) = normalized.failed.first() {
+        return Err(Error::usage(format!("{}: {}", failed.reason.as_str(), failed.detail)));
+    }
+    let names: Vec<String> = plan.field_names().map(str::to_string).collect();
+    let fields = apply::store_fields(&names, &mapping.tags);
+
+    store.execute_batch("BEGIN TRANSACTION")?;
+    let added = (|| {
+        apply::ensure_custom_columns(store, fields.iter().map(|f| f.name.as_str()))?;
+        let id = apply::next_contact_id(store)?;
+        let mut columns = vec!["id", "type", "created_at", "updated_at"];
+        let now = format!("make_timestamp({}::BIGINT)", apply::now_micros());
+        let mut values = vec![id.to_string(), literal(contact_type.name()), now.clone(), now];
+        let mut params: Vec<Option<String>> = Vec::new();
+        for field in &fields {
+            columns.push(&field.name);
+            let value = field.column.and_then(|c| {
+                let strings = duckdb::arrow::array::AsArray::as_string::<i32>(normalized.batch.column(c));
+                duckdb::arrow::array::Array::is_valid(strings, 0).then(|| strings.value(0).to_string())
+            });
+            values.push(match field.kind {
+                FieldKind::Tags => "coalesce(string_split(?, ';'), [])".into(),
+                FieldKind::Consent => "coalesce(?, 'unknown')".into(),
+                FieldKind::Date => "CAST(? AS DATE)".into(),
+                _ => "?".into(),
+            });
+            params.push(match field.kind {
+                FieldKind::Tags => {
+                    let mut all: Vec<&str> = value.as_deref().map_or(Vec::new(), |v| v.split(';').collect());
+                    for tag in &mapping.tags {
+                        if !all.contains(&tag.as_str()) {
+                            all.push(tag);
+                        }
+                    }
+                    Some(all.join(";"))
+                }
+                _ => value,
+            });
+        }
+        let columns: Vec<String> = columns.iter().map(|c| quoted(c)).collect();
+        store.execute(
+            &format!(
+                "INSERT INTO contacts ({}) VALUES ({})",
+                columns.join(", "),
+                values.join(", ")
+            ),
+            duckdb::params_from_iter(params),
+        )?;
+        apply::set_next_contact_id(store, id + 1)?;
+        store.execute_batch("COMMIT")?;
+        Ok(id)
+    })();
+    if added.is_err() {
+        let _ = store.execute_batch("ROLLBACK");
+    }
+    added
+}
+
+/// Deletes contacts by id, in one transaction; an unknown id is a usage
+/// error and nothing is deleted.
+pub fn delete(store: &Store, ids: &[i64]) -> Result<usize> {
+    if ids.is_empty() {
+        return Err(Error::usage("give at least one contact id"));
+    }
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+    let missing: Vec<i64> = {
+        let sql = format!("SELECT x FROM unnest([{list}]) t(x) WHERE x NOT IN (SELECT id FROM contacts) ORDER BY x");
+        let conn = store.connection();
+        let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
+        stmt.query_map([], |r| r.get(0))
+            .map_err(|e| store.error(&e))?
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| store.error(&e))?
+    };
+    if !missing.is_empty() {
+        let missing: Vec<String> = missing.iter().map(i64::to_string).collect();
+        return Err(Error::usage(format!(
+            "no contact with id {}; nothing deleted",
+            missing.join(", ")
+        )));
+    }
+    store.execute(&format!("DELETE FROM contacts WHERE id IN ({list})"), [])
+}

@@ -1,0 +1,136 @@
+//! `kontakt contacts list|show|add|delete|export` through the binary.
+
+use serde_json::Value;
+
+use crate::common::{fails, kontakt};
+use crate::import::{SECOND_ARGS, base_store, csv_rows, import, query};
+
+fn stdout(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = kontakt(dir).args(args).output().expect("run kontakt");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).expect("utf-8")
+}
+
+#[test]
+fn add_normalizes_and_show_prints_every_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let id = stdout(
+        dir,
+        &[
+            "contacts",
+            "add",
+            "email= Jan@Example.CZ",
+            "phone=777 123 456",
+            "birth_date=1.2.1990",
+            "email_opt_in=ano",
+            "custom.shoe_size=44",
+            "--default-country",
+            "CZ",
+            "--tag",
+            "manual",
+        ],
+    );
+    assert_eq!(id.trim(), "1");
+    let shown: Value = serde_json::from_str(&stdout(dir, &["contacts", "show", "1", "--json"])).expect("JSON");
+    assert_eq!(shown["id"], 1);
+    assert_eq!(shown["import_id"], Value::Null);
+    assert_eq!(shown["email"], "jan@example.cz");
+    assert_eq!(shown["phone"], "+420777123456");
+    assert_eq!(shown["birth_date"], "1990-02-01");
+    assert_eq!(shown["email_opt_in"], "opt-in");
+    assert_eq!(shown["sms_opt_in"], "unknown");
+    assert_eq!(shown["tags"], "manual");
+    assert_eq!(shown["custom.shoe_size"], "44");
+    let text = stdout(dir, &["contacts", "show", "1"]);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("email ") && l.ends_with("jan@example.cz")),
+        "{text}"
+    );
+
+    // Invalid values and unknown fields are usage errors; nothing is added.
+    let err = fails(dir, &["contacts", "add", "email=not-an-email"], 2);
+    assert!(err.contains("not-an-email"), "{err}");
+    let err = fails(dir, &["contacts", "add", "shoe=44"], 2);
+    assert!(err.contains("unknown field"), "{err}");
+    let err = fails(dir, &["contacts", "show", "2"], 2);
+    assert!(err.contains("no contact with id 2"), "{err}");
+    assert_eq!(
+        query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM contacts"),
+        [["1"]]
+    );
+}
+
+#[test]
+fn list_filters_and_delete_is_all_or_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    import(dir, SECOND_ARGS);
+    let ids = |args: &[&str]| -> Vec<i64> {
+        let text = stdout(dir, &[&["contacts", "list", "--json", "--limit", "0"], args].concat());
+        let list: Value = serde_json::from_str(&text).expect("JSON");
+        list.as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["id"].as_i64().expect("id"))
+            .collect()
+    };
+    assert_eq!(ids(&[]), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(ids(&["--import", "second"]), [7]);
+    assert_eq!(ids(&["--tag", "spring"]), [1, 2, 7]);
+    assert_eq!(ids(&["--tag", "spring", "--tag", "vip"]), [1]);
+    assert_eq!(ids(&["--type", "company"]), Vec::<i64>::new());
+    let text = stdout(dir, &["contacts", "list", "--limit", "2"]);
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let err = fails(dir, &["contacts", "list", "--import", "nope"], 2);
+    assert!(err.contains("nope"), "{err}");
+
+    let err = fails(dir, &["contacts", "delete", "1", "99"], 2);
+    assert!(err.contains("99"), "{err}");
+    assert_eq!(ids(&[]).len(), 7);
+    stdout(dir, &["contacts", "delete", "1", "7"]);
+    assert_eq!(ids(&[]), [2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn export_writes_spec_columns_as_csv_and_parquet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    import(dir, &[SECOND_ARGS, &["--unmapped", "custom"]].concat());
+    stdout(dir, &["contacts", "export", "-o", "all.csv"]);
+    let mut reader = csv::Reader::from_path(dir.join("all.csv")).expect("csv");
+    let header: Vec<String> = reader.headers().expect("header").iter().map(str::to_string).collect();
+    let mut expected: Vec<&str> = vec!["id", "type", "created_at", "updated_at", "import_id"];
+    expected.extend(kontakt::fields::STANDARD_FIELDS.iter().map(|f| f.name));
+    assert_eq!(&header[..expected.len()], expected.as_slice());
+    assert!(
+        header[expected.len()..].iter().all(|c| c.starts_with("custom.")),
+        "{header:?}"
+    );
+    let rows = csv_rows(&dir.join("all.csv"));
+    assert_eq!(rows.len(), 7);
+    assert_eq!(rows[0]["tags"], "vip;b2b;spring");
+    assert_eq!(rows[0]["email"], "anna@x.cz");
+
+    stdout(
+        dir,
+        &["contacts", "export", "--import", "second", "-o", "second.parquet"],
+    );
+    let parquet = dir.join("second.parquet");
+    let db = dir.join("kontakt.duckdb");
+    let rows = query(
+        &db,
+        &format!("SELECT id, email, tags FROM read_parquet('{}')", parquet.display()),
+    );
+    assert_eq!(rows, [["7", "gina@x.cz", "spring"]]);
+    // A directory that does not exist is a one-line runtime error.
+    let err = fails(dir, &["contacts", "export", "-o", "no/such/dir/x.csv"], 1);
+    assert!(err.contains("no/such/dir/x.csv"), "{err}");
+}

@@ -1,0 +1,92 @@
+//! `kontakt imports list|show|rename|delete` through the binary.
+
+use serde_json::Value;
+
+use crate::common::{fails, kontakt};
+use crate::import::{SECOND_ARGS, base_store, import, query};
+
+fn json(dir: &std::path::Path, args: &[&str]) -> Value {
+    let output = kontakt(dir).args(args).output().expect("run kontakt");
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn list_show_and_rename_report_the_recorded_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let second = import(dir, SECOND_ARGS);
+
+    let list = json(dir, &["imports", "list", "--json"]);
+    let list = list.as_array().expect("array");
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["name"], "base");
+    assert_eq!(list[1]["id"], second["import_id"]);
+    assert_eq!(list[1]["status"], "completed");
+    for key in [
+        "rows_read",
+        "rows_failed",
+        "imported",
+        "updated",
+        "skipped",
+        "contacts_updated",
+    ] {
+        assert_eq!(list[1][key], second[key], "{key}");
+    }
+    assert!(list[1]["started_at"].as_str().expect("time").ends_with('Z'));
+    assert_eq!(list[1]["contacts"], 1);
+
+    // By id or by name; the human form names the same values.
+    let by_name = json(dir, &["imports", "show", "second", "--json"]);
+    let id = second["import_id"].to_string();
+    assert_eq!(json(dir, &["imports", "show", &id, "--json"]), by_name);
+    let text = kontakt(dir).args(["imports", "list"]).output().expect("list");
+    let text = String::from_utf8(text.stdout).expect("utf-8");
+    assert!(text.lines().nth(2).expect("second group").contains("second"), "{text}");
+
+    let err = fails(dir, &["imports", "rename", "second", "base"], 2);
+    assert!(err.contains("already exists"), "{err}");
+    kontakt(dir)
+        .args(["imports", "rename", "second", "spring"])
+        .assert()
+        .success();
+    assert_eq!(json(dir, &["imports", "show", &id, "--json"])["name"], "spring");
+    let err = fails(dir, &["imports", "show", "second"], 2);
+    assert!(err.contains("no import"), "{err}");
+}
+
+#[test]
+fn delete_removes_only_the_contacts_the_import_created() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    import(dir, SECOND_ARGS);
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["7"]]);
+
+    let deleted = json(dir, &["imports", "delete", "second", "--json"]);
+    assert_eq!(deleted["contacts_deleted"], 1);
+    // The contacts it only updated stay (with the update), the one it
+    // created is gone, and so is the group.
+    let rows = query(&db, "SELECT id, last_name, import_id FROM contacts ORDER BY id");
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[0], ["1", "Novotná", "1"]);
+    assert!(rows.iter().all(|r| r[2] == "1"));
+    assert_eq!(query(&db, "SELECT name FROM import_groups"), [["base"]]);
+    // Ids are never reused: a new contact gets a fresh one.
+    let out = kontakt(dir)
+        .args(["contacts", "add", "email=new@x.cz"])
+        .output()
+        .expect("add");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8");
+
+    let err = fails(dir, &["imports", "delete", "second"], 2);
+    assert!(err.contains("no import"), "{err}");
+    kontakt(dir).args(["imports", "delete", "1"]).assert().success();
+    assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["1"]]);
+}
