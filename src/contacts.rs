@@ -210,6 +210,9 @@ pub fn add(
     if pairs.is_empty() && tags.is_empty() {
         return Err(Error::usage("give at least one FIELD=VALUE"));
     }
+    if let Some(pair) = pairs.iter().find(|p| p.split('=').next().map(str::trim) == Some("id")) {
+        return Err(Error::usage(format!("{pair}: the store assigns ids")));
+    }
     let mapping = map::resolve(
         &[],
         &MappingOptions {

@@ -32,7 +32,7 @@ pub enum Error {
     Store { path: String, message: String },
 
     /// The user pressed Ctrl-C. Exit code 130.
-    #[error("cancelled")]
+    #[error("cancelled (Ctrl-C): the import was rolled back, the store is as it was")]
     Cancelled,
 }
 

@@ -13,6 +13,8 @@ pub enum FieldKind {
     Date,
     Consent,
     Tags,
+    /// The stored contact's id (only as a matching key: `--primary-key id`).
+    Id,
 }
 
 /// One standard field: its name as SPEC spells it and its kind.
@@ -48,6 +50,10 @@ pub const STANDARD_FIELDS: &[Field] = &[
     field("tags", FieldKind::Tags),
     field("note", FieldKind::Text),
 ];
+
+/// The stored contact id as a field of an input file: it matches a row to
+/// the contact with that id (`--primary-key id`) and is never stored.
+pub const ID_FIELD: Field = field("id", FieldKind::Id);
 
 /// Looks a standard field up by its SPEC name.
 pub fn standard_field(name: &str) -> Option<&'static Field> {

@@ -24,7 +24,7 @@ use crate::matching::{self, Category, Duplicates, InFile, InFileVerdict, KeyInde
 use crate::normalize::{FailedRow, NormalizeSettings, NormalizedBatch, Original, Plan, Reason, phone};
 use crate::read::{self, Input, RawBatch, ReadOptions};
 use crate::store::Store;
-use crate::write::{self, Outputs, RowOut, Summary};
+use crate::write::{self, OutputFormat, Outputs, RowOut, Summary};
 
 /// Everything `kontakt import` was asked to do, resolved from flags.
 #[derive(Debug, Clone)]
@@ -38,6 +38,7 @@ pub struct ImportOptions {
     pub duplicates: Duplicates,
     pub name: Option<String>,
     pub out: Option<PathBuf>,
+    pub output_format: OutputFormat,
     pub excel_safe: bool,
     pub dry_run: bool,
     pub db: PathBuf,
@@ -248,8 +249,14 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         .take(plan.schema().fields().len() - 3)
         .map(|f| f.name().clone())
         .collect();
-    let mut outputs =
-        Outputs::create(&out_dir, &normalized_fields, &table.columns, options.excel_safe).map_err(end_group)?;
+    let mut outputs = Outputs::create(
+        &out_dir,
+        &normalized_fields,
+        &table.columns,
+        options.output_format,
+        options.excel_safe,
+    )
+    .map_err(end_group)?;
 
     let mut commit = match (&store, import_id) {
         (Some(store), Some(id)) => {
@@ -313,12 +320,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     };
     match (finished, commit) {
         (Err(e), Some(commit)) => {
-            let ending = if matches!(e, Error::Cancelled) {
-                Ending::Cancelled
-            } else {
-                Ending::Failed
-            };
-            commit.abort(ending, &e.to_string())?;
+            commit.abort(Ending::of(&e), &e.to_string())?;
             return Err(e);
         }
         (Err(e), None) => return Err(e),

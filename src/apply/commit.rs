@@ -461,6 +461,8 @@ pub fn store_fields(names: &[String], tags: &[String]) -> Vec<StoreField> {
     let mut fields: Vec<StoreField> = names
         .iter()
         .enumerate()
+        // The contact id only matches; the store assigns ids.
+        .filter(|(_, name)| name.as_str() != crate::fields::ID_FIELD.name)
         .map(|(i, name)| StoreField {
             name: name.clone(),
             kind: standard_field(name).map_or(FieldKind::Text, |f| f.kind),

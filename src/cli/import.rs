@@ -20,18 +20,13 @@ use crate::normalize::phone::{self, PhoneSettings, Transform, ValidRule};
 use crate::normalize::stage::key_field;
 use crate::normalize::{InvalidValues, NormalizeSettings};
 use crate::read::Input;
+use crate::write::OutputFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
     Auto,
     Always,
     Never,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Csv,
-    Parquet,
 }
 
 #[derive(Debug, Args)]
@@ -84,7 +79,8 @@ pub struct ImportArgs {
     pub consent_no: Vec<String>,
 
     // Matching
-    /// Key a row is matched by: email, phone, mobile, external_id or none.
+    /// Key a row is matched by: email, phone, mobile, external_id, id (the
+    /// stored contact id, e.g. from `contacts export`) or none.
     #[arg(long, default_value = "email", value_name = "FIELD", help_heading = "Matching")]
     pub primary_key: String,
     /// Key for rows whose primary key is empty or finds nothing.
@@ -165,11 +161,6 @@ impl ImportArgs {
                 self.primary_key
             )));
         }
-        if self.output_format == OutputFormat::Parquet {
-            return Err(Error::usage(
-                "--output-format parquet: not available in this build yet; use csv",
-            ));
-        }
         Ok(ImportOptions {
             input: Input::from_arg(&self.file),
             read: self.input.resolve()?,
@@ -181,6 +172,7 @@ impl ImportArgs {
                 sets: self.sets.clone(),
                 tags: self.tags.clone(),
                 contact_type: self.contact_type,
+                id_column: primary_key == Some("id") || secondary_key == Some("id"),
             },
             normalize: NormalizeSettings {
                 phone: PhoneSettings {
@@ -198,6 +190,7 @@ impl ImportArgs {
             duplicates: self.in_file_duplicates,
             name: self.name.clone(),
             out: self.out.clone(),
+            output_format: self.output_format,
             excel_safe: self.excel_safe,
             dry_run: self.dry_run,
             db,

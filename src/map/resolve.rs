@@ -19,6 +19,8 @@ const CUSTOM_NAME_MAX: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Standard(&'static Field),
+    /// The stored contact id ([`crate::fields::ID_FIELD`]).
+    Id,
     /// `custom.NAME`; NAME is a checked slug, so it is safe as a quoted
     /// identifier (it still only ever reaches SQL quoted).
     Custom(String),
@@ -29,6 +31,7 @@ impl Target {
     pub fn name(&self) -> String {
         match self {
             Target::Standard(f) => f.name.to_string(),
+            Target::Id => "id".to_string(),
             Target::Custom(name) => format!("custom.{name}"),
         }
     }
@@ -48,6 +51,9 @@ impl Target {
                     "custom field name {name:?} must be lower-case ASCII letters, digits and _, at most {CUSTOM_NAME_MAX} characters"
                 ))
             };
+        }
+        if field == "id" {
+            return Ok(Target::Id);
         }
         standard_field(field)
             .map(Target::Standard)
@@ -91,6 +97,9 @@ pub struct MappingOptions {
     pub sets: Vec<String>,
     pub tags: Vec<String>,
     pub contact_type: ContactType,
+    /// Auto-map a column named `id` to the stored contact id (when it is a
+    /// matching key: a file exported by `contacts export` imports back).
+    pub id_column: bool,
 }
 
 /// One input column that is imported.
@@ -187,9 +196,14 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
         }
         let auto = options
             .auto
-            .then(|| suggest_field(column))
+            .then(|| {
+                if options.id_column && column.trim().eq_ignore_ascii_case("id") {
+                    Some(Target::Id)
+                } else {
+                    suggest_field(column).map(Target::Standard)
+                }
+            })
             .flatten()
-            .map(Target::Standard)
             .filter(|t| !taken.contains(t));
         decided[index] = match (auto, options.unmapped) {
             (Some(target), _) => {

@@ -112,7 +112,8 @@ impl StoreIndex {
         if keys.is_empty() {
             return Ok(index);
         }
-        let columns: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
+        // Keys compare as text (the contact id too).
+        let columns: Vec<String> = keys.iter().map(|k| format!("CAST(\"{k}\" AS VARCHAR)")).collect();
         let filter: Vec<String> = keys.iter().map(|k| format!("\"{k}\" IS NOT NULL")).collect();
         let sql = format!(
             "SELECT id, epoch_us(created_at) AS created, {} FROM contacts WHERE type = ? AND ({})",

@@ -156,6 +156,7 @@ pub struct Plan {
 fn kind_of(target: &Target) -> FieldKind {
     match target {
         Target::Standard(f) => f.kind,
+        Target::Id => FieldKind::Id,
         Target::Custom(_) => FieldKind::Text,
     }
 }
@@ -196,7 +197,7 @@ impl Plan {
         }
         let position = |key: Option<&'static str>, flag: &str| -> Result<Option<usize>> {
             let Some(key) = key else { return Ok(None) };
-            if standard_field(key).is_none() {
+            if key != "id" && standard_field(key).is_none() {
                 return Err(Error::usage(format!("{flag} {key}: not a field that can be a key")));
             }
             fields
@@ -429,6 +430,17 @@ fn normalize_value<'a>(
 ) -> std::result::Result<&'a str, &'static str> {
     match kind {
         FieldKind::Text => Ok(value.trim()),
+        FieldKind::Id => {
+            let digits = value.trim();
+            match digits.parse::<u64>() {
+                Ok(id) if id > 0 && id <= i64::MAX as u64 => {
+                    scratch.clear();
+                    scratch.push_str(&id.to_string());
+                    Ok(scratch.as_str())
+                }
+                _ => Err("not a contact id (a positive whole number)"),
+            }
+        }
         FieldKind::Name => {
             text::collapse_whitespace(value, scratch);
             Ok(scratch.as_str())
@@ -453,13 +465,14 @@ fn normalize_value<'a>(
 }
 
 /// Checks that a field name can be a matching key (SPEC: email, phone,
-/// mobile, external_id; `none` for no key).
+/// mobile, external_id, id; `none` for no key).
 pub fn key_field(value: &str, flag: &str) -> Result<Option<&'static str>> {
     match value {
         "none" => Ok(None),
         "email" | "phone" | "mobile" | "external_id" => Ok(standard_field(value).map(|f: &'static Field| f.name)),
+        "id" => Ok(Some(crate::fields::ID_FIELD.name)),
         other => Err(Error::usage(format!(
-            "{flag} {other:?}: expected email, phone, mobile, external_id or none"
+            "{flag} {other:?}: expected email, phone, mobile, external_id, id or none"
         ))),
     }
 }

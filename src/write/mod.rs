@@ -1,5 +1,8 @@
 //! The import's output files (SPEC, Output flags): `no_match`, `one_match`,
 //! `multiple_match`, `failed`, streamed batch by batch, and `summary.json`.
+//! CSV, or Parquet with `--output-format parquet`: the same columns and
+//! values (`row` as UInt64, the rest as text, empty cells as nulls), written
+//! in row groups of 64k rows so memory stays bounded.
 //!
 //! Values are written as data, exactly as normalized or read: a cell that
 //! starts with `=`, `+`, `-` or `@` is a formula to a spreadsheet, so
@@ -13,9 +16,14 @@ use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
-use duckdb::arrow::array::{Array, AsArray, StringArray};
-use duckdb::arrow::datatypes::UInt64Type;
+use std::sync::Arc;
+
+use duckdb::arrow::array::{Array, ArrayBuilder, ArrayRef, AsArray, StringArray, StringBuilder, UInt64Builder};
+use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, UInt64Type};
 use duckdb::arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
 
 pub use summary::Summary;
 
@@ -35,44 +43,156 @@ pub struct RowOut {
     pub matched_by: Option<MatchedBy>,
 }
 
-/// Writes a CSV file row by row.
-struct CsvFile {
-    path: PathBuf,
-    writer: csv::Writer<BufWriter<File>>,
+/// The format of the row files (`--output-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Csv,
+    Parquet,
 }
 
-impl CsvFile {
-    fn create(path: PathBuf, header: &[&str]) -> Result<CsvFile> {
+impl OutputFormat {
+    fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Csv => "csv",
+            OutputFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// One row file, written record by record. A cell is `None` when empty.
+enum RowFile {
+    Csv {
+        path: PathBuf,
+        writer: csv::Writer<BufWriter<File>>,
+    },
+    Parquet(ParquetFile),
+}
+
+impl RowFile {
+    fn create(path: PathBuf, header: &[&str], format: OutputFormat) -> Result<RowFile> {
         let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut out = CsvFile {
-            writer: csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 20, file)),
-            path,
-        };
-        out.record(header.iter().copied())?;
-        Ok(out)
-    }
-
-    fn record<'a>(&mut self, fields: impl IntoIterator<Item = &'a str>) -> Result<()> {
-        self.writer.write_record(fields).map_err(|e| self.error(e))
-    }
-
-    fn error(&self, e: csv::Error) -> Error {
-        match e.into_kind() {
-            csv::ErrorKind::Io(e) => Error::io(&self.path, e),
-            other => Error::io(&self.path, std::io::Error::other(format!("{other:?}"))),
+        match format {
+            OutputFormat::Csv => {
+                let mut out = RowFile::Csv {
+                    writer: csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 20, file)),
+                    path,
+                };
+                out.record(header.iter().map(|h| Some(*h)))?;
+                Ok(out)
+            }
+            OutputFormat::Parquet => Ok(RowFile::Parquet(ParquetFile::create(path, file, header)?)),
         }
     }
 
-    fn finish(mut self) -> Result<()> {
-        self.writer.flush().map_err(|e| Error::io(&self.path, e))
+    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<&'a str>>) -> Result<()> {
+        match self {
+            RowFile::Csv { path, writer } => writer
+                .write_record(cells.into_iter().map(|c| c.unwrap_or("")))
+                .map_err(|e| csv_error(path, e)),
+            RowFile::Parquet(file) => file.record(cells),
+        }
     }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            RowFile::Csv { path, mut writer } => writer.flush().map_err(|e| Error::io(&path, e)),
+            RowFile::Parquet(file) => file.finish(),
+        }
+    }
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> Error {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => Error::io(path, e),
+        other => Error::io(path, std::io::Error::other(format!("{other:?}"))),
+    }
+}
+
+/// Rows buffered per Parquet record batch (and row group: memory stays
+/// bounded whatever the import's size).
+const PARQUET_BATCH: usize = 64 * 1024;
+
+/// A Parquet row file: `row` is UInt64, every other column text, exactly
+/// the cells of the CSV form (empty cells are nulls).
+struct ParquetFile {
+    path: PathBuf,
+    schema: SchemaRef,
+    writer: ArrowWriter<File>,
+    row: UInt64Builder,
+    columns: Vec<StringBuilder>,
+}
+
+impl ParquetFile {
+    fn create(path: PathBuf, file: File, header: &[&str]) -> Result<ParquetFile> {
+        let fields: Vec<ArrowField> = header
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                if i == 0 {
+                    ArrowField::new(*name, DataType::UInt64, false)
+                } else {
+                    ArrowField::new(*name, DataType::Utf8, true)
+                }
+            })
+            .collect();
+        let schema: SchemaRef = Arc::new(Schema::new(fields));
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(PARQUET_BATCH))
+            .build();
+        let writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| parquet_error(&path, &e))?;
+        Ok(ParquetFile {
+            path,
+            schema,
+            writer,
+            row: UInt64Builder::new(),
+            columns: (1..header.len()).map(|_| StringBuilder::new()).collect(),
+        })
+    }
+
+    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<&'a str>>) -> Result<()> {
+        let mut cells = cells.into_iter();
+        let row = cells.next().flatten().and_then(|r| r.parse().ok()).unwrap_or(0);
+        self.row.append_value(row);
+        for column in &mut self.columns {
+            column.append_option(cells.next().flatten());
+        }
+        if self.row.len() >= PARQUET_BATCH {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.row.is_empty() {
+            return Ok(());
+        }
+        let mut arrays: Vec<ArrayRef> = vec![Arc::new(self.row.finish())];
+        arrays.extend(self.columns.iter_mut().map(|c| Arc::new(c.finish()) as ArrayRef));
+        let batch = RecordBatch::try_new(self.schema.clone(), arrays)
+            .map_err(|e| Error::io(&self.path, std::io::Error::other(e.to_string())))?;
+        self.writer.write(&batch).map_err(|e| parquet_error(&self.path, &e))
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.flush()?;
+        self.writer
+            .close()
+            .map(|_| ())
+            .map_err(|e| parquet_error(&self.path, &e))
+    }
+}
+
+fn parquet_error(path: &Path, e: &parquet::errors::ParquetError) -> Error {
+    Error::io(path, std::io::Error::other(e.to_string()))
 }
 
 /// The four row files of one import.
 pub struct Outputs {
     dir: PathBuf,
-    categories: [CsvFile; 3],
-    failed: CsvFile,
+    categories: [RowFile; 3],
+    failed: RowFile,
     /// Normalized field columns (after `__row`), with whether each is a phone.
     fields: Vec<(String, bool)>,
     excel_safe: bool,
@@ -93,16 +213,23 @@ impl Outputs {
     /// Creates `dir` and the four files with their headers. `fields` are the
     /// normalized batch's columns between `__row` and the hash columns
     /// (including `warnings`); `input_columns` the file's own header.
-    pub fn create(dir: &Path, fields: &[String], input_columns: &[String], excel_safe: bool) -> Result<Outputs> {
+    pub fn create(
+        dir: &Path,
+        fields: &[String],
+        input_columns: &[String],
+        format: OutputFormat,
+        excel_safe: bool,
+    ) -> Result<Outputs> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let fields: Vec<(String, bool)> = fields
             .iter()
             .map(|f| (f.clone(), f == "phone" || f == "mobile"))
             .collect();
         let file = |category: Category| {
-            CsvFile::create(
-                dir.join(format!("{}.csv", category.as_str())),
+            RowFile::create(
+                dir.join(format!("{}.{}", category.as_str(), format.extension())),
                 &category_header(category, &fields),
+                format,
             )
         };
         let categories = [
@@ -112,13 +239,18 @@ impl Outputs {
         ];
         let mut failed_header = vec!["row", "reason", "detail"];
         failed_header.extend(input_columns.iter().map(String::as_str));
-        let failed = CsvFile::create(dir.join("failed.csv"), &failed_header)?;
+        let failed = RowFile::create(
+            dir.join(format!("failed.{}", format.extension())),
+            &failed_header,
+            format,
+        )?;
         Ok(Outputs {
             dir: dir.to_path_buf(),
             categories,
             failed,
             fields,
-            excel_safe,
+            // Spreadsheets open CSV; a Parquet file is read as typed data.
+            excel_safe: excel_safe && format == OutputFormat::Csv,
         })
     }
 
@@ -134,22 +266,25 @@ impl Outputs {
             .map(|c| batch.column(c).as_string::<i32>())
             .collect();
         let file = &mut self.categories[category as usize];
-        let mut record: Vec<Cow<str>> = Vec::with_capacity(columns.len() + 4);
+        let mut record: Vec<Option<Cow<str>>> = Vec::with_capacity(columns.len() + 4);
         for out in rows {
             let i = out.index;
             record.clear();
-            record.push(Cow::Owned(row_numbers.value(i).to_string()));
-            record.push(Cow::Borrowed(out.action.as_str()));
+            record.push(Some(Cow::Owned(row_numbers.value(i).to_string())));
+            record.push(Some(Cow::Borrowed(out.action.as_str())));
             if category != Category::NoMatch {
                 let ids: Vec<String> = out.matched_ids.iter().map(i64::to_string).collect();
-                record.push(Cow::Owned(ids.join(";")));
-                record.push(Cow::Borrowed(out.matched_by.map_or("", MatchedBy::as_str)));
+                record.push(Some(Cow::Owned(ids.join(";"))));
+                record.push(out.matched_by.map(|b| Cow::Borrowed(b.as_str())));
             }
             for (column, (_, is_phone)) in columns.iter().zip(&self.fields) {
-                let value = if column.is_null(i) { "" } else { column.value(i) };
-                record.push(safe_cell(self.excel_safe && !is_phone, value));
+                record.push(
+                    column
+                        .is_valid(i)
+                        .then(|| safe_cell(self.excel_safe && !is_phone, column.value(i))),
+                );
             }
-            file.record(record.iter().map(|c| c.as_ref()))?;
+            file.record(record.iter().map(|c| c.as_deref()))?;
         }
         Ok(())
     }
@@ -163,7 +298,7 @@ impl Outputs {
         record.push(Cow::Borrowed(failed.reason.as_str()));
         record.push(cell(&failed.detail));
         record.extend(original.iter().map(|v| cell(v)));
-        self.failed.record(record.iter().map(|c| c.as_ref()))
+        self.failed.record(record.iter().map(|c| Some(c.as_ref())))
     }
 
     /// Flushes every file.

@@ -399,6 +399,41 @@ fn names_are_unique_and_never_leave_the_output_directory() {
 }
 
 #[test]
+fn parquet_outputs_hold_the_same_rows_as_csv() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let args = [SECOND_ARGS, &["--dry-run"]].concat();
+    import(dir, &[args.as_slice(), &["--out", "csv"]].concat());
+    import(
+        dir,
+        &[args.as_slice(), &["--out", "pq", "--output-format", "parquet"]].concat(),
+    );
+    let db = dir.join("kontakt.duckdb");
+    for file in ["no_match", "one_match", "multiple_match", "failed"] {
+        let csv = csv_rows(&dir.join("csv").join(format!("{file}.csv")));
+        let parquet = dir.join("pq").join(format!("{file}.parquet"));
+        let sql = format!("SELECT * FROM read_parquet('{}')", parquet.display());
+        let rows = query(&db, &sql);
+        assert_eq!(rows.len(), csv.len(), "{file}");
+        let conn = duckdb::Connection::open(&db).expect("open");
+        let mut stmt = conn.prepare(&format!("DESCRIBE {sql}")).expect("describe");
+        let columns: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("columns")
+            .collect::<Result<_, _>>()
+            .expect("columns");
+        assert_eq!(columns[0], ("row".to_string(), "UBIGINT".to_string()), "{file}");
+        for (row, expected) in rows.iter().zip(&csv) {
+            for ((name, _), value) in columns.iter().zip(row) {
+                assert_eq!(value, &expected[name], "{file} column {name}");
+            }
+        }
+    }
+    assert!(!dir.join("pq/no_match.csv").exists());
+}
+
+#[test]
 fn excel_safe_prefixes_formulas_but_not_phones() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
@@ -456,4 +491,131 @@ fn the_committed_sample_fails_only_its_planted_bad_values() {
         .filter(|f| f["detail"].contains("phone: ") || f["detail"].contains("mobile: "))
         .count();
     assert!(bad_phones <= 35, "{bad_phones} rows with a bad phone");
+}
+
+#[test]
+fn a_locked_or_read_only_store_is_a_one_line_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let db = dir.join("kontakt.duckdb");
+    {
+        // Another process holding the store: this test's own connection.
+        let _holder = duckdb::Connection::open(&db).expect("hold the store");
+        let err = fails(dir, &["import", "second.csv", "--progress", "never"], 1);
+        assert!(err.contains("locked"), "{err}");
+        assert!(err.contains("kontakt.duckdb"), "{err}");
+    }
+    assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["6"]]);
+    // A read-only file (meaningless for root, who may write anyway).
+    let mut permissions = std::fs::metadata(&db).expect("stat").permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&db, permissions.clone()).expect("chmod");
+    if std::fs::OpenOptions::new().append(true).open(&db).is_err() {
+        let err = fails(dir, &["import", "second.csv", "--progress", "never"], 1);
+        assert!(err.contains("kontakt.duckdb"), "{err}");
+    }
+    #[allow(clippy::permissions_set_readonly_false)]
+    permissions.set_readonly(false);
+    std::fs::set_permissions(&db, permissions).expect("chmod");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_rolls_the_import_back_and_records_it_cancelled() {
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    kontakt(dir)
+        .args([
+            "gen",
+            "--rows",
+            "200000",
+            "--seed",
+            "7",
+            "--store-rows",
+            "1000",
+            "-o",
+            "big.csv",
+        ])
+        .assert()
+        .success();
+    import(dir, &["big-store.csv", "--name", "base"]);
+    let db = dir.join("kontakt.duckdb");
+    let before = query(&db, "SELECT count(*), max(updated_at) FROM contacts");
+
+    let binary = assert_cmd::cargo::cargo_bin("kontakt");
+    let mut child = std::process::Command::new(binary)
+        .current_dir(dir)
+        .args(["import", "big.csv", "--progress", "never", "--secondary-key", "phone"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until rows are being written, then press Ctrl-C.
+    let written = dir.join("kontakt-out/big/no_match.csv");
+    let started = Instant::now();
+    while std::fs::metadata(&written).map_or(0, |m| m.len()) < 100_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the import never got going"
+        );
+        assert!(child.try_wait().expect("wait").is_none(), "finished before the signal");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cancelled"), "{stderr}");
+
+    assert_eq!(query(&db, "SELECT count(*), max(updated_at) FROM contacts"), before);
+    assert_eq!(
+        query(&db, "SELECT name, status FROM import_groups ORDER BY id"),
+        [["base", "completed"], ["big", "cancelled"]]
+    );
+    // A cancelled name may be used again.
+    let summary = import(dir, &["big-store.csv", "--name", "big", "--mode", "add"]);
+    assert_eq!(summary["imported"], 0);
+}
+
+#[test]
+fn primary_key_id_updates_the_contacts_an_export_names() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    write(
+        dir,
+        "ids.csv",
+        "ID,first_name,email\n2,Bobby,\n 3 ,,carl.new@x.cz\n999,Nobody,\nx,Bad,\n",
+    );
+    let s = import(dir, &["ids.csv", "--primary-key", "id", "--mode", "update"]);
+    assert_eq!(s["one_match"], 2, "{s}");
+    assert_eq!(s["no_match"], 1, "{s}");
+    assert_eq!(s["updated"], 2);
+    assert_eq!(s["failed_by_reason"]["wrong_format"], 1);
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(
+        query(
+            &db,
+            "SELECT id, first_name, email FROM contacts WHERE id IN (2, 3) ORDER BY id"
+        ),
+        [["2", "Bobby", "bob@x.cz"], ["3", "Carl", "carl.new@x.cz"]]
+    );
+    assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["6"]]);
+    // Without --primary-key id, a column named ID is an external id.
+    import(dir, &["ids.csv", "--name", "again", "--dry-run"]);
+    let header = std::fs::read_to_string(dir.join("kontakt-out/again/no_match.csv")).expect("output");
+    assert!(
+        header.starts_with("row,action,external_id,first_name,email,"),
+        "{header}"
+    );
+    let err = fails(dir, &["import", "ids.csv", "--primary-key", "id", "--map", "ID=-"], 2);
+    assert!(err.contains("no column is mapped to id"), "{err}");
 }
