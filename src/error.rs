@@ -31,6 +31,11 @@ pub enum Error {
     #[error("store {path}: {message}")]
     Store { path: String, message: String },
 
+    /// A pipeline thread stopped taking work; its own error is reported in
+    /// place of this one (never shown when the pipeline works as designed).
+    #[error("an import stage stopped unexpectedly")]
+    Stopped,
+
     /// The user pressed Ctrl-C. Exit code 130.
     #[error("cancelled (Ctrl-C): the import was rolled back, the store is as it was")]
     Cancelled,
@@ -60,7 +65,7 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::Cancelled => 130,
-            Error::Input { .. } | Error::Io { .. } | Error::Store { .. } => 1,
+            Error::Input { .. } | Error::Io { .. } | Error::Store { .. } | Error::Stopped => 1,
         }
     }
 }

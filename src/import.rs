@@ -11,20 +11,21 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use duckdb::arrow::array::{AsArray, StringArray, UInt64Array};
 use duckdb::arrow::datatypes::UInt64Type;
 use rayon::prelude::*;
 
-use crate::apply::{self, Action, Actions, Commit, Ending, GroupCounts, Master};
+use crate::apply::{self, Action, Actions, CommitJob, CommitSetup, Committed, Ending, GroupCounts, Master};
 use crate::error::{Error, Result};
 use crate::map::{self, MappingOptions};
 use crate::matching::{self, Category, Duplicates, InFile, InFileVerdict, KeyIndex, MatchedBy, StoreIndex};
 use crate::normalize::{FailedRow, NormalizeSettings, NormalizedBatch, Original, Plan, Reason, phone};
 use crate::read::{self, Input, RawBatch, ReadOptions};
 use crate::store::Store;
-use crate::write::{self, OutputFormat, Outputs, RowOut, Summary};
+use crate::write::{self, OutputFormat, Outputs, RowOut, Summary, WriteJob};
 
 /// Everything `kontakt import` was asked to do, resolved from flags.
 #[derive(Debug, Clone)]
@@ -168,6 +169,24 @@ struct Counts {
     failed_by_reason: std::collections::BTreeMap<&'static str, u64>,
 }
 
+impl Counts {
+    fn fill(&self, summary: &mut Summary) {
+        summary.rows_read = self.group.rows_read;
+        summary.rows_failed = self.group.rows_failed;
+        summary.failed_by_reason = self.failed_by_reason.clone();
+        summary.no_match = self.categories[Category::NoMatch as usize];
+        summary.one_match = self.categories[Category::OneMatch as usize];
+        summary.multiple_match = self.categories[Category::MultipleMatch as usize];
+        summary.imported = self.group.imported;
+        summary.updated = self.group.updated;
+        summary.skipped = self.group.skipped;
+    }
+}
+
+/// Batches queued between the resolving thread and the writer or the
+/// commit thread.
+const QUEUE: usize = 4;
+
 /// Runs an import. Usage errors come before anything is read or written.
 pub fn run(options: &ImportOptions, cancel: &AtomicBool) -> Result<Summary> {
     let started = Instant::now();
@@ -214,15 +233,29 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     let (primary, secondary) = (options.normalize.primary_key, options.normalize.secondary_key);
     let mut timings = Timings::default();
     let build_started = Instant::now();
+    let empty_index = || StoreIndex {
+        primary: primary.map(|_| KeyIndex::default()),
+        secondary: secondary.map(|_| KeyIndex::default()),
+        ..StoreIndex::default()
+    };
     let index = match &store {
-        Some(store) => StoreIndex::build(store, contact_type, primary, secondary).map_err(end_group)?,
-        None => StoreIndex {
-            primary: primary.map(|_| KeyIndex::default()),
-            secondary: secondary.map(|_| KeyIndex::default()),
-            ..StoreIndex::default()
-        },
+        Some(store) => {
+            let file_keys = if semi_join_pays(store, &table, contact_type).map_err(end_group)? {
+                Some(file_keys(store, input, options, &mapping, &empty_index(), cancel).map_err(end_group)?)
+            } else {
+                None
+            };
+            let tables: Option<Vec<&str>> = file_keys.as_ref().map(|t| t.iter().map(String::as_str).collect());
+            let built = StoreIndex::build(store, contact_type, primary, secondary, tables.as_deref());
+            for table in file_keys.iter().flatten() {
+                let _ = store.execute_batch(&format!("DROP TABLE IF EXISTS {table}"));
+            }
+            built.map_err(end_group)?
+        }
+        None => empty_index(),
     };
     let build_ms = build_started.elapsed().as_millis() as u64;
+    let mut memory = vec![("build_index", write::peak_memory_mib())];
 
     // `last`/`fail` decide with each key group's size: a first run over the
     // file collects them (the same rows give the same groups the second time).
@@ -240,6 +273,10 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         None
     };
     let mut infile = InFile::new(options.duplicates, known);
+    if let (Some(bytes), read::Format::Csv) = (table.size, table.detected.format) {
+        // Contact rows are rarely under 64 bytes: room for that many rows.
+        infile.reserve(usize::try_from(bytes / 64).unwrap_or(0).min(1 << 26));
+    }
 
     let normalized_fields: Vec<String> = plan
         .schema()
@@ -258,87 +295,105 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     )
     .map_err(end_group)?;
 
-    let mut commit = match (&store, import_id) {
-        (Some(store), Some(id)) => {
-            let fields = apply::store_fields(&normalized_fields[..normalized_fields.len() - 1], &mapping.tags);
-            match Commit::begin(store, id, contact_type, options.master, fields, mapping.tags) {
-                Ok(commit) => Some(commit),
-                Err(e) => {
-                    let _ = store.execute_batch("ROLLBACK");
-                    return Err(end_group(e));
-                }
-            }
-        }
+    let commit_setup = match (&store, import_id) {
+        (Some(store), Some(id)) => Some(CommitSetup {
+            store: store.try_clone().map_err(end_group)?,
+            import_id: id,
+            contact_type,
+            master: options.master,
+            fields: apply::store_fields(&normalized_fields[..normalized_fields.len() - 1], &mapping.tags),
+            tags: mapping.tags.clone(),
+        }),
         _ => None,
     };
 
     let progress = options.progress.then(progress_bar);
     let mut counts = Counts::default();
     let keys = KeyColumns::of(&plan);
-    let streamed = for_each_prepared(&mut table, &plan, &index, cancel, &mut timings, |p, timings| {
-        let rows = process(
-            &p,
-            &keys,
-            &index,
-            &options.actions,
-            &mut infile,
-            &mut counts,
-            &mut outputs,
-            commit.as_mut(),
-            timings,
-        )?;
-        if let Some(bar) = &progress {
-            bar.inc(rows);
-        }
-        Ok(())
-    });
-    if let Some(bar) = &progress {
-        bar.finish_and_clear();
-    }
-    let finished = streamed.and_then(|()| outputs.finish());
-
-    let elapsed = started.elapsed();
     let mut summary = Summary {
         import_id,
         name,
         source,
         dry_run: options.dry_run,
-        rows_read: counts.group.rows_read,
-        rows_failed: counts.group.rows_failed,
-        failed_by_reason: counts.failed_by_reason.clone(),
-        no_match: counts.categories[Category::NoMatch as usize],
-        one_match: counts.categories[Category::OneMatch as usize],
-        multiple_match: counts.categories[Category::MultipleMatch as usize],
-        imported: counts.group.imported,
-        updated: counts.group.updated,
-        skipped: counts.group.skipped,
-        contacts_updated: 0,
-        elapsed_ms: 0,
-        rows_per_sec: 0,
         phone_metadata: phone::METADATA_VERSION,
-        stages_ms: Default::default(),
+        ..Summary::default()
     };
-    match (finished, commit) {
-        (Err(e), Some(commit)) => {
-            commit.abort(Ending::of(&e), &e.to_string())?;
-            return Err(e);
-        }
-        (Err(e), None) => return Err(e),
-        (Ok(()), Some(commit)) => {
-            let commit_started = Instant::now();
-            let text = serde_json::to_string(&summary).unwrap_or_default();
-            if let Err(e) = commit.finish(&mut counts.group, &text) {
-                if let Some(store) = &store {
-                    let _ = store.execute_batch("ROLLBACK");
-                }
-                return Err(end_group(e));
+    // Three threads of work: this one reads, normalizes and matches (with
+    // rayon) and resolves each batch; one writes the output files; one
+    // appends to the store. Bounded queues keep memory to a few batches.
+    let committed = std::thread::scope(|scope| -> Result<Option<Committed>> {
+        let (write_tx, write_rx) = mpsc::sync_channel::<WriteJob>(QUEUE);
+        let ids = &index.contacts.ids;
+        let writer = scope.spawn(move || -> Result<Duration> {
+            let mut busy = Duration::ZERO;
+            for job in write_rx {
+                let started = Instant::now();
+                outputs.write_job(&job, ids)?;
+                busy += started.elapsed();
             }
-            timings.commit += commit_started.elapsed();
+            let started = Instant::now();
+            outputs.finish()?;
+            Ok(busy + started.elapsed())
+        });
+        let committer = commit_setup.map(|setup| {
+            let (tx, rx) = mpsc::sync_channel::<CommitJob>(QUEUE);
+            (tx, scope.spawn(move || apply::run_commit(setup, rx)))
+        });
+        let commit_tx = committer.as_ref().map(|(tx, _)| tx);
+        let streamed = for_each_prepared(&mut table, &plan, &index, cancel, &mut timings, |p, timings| {
+            let started = Instant::now();
+            let (write, commit, rows) = resolve_batch(p, &keys, ids, &options.actions, &mut infile, &mut counts);
+            timings.resolve += started.elapsed();
+            write_tx.send(write).map_err(|_| Error::Stopped)?;
+            if let Some(tx) = commit_tx {
+                tx.send(commit).map_err(|_| Error::Stopped)?;
+            }
+            if let Some(bar) = &progress {
+                bar.inc(rows);
+            }
+            Ok(())
+        });
+        drop(write_tx);
+        if let Some(bar) = &progress {
+            bar.finish_and_clear();
         }
-        (Ok(()), None) => {}
+        let written = writer.join().unwrap_or(Err(Error::Stopped));
+        if let Ok(busy) = &written {
+            timings.write = *busy;
+        }
+        // A stage's own error wins over the `Stopped` it caused elsewhere.
+        let streamed = match (streamed, written) {
+            (Err(Error::Stopped), Err(e)) | (Ok(()), Err(e)) => Err(e),
+            (streamed, _) => streamed,
+        };
+        memory.push(("stream", write::peak_memory_mib()));
+        counts.fill(&mut summary);
+        let Some((tx, handle)) = committer else {
+            return streamed.map(|()| None);
+        };
+        let job = match &streamed {
+            Ok(()) => CommitJob::Finish {
+                counts: counts.group.clone(),
+                summary: serde_json::to_string(&summary).unwrap_or_default(),
+            },
+            Err(e) => CommitJob::Abort {
+                ending: Ending::of(e),
+                reason: e.to_string(),
+            },
+        };
+        let _ = tx.send(job);
+        drop(tx);
+        let committed = handle.join().unwrap_or(Err(Error::Stopped));
+        match (streamed, committed) {
+            (Ok(()), committed) | (Err(Error::Stopped), committed @ Err(_)) => committed,
+            (Err(e), _) => Err(e),
+        }
+    })?;
+    if let Some(committed) = committed {
+        summary.contacts_updated = committed.contacts_updated;
+        timings.commit = committed.busy;
     }
-    let elapsed = elapsed.max(started.elapsed());
-    summary.contacts_updated = counts.group.contacts_updated;
+    let elapsed = started.elapsed();
     summary.elapsed_ms = elapsed.as_millis() as u64;
     summary.rows_per_sec = (summary.rows_read as f64 / elapsed.as_secs_f64().max(1e-9)) as u64;
     summary.stages_ms = [
@@ -351,8 +406,93 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     ]
     .into_iter()
     .collect();
+    memory.push(("commit", write::peak_memory_mib()));
+    summary.peak_memory_mib = memory.into_iter().filter_map(|(k, v)| Some((k, v?))).collect();
     summary.write(&out_dir)?;
     Ok(summary)
+}
+
+/// Whether to index only the stored contacts that share a key with the file
+/// (see [`file_keys`]): when the store holds more than twice as many
+/// contacts of the type as the file has rows (estimated from its size), a
+/// first pass over the file's keys costs less than indexing the whole store.
+///
+/// `KONTAKT_SEMI_JOIN=always|never` overrides the choice (for tests and
+/// measurements; the results are the same either way).
+fn semi_join_pays(store: &Store, table: &read::Table, contact_type: &str) -> Result<bool> {
+    match std::env::var("KONTAKT_SEMI_JOIN").as_deref() {
+        Ok("always") => return Ok(true),
+        Ok("never") => return Ok(false),
+        _ => {}
+    }
+    let (Some(bytes), read::Format::Csv) = (table.size, table.detected.format) else {
+        return Ok(false);
+    };
+    let stored: i64 = store
+        .connection()
+        .query_row("SELECT count(*) FROM contacts WHERE type = ?", [contact_type], |r| {
+            r.get(0)
+        })
+        .map_err(|e| store.error(&e))?;
+    // Contact rows of generated and real files run 100 to 200 bytes.
+    Ok(stored as u64 > 2 * (bytes / 100).max(10_000))
+}
+
+/// A first pass over the file that normalizes only its key fields (and
+/// `country`, which phones need) and appends the key values to temporary
+/// tables, one per key (`v VARCHAR`); returns their names.
+fn file_keys(
+    store: &Store,
+    input: &Input,
+    options: &ImportOptions,
+    mapping: &map::Mapping,
+    empty: &StoreIndex,
+    cancel: &AtomicBool,
+) -> Result<Vec<String>> {
+    let keys = [options.normalize.primary_key, options.normalize.secondary_key];
+    let mut key_mapping = mapping.clone();
+    key_mapping.columns.retain(|c| {
+        let name = c.target.name();
+        name == "country" || keys.contains(&Some(name.as_str()))
+    });
+    let plan = Plan::new(&key_mapping, options.normalize.clone())?;
+    let columns = KeyColumns::of(&plan);
+    let tables: Vec<String> = keys
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, _)| format!("kontakt_file_keys_{i}"))
+        .collect();
+    for table in &tables {
+        store.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {table} (v VARCHAR)"))?;
+    }
+    let conn = store.connection();
+    let mut appenders = tables
+        .iter()
+        .map(|t| conn.appender_to_catalog_and_db(t, "temp", "main"))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| store.error(&e))?;
+    let schema = std::sync::Arc::new(duckdb::arrow::datatypes::Schema::new(vec![
+        duckdb::arrow::datatypes::Field::new("v", duckdb::arrow::datatypes::DataType::Utf8, true),
+    ]));
+    let mut table = read::open(input, &options.read)?;
+    for_each_prepared(&mut table, &plan, empty, cancel, &mut Timings::default(), |p, _| {
+        let batch = &p.norm.batch;
+        for (appender, column) in appenders
+            .iter_mut()
+            .zip([columns.primary, columns.secondary].into_iter().flatten())
+        {
+            let values =
+                duckdb::arrow::record_batch::RecordBatch::try_new(schema.clone(), vec![batch.column(column).clone()])
+                    .map_err(|e| Error::input(input, e.to_string()))?;
+            appender.append_record_batch(values).map_err(|e| store.error(&e))?;
+        }
+        Ok(())
+    })?;
+    for appender in &mut appenders {
+        appender.flush().map_err(|e| store.error(&e))?;
+    }
+    Ok(tables)
 }
 
 /// In-file resolution only (the first run of `last`/`fail`).
@@ -369,20 +509,17 @@ fn resolve_rows(p: &Prepared, keys: &KeyColumns, infile: &mut InFile) {
     }
 }
 
-/// Resolves, writes and commits one prepared batch; returns its rows.
-#[allow(clippy::too_many_arguments)]
-fn process(
-    p: &Prepared,
+/// Resolves one prepared batch in file order: in-file duplicates, category,
+/// action. Returns the work for the writer and for the store, and the
+/// batch's rows (good and failed).
+fn resolve_batch(
+    p: Prepared,
     keys: &KeyColumns,
-    index: &StoreIndex,
+    ids: &[i64],
     actions: &Actions,
     infile: &mut InFile,
     counts: &mut Counts,
-    outputs: &mut Outputs,
-    commit: Option<&mut Commit<'_>>,
-    timings: &mut Timings,
-) -> Result<u64> {
-    let started = Instant::now();
+) -> (WriteJob, CommitJob, u64) {
     let norm = &p.norm;
     let batch = &norm.batch;
     let [(ph, pv), (sh, sv)] = keys.arrays(norm);
@@ -417,10 +554,8 @@ fn process(
                 });
             }
             InFileVerdict::Keep => {
-                let ordinals = &p.matched[probe.start as usize..(probe.start + probe.len) as usize];
-                let category = Category::of(ordinals.len());
+                let category = Category::of(probe.len as usize);
                 let action = actions.action(category);
-                let ids: Vec<i64> = ordinals.iter().map(|&o| index.contacts.ids[o as usize]).collect();
                 match action {
                     Action::Import => {
                         inserts.push(i as u32);
@@ -428,47 +563,44 @@ fn process(
                     }
                     Action::Skip => counts.group.skipped += 1,
                     _ => {
-                        for &id in action.targets(&ids) {
+                        let ordinals = &p.matched[probe.start as usize..(probe.start + probe.len) as usize];
+                        for &ordinal in action.targets(ordinals) {
                             update_rows.push(i as u32);
-                            update_ids.push(id);
+                            update_ids.push(ids[ordinal as usize]);
                         }
                         counts.group.updated += 1;
                     }
                 }
                 counts.categories[category as usize] += 1;
                 categories[category as usize].push(RowOut {
-                    index: i,
+                    index: i as u32,
                     action,
-                    matched_ids: ids,
+                    start: probe.start,
+                    len: probe.len,
                     matched_by: probe.by,
                 });
             }
         }
     }
-    timings.resolve += started.elapsed();
-
-    let started = Instant::now();
-    for category in Category::ALL {
-        outputs.write_category(category, batch, &categories[category as usize])?;
-    }
-    let mut failed: Vec<&FailedRow> = norm.failed.iter().chain(&duplicates).collect();
-    failed.sort_by_key(|f| f.row);
-    for f in &failed {
-        outputs.write_failed(f, &norm.original(f))?;
+    for f in norm.failed.iter().chain(&duplicates) {
         *counts.failed_by_reason.entry(f.reason.as_str()).or_default() += 1;
     }
-    timings.write += started.elapsed();
     let n = (batch.num_rows() + norm.failed.len()) as u64;
     counts.group.rows_read += n;
-    counts.group.rows_failed += failed.len() as u64;
-
-    if let Some(commit) = commit {
-        let started = Instant::now();
-        commit.insert(batch, &inserts)?;
-        commit.update(batch, &update_rows, &update_ids)?;
-        timings.commit += started.elapsed();
-    }
-    Ok(n)
+    counts.group.rows_failed += (norm.failed.len() + duplicates.len()) as u64;
+    let commit = CommitJob::Rows {
+        batch: batch.clone(),
+        inserts,
+        update_rows,
+        update_ids,
+    };
+    let write = WriteJob {
+        norm: p.norm,
+        matched: p.matched,
+        categories,
+        duplicates,
+    };
+    (write, commit, n)
 }
 
 /// The import name when `--name` is not given: the file's stem.

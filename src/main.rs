@@ -9,7 +9,16 @@ use std::process::ExitCode;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc.h (v2 and v3), not exported by the
+/// -sys crate.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Memory freed by one batch is reused by the next: never hand it back
+    // to the OS, or every batch faults (and zeroes) its pages again.
+    // Measured on a 1M-row import: 4.5 s -> 3.8 s, system time 1.6 s -> 0.5 s.
+    // SAFETY: sets a plain integer option; mimalloc reads it at each purge.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = kontakt::cli::parse();
     match kontakt::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -478,3 +478,96 @@ pub fn store_fields(names: &[String], tags: &[String]) -> Vec<StoreField> {
     }
     fields
 }
+
+/// What the commit thread is sent.
+#[derive(Debug)]
+pub enum CommitJob {
+    /// Rows of one normalized batch: `inserts` become new contacts; row
+    /// `update_rows[k]` updates the stored contact `update_ids[k]`.
+    Rows {
+        batch: RecordBatch,
+        inserts: Vec<u32>,
+        update_rows: Vec<u32>,
+        update_ids: Vec<i64>,
+    },
+    /// Everything was sent: apply the updates, record the counts, commit.
+    Finish { counts: GroupCounts, summary: String },
+    /// The import failed or was cancelled elsewhere: roll back.
+    Abort { ending: Ending, reason: String },
+}
+
+/// What the commit thread needs to begin: its own connection to the store
+/// (a DuckDB transaction belongs to one connection) and the import's fields.
+#[derive(Debug)]
+pub struct CommitSetup {
+    pub store: Store,
+    pub import_id: i64,
+    pub contact_type: &'static str,
+    pub master: Master,
+    pub fields: Vec<StoreField>,
+    pub tags: Vec<String>,
+}
+
+/// A committed import: contacts updated, and the time the thread worked.
+#[derive(Debug, Clone, Copy)]
+pub struct Committed {
+    pub contacts_updated: u64,
+    pub busy: std::time::Duration,
+}
+
+/// The commit thread: begins the transaction, appends what it is sent, and
+/// commits on `Finish`. On `Abort`, on its own error, or when the sender
+/// goes away without `Finish`, it rolls back and records the group as
+/// failed or cancelled. Returns `None` when it rolled back on request.
+pub fn run_commit(setup: CommitSetup, jobs: std::sync::mpsc::Receiver<CommitJob>) -> Result<Option<Committed>> {
+    let store = &setup.store;
+    let fail = |e: Error| -> Error {
+        let _ = store.execute_batch("ROLLBACK");
+        let _ = end_group(store, setup.import_id, Ending::of(&e), &e.to_string());
+        e
+    };
+    let mut commit = Commit::begin(
+        store,
+        setup.import_id,
+        setup.contact_type,
+        setup.master,
+        setup.fields,
+        setup.tags,
+    )
+    .map_err(fail)?;
+    let mut busy = std::time::Duration::ZERO;
+    for job in jobs {
+        let started = std::time::Instant::now();
+        match job {
+            CommitJob::Rows {
+                batch,
+                inserts,
+                update_rows,
+                update_ids,
+            } => {
+                if let Err(e) = commit
+                    .insert(&batch, &inserts)
+                    .and_then(|()| commit.update(&batch, &update_rows, &update_ids))
+                {
+                    commit.abort(Ending::Failed, &e.to_string())?;
+                    return Err(e);
+                }
+            }
+            CommitJob::Finish { mut counts, summary } => {
+                commit.finish(&mut counts, &summary).map_err(fail)?;
+                busy += started.elapsed();
+                return Ok(Some(Committed {
+                    contacts_updated: counts.contacts_updated,
+                    busy,
+                }));
+            }
+            CommitJob::Abort { ending, reason } => {
+                commit.abort(ending, &reason)?;
+                return Ok(None);
+            }
+        }
+        busy += started.elapsed();
+    }
+    commit.abort(Ending::Failed, "the import stopped before it finished")?;
+    Ok(None)
+}

@@ -118,6 +118,18 @@ impl InFile {
         }
     }
 
+    /// Makes room for about `rows` rows, so the tables are not regrown (and
+    /// rehashed) as the file goes on.
+    pub fn reserve(&mut self, rows: usize) {
+        let arena = &self.arena;
+        let rehash = |&(v, _): &(u32, u32)| xxhash_rust::xxh3::xxh3_64(arena.get(v));
+        self.primary.table.reserve(rows, rehash);
+        self.secondary.table.reserve(rows / 2, rehash);
+        self.arena.bytes.reserve(rows * 24);
+        self.arena.ends.reserve(rows);
+        self.first_row.reserve(rows);
+    }
+
     /// Whether this mode needs a first run to collect [`GroupStats`].
     pub fn needs_stats(mode: Duplicates) -> bool {
         mode != Duplicates::First

@@ -15,7 +15,9 @@ mod infile;
 
 use duckdb::arrow::array::{Array, AsArray, StringArray, UInt64Array};
 use duckdb::arrow::datatypes::Int64Type;
+use duckdb::arrow::record_batch::RecordBatch;
 use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use infile::{Duplicates, InFile, InFileVerdict};
@@ -24,6 +26,9 @@ use crate::error::Result;
 use crate::store::Store;
 
 const END: u32 = u32::MAX;
+
+/// Temporary table of the contacts a semi-join with the file selected.
+const BUILD_TABLE: &str = "kontakt_build_side";
 
 /// The stored contacts the build side read, by ordinal (`u32`).
 #[derive(Debug, Default)]
@@ -37,40 +42,73 @@ pub struct Contacts {
 #[derive(Debug, Default)]
 pub struct KeyIndex {
     table: HashTable<u32>,
-    /// Entry -> the value (entries are the contacts with a non-empty value).
-    values: Vec<Box<str>>,
+    /// Entry -> the value (entries are the contacts with a non-empty
+    /// value): `data[offsets[e]..offsets[e + 1]]`, one arena instead of an
+    /// allocation per value.
+    data: String,
+    offsets: Vec<usize>,
     /// Entry -> contact ordinal.
     contact: Vec<u32>,
     /// Entry -> next entry with the same value, or `END`.
     next: Vec<u32>,
 }
 
+/// Entry `e`'s value in an arena.
+fn value_at<'a>(data: &'a str, offsets: &[usize], e: u32) -> &'a str {
+    let e = e as usize;
+    &data[offsets[e]..offsets[e + 1]]
+}
+
 impl KeyIndex {
+    /// An empty index sized for `entries` values of `bytes` bytes in all.
+    fn with_capacity(entries: usize, bytes: usize) -> KeyIndex {
+        let mut offsets = Vec::with_capacity(entries + 1);
+        offsets.push(0);
+        KeyIndex {
+            table: HashTable::with_capacity(entries),
+            data: String::with_capacity(bytes),
+            offsets,
+            contact: Vec::with_capacity(entries),
+            next: Vec::with_capacity(entries),
+        }
+    }
+
+    fn value(&self, e: u32) -> &str {
+        value_at(&self.data, &self.offsets, e)
+    }
+
     fn insert(&mut self, value: &str, contact: u32) {
+        if self.offsets.is_empty() {
+            self.offsets.push(0);
+        }
         let hash = xxh3_64(value.as_bytes());
-        let entry = u32::try_from(self.values.len()).expect("fewer than 4G stored contacts");
-        let values = &self.values;
-        match self.table.find_mut(hash, |&e| &*values[e as usize] == value) {
-            Some(head) => {
+        let entry = u32::try_from(self.contact.len()).expect("fewer than 4G stored contacts");
+        let (data, offsets) = (&self.data, &self.offsets);
+        // One probe finds the value or the slot for it (no second lookup).
+        match self.table.entry(
+            hash,
+            |&e| value_at(data, offsets, e) == value,
+            |&e| xxh3_64(value_at(data, offsets, e).as_bytes()),
+        ) {
+            Entry::Occupied(head) => {
                 // Keep the head (so its value stays), put the new entry second.
-                let head = *head as usize;
+                let head = *head.get() as usize;
                 self.next.push(self.next[head]);
                 self.next[head] = entry;
             }
-            None => {
+            Entry::Vacant(slot) => {
+                slot.insert(entry);
                 self.next.push(END);
-                let values = &self.values;
-                self.table
-                    .insert_unique(hash, entry, |&e| xxh3_64(values[e as usize].as_bytes()));
             }
         }
-        self.values.push(value.into());
+        self.data.push_str(value);
+        self.offsets.push(self.data.len());
         self.contact.push(contact);
     }
 
     /// The contacts holding `value` (whose xxh3 hash is `hash`), appended to `out`.
     pub fn lookup(&self, hash: u64, value: &str, out: &mut Vec<u32>) {
-        let Some(&head) = self.table.find(hash, |&e| &*self.values[e as usize] == value) else {
+        let Some(&head) = self.table.find(hash, |&e| self.value(e) == value) else {
             return;
         };
         let mut entry = head;
@@ -102,7 +140,16 @@ impl StoreIndex {
     /// Reads the key columns of every contact of `contact_type` and indexes
     /// them. Keys are field names checked by the normalize plan (never user
     /// text), so they can name columns.
-    pub fn build(store: &Store, contact_type: &str, primary: Option<&str>, secondary: Option<&str>) -> Result<Self> {
+    /// `file_keys`: temporary tables (one per key, column `v`) of the key
+    /// values in the file; when given, only the contacts sharing one of
+    /// them are indexed.
+    pub fn build(
+        store: &Store,
+        contact_type: &str,
+        primary: Option<&str>,
+        secondary: Option<&str>,
+        file_keys: Option<&[&str]>,
+    ) -> Result<Self> {
         let keys: Vec<&str> = [primary, secondary].into_iter().flatten().collect();
         let mut index = StoreIndex {
             primary: primary.map(|_| KeyIndex::default()),
@@ -113,33 +160,124 @@ impl StoreIndex {
             return Ok(index);
         }
         // Keys compare as text (the contact id too).
-        let columns: Vec<String> = keys.iter().map(|k| format!("CAST(\"{k}\" AS VARCHAR)")).collect();
-        let filter: Vec<String> = keys.iter().map(|k| format!("\"{k}\" IS NOT NULL")).collect();
-        let sql = format!(
-            "SELECT id, epoch_us(created_at) AS created, {} FROM contacts WHERE type = ? AND ({})",
-            columns.join(", "),
-            filter.join(" OR ")
-        );
-        let batches = store.query_arrow(&sql, &[contact_type])?;
-        for batch in &batches {
-            let ids = batch.column(0).as_primitive::<Int64Type>();
-            let created = batch.column(1).as_primitive::<Int64Type>();
-            let first = index.contacts.ids.len();
-            index.contacts.ids.extend(ids.values().iter().copied());
-            index.contacts.created.extend(created.values().iter().copied());
-            for (k, key_index) in [index.primary.as_mut(), index.secondary.as_mut()]
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                let values: &StringArray = batch.column(2 + k).as_string::<i32>();
-                for i in 0..values.len() {
-                    if values.is_valid(i) {
-                        key_index.insert(values.value(i), (first + i) as u32);
-                    }
-                }
+        let columns: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| format!("CAST(\"{k}\" AS VARCHAR) AS k{i}"))
+            .collect();
+        let conn = store.connection();
+        // The rows to index: every contact of the type with a key, or (with
+        // the file's keys) only those sharing a key value with the file, a
+        // semi-join DuckDB runs in parallel and kontakt then indexes far
+        // fewer contacts.
+        let source = match file_keys {
+            None => {
+                let filter: Vec<String> = keys.iter().map(|k| format!("\"{k}\" IS NOT NULL")).collect();
+                format!("contacts WHERE type = $1 AND ({})", filter.join(" OR "))
             }
+            Some(tables) => {
+                let filter: Vec<String> = keys
+                    .iter()
+                    .zip(tables)
+                    .map(|(k, t)| format!("CAST(\"{k}\" AS VARCHAR) IN (SELECT v FROM {t})"))
+                    .collect();
+                store.execute(
+                    &format!(
+                        "CREATE OR REPLACE TEMP TABLE {BUILD_TABLE} AS SELECT id, created_at, {} FROM contacts \
+                         WHERE type = $1 AND ({})",
+                        keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
+                        filter.join(" OR ")
+                    ),
+                    [contact_type],
+                )?;
+                format!("{BUILD_TABLE} WHERE $1 IS NOT NULL")
+            }
+        };
+        let sql = format!(
+            "SELECT id, epoch_us(created_at) AS created, {} FROM {source}",
+            columns.join(", ")
+        );
+        // Sized once from one aggregate scan, so nothing is regrown (or
+        // rehashed); then the rows are streamed, not materialized, and each
+        // key's index is filled on a thread of its own.
+        let sizes: Vec<String> = keys
+            .iter()
+            .map(|k| format!("count(\"{k}\"), coalesce(sum(strlen(CAST(\"{k}\" AS VARCHAR))), 0)"))
+            .collect();
+        let (rows, sizes): (usize, Vec<(usize, usize)>) = conn
+            .query_row(
+                &format!("SELECT count(*), {} FROM {source}", sizes.join(", ")),
+                [contact_type],
+                |r| {
+                    let rows: i64 = r.get(0)?;
+                    let mut sizes = Vec::new();
+                    for k in 0..keys.len() {
+                        let (n, bytes): (i64, i64) = (r.get(1 + 2 * k)?, r.get(2 + 2 * k)?);
+                        sizes.push((n as usize, bytes as usize));
+                    }
+                    Ok((rows as usize, sizes))
+                },
+            )
+            .map_err(|e| store.error(&e))?;
+        index.contacts.ids.reserve_exact(rows);
+        index.contacts.created.reserve_exact(rows);
+        let mut primary = index
+            .primary
+            .as_ref()
+            .map(|_| KeyIndex::with_capacity(sizes[0].0, sizes[0].1));
+        let mut secondary = index.secondary.as_ref().map(|_| {
+            let (n, bytes) = sizes[sizes.len() - 1];
+            KeyIndex::with_capacity(n, bytes)
+        });
+        let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
+        let stream = stmt.stream_arrow([contact_type]).map_err(|e| store.error(&e))?;
+        // Streamed chunks are small (2048 rows); they are indexed in groups
+        // of about 128k rows, so the two threads meet rarely.
+        let mut group: Vec<RecordBatch> = Vec::new();
+        let mut stream = stream.peekable();
+        while let Some(batch) = stream.next() {
+            let group_rows: usize = group.iter().map(RecordBatch::num_rows).sum::<usize>() + batch.num_rows();
+            group.push(batch);
+            if group_rows < 128 * 1024 && stream.peek().is_some() {
+                continue;
+            }
+            let first = index.contacts.ids.len();
+            for batch in &group {
+                index
+                    .contacts
+                    .ids
+                    .extend(batch.column(0).as_primitive::<Int64Type>().values().iter().copied());
+                index
+                    .contacts
+                    .created
+                    .extend(batch.column(1).as_primitive::<Int64Type>().values().iter().copied());
+            }
+            let fill = |key_index: Option<&mut KeyIndex>, column: usize| {
+                let Some(key_index) = key_index else { return };
+                let mut ordinal = first;
+                for batch in &group {
+                    let values: &StringArray = batch.column(column).as_string::<i32>();
+                    for i in 0..values.len() {
+                        if values.is_valid(i) {
+                            key_index.insert(values.value(i), (ordinal + i) as u32);
+                        }
+                    }
+                    ordinal += values.len();
+                }
+            };
+            let secondary_column = 2 + usize::from(primary.is_some());
+            rayon::join(
+                || fill(primary.as_mut(), 2),
+                || fill(secondary.as_mut(), secondary_column),
+            );
+            group.clear();
         }
+        drop(stmt);
+        if file_keys.is_some() {
+            store.execute_batch(&format!("DROP TABLE IF EXISTS {BUILD_TABLE}"))?;
+        }
+        index.primary = primary;
+        index.secondary = secondary;
         Ok(index)
     }
 

@@ -16,6 +16,10 @@ use crate::error::{Error, Result};
 
 pub use schema::SCHEMA_VERSION;
 
+/// DuckDB's memory limit for a store connection (`KONTAKT_DUCKDB_MEMORY`
+/// overrides it, e.g. `4GB`).
+const DUCKDB_MEMORY: &str = "1GB";
+
 /// An open contact store.
 pub struct Store {
     conn: Connection,
@@ -43,8 +47,33 @@ impl Store {
             conn,
             path: path.to_path_buf(),
         };
+        // DuckDB's own memory (transaction-local data, the update join) is
+        // capped; beyond it DuckDB spills to a temporary directory beside
+        // the store instead of growing the process (default: 80% of RAM).
+        let limit = std::env::var("KONTAKT_DUCKDB_MEMORY").unwrap_or_else(|_| DUCKDB_MEMORY.to_string());
+        if !limit
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b' ')
+        {
+            return Err(Error::usage(format!(
+                "KONTAKT_DUCKDB_MEMORY={limit:?}: expected a size such as 2GB"
+            )));
+        }
+        store
+            .conn
+            .execute_batch(&format!("SET memory_limit = '{limit}'"))
+            .map_err(|e| Error::usage(format!("KONTAKT_DUCKDB_MEMORY={limit:?}: {e}")))?;
         store.migrate(existed)?;
         Ok(store)
+    }
+
+    /// Another connection to the same store (for a thread of its own: a
+    /// connection is used by one thread at a time).
+    pub fn try_clone(&self) -> Result<Store> {
+        Ok(Store {
+            conn: self.conn.try_clone().map_err(|e| self.error(&e))?,
+            path: self.path.clone(),
+        })
     }
 
     pub fn path(&self) -> &Path {

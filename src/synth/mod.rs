@@ -12,7 +12,8 @@
 //! an invalid phone. Store file (`store_rows` rows): ~35% are import people
 //! (match by email), ~10% import people with another email (match by phone
 //! only), ~5% repeat an earlier store row (duplicates inside the store), the
-//! rest are new people.
+//! rest are new people. A store larger than the import holds as many import
+//! people as one of the import's size (35% and 10% of the import's rows).
 
 mod names;
 
@@ -283,16 +284,23 @@ enum StoreKind {
     Fresh(u64),
 }
 
-/// Who store row `k` is.
-fn store_identity(seed: u64, k: u64, import_rows: u64) -> StoreKind {
+/// Who store row `k` is. A store larger than the import holds the same
+/// number of import people as a store of the import's size (a CRM of 10M
+/// contacts does not know each of 1M new people several times).
+fn store_identity(seed: u64, k: u64, import_rows: u64, store_rows: u64) -> StoreKind {
     let mut r = rng(seed, Side::Store, 2, k);
     let roll: f64 = r.random();
-    if import_rows > 0 && roll < 0.35 {
+    let scale = if store_rows > import_rows {
+        import_rows as f64 / store_rows as f64
+    } else {
+        1.0
+    };
+    if import_rows > 0 && roll < 0.35 * scale {
         StoreKind::SameAsImport(import_identity(seed, r.random_range(0..import_rows)))
-    } else if import_rows > 0 && roll < 0.45 {
+    } else if import_rows > 0 && roll < 0.45 * scale {
         StoreKind::PhoneOnly(import_identity(seed, r.random_range(0..import_rows)))
-    } else if k > 0 && roll < 0.50 {
-        store_identity(seed, r.random_range(0..k), import_rows)
+    } else if k > 0 && roll < 0.45 * scale + 0.05 {
+        store_identity(seed, r.random_range(0..k), import_rows, store_rows)
     } else {
         StoreKind::Fresh(import_rows + k)
     }
@@ -437,10 +445,16 @@ fn import_row(seed: u64, i: u64, countries: &[&'static Country]) -> [String; COL
     render(&p, format!("A{:07}", i + 1), &mut r, None)
 }
 
-fn store_row(seed: u64, k: u64, import_rows: u64, countries: &[&'static Country]) -> [String; COLUMNS] {
+fn store_row(
+    seed: u64,
+    k: u64,
+    import_rows: u64,
+    store_rows: u64,
+    countries: &[&'static Country],
+) -> [String; COLUMNS] {
     let mut r = rng(seed, Side::Store, 3, k);
     let external_id = format!("S{:07}", k + 1);
-    match store_identity(seed, k, import_rows) {
+    match store_identity(seed, k, import_rows, store_rows) {
         StoreKind::SameAsImport(n) | StoreKind::Fresh(n) => {
             render(&person(seed, n, countries), external_id, &mut r, None)
         }
@@ -468,7 +482,7 @@ pub fn generate(options: &GenOptions, path: &Path, store_path: Option<&Path>) ->
     if options.store_rows > 0 {
         let store_path = store_path.ok_or_else(|| Error::usage("--store-rows needs a store output path"))?;
         write_file(options, store_path, options.store_rows, |k| {
-            store_row(seed, k, import_rows, &countries)
+            store_row(seed, k, import_rows, options.store_rows, &countries)
         })?;
         written.push(store_path.to_path_buf());
     }
@@ -609,17 +623,20 @@ mod tests {
         let n = 20_000u64;
         let dups = (0..n).filter(|&i| import_identity(3, i) != i).count() as f64 / n as f64;
         assert!((0.02..0.04).contains(&dups), "{dups}");
-        let kinds = (0..n).map(|k| store_identity(3, k, n));
-        let (mut same, mut phone) = (0, 0);
-        for kind in kinds {
-            match kind {
-                StoreKind::SameAsImport(_) => same += 1,
-                StoreKind::PhoneOnly(_) => phone += 1,
-                StoreKind::Fresh(_) => {}
+        // Import people in a store of the import's size and of ten times
+        // it: about 35% (same email) and 10% (phone only) of the import.
+        for store in [n, 10 * n] {
+            let (mut same, mut phone) = (0, 0);
+            for kind in (0..store).map(|k| store_identity(3, k, n, store)) {
+                match kind {
+                    StoreKind::SameAsImport(_) => same += 1,
+                    StoreKind::PhoneOnly(_) => phone += 1,
+                    StoreKind::Fresh(_) => {}
+                }
             }
+            assert!((0.33..0.40).contains(&(same as f64 / n as f64)), "{store}: {same}");
+            assert!((0.09..0.12).contains(&(phone as f64 / n as f64)), "{store}: {phone}");
         }
-        assert!((0.33..0.40).contains(&(same as f64 / n as f64)), "{same}");
-        assert!((0.09..0.12).contains(&(phone as f64 / n as f64)), "{phone}");
     }
 
     #[test]

@@ -25,22 +25,35 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
-pub use summary::Summary;
+pub use summary::{Summary, peak_memory_mib};
 
 use crate::apply::Action;
 use crate::error::{Error, Result};
 use crate::matching::{Category, MatchedBy};
-use crate::normalize::FailedRow;
+use crate::normalize::{FailedRow, NormalizedBatch};
 
 /// One row of a category file: its index in the normalized batch and what
 /// matching and the plan made of it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 pub struct RowOut {
-    pub index: usize,
+    pub index: u32,
     pub action: Action,
-    /// Ids of the matching stored contacts (created order).
-    pub matched_ids: Vec<i64>,
+    /// The matching stored contacts (created order): ordinals of the store
+    /// index, `matched[start..start + len]` of the batch's [`WriteJob`].
+    pub start: u32,
+    pub len: u32,
     pub matched_by: Option<MatchedBy>,
+}
+
+/// One resolved batch for the output files.
+#[derive(Debug)]
+pub struct WriteJob {
+    pub norm: NormalizedBatch,
+    /// Store-index ordinals of the batch's matches (see [`RowOut`]).
+    pub matched: Vec<u32>,
+    pub categories: [Vec<RowOut>; 3],
+    /// Rows failed after normalization (in-file duplicates).
+    pub duplicates: Vec<FailedRow>,
 }
 
 /// The format of the row files (`--output-format`).
@@ -78,17 +91,17 @@ impl RowFile {
                     writer: csv::WriterBuilder::new().from_writer(BufWriter::with_capacity(1 << 20, file)),
                     path,
                 };
-                out.record(header.iter().map(|h| Some(*h)))?;
+                out.record(header.iter().map(|h| Some(Cow::Borrowed(*h))))?;
                 Ok(out)
             }
             OutputFormat::Parquet => Ok(RowFile::Parquet(ParquetFile::create(path, file, header)?)),
         }
     }
 
-    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<&'a str>>) -> Result<()> {
+    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<Cow<'a, str>>>) -> Result<()> {
         match self {
             RowFile::Csv { path, writer } => writer
-                .write_record(cells.into_iter().map(|c| c.unwrap_or("")))
+                .write_record(cells.into_iter().map(Cell))
                 .map_err(|e| csv_error(path, e)),
             RowFile::Parquet(file) => file.record(cells),
         }
@@ -99,6 +112,15 @@ impl RowFile {
             RowFile::Csv { path, mut writer } => writer.flush().map_err(|e| Error::io(&path, e)),
             RowFile::Parquet(file) => file.finish(),
         }
+    }
+}
+
+/// A CSV cell: empty when `None`.
+struct Cell<'a>(Option<Cow<'a, str>>);
+
+impl AsRef<[u8]> for Cell<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_deref().unwrap_or("").as_bytes()
     }
 }
 
@@ -151,7 +173,7 @@ impl ParquetFile {
         })
     }
 
-    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<&'a str>>) -> Result<()> {
+    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<Cow<'a, str>>>) -> Result<()> {
         let mut cells = cells.into_iter();
         let row = cells.next().flatten().and_then(|r| r.parse().ok()).unwrap_or(0);
         self.row.append_value(row);
@@ -258,39 +280,64 @@ impl Outputs {
         &self.dir
     }
 
-    /// Writes rows of a normalized batch (`__row`, fields..., warnings,
-    /// hashes) into a category file.
-    pub fn write_category(&mut self, category: Category, batch: &RecordBatch, rows: &[RowOut]) -> Result<()> {
+    /// Writes a resolved batch: its category rows, then its failed rows in
+    /// row order. `ids` maps store-index ordinals to contact ids.
+    pub fn write_job(&mut self, job: &WriteJob, ids: &[i64]) -> Result<()> {
+        for category in Category::ALL {
+            self.write_category(category, job, ids)?;
+        }
+        let norm = &job.norm;
+        let mut failed: Vec<&FailedRow> = norm.failed.iter().chain(&job.duplicates).collect();
+        failed.sort_by_key(|f| f.row);
+        for f in failed {
+            self.write_failed(f, &norm.original(f))?;
+        }
+        Ok(())
+    }
+
+    /// Writes the rows of a normalized batch (`__row`, fields..., warnings,
+    /// hashes) that fell in `category` into its file.
+    fn write_category(&mut self, category: Category, job: &WriteJob, ids: &[i64]) -> Result<()> {
+        let batch = &job.norm.batch;
+        let rows = &job.categories[category as usize];
         let row_numbers = batch.column(0).as_primitive::<UInt64Type>();
         let columns: Vec<&StringArray> = (1..=self.fields.len())
             .map(|c| batch.column(c).as_string::<i32>())
             .collect();
         let file = &mut self.categories[category as usize];
-        let mut record: Vec<Option<Cow<str>>> = Vec::with_capacity(columns.len() + 4);
+        let mut row_text = itoa::Buffer::new();
+        let mut id_text = itoa::Buffer::new();
+        let mut matched_ids = String::new();
+        let excel_safe = self.excel_safe;
         for out in rows {
-            let i = out.index;
-            record.clear();
-            record.push(Some(Cow::Owned(row_numbers.value(i).to_string())));
-            record.push(Some(Cow::Borrowed(out.action.as_str())));
-            if category != Category::NoMatch {
-                let ids: Vec<String> = out.matched_ids.iter().map(i64::to_string).collect();
-                record.push(Some(Cow::Owned(ids.join(";"))));
-                record.push(out.matched_by.map(|b| Cow::Borrowed(b.as_str())));
-            }
-            for (column, (_, is_phone)) in columns.iter().zip(&self.fields) {
-                record.push(
-                    column
-                        .is_valid(i)
-                        .then(|| safe_cell(self.excel_safe && !is_phone, column.value(i))),
-                );
-            }
-            file.record(record.iter().map(|c| c.as_deref()))?;
+            let i = out.index as usize;
+            let matched = (category != Category::NoMatch).then(|| {
+                matched_ids.clear();
+                let ordinals = &job.matched[out.start as usize..(out.start + out.len) as usize];
+                for (k, &ordinal) in ordinals.iter().enumerate() {
+                    if k > 0 {
+                        matched_ids.push(';');
+                    }
+                    matched_ids.push_str(id_text.format(ids[ordinal as usize]));
+                }
+                [Some(matched_ids.as_str()), out.matched_by.map(MatchedBy::as_str)]
+            });
+            let head = [Some(row_text.format(row_numbers.value(i))), Some(out.action.as_str())]
+                .into_iter()
+                .chain(matched.into_iter().flatten())
+                .map(|cell| cell.map(Cow::Borrowed));
+            let values = columns.iter().zip(&self.fields).map(|(column, (_, is_phone))| {
+                column
+                    .is_valid(i)
+                    .then(|| safe_cell(excel_safe && !is_phone, column.value(i)))
+            });
+            file.record(head.chain(values))?;
         }
         Ok(())
     }
 
     /// Writes one failed row: `row`, `reason`, `detail`, then the values as read.
-    pub fn write_failed(&mut self, failed: &FailedRow, original: &[&str]) -> Result<()> {
+    fn write_failed(&mut self, failed: &FailedRow, original: &[&str]) -> Result<()> {
         let excel_safe = self.excel_safe;
         let cell = |value| safe_cell(excel_safe, value);
         let mut record: Vec<Cow<str>> = Vec::with_capacity(original.len() + 3);
@@ -298,7 +345,7 @@ impl Outputs {
         record.push(Cow::Borrowed(failed.reason.as_str()));
         record.push(cell(&failed.detail));
         record.extend(original.iter().map(|v| cell(v)));
-        self.failed.record(record.iter().map(|c| Some(c.as_ref())))
+        self.failed.record(record.into_iter().map(Some))
     }
 
     /// Flushes every file.

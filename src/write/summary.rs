@@ -34,6 +34,23 @@ pub struct Summary {
     /// Wall time per stage, in milliseconds (stages overlap on threads, so
     /// these need not add up to `elapsed_ms`).
     pub stages_ms: BTreeMap<&'static str, u64>,
+    /// Peak resident memory of the process (MiB) when each stage ended:
+    /// `build_index`, `stream` (read, normalize, match, write, append),
+    /// `commit`. Empty where the OS does not report it.
+    pub peak_memory_mib: BTreeMap<&'static str, u64>,
+}
+
+/// Peak resident memory of this process so far (Linux `VmHWM`), in MiB.
+pub fn peak_memory_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
 }
 
 impl Summary {

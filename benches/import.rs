@@ -1,0 +1,358 @@
+//! End to end: `kontakt import` of a generated file into a generated store,
+//! against the same job written as plain DuckDB SQL through the linked
+//! library (the peer), in the same run, each run a process of its own
+//! (wall time and peak memory by `/usr/bin/time`).
+//!
+//! The peer: read_csv, lower/trim email, digits-only phone, join on email,
+//! then on phone for rows without an email match, count matches per row,
+//! COPY each category to CSV, INSERT the no-match rows. kontakt does more
+//! (validation, phone normalization to E.164, in-file duplicates, failed
+//! rows), and is compared like with like: `--on-one-match skip` (inserts
+//! only, as the peer) is the ratio; the full upsert is reported beside it.
+//!
+//! Scenarios (import rows x store contacts): 1M x 1M, 10M x 10M, 1M x 10M.
+//! Data from `kontakt gen --seed 42` into `bench-data/e2e/` (ignored by
+//! git); each store is built once by kontakt and copied before every run.
+//!
+//!     cargo bench --bench import
+//!     KONTAKT_BENCH_SCENARIOS=1m:1m KONTAKT_BENCH_RUNS=3 cargo bench --bench import
+//!
+//! Results are printed and written to `bench-data/e2e/results.md`.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
+
+/// The kontakt binary of this profile (cargo bench builds it alongside).
+fn kontakt_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kontakt"))
+}
+
+fn count(text: &str) -> u64 {
+    let (n, unit) = text.split_at(text.len() - 1);
+    let n: u64 = n.parse().expect("a count like 1m or 500k");
+    match unit {
+        "m" | "M" => n * 1_000_000,
+        "k" | "K" => n * 1_000,
+        _ => text.parse().expect("a count"),
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let output = cmd.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Wall seconds and peak resident MiB of one command, by GNU time.
+fn timed(cmd: &mut Command) -> (f64, f64, String) {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("KONTAKT_TIME %e %M").arg(program).args(args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let output = timed.output().expect("run /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{cmd:?} failed: {stderr}");
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("KONTAKT_TIME"))
+        .expect("time output");
+    let mut parts = line.split_whitespace().skip(1);
+    let seconds: f64 = parts.next().and_then(|s| s.parse().ok()).expect("seconds");
+    let kb: f64 = parts.next().and_then(|s| s.parse().ok()).expect("max rss");
+    (
+        seconds,
+        kb / 1024.0,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
+
+struct Scenario {
+    rows: u64,
+    store: u64,
+    label: String,
+}
+
+impl Scenario {
+    fn dir() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-data/e2e")
+    }
+    fn input(&self) -> PathBuf {
+        Self::dir().join(format!("in-{}-{}.csv", self.rows, self.store))
+    }
+    fn store_file(&self) -> PathBuf {
+        Self::dir().join(format!("in-{}-{}-store.csv", self.rows, self.store))
+    }
+    fn template(&self) -> PathBuf {
+        Self::dir().join(format!("store-{}-{}.duckdb", self.rows, self.store))
+    }
+
+    /// Generates the files and builds the store once.
+    fn prepare(&self, kontakt: &Path) {
+        std::fs::create_dir_all(Self::dir()).expect("bench-data/e2e");
+        if !self.input().exists() || !self.store_file().exists() {
+            eprintln!("generating {} ...", self.input().display());
+            run(Command::new(kontakt)
+                .args(["gen", "--seed", "42", "--rows", &self.rows.to_string()])
+                .args(["--store-rows", &self.store.to_string(), "-o"])
+                .arg(self.input()));
+        }
+        if !self.template().exists() {
+            eprintln!("building {} ...", self.template().display());
+            let partial = self.template().with_extension("building");
+            let _ = std::fs::remove_file(&partial);
+            run(Command::new(kontakt)
+                .arg("--db")
+                .arg(&partial)
+                .args([
+                    "import",
+                    "--primary-key",
+                    "none",
+                    "--progress",
+                    "never",
+                    "--name",
+                    "store",
+                    "--out",
+                ])
+                .arg(Self::dir().join("out-store"))
+                .arg(self.store_file()));
+            std::fs::rename(&partial, self.template()).expect("store built");
+        }
+    }
+
+    /// A fresh copy of the store for one run.
+    fn fresh_store(&self) -> PathBuf {
+        let db = Self::dir().join("run.duckdb");
+        let _ = std::fs::remove_file(Self::dir().join("run.duckdb.wal"));
+        std::fs::copy(self.template(), &db).expect("copy store");
+        // Let the copy reach the disk before the clock starts.
+        let _ = Command::new("sync").status();
+        db
+    }
+}
+
+#[derive(Default, Clone)]
+struct Result {
+    seconds: Vec<f64>,
+    peak_mib: f64,
+    detail: String,
+}
+
+impl Result {
+    fn median(&self) -> f64 {
+        let mut s = self.seconds.clone();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    }
+}
+
+fn kontakt_run(kontakt: &Path, scenario: &Scenario, extra: &[&str], result: &mut Result) {
+    let db = scenario.fresh_store();
+    let out = Scenario::dir().join("out-kontakt");
+    let _ = std::fs::remove_dir_all(&out);
+    let (seconds, peak, _) = timed(
+        Command::new(kontakt)
+            .arg("--db")
+            .arg(&db)
+            .args([
+                "import",
+                "--secondary-key",
+                "phone",
+                "--progress",
+                "never",
+                "--name",
+                "bench",
+                "--out",
+            ])
+            .arg(&out)
+            .arg(scenario.input())
+            .args(extra),
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    result.seconds.push(seconds);
+    result.peak_mib = result.peak_mib.max(peak);
+    result.detail = format!(
+        "no/one/multiple/failed {}/{}/{}/{}, imported {}, updated {}; stages ms {}; peak MiB at stage end {}",
+        summary["no_match"],
+        summary["one_match"],
+        summary["multiple_match"],
+        summary["rows_failed"],
+        summary["imported"],
+        summary["updated"],
+        summary["stages_ms"],
+        summary["peak_memory_mib"]
+    );
+}
+
+fn peer_run(scenario: &Scenario, result: &mut Result) {
+    let db = scenario.fresh_store();
+    let out = Scenario::dir().join("out-peer");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).expect("out-peer");
+    let (seconds, peak, stdout) = timed(
+        Command::new(std::env::current_exe().expect("exe"))
+            .env(PEER_ENV, "1")
+            .arg(&db)
+            .arg(scenario.input())
+            .arg(&out),
+    );
+    result.seconds.push(seconds);
+    result.peak_mib = result.peak_mib.max(peak);
+    result.detail = stdout.trim().to_string();
+}
+
+/// The peer job, in this process: plain DuckDB SQL.
+fn peer(db: &Path, input: &Path, out: &Path) {
+    let conn = duckdb::Connection::open(db).expect("open store");
+    let mut stages = Vec::new();
+    let mut stage = |name: &str, sql: &str| {
+        let started = Instant::now();
+        conn.execute_batch(sql).unwrap_or_else(|e| panic!("{name}: {e}"));
+        stages.push(format!("{name} {:.0}", started.elapsed().as_secs_f64() * 1000.0));
+    };
+    stage(
+        "read+normalize",
+        &format!(
+            "CREATE TEMP TABLE f AS SELECT row_number() OVER () AS \"row\", *, \
+               lower(trim(\"E-mail\")) AS k_email, regexp_replace(\"Phone\", '[^0-9]', '', 'g') AS k_phone \
+             FROM read_csv('{}', header = true, all_varchar = true)",
+            input.display()
+        ),
+    );
+    stage(
+        "match",
+        "CREATE TEMP TABLE em AS SELECT f.\"row\", c.id FROM f JOIN contacts c ON c.email = f.k_email \
+           WHERE c.type = 'person'; \
+         CREATE TEMP TABLE pm AS SELECT f.\"row\", c.id FROM f \
+           JOIN (SELECT id, regexp_replace(phone, '[^0-9]', '', 'g') AS p FROM contacts \
+                 WHERE phone IS NOT NULL AND type = 'person') c ON c.p = f.k_phone \
+           WHERE f.k_phone <> '' AND f.\"row\" NOT IN (SELECT \"row\" FROM em); \
+         CREATE TEMP TABLE m AS SELECT \"row\", count(*) AS n, string_agg(CAST(id AS VARCHAR), ';') AS matched_ids \
+           FROM (SELECT * FROM em UNION ALL SELECT * FROM pm) GROUP BY \"row\";",
+    );
+    let o = |name: &str| out.join(name).display().to_string();
+    stage(
+        "write",
+        &format!(
+            "COPY (SELECT f.* EXCLUDE (k_email, k_phone) FROM f ANTI JOIN m USING (\"row\")) TO '{}' (HEADER); \
+             COPY (SELECT f.* EXCLUDE (k_email, k_phone), m.matched_ids FROM f JOIN m USING (\"row\") WHERE m.n = 1) TO '{}' (HEADER); \
+             COPY (SELECT f.* EXCLUDE (k_email, k_phone), m.matched_ids FROM f JOIN m USING (\"row\") WHERE m.n > 1) TO '{}' (HEADER);",
+            o("no_match.csv"),
+            o("one_match.csv"),
+            o("multiple_match.csv")
+        ),
+    );
+    stage(
+        "insert",
+        "BEGIN; \
+         INSERT INTO contacts (id, type, created_at, updated_at, external_id, first_name, last_name, email, phone, \
+                               mobile, company, street, city, postal_code, country, note) \
+           SELECT (SELECT CAST(value AS BIGINT) FROM kontakt_meta WHERE key = 'next_contact_id') \
+                    + row_number() OVER () - 1, 'person', now()::TIMESTAMP, now()::TIMESTAMP, \"ID\", \
+                  \"First name\", \"Last name\", k_email, k_phone, regexp_replace(\"Mobile\", '[^0-9]', '', 'g'), \
+                  \"Company\", \"Street\", \"City\", \"Postal code\", \"Country\", \"Note\" \
+           FROM f ANTI JOIN m USING (\"row\"); \
+         COMMIT;",
+    );
+    let counts: (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM f ANTI JOIN m USING (\"row\")), \
+                    (SELECT count(*) FROM m WHERE n = 1), (SELECT count(*) FROM m WHERE n > 1)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("counts");
+    println!(
+        "no/one/multiple {}/{}/{}; stages ms {}",
+        counts.0,
+        counts.1,
+        counts.2,
+        stages.join(", ")
+    );
+}
+
+fn main() {
+    // `cargo bench` passes --bench; a filter argument is not used here.
+    if std::env::var_os(PEER_ENV).is_some() {
+        let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+        peer(&args[0], &args[1], &args[2]);
+        return;
+    }
+    let kontakt = kontakt_bin();
+    let scenarios: Vec<Scenario> = std::env::var("KONTAKT_BENCH_SCENARIOS")
+        .unwrap_or_else(|_| "1m:1m,10m:10m,1m:10m".into())
+        .split(',')
+        .map(|s| {
+            let (rows, store) = s.split_once(':').expect("ROWS:STORE");
+            Scenario {
+                rows: count(rows),
+                store: count(store),
+                label: format!("{rows} x {store}"),
+            }
+        })
+        .collect();
+    // Runs per job: the median is reported (3 at 1M rows, where a run
+    // takes seconds and varies by 10-20% on a shared machine; 1 at 10M).
+    let runs_env: Option<usize> = std::env::var("KONTAKT_BENCH_RUNS").ok().and_then(|r| r.parse().ok());
+
+    let mut report = String::new();
+    let _ = writeln!(
+        report,
+        "| import x store | job | runs | wall s (median) | rows/s | peak MiB | vs peer |\n|---|---|---:|---:|---:|---:|---:|"
+    );
+    let mut details = String::new();
+    for scenario in &scenarios {
+        scenario.prepare(&kontakt);
+        let mut results = [Result::default(), Result::default(), Result::default()];
+        let runs = runs_env
+            .unwrap_or(if scenario.rows <= 1_000_000 { 3 } else { 1 })
+            .max(1);
+        for _ in 0..runs {
+            peer_run(scenario, &mut results[0]);
+            kontakt_run(&kontakt, scenario, &["--on-one-match", "skip"], &mut results[1]);
+            kontakt_run(&kontakt, scenario, &[], &mut results[2]);
+        }
+        let peer_seconds = results[0].median();
+        for (job, result) in [
+            "DuckDB SQL peer (insert only)",
+            "kontakt --on-one-match skip",
+            "kontakt upsert",
+        ]
+        .iter()
+        .zip(&results)
+        {
+            let seconds = result.median();
+            let line = format!(
+                "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",
+                scenario.label,
+                scenario.rows as f64 / seconds,
+                result.peak_mib,
+                seconds / peer_seconds
+            );
+            println!("{line}");
+            let _ = writeln!(report, "{line}");
+            let _ = writeln!(details, "- {} {job}: {}", scenario.label, result.detail);
+        }
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let text = format!(
+        "{report}\n{details}\n{threads} cores; each run a fresh process and a fresh copy of the store; vs peer = wall time / peer's (lower is better).\n"
+    );
+    println!("\n{details}");
+    std::fs::write(Scenario::dir().join("results.md"), text).expect("results.md");
+}
