@@ -19,6 +19,15 @@ fn main() -> ExitCode {
     // Measured on a 1M-row import: 4.5 s -> 3.8 s, system time 1.6 s -> 0.5 s.
     // SAFETY: sets a plain integer option; mimalloc reads it at each purge.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // DuckDB (C++) allocates with glibc's malloc: keep its blocks in the
+    // heap (no mmap per block, no trimming), for the same reason.
+    // Measured: page faults of a 1M-row import 100k -> 83k, ~5% faster.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc malloc parameters.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
     let cli = kontakt::cli::parse();
     match kontakt::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
