@@ -81,7 +81,7 @@ enum RowFile {
         /// Formatted records not yet written (flushed at ~1 MiB).
         buf: Vec<u8>,
     },
-    Parquet(ParquetFile),
+    Parquet(Box<ParquetFile>),
 }
 
 impl RowFile {
@@ -97,7 +97,7 @@ impl RowFile {
                 out.record(header.iter().map(|h| Some(Cow::Borrowed(*h))))?;
                 Ok(out)
             }
-            OutputFormat::Parquet => Ok(RowFile::Parquet(ParquetFile::create(path, file, header)?)),
+            OutputFormat::Parquet => Ok(RowFile::Parquet(Box::new(ParquetFile::create(path, file, header)?))),
         }
     }
 
