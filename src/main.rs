@@ -29,6 +29,15 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
+    // Transparent huge pages off for this process: with THP "always", a
+    // first touch zeroes 2 MiB, and hash tables and arenas touch memory
+    // sparsely. Measured (1M-row import, 3 alternating pairs): 3.7-4.0 s
+    // without THP against 4.3-4.8 s with it. `KONTAKT_THP=1` keeps THP.
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("KONTAKT_THP").is_none() {
+        // SAFETY: prctl with an integer option only changes this process.
+        unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+    }
     let cli = kontakt::cli::parse();
     match kontakt::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
