@@ -507,17 +507,40 @@ fn a_locked_or_read_only_store_is_a_one_line_error() {
         assert!(err.contains("kontakt.duckdb"), "{err}");
     }
     assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["6"]]);
-    // A read-only file (meaningless for root, who may write anyway).
+    // A read-only file. Root writes through permissions, so there the file
+    // is made immutable (`chattr +i`) when the file system allows it.
+    let read_only_error = || {
+        let err = fails(dir, &["import", "second.csv", "--progress", "never"], 1);
+        assert!(err.contains("kontakt.duckdb"), "{err}");
+    };
     let mut permissions = std::fs::metadata(&db).expect("stat").permissions();
     permissions.set_readonly(true);
     std::fs::set_permissions(&db, permissions.clone()).expect("chmod");
     if std::fs::OpenOptions::new().append(true).open(&db).is_err() {
-        let err = fails(dir, &["import", "second.csv", "--progress", "never"], 1);
-        assert!(err.contains("kontakt.duckdb"), "{err}");
+        read_only_error();
+    } else if chattr(&db, "+i") {
+        struct Mutable<'a>(&'a Path);
+        impl Drop for Mutable<'_> {
+            fn drop(&mut self) {
+                chattr(self.0, "-i");
+            }
+        }
+        let _undo = Mutable(&db);
+        read_only_error();
     }
     #[allow(clippy::permissions_set_readonly_false)]
     permissions.set_readonly(false);
     std::fs::set_permissions(&db, permissions).expect("chmod");
+    assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["6"]]);
+}
+
+/// `chattr FLAG path`; whether it worked.
+fn chattr(path: &Path, flag: &str) -> bool {
+    std::process::Command::new("chattr")
+        .arg(flag)
+        .arg(path)
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 #[cfg(unix)]
