@@ -1,13 +1,16 @@
 //! `kontakt import`: the whole pipeline for one file.
 //!
 //! ```text
+//! store ──(semi-join with the file's keys when the store is large)──▶ key index
 //! reader thread ──RawBatch──▶ rayon: normalize + probe the store index ──▶
-//!   in file order: in-file duplicates, category, action ──▶ outputs (CSV)
-//!                                                       └─▶ commit (appender, staged updates)
+//!   main thread, in file order: in-file duplicates, category, action
+//!     ──WriteJob──▶ writer thread: outputs (CSV or Parquet)
+//!     ──CommitJob─▶ commit thread: appender, staged updates, one transaction
 //! ```
 //! Batches are taken a few at a time (two per worker thread), prepared in
-//! parallel, then resolved in file order, so memory stays bounded by those
-//! batches plus the key index of the store and of the file.
+//! parallel, then resolved in file order; the queues to the writer and the
+//! commit thread are bounded, so memory stays bounded by those batches plus
+//! the key index of the store and of the file.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
