@@ -142,26 +142,55 @@ fn for_each_prepared(
 ) -> Result<()> {
     let keys = KeyColumns::of(plan);
     let group = (rayon::current_num_threads() * 2).max(2);
-    loop {
-        let started = Instant::now();
-        let mut raws = Vec::with_capacity(group);
-        for batch in table.by_ref().take(group) {
-            raws.push(batch?);
-        }
-        timings.read += started.elapsed();
-        if raws.is_empty() {
-            return Ok(());
-        }
-        let started = Instant::now();
-        let prepared: Vec<Prepared> = raws.par_iter().map(|raw| prepare(plan, &keys, index, raw)).collect();
-        timings.normalize_match += started.elapsed();
-        for p in prepared {
-            if cancel.load(Ordering::Relaxed) {
-                return Err(Error::Cancelled);
+    // A producer thread reads and prepares the next group while this
+    // thread hands the last one on, so the workers do not wait for it.
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::sync_channel::<Result<Prepared>>(group);
+        let producer = scope.spawn(move || {
+            let (mut read, mut prepare_time) = (Duration::ZERO, Duration::ZERO);
+            loop {
+                let started = Instant::now();
+                let mut raws = Vec::with_capacity(group);
+                for batch in table.by_ref().take(group) {
+                    match batch {
+                        Ok(batch) => raws.push(batch),
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return (read, prepare_time);
+                        }
+                    }
+                }
+                read += started.elapsed();
+                if raws.is_empty() {
+                    return (read, prepare_time);
+                }
+                let started = Instant::now();
+                let prepared: Vec<Prepared> = raws.par_iter().map(|raw| prepare(plan, &keys, index, raw)).collect();
+                prepare_time += started.elapsed();
+                for p in prepared {
+                    if tx.send(Ok(p)).is_err() {
+                        return (read, prepare_time);
+                    }
+                }
             }
-            each(p, timings)?;
-        }
-    }
+        });
+        let mut handed = || -> Result<()> {
+            for p in &rx {
+                if cancel.load(Ordering::Relaxed) {
+                    return Err(Error::Cancelled);
+                }
+                each(p?, timings)?;
+            }
+            Ok(())
+        };
+        let result = handed();
+        // The producer stops at its next send once the receiver is gone.
+        drop(rx);
+        let (read, prepare_time) = producer.join().unwrap_or_default();
+        timings.read += read;
+        timings.normalize_match += prepare_time;
+        result
+    })
 }
 
 /// Counts of one import run.
