@@ -12,14 +12,14 @@ use std::path::Path;
 use duckdb::arrow::array::{ArrayRef, UInt64Array};
 use duckdb::arrow::record_batch::RecordBatch;
 
-use crate::apply;
+use crate::apply::{Commit, GroupCounts, Master, store_fields};
 use crate::error::{Error, Result};
-use crate::fields::{FieldKind, STANDARD_FIELDS};
+use crate::fields::STANDARD_FIELDS;
 use crate::groups;
 use crate::map::{self, ContactType, MappingOptions};
 use crate::normalize::{NormalizeSettings, Plan};
 use crate::read::{RawBatch, raw_schema};
-use crate::store::Store;
+use crate::store::{Store, quote_ident};
 
 /// Which contacts a command works on.
 #[derive(Debug, Clone, Default)]
@@ -34,11 +34,6 @@ pub struct Filter {
 /// A SQL string literal.
 fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
-}
-
-/// A double-quoted identifier.
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl Filter {
@@ -75,7 +70,7 @@ fn columns(store: &Store, text: bool) -> Result<Vec<String>> {
     Ok(names
         .into_iter()
         .map(|name| {
-            let q = quoted(name);
+            let q = quote_ident(name);
             if name == "tags" {
                 format!("array_to_string({q}, ';') AS {q}")
             } else if text {
@@ -233,54 +228,16 @@ pub fn add(
         return Err(Error::usage(format!("{}: {}", failed.reason.as_str(), failed.detail)));
     }
     let names: Vec<String> = plan.field_names().map(str::to_string).collect();
-    let fields = apply::store_fields(&names, &mapping.tags);
-
-    store.execute_batch("BEGIN TRANSACTION")?;
-    let added = (|| {
-        apply::ensure_custom_columns(store, fields.iter().map(|f| f.name.as_str()))?;
-        let id = apply::next_contact_id(store)?;
-        let mut columns = vec!["id", "type", "created_at", "updated_at"];
-        let now = format!("make_timestamp({}::BIGINT)", apply::now_micros());
-        let mut values = vec![id.to_string(), literal(contact_type.name()), now.clone(), now];
-        let mut params: Vec<Option<String>> = Vec::new();
-        for field in &fields {
-            columns.push(&field.name);
-            let value = field.column.and_then(|c| {
-                let strings = duckdb::arrow::array::AsArray::as_string::<i32>(normalized.batch.column(c));
-                duckdb::arrow::array::Array::is_valid(strings, 0).then(|| strings.value(0).to_string())
-            });
-            values.push(match field.kind {
-                FieldKind::Tags => "coalesce(string_split(?, ';'), [])".into(),
-                FieldKind::Consent => "coalesce(?, 'unknown')".into(),
-                FieldKind::Date => "CAST(? AS DATE)".into(),
-                _ => "?".into(),
-            });
-            params.push(match field.kind {
-                FieldKind::Tags => {
-                    let mut all: Vec<&str> = value.as_deref().map_or(Vec::new(), |v| v.split(';').collect());
-                    for tag in &mapping.tags {
-                        if !all.contains(&tag.as_str()) {
-                            all.push(tag);
-                        }
-                    }
-                    Some(all.join(";"))
-                }
-                _ => value,
-            });
-        }
-        let columns: Vec<String> = columns.iter().map(|c| quoted(c)).collect();
-        store.execute(
-            &format!(
-                "INSERT INTO contacts ({}) VALUES ({})",
-                columns.join(", "),
-                values.join(", ")
-            ),
-            duckdb::params_from_iter(params),
-        )?;
-        apply::set_next_contact_id(store, id + 1)?;
-        store.execute_batch("COMMIT")?;
-        Ok(id)
-    })();
+    let fields = store_fields(&names, &mapping.tags);
+    // The import's own transaction, without an import group: the same
+    // typed insert (consents, dates, tags) and the same id counter.
+    let added =
+        Commit::begin(store, None, contact_type.name(), Master::File, fields, mapping.tags).and_then(|mut commit| {
+            commit.insert(&normalized.batch, &[0])?;
+            let id = commit.first_id();
+            commit.finish(&mut GroupCounts::default(), "")?;
+            Ok(id)
+        });
     if added.is_err() {
         let _ = store.execute_batch("ROLLBACK");
     }

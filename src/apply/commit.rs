@@ -23,7 +23,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use super::actions::Master;
 use crate::error::{Error, Result};
 use crate::fields::{FieldKind, standard_field};
-use crate::store::Store;
+use crate::store::{Store, quote_ident};
 
 /// The staging table of updates (dropped before commit).
 const UPDATES: &str = "kontakt_pending_updates";
@@ -67,14 +67,8 @@ pub struct GroupCounts {
     pub contacts_updated: u64,
 }
 
-/// Double-quoted identifier (names are checked field names; quoting keeps
-/// `custom.NAME` one identifier).
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// Now, in microseconds since the epoch (UTC), as timestamps are stored.
-pub fn now_micros() -> i64 {
+fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -82,13 +76,16 @@ pub fn now_micros() -> i64 {
 
 /// Creates the `custom.NAME` columns among `names` that the contacts table
 /// lacks (inside the caller's transaction).
-pub fn ensure_custom_columns<'a>(store: &Store, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+fn ensure_custom_columns<'a>(store: &Store, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
     let existing = store.columns("contacts")?;
     for field in names {
         if let Some(name) = field.strip_prefix("custom.")
             && !existing.iter().any(|c| c == field)
         {
-            store.execute_batch(&format!("ALTER TABLE contacts ADD COLUMN {} VARCHAR", quoted(field)))?;
+            store.execute_batch(&format!(
+                "ALTER TABLE contacts ADD COLUMN {} VARCHAR",
+                quote_ident(field)
+            ))?;
             store.execute(
                 "INSERT INTO custom_fields VALUES (?, make_timestamp(?)) ON CONFLICT DO NOTHING",
                 duckdb::params![name, now_micros()],
@@ -99,7 +96,7 @@ pub fn ensure_custom_columns<'a>(store: &Store, names: impl IntoIterator<Item = 
 }
 
 /// The id the next new contact gets (ids are never reused).
-pub fn next_contact_id(store: &Store) -> Result<i64> {
+fn next_contact_id(store: &Store) -> Result<i64> {
     store
         .connection()
         .query_row(
@@ -111,7 +108,7 @@ pub fn next_contact_id(store: &Store) -> Result<i64> {
 }
 
 /// Records the id the next new contact gets.
-pub fn set_next_contact_id(store: &Store, next: i64) -> Result<()> {
+fn set_next_contact_id(store: &Store, next: i64) -> Result<()> {
     store
         .execute(
             "UPDATE kontakt_meta SET value = ? WHERE key = 'next_contact_id'",
@@ -153,10 +150,11 @@ pub fn start_group(store: &Store, name: &str, source: &str) -> Result<i64> {
         .map_err(|e| store.error(&e))
 }
 
-/// An import's open transaction.
+/// An import's open transaction (or, without an import group, the
+/// transaction of `contacts add`).
 pub struct Commit<'s> {
     store: &'s Store,
-    import_id: i64,
+    import_id: Option<i64>,
     now: i64,
     next_id: i64,
     first_id: i64,
@@ -176,7 +174,7 @@ impl<'s> Commit<'s> {
     /// counter read, the staging table made.
     pub fn begin(
         store: &'s Store,
-        import_id: i64,
+        import_id: Option<i64>,
         contact_type: &'static str,
         master: Master,
         fields: Vec<StoreField>,
@@ -185,7 +183,7 @@ impl<'s> Commit<'s> {
         store.execute_batch("BEGIN TRANSACTION")?;
         ensure_custom_columns(store, fields.iter().map(|f| f.name.as_str()))?;
         let next_id = next_contact_id(store)?;
-        let columns: Vec<String> = fields.iter().map(|f| quoted(&f.name)).collect();
+        let columns: Vec<String> = fields.iter().map(|f| quote_ident(&f.name)).collect();
         store.execute_batch(&format!(
             "CREATE TEMP TABLE {UPDATES} AS SELECT id AS contact_id, CAST(0 AS UBIGINT) AS \"row\"{}{} FROM contacts LIMIT 0",
             if columns.is_empty() { "" } else { ", " },
@@ -205,7 +203,7 @@ impl<'s> Commit<'s> {
                 DataType::Timestamp(duckdb::arrow::datatypes::TimeUnit::Microsecond, None),
                 false,
             ),
-            ArrowField::new("import_id", DataType::Int64, false),
+            ArrowField::new("import_id", DataType::Int64, true),
         ];
         let mut update_fields = vec![
             ArrowField::new("contact_id", DataType::Int64, false),
@@ -239,6 +237,11 @@ impl<'s> Commit<'s> {
             insert_schema: Arc::new(Schema::new(insert_fields)),
             update_schema: Arc::new(Schema::new(update_fields)),
         })
+    }
+
+    /// The id of the first contact this transaction inserts.
+    pub fn first_id(&self) -> i64 {
+        self.first_id
     }
 
     /// Contacts inserted so far.
@@ -312,8 +315,9 @@ impl<'s> Commit<'s> {
             FieldKind::Tags => {
                 let strings = values.as_ref().map(|v| v.as_string::<i32>());
                 let mut builder = ListBuilder::new(StringBuilder::new());
+                let mut seen: Vec<&str> = Vec::new();
                 for i in 0..n {
-                    let mut seen: Vec<&str> = Vec::new();
+                    seen.clear();
                     if let Some(s) = strings
                         && s.is_valid(i)
                     {
@@ -324,7 +328,7 @@ impl<'s> Commit<'s> {
                             seen.push(tag);
                         }
                     }
-                    for tag in seen {
+                    for tag in &seen {
                         builder.values().append_value(tag);
                     }
                     builder.append(true);
@@ -369,6 +373,9 @@ impl<'s> Commit<'s> {
         drop(self.updates);
         store.execute_batch(&format!("DROP TABLE {UPDATES}"))?;
         set_next_contact_id(store, self.next_id)?;
+        let Some(import_id) = self.import_id else {
+            return store.execute_batch("COMMIT");
+        };
         store.execute(
             "UPDATE import_groups SET status = 'completed', finished_at = make_timestamp(?), rows_read = ?, \
              rows_failed = ?, imported = ?, updated = ?, skipped = ?, contacts_updated = ?, summary = ? WHERE id = ?",
@@ -381,7 +388,7 @@ impl<'s> Commit<'s> {
                 counts.skipped as i64,
                 counts.contacts_updated as i64,
                 summary,
-                self.import_id
+                import_id
             ],
         )?;
         store.execute_batch("COMMIT")
@@ -394,7 +401,7 @@ impl<'s> Commit<'s> {
             .fields
             .iter()
             .map(|f| {
-                let q = quoted(&f.name);
+                let q = quote_ident(&f.name);
                 let expr = match (f.kind, self.master) {
                     (FieldKind::Tags, _) => {
                         format!(
@@ -427,7 +434,9 @@ impl<'s> Commit<'s> {
         let import_id = self.import_id;
         drop(self);
         let rollback = store.execute_batch("ROLLBACK");
-        end_group(store, import_id, ending, reason)?;
+        if let Some(import_id) = import_id {
+            end_group(store, import_id, ending, reason)?;
+        }
         rollback
     }
 }
@@ -528,7 +537,7 @@ pub fn run_commit(setup: CommitSetup, jobs: std::sync::mpsc::Receiver<CommitJob>
     };
     let mut commit = Commit::begin(
         store,
-        setup.import_id,
+        Some(setup.import_id),
         setup.contact_type,
         setup.master,
         setup.fields,

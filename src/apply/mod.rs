@@ -6,6 +6,6 @@ pub mod commit;
 
 pub use actions::{Action, Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
 pub use commit::{
-    Commit, CommitJob, CommitSetup, Committed, Ending, GroupCounts, StoreField, end_group, ensure_custom_columns,
-    next_contact_id, now_micros, run_commit, set_next_contact_id, start_group, store_fields,
+    Commit, CommitJob, CommitSetup, Committed, Ending, GroupCounts, StoreField, end_group, run_commit, start_group,
+    store_fields,
 };

@@ -7,10 +7,10 @@ use clap::{Args, Subcommand};
 use super::imports::print_fields;
 use super::print_table;
 use crate::contacts::{self, ExportFormat, Filter};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::map::ContactType;
 use crate::normalize::NormalizeSettings;
-use crate::normalize::phone::{self, PhoneSettings};
+use crate::normalize::phone::PhoneSettings;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -134,13 +134,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             contact_type,
             default_country,
         } => {
-            let default_region = default_country
-                .as_deref()
-                .map(|c| {
-                    phone::known_region(&c.trim().to_ascii_uppercase())
-                        .ok_or_else(|| Error::usage(format!("--default-country {c:?}: not a known ISO country code")))
-                })
-                .transpose()?;
+            let default_region = super::import::default_region(default_country.as_deref())?;
             let settings = NormalizeSettings {
                 phone: PhoneSettings {
                     default_region,

@@ -139,14 +139,7 @@ impl ImportArgs {
             .iter()
             .map(|r| ValidRule::parse(r).map_err(Error::usage))
             .collect::<Result<Vec<_>>>()?;
-        let default_region = self
-            .default_country
-            .as_deref()
-            .map(|c| {
-                phone::known_region(&c.trim().to_ascii_uppercase())
-                    .ok_or_else(|| Error::usage(format!("--default-country {c:?}: not a known ISO country code")))
-            })
-            .transpose()?;
+        let default_region = default_region(self.default_country.as_deref())?;
         let consent = ConsentWords::new(&self.consent_yes, &self.consent_no).map_err(Error::usage)?;
         let primary_key = key_field(&self.primary_key, "--primary-key")?;
         let secondary_key = self
@@ -201,6 +194,15 @@ impl ImportArgs {
             },
         })
     }
+}
+
+/// `--default-country CC`, checked: the phone metadata's region.
+pub(super) fn default_region(flag: Option<&str>) -> Result<Option<&'static str>> {
+    flag.map(|c| {
+        phone::known_region(&c.trim().to_ascii_uppercase())
+            .ok_or_else(|| Error::usage(format!("--default-country {c:?}: not a known ISO country code")))
+    })
+    .transpose()
 }
 
 pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {

@@ -39,7 +39,7 @@ pub struct Contacts {
 }
 
 /// Distinct values of one key, each with the chain of contacts holding it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyIndex {
     table: HashTable<u32>,
     /// Entry -> the value (entries are the contacts with a non-empty
@@ -57,6 +57,12 @@ pub struct KeyIndex {
 fn value_at<'a>(data: &'a str, offsets: &[usize], e: u32) -> &'a str {
     let e = e as usize;
     &data[offsets[e]..offsets[e + 1]]
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        KeyIndex::with_capacity(0, 0)
+    }
 }
 
 impl KeyIndex {
@@ -78,9 +84,6 @@ impl KeyIndex {
     }
 
     fn insert(&mut self, value: &str, contact: u32) {
-        if self.offsets.is_empty() {
-            self.offsets.push(0);
-        }
         let hash = xxh3_64(value.as_bytes());
         let entry = u32::try_from(self.contact.len()).expect("fewer than 4G stored contacts");
         let (data, offsets) = (&self.data, &self.offsets);
@@ -173,7 +176,7 @@ impl StoreIndex {
         let source = match file_keys {
             None => {
                 let filter: Vec<String> = keys.iter().map(|k| format!("\"{k}\" IS NOT NULL")).collect();
-                format!("contacts WHERE type = $1 AND ({})", filter.join(" OR "))
+                format!("contacts WHERE type = ? AND ({})", filter.join(" OR "))
             }
             Some(tables) => {
                 let filter: Vec<String> = keys
@@ -184,15 +187,18 @@ impl StoreIndex {
                 store.execute(
                     &format!(
                         "CREATE OR REPLACE TEMP TABLE {BUILD_TABLE} AS SELECT id, created_at, {} FROM contacts \
-                         WHERE type = $1 AND ({})",
+                         WHERE type = ? AND ({})",
                         keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", "),
                         filter.join(" OR ")
                     ),
                     [contact_type],
                 )?;
-                format!("{BUILD_TABLE} WHERE $1 IS NOT NULL")
+                BUILD_TABLE.to_string()
             }
         };
+        // The type is a parameter of the source query only when it reads
+        // `contacts` itself (the semi-join's table is already of the type).
+        let params: &[&str] = if file_keys.is_none() { &[contact_type] } else { &[] };
         let sql = format!(
             "SELECT id, epoch_us(created_at) AS created, {} FROM {source}",
             columns.join(", ")
@@ -207,7 +213,7 @@ impl StoreIndex {
         let (rows, sizes): (usize, Vec<(usize, usize)>) = conn
             .query_row(
                 &format!("SELECT count(*), {} FROM {source}", sizes.join(", ")),
-                [contact_type],
+                duckdb::params_from_iter(params),
                 |r| {
                     let rows: i64 = r.get(0)?;
                     let mut sizes = Vec::new();
@@ -230,13 +236,16 @@ impl StoreIndex {
             KeyIndex::with_capacity(n, bytes)
         });
         let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-        let stream = stmt.stream_arrow([contact_type]).map_err(|e| store.error(&e))?;
+        let stream = stmt
+            .stream_arrow(duckdb::params_from_iter(params))
+            .map_err(|e| store.error(&e))?;
         // Streamed chunks are small (2048 rows); they are indexed in groups
         // of about 128k rows, so the two threads meet rarely.
         let mut group: Vec<RecordBatch> = Vec::new();
+        let mut group_rows = 0;
         let mut stream = stream.peekable();
         while let Some(batch) = stream.next() {
-            let group_rows: usize = group.iter().map(RecordBatch::num_rows).sum::<usize>() + batch.num_rows();
+            group_rows += batch.num_rows();
             group.push(batch);
             if group_rows < 128 * 1024 && stream.peek().is_some() {
                 continue;
@@ -271,6 +280,7 @@ impl StoreIndex {
                 || fill(secondary.as_mut(), secondary_column),
             );
             group.clear();
+            group_rows = 0;
         }
         drop(stmt);
         if file_keys.is_some() {

@@ -199,6 +199,12 @@ impl Store {
     }
 }
 
+/// A double-quoted SQL identifier (kontakt's own names: checked field names,
+/// whose quoting keeps `custom.NAME` one identifier).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 fn store_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Store {
         path: path.display().to_string(),

@@ -19,17 +19,19 @@ pub fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
     path
 }
 
+/// Runs kontakt, which must succeed without a panic; its standard output.
+pub fn succeeds(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let output = kontakt(dir).args(args).output().expect("run kontakt");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{args:?} failed: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    output.stdout
+}
+
 /// `kontakt preview --json FILE [args]`, which must succeed; the parsed JSON.
 pub fn preview_json(dir: &Path, file: &str, args: &[&str]) -> Value {
-    let output = kontakt(dir)
-        .args(["preview", "--json", file])
-        .args(args)
-        .output()
-        .expect("run kontakt");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "preview failed: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    serde_json::from_slice(&output.stdout).expect("preview --json prints JSON")
+    let stdout = succeeds(dir, &[&["preview", "--json", file], args].concat());
+    serde_json::from_slice(&stdout).expect("preview --json prints JSON")
 }
 
 /// The `rows` of a preview as plain strings.

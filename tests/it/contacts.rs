@@ -2,17 +2,11 @@
 
 use serde_json::Value;
 
-use crate::common::{fails, kontakt};
+use crate::common::{fails, succeeds};
 use crate::import::{SECOND_ARGS, base_store, csv_rows, import, query};
 
 fn stdout(dir: &std::path::Path, args: &[&str]) -> String {
-    let output = kontakt(dir).args(args).output().expect("run kontakt");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf-8")
+    String::from_utf8(succeeds(dir, args)).expect("utf-8")
 }
 
 #[test]

@@ -2,17 +2,11 @@
 
 use serde_json::Value;
 
-use crate::common::{fails, kontakt};
+use crate::common::{fails, kontakt, succeeds};
 use crate::import::{SECOND_ARGS, base_store, import, query};
 
 fn json(dir: &std::path::Path, args: &[&str]) -> Value {
-    let output = kontakt(dir).args(args).output().expect("run kontakt");
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+    serde_json::from_slice(&succeeds(dir, args)).expect("JSON on stdout")
 }
 
 #[test]
