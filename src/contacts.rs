@@ -19,7 +19,7 @@ use crate::groups;
 use crate::map::{self, ContactType, MappingOptions};
 use crate::normalize::{NormalizeSettings, Plan};
 use crate::read::{RawBatch, raw_schema};
-use crate::store::{Store, quote_ident};
+use crate::store::{Store, literal, quote_ident};
 
 /// Which contacts a command works on.
 #[derive(Debug, Clone, Default)]
@@ -29,11 +29,6 @@ pub struct Filter {
     /// Contacts carrying every one of these tags.
     pub tags: Vec<String>,
     pub contact_type: Option<ContactType>,
-}
-
-/// A SQL string literal.
-fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
 }
 
 impl Filter {

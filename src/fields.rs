@@ -55,6 +55,21 @@ pub const STANDARD_FIELDS: &[Field] = &[
 /// the contact with that id (`--primary-key id`) and is never stored.
 pub const ID_FIELD: Field = field("id", FieldKind::Id);
 
+/// The fields an audit can group by, each with a persistent hash column in
+/// the store (the key index): the matching keys except `id`.
+pub const KEY_FIELDS: &[&str] = &["email", "phone", "mobile", "external_id"];
+
+/// The store column holding the hash of a key field's values.
+pub fn hash_column(field: &str) -> String {
+    format!("{field}_hash")
+}
+
+/// The hash of a normalized key value, as the key index stores it (the
+/// xxh3 the matching stage hashes keys with).
+pub fn key_hash(value: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(value.as_bytes())
+}
+
 /// Looks a standard field up by its SPEC name.
 pub fn standard_field(name: &str) -> Option<&'static Field> {
     STANDARD_FIELDS.iter().find(|f| f.name == name)

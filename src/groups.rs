@@ -14,6 +14,8 @@ use crate::store::Store;
 pub struct Group {
     pub id: i64,
     pub name: String,
+    /// `import`, or `merge` for a `kontakt merge`.
+    pub kind: String,
     pub source: Option<String>,
     pub status: String,
     pub reason: Option<String>,
@@ -33,7 +35,7 @@ pub struct Group {
 const SELECT: &str = "SELECT g.id, g.name, g.source, g.status, g.reason, \
      strftime(g.started_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(g.finished_at, '%Y-%m-%dT%H:%M:%SZ'), \
      g.rows_read, g.rows_failed, g.imported, g.updated, g.skipped, g.contacts_updated, \
-     (SELECT count(*) FROM contacts c WHERE c.import_id = g.id) \
+     (SELECT count(*) FROM contacts c WHERE c.import_id = g.id), coalesce(g.kind, 'import') \
      FROM import_groups g";
 
 fn group_of(r: &duckdb::Row<'_>) -> duckdb::Result<Group> {
@@ -52,6 +54,7 @@ fn group_of(r: &duckdb::Row<'_>) -> duckdb::Result<Group> {
         skipped: r.get(11)?,
         contacts_updated: r.get(12)?,
         contacts: r.get(13)?,
+        kind: r.get(14)?,
     })
 }
 
@@ -122,6 +125,12 @@ pub fn rename(store: &Store, id_or_name: &str, new_name: &str) -> Result<Group> 
 /// of contacts removed.
 pub fn delete(store: &Store, id_or_name: &str) -> Result<(Group, usize)> {
     let group = find(store, id_or_name)?;
+    if group.kind == "merge" {
+        return Err(Error::usage(format!(
+            "{:?} is a merge: the contacts it merged are kept in merged_contacts, and it cannot be deleted",
+            group.name
+        )));
+    }
     store.execute_batch("BEGIN TRANSACTION")?;
     let deleted = store
         .execute("DELETE FROM contacts WHERE import_id = ?", [group.id])

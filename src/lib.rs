@@ -14,6 +14,7 @@
 //! This crate holds all of it; `main.rs` only dispatches commands.
 
 pub mod apply;
+pub mod audit;
 pub mod cli;
 pub mod contacts;
 pub mod error;

@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use duckdb::Appender;
 use duckdb::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
-    UInt32Array,
+    UInt32Array, UInt64Array,
 };
 use duckdb::arrow::compute::{cast, take};
 use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema};
@@ -22,7 +22,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 
 use super::actions::Master;
 use crate::error::{Error, Result};
-use crate::fields::{FieldKind, standard_field};
+use crate::fields::{FieldKind, KEY_FIELDS, hash_column, key_hash, standard_field};
 use crate::store::{Store, quote_ident};
 
 /// The staging table of updates (dropped before commit).
@@ -68,7 +68,7 @@ pub struct GroupCounts {
 }
 
 /// Now, in microseconds since the epoch (UTC), as timestamps are stored.
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
@@ -161,6 +161,9 @@ pub struct Commit<'s> {
     contact_type: &'static str,
     master: Master,
     fields: Vec<StoreField>,
+    /// Key fields among `fields` (their positions): each also writes its
+    /// hash column, the store's key index.
+    hashed: Vec<usize>,
     /// `--tag` values, added to every imported or updated contact.
     tags: Vec<String>,
     inserts: Appender<'s>,
@@ -183,7 +186,11 @@ impl<'s> Commit<'s> {
         store.execute_batch("BEGIN TRANSACTION")?;
         ensure_custom_columns(store, fields.iter().map(|f| f.name.as_str()))?;
         let next_id = next_contact_id(store)?;
-        let columns: Vec<String> = fields.iter().map(|f| quote_ident(&f.name)).collect();
+        let hashed: Vec<usize> = (0..fields.len())
+            .filter(|&i| KEY_FIELDS.contains(&fields[i].name.as_str()))
+            .collect();
+        let mut columns: Vec<String> = fields.iter().map(|f| quote_ident(&f.name)).collect();
+        columns.extend(hashed.iter().map(|&i| hash_column(&fields[i].name)));
         store.execute_batch(&format!(
             "CREATE TEMP TABLE {UPDATES} AS SELECT id AS contact_id, CAST(0 AS UBIGINT) AS \"row\"{}{} FROM contacts LIMIT 0",
             if columns.is_empty() { "" } else { ", " },
@@ -214,6 +221,11 @@ impl<'s> Commit<'s> {
             insert_fields.push(arrow.clone());
             update_fields.push(arrow);
         }
+        for &i in &hashed {
+            let arrow = ArrowField::new(hash_column(&fields[i].name), DataType::UInt64, true);
+            insert_fields.push(arrow.clone());
+            update_fields.push(arrow);
+        }
         let names: Vec<&str> = insert_fields.iter().map(|f| f.name().as_str()).collect();
         let conn = store.connection();
         let inserts = conn
@@ -231,6 +243,7 @@ impl<'s> Commit<'s> {
             contact_type,
             master,
             fields,
+            hashed,
             tags,
             inserts,
             updates,
@@ -268,6 +281,7 @@ impl<'s> Commit<'s> {
         for field in &self.fields {
             columns.push(self.field_values(batch, field, &indices, true)?);
         }
+        self.push_hashes(&mut columns, 5);
         let rows = RecordBatch::try_new(self.insert_schema.clone(), columns).map_err(|e| Error::Store {
             path: self.store.path().display().to_string(),
             message: format!("building contacts to insert: {e}"),
@@ -287,10 +301,21 @@ impl<'s> Commit<'s> {
         for field in &self.fields {
             columns.push(self.field_values(batch, field, &indices, false)?);
         }
+        self.push_hashes(&mut columns, 2);
         let staged = RecordBatch::try_new(self.update_schema.clone(), columns).map_err(|e| self.arrow_error(&e))?;
         self.updates
             .append_record_batch(staged)
             .map_err(|e| self.store.error(&e))
+    }
+
+    /// Appends the hash column of each key field; `first` is the column of
+    /// the first field in `columns`.
+    fn push_hashes(&self, columns: &mut Vec<ArrayRef>, first: usize) {
+        for &i in &self.hashed {
+            let values = columns[first + i].as_string::<i32>();
+            let hashes: UInt64Array = values.iter().map(|v| v.map(key_hash)).collect();
+            columns.push(Arc::new(hashes));
+        }
     }
 
     /// A field's values for the given rows, typed as the store keeps them.
@@ -397,9 +422,17 @@ impl<'s> Commit<'s> {
     /// The set-based update: the last staged row per contact wins; `--master`
     /// decides between file and stored values; tags are only added.
     fn update_sql(&self) -> String {
+        // A key's hash column follows its value column (both null together).
+        let hashes = self.hashed.iter().map(|&i| StoreField {
+            name: hash_column(&self.fields[i].name),
+            kind: FieldKind::Text,
+            column: None,
+        });
         let set: Vec<String> = self
             .fields
             .iter()
+            .cloned()
+            .chain(hashes)
             .map(|f| {
                 let q = quote_ident(&f.name);
                 let expr = match (f.kind, self.master) {

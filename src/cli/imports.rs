@@ -98,6 +98,7 @@ fn print_groups(list: &[Group]) {
     let header = [
         "id",
         "name",
+        "kind",
         "status",
         "started_at",
         "finished_at",
@@ -114,6 +115,7 @@ fn print_groups(list: &[Group]) {
             vec![
                 g.id.to_string(),
                 g.name.clone(),
+                g.kind.clone(),
                 g.status.clone(),
                 g.started_at.clone(),
                 g.finished_at.clone().unwrap_or_default(),
@@ -130,9 +132,10 @@ fn print_groups(list: &[Group]) {
 }
 
 fn print_group(g: &Group) {
-    let fields: [(&str, String); 14] = [
+    let fields: [(&str, String); 15] = [
         ("id", g.id.to_string()),
         ("name", g.name.clone()),
+        ("kind", g.kind.clone()),
         ("source", g.source.clone().unwrap_or_default()),
         ("status", g.status.clone()),
         ("reason", g.reason.clone().unwrap_or_default()),

@@ -2,10 +2,12 @@
 //! resolved into typed settings before any work starts, so every usage error
 //! exits 2 before a file or the store is touched. One file per command.
 
+mod audit;
 mod contacts;
 mod import;
 mod imports;
 mod input;
+mod merge;
 mod preview;
 mod synth;
 
@@ -52,6 +54,12 @@ pub enum Command {
     Imports(imports::ImportsArgs),
     /// Stored contacts: list, show, add, delete, export.
     Contacts(contacts::ContactsArgs),
+    /// Find clusters of stored contacts that share a key value (connected
+    /// across keys), with a suggested survivor each.
+    Audit(audit::AuditArgs),
+    /// Merge each cluster of an audit into its suggested survivor (one
+    /// transaction, recorded as an import group of kind merge).
+    Merge(merge::MergeArgs),
     /// Generate synthetic, realistically messy contacts (seeded).
     Gen(synth::GenArgs),
 }
@@ -90,6 +98,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => import::run(&args, cli.db),
         Command::Imports(args) => imports::run(&args, &cli.db),
         Command::Contacts(args) => contacts::run(&args, &cli.db),
+        Command::Audit(args) => audit::run(&args, &cli.db),
+        Command::Merge(args) => merge::run(&args, &cli.db),
         Command::Gen(args) => synth::run(&args),
     }
 }

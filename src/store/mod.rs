@@ -135,12 +135,55 @@ impl Store {
                 tx.execute_batch(sql).map_err(|e| self.error(&e))?;
             }
         }
+        if current == 1 {
+            self.fill_key_hashes()?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO kontakt_meta (key, value) VALUES ('schema_version', ?)",
             [SCHEMA_VERSION.to_string()],
         )
         .map_err(|e| self.error(&e))?;
         tx.commit().map_err(|e| self.error(&e))
+    }
+
+    /// Fills the key index of contacts stored before it existed (migration
+    /// 2), inside the migration's transaction: the hashes are computed here
+    /// (DuckDB has no xxh3), staged through the appender and set by one
+    /// `UPDATE … FROM` per key.
+    fn fill_key_hashes(&self) -> Result<()> {
+        use duckdb::arrow::array::{AsArray, UInt64Array};
+        use duckdb::arrow::datatypes::Int64Type;
+
+        const STAGE: &str = "kontakt_key_hashes";
+        for field in crate::fields::KEY_FIELDS {
+            self.execute_batch(&format!("CREATE TEMP TABLE {STAGE} (id BIGINT, h UBIGINT)"))?;
+            {
+                let mut appender = self
+                    .conn
+                    .appender_to_catalog_and_db(STAGE, "temp", "main")
+                    .map_err(|e| self.error(&e))?;
+                let mut stmt = self
+                    .conn
+                    .prepare(&format!("SELECT id, {field} FROM contacts WHERE {field} IS NOT NULL"))
+                    .map_err(|e| self.error(&e))?;
+                for batch in stmt.stream_arrow([]).map_err(|e| self.error(&e))? {
+                    let ids = batch.column(0).as_primitive::<Int64Type>();
+                    let values = batch.column(1).as_string::<i32>();
+                    let hashes: UInt64Array = values.iter().map(|v| v.map(crate::fields::key_hash)).collect();
+                    let staged = RecordBatch::try_from_iter([
+                        ("id", std::sync::Arc::new(ids.clone()) as duckdb::arrow::array::ArrayRef),
+                        ("h", std::sync::Arc::new(hashes)),
+                    ])
+                    .map_err(|e| store_error(&self.path, e.to_string()))?;
+                    appender.append_record_batch(staged).map_err(|e| self.error(&e))?;
+                }
+                appender.flush().map_err(|e| self.error(&e))?;
+            }
+            self.execute_batch(&format!(
+                "UPDATE contacts SET {field}_hash = s.h FROM {STAGE} AS s WHERE contacts.id = s.id; DROP TABLE {STAGE}"
+            ))?;
+        }
+        Ok(())
     }
 
     /// Names of the columns of a table, in order.
@@ -205,6 +248,11 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// A SQL string literal.
+pub fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
 fn store_error(path: &Path, message: impl Into<String>) -> Error {
     Error::Store {
         path: path.display().to_string(),
@@ -266,6 +314,44 @@ mod tests {
         }
         let store = Store::open(&path).expect("reopen");
         assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn migration_2_fills_the_key_index_of_stored_contacts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v1.duckdb");
+        {
+            // A store as schema version 1 left it, with two contacts.
+            let conn = Connection::open(&path).expect("open");
+            conn.execute_batch(schema::MIGRATIONS[0]).expect("v1 schema");
+            conn.execute_batch(
+                "INSERT INTO kontakt_meta VALUES ('schema_version', '1'); \
+                 INSERT INTO contacts (id, created_at, updated_at, email, phone) VALUES \
+                 (1, now(), now(), 'a@x.cz', '+420601000001'), (2, now(), now(), NULL, '+420601000002')",
+            )
+            .expect("v1 contacts");
+        }
+        let store = Store::open(&path).expect("migrate");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        type Row = (i64, Option<u64>, Option<u64>, Option<u64>);
+        let rows: Vec<Row> = {
+            let mut stmt = store
+                .connection()
+                .prepare("SELECT id, email_hash, phone_hash, mobile_hash FROM contacts ORDER BY id")
+                .expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .expect("query")
+                .collect::<std::result::Result<_, _>>()
+                .expect("rows")
+        };
+        use crate::fields::key_hash;
+        assert_eq!(
+            rows,
+            vec![
+                (1, Some(key_hash("a@x.cz")), Some(key_hash("+420601000001")), None),
+                (2, None, Some(key_hash("+420601000002")), None),
+            ]
+        );
     }
 
     #[test]

@@ -14,10 +14,19 @@
 //! - Custom fields are registered in `custom_fields` and become columns
 //!   `"custom.NAME"` (always quoted identifiers; NAME is a checked slug).
 
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Tables of the kontakt schema (for checked, non-user SQL only).
-pub const TABLES: &[&str] = &["kontakt_meta", "import_groups", "contacts", "custom_fields"];
+pub const TABLES: &[&str] = &[
+    "kontakt_meta",
+    "import_groups",
+    "contacts",
+    "custom_fields",
+    "audits",
+    "audit_members",
+    "audit_clusters",
+    "merged_contacts",
+];
 
 pub const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
@@ -73,6 +82,48 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE custom_fields (
         name       VARCHAR PRIMARY KEY,
         created_at TIMESTAMP NOT NULL
+    );
+    "#,
+    // 2: the persistent key index (an xxh3 hash of each stored key value,
+    // written by every insert and update; filled for existing contacts by
+    // `Store::migrate`), audits with the cluster state of the latest audit
+    // of each scope, and merges (recorded as import groups of kind `merge`).
+    r#"
+    ALTER TABLE contacts ADD COLUMN email_hash UBIGINT;
+    ALTER TABLE contacts ADD COLUMN phone_hash UBIGINT;
+    ALTER TABLE contacts ADD COLUMN mobile_hash UBIGINT;
+    ALTER TABLE contacts ADD COLUMN external_id_hash UBIGINT;
+    ALTER TABLE import_groups ADD COLUMN kind VARCHAR DEFAULT 'import';
+    CREATE SEQUENCE audit_id_seq START 1;
+    CREATE TABLE audits (
+        id                   BIGINT PRIMARY KEY DEFAULT nextval('audit_id_seq'),
+        scope                VARCHAR NOT NULL,
+        since_audit          BIGINT,
+        started_at           TIMESTAMP NOT NULL,
+        finished_at          TIMESTAMP NOT NULL,
+        contacts             BIGINT NOT NULL,
+        clusters             BIGINT NOT NULL,
+        contacts_in_clusters BIGINT NOT NULL,
+        reported_clusters    BIGINT NOT NULL,
+        out_dir              VARCHAR,
+        summary              VARCHAR
+    );
+    CREATE TABLE audit_members (
+        scope      VARCHAR NOT NULL,
+        contact_id BIGINT NOT NULL,
+        cluster    BIGINT NOT NULL
+    );
+    CREATE TABLE audit_clusters (
+        scope   VARCHAR NOT NULL,
+        cluster BIGINT NOT NULL,
+        size    BIGINT NOT NULL,
+        shared  BIGINT[] NOT NULL
+    );
+    CREATE TABLE merged_contacts (
+        merge_id   BIGINT NOT NULL,
+        contact_id BIGINT NOT NULL,
+        survivor_id BIGINT NOT NULL,
+        contact    VARCHAR NOT NULL
     );
     "#,
 ];

@@ -138,7 +138,7 @@ const CSV_BUFFER: usize = 1 << 20;
 /// with `"` doubled, only when it holds a delimiter, a quote or a line end.
 /// (Formatting here instead of through `csv::Writer`, whose per-byte state
 /// machine was the writer thread's main cost.)
-fn push_csv_field(buf: &mut Vec<u8>, field: &[u8]) {
+pub(crate) fn push_csv_field(buf: &mut Vec<u8>, field: &[u8]) {
     let special = memchr::memchr3(b',', b'"', b'\n', field).is_some() || memchr::memchr(b'\r', field).is_some();
     if !special {
         buf.extend_from_slice(field);

@@ -1,6 +1,7 @@
 //! Integration tests: the `kontakt` binary end to end (assert_cmd), one
 //! module per command, plus library-level properties of the readers.
 
+mod audit;
 mod common;
 mod contacts;
 mod import;
