@@ -170,16 +170,30 @@ struct Universe {
 const TYPE_SALT: [u64; 2] = [0, 0x9E37_79B9_7F4A_7C15];
 
 /// Reads the key index of the contacts `filter` selects.
-fn scan(store: &Store, keys: &[&str], filter: &str) -> Result<(Universe, Vec<Pairs>)> {
+/// With `values` (a small universe), the filled-field count and key values
+/// are read too, in the columns `fetch` gives them, and kept.
+fn scan(
+    store: &Store,
+    options: &AuditOptions,
+    filter: &str,
+    values: bool,
+) -> Result<(Universe, Vec<Pairs>, Option<Vec<RecordBatch>>)> {
+    let keys = &options.keys;
     let hashes: Vec<String> = keys.iter().map(|k| hash_column(k)).collect();
+    let extra = if values {
+        format!(", {}", value_columns(store, options)?)
+    } else {
+        String::new()
+    };
     let sql = format!(
-        "SELECT id, epoch_us(created_at), CAST(type = 'company' AS UTINYINT), {} FROM contacts WHERE {filter}",
+        "SELECT c.id, epoch_us(c.created_at), CAST(c.type = 'company' AS UTINYINT), {}{extra} FROM contacts AS c WHERE {filter}",
         hashes.join(", ")
     );
     let conn = store.connection();
     let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
     let mut universe = Universe::default();
     let mut pairs: Vec<Pairs> = vec![Vec::new(); keys.len()];
+    let mut kept = values.then(Vec::new);
     for batch in stmt.query_arrow([]).map_err(|e| store.error(&e))? {
         let base = universe.ids.len() as u32;
         universe
@@ -200,8 +214,13 @@ fn scan(store: &Store, keys: &[&str], filter: &str) -> Result<(Universe, Vec<Pai
                     .filter_map(|(i, (h, &t))| h.map(|h| (h ^ TYPE_SALT[usize::from(t & 1)], base + i as u32))),
             );
         }
+        if let Some(kept) = kept.as_mut() {
+            let first = 3 + keys.len();
+            let columns: Vec<usize> = (first..batch.num_columns()).collect();
+            kept.push(batch.project(&columns).map_err(|e| store_arrow_error(store, &e))?);
+        }
     }
-    Ok((universe, pairs))
+    Ok((universe, pairs, kept))
 }
 
 /// The real key values (and filled-field counts) of the candidates, copied
@@ -228,6 +247,65 @@ impl Fetched {
     }
 }
 
+/// The columns `Fetched` is made of: the filled-field count and the key
+/// values of contact `c`.
+fn value_columns(store: &Store, options: &AuditOptions) -> Result<String> {
+    // Counting filled fields reads every column: only for most-complete.
+    let filled = if options.survivor == Survivor::MostComplete {
+        filled_sql(store)?
+    } else {
+        "0::BIGINT".to_string()
+    };
+    let values: Vec<String> = options.keys.iter().map(|k| format!("c.{}", quote_ident(k))).collect();
+    Ok(format!("{filled} AS filled, {}", values.join(", ")))
+}
+
+impl Fetched {
+    /// Copies slot `s`'s row `at[s]` of the value batches (columns as
+    /// `value_columns` gives them) into the arenas, in slot order.
+    fn gather(batches: &[RecordBatch], at: &[(u32, u32)], keys: usize, slot: Vec<u32>) -> Fetched {
+        let n = at.len();
+        let filled = at
+            .iter()
+            .map(|&(b, r)| {
+                batches[b as usize]
+                    .column(0)
+                    .as_primitive::<Int64Type>()
+                    .value(r as usize)
+            })
+            .collect();
+        let values = (0..keys)
+            .into_par_iter()
+            .map(|k| {
+                let columns: Vec<&StringArray> = batches.iter().map(|b| b.column(1 + k).as_string::<i32>()).collect();
+                let mut data = String::new();
+                let mut offsets = Vec::with_capacity(n + 1);
+                offsets.push(0);
+                for &(b, r) in at {
+                    let column = columns[b as usize];
+                    if column.is_valid(r as usize) {
+                        data.push_str(column.value(r as usize));
+                    }
+                    offsets.push(data.len());
+                }
+                (data, offsets)
+            })
+            .collect();
+        Fetched { slot, values, filled }
+    }
+
+    /// From the scan's own value batches: every ordinal, in order.
+    fn of_scan(batches: &[RecordBatch], keys: usize) -> Fetched {
+        let at: Vec<(u32, u32)> = batches
+            .iter()
+            .enumerate()
+            .flat_map(|(b, batch)| (0..batch.num_rows() as u32).map(move |r| (b as u32, r)))
+            .collect();
+        let slot = (0..at.len() as u32).collect();
+        Fetched::gather(batches, &at, keys, slot)
+    }
+}
+
 /// Fetches the key values and filled-field count of the given ordinals
 /// (sorted), through a temporary table joined with the contacts.
 fn fetch(store: &Store, universe: &Universe, options: &AuditOptions, ordinals: &[u32]) -> Result<Fetched> {
@@ -250,33 +328,23 @@ fn fetch(store: &Store, universe: &Universe, options: &AuditOptions, ordinals: &
         }
         appender.flush().map_err(|e| store.error(&e))?;
     }
-    let values: Vec<String> = options.keys.iter().map(|k| format!("c.{}", quote_ident(k))).collect();
-    // Counting filled fields reads every column: only for most-complete.
-    let filled = if options.survivor == Survivor::MostComplete {
-        filled_sql(store)?
-    } else {
-        "0::BIGINT".to_string()
-    };
     let sql = format!(
-        "SELECT f.slot, {filled} AS filled, {} FROM {FETCH} AS f JOIN contacts AS c ON c.id = f.id",
-        values.join(", ")
+        "SELECT f.slot, {} FROM {FETCH} AS f JOIN contacts AS c ON c.id = f.id",
+        value_columns(store, options)?
     );
     let conn = store.connection();
     let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-    let batches: Vec<RecordBatch> = stmt.query_arrow([]).map_err(|e| store.error(&e))?.collect();
-    store.execute_batch(&format!("DROP TABLE {FETCH}"))?;
-
-    // Slot -> (batch, row) of the join's output, then copied in slot order.
-    let n = ordinals.len();
-    let mut at = vec![(u32::MAX, 0u32); n];
-    let mut filled = vec![0i64; n];
-    for (b, batch) in batches.iter().enumerate() {
-        let counts = batch.column(1).as_primitive::<Int64Type>();
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    let mut at = vec![(u32::MAX, 0u32); ordinals.len()];
+    for batch in stmt.query_arrow([]).map_err(|e| store.error(&e))? {
+        let b = batches.len() as u32;
         for (r, &s) in batch.column(0).as_primitive::<UInt32Type>().values().iter().enumerate() {
-            at[s as usize] = (b as u32, r as u32);
-            filled[s as usize] = counts.value(r);
+            at[s as usize] = (b, r as u32);
         }
+        let columns: Vec<usize> = (1..batch.num_columns()).collect();
+        batches.push(batch.project(&columns).map_err(|e| store_arrow_error(store, &e))?);
     }
+    store.execute_batch(&format!("DROP TABLE {FETCH}"))?;
     if let Some(s) = at.iter().position(|&(b, _)| b == u32::MAX) {
         return Err(Error::Store {
             path: store.path().display().to_string(),
@@ -286,28 +354,11 @@ fn fetch(store: &Store, universe: &Universe, options: &AuditOptions, ordinals: &
             ),
         });
     }
-    let values = (0..options.keys.len())
-        .into_par_iter()
-        .map(|k| {
-            let columns: Vec<&StringArray> = batches.iter().map(|b| b.column(2 + k).as_string::<i32>()).collect();
-            let mut data = String::new();
-            let mut offsets = Vec::with_capacity(n + 1);
-            offsets.push(0);
-            for &(b, r) in &at {
-                let column = columns[b as usize];
-                if column.is_valid(r as usize) {
-                    data.push_str(column.value(r as usize));
-                }
-                offsets.push(data.len());
-            }
-            (data, offsets)
-        })
-        .collect();
     let mut slot = vec![u32::MAX; universe.ids.len()];
     for (s, &o) in ordinals.iter().enumerate() {
         slot[o as usize] = s as u32;
     }
-    Ok(Fetched { slot, values, filled })
+    Ok(Fetched::gather(&batches, &at, options.keys.len(), slot))
 }
 
 /// A timestamp (microseconds since the epoch, UTC) as DuckDB casts it to
@@ -401,6 +452,7 @@ fn cluster(
     options: &AuditOptions,
     universe: &Universe,
     pairs: Vec<Pairs>,
+    scanned: Option<Vec<RecordBatch>>,
     stages: &mut Stages,
 ) -> Result<Clustered> {
     let n = universe.ids.len();
@@ -408,7 +460,10 @@ fn cluster(
     let mut uf = Clusters::of(n, &shared);
     let candidates: Vec<u32> = (0..n as u32).filter(|&o| uf.clustered(o)).collect();
     stages.lap("cluster");
-    let fetched = fetch(store, universe, options, &candidates)?;
+    let fetched = match scanned {
+        Some(batches) => Fetched::of_scan(&batches, options.keys.len()),
+        None => fetch(store, universe, options, &candidates)?,
+    };
     stages.lap("fetch");
     let mut split = false;
     for (k, shared) in shared.iter_mut().enumerate() {
@@ -531,13 +586,15 @@ fn audit(store: &Store, options: &AuditOptions, audit_id: i64, out: &Path, start
             let (changed, deleted) = affected(store, &scope, &types, &options.keys, previous_start)?;
             since.contacts_changed = changed;
             since.contacts_deleted = deleted;
-            format!("id IN (SELECT id FROM {UNIVERSE})")
+            format!("c.id IN (SELECT id FROM {UNIVERSE})")
         }
         _ => types.clone(),
     };
-    let (universe, pairs) = scan(store, &options.keys, &filter)?;
+    stages.lap("affected");
+    // A --since-last universe is small: its values come with the scan.
+    let (universe, pairs, scanned) = scan(store, options, &filter, previous.is_some())?;
     stages.lap("scan");
-    let Clustered { found, fetched, in_run } = cluster(store, options, &universe, pairs, &mut stages)?;
+    let Clustered { found, fetched, in_run } = cluster(store, options, &universe, pairs, scanned, &mut stages)?;
 
     // The old clusters of the universe's contacts (with --since-last).
     let incremental = previous.is_some();
@@ -690,8 +747,9 @@ fn affected(store: &Store, scope: &str, types: &str, keys: &[&str], since: i64) 
         .collect();
     store.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {GONE} AS \
-           SELECT contact_id AS id FROM audit_members \
-           WHERE scope = {scope} AND contact_id NOT IN (SELECT id FROM contacts WHERE {types});
+           SELECT m.contact_id AS id FROM audit_members AS m \
+           ANTI JOIN (SELECT id FROM contacts WHERE {types}) AS c ON c.id = m.contact_id \
+           WHERE m.scope = {scope};
          CREATE OR REPLACE TEMP TABLE {TOUCHED} AS \
            SELECT DISTINCT cluster FROM audit_members WHERE scope = {scope} \
            AND contact_id IN (SELECT id FROM {CHANGED} UNION ALL SELECT id FROM {GONE});
@@ -861,39 +919,47 @@ fn write_clusters(
     report: &[usize],
     fetched: &Fetched,
     in_run: &[Vec<bool>],
-    cluster_id: impl Fn(usize) -> i64,
+    cluster_id: impl Fn(usize) -> i64 + Sync,
 ) -> Result<()> {
     let path = out.join("clusters.csv");
     let file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     let mut file = std::io::BufWriter::with_capacity(1 << 20, file);
-    let mut buf: Vec<u8> = b"cluster_id,contact_id,key,value,created_at,survivor_id\n".to_vec();
-    let mut id = itoa::Buffer::new();
-    for &c in report {
-        let f = &found[c];
-        let cid = cluster_id(c);
-        let survivor = universe.ids[f.survivor as usize];
-        for &o in &f.members {
-            let k = (0..options.keys.len())
-                .find(|&k| in_run[k][o as usize])
-                .expect("a member shares a value");
-            buf.extend_from_slice(id.format(cid).as_bytes());
-            buf.push(b',');
-            buf.extend_from_slice(id.format(universe.ids[o as usize]).as_bytes());
-            buf.push(b',');
-            buf.extend_from_slice(options.keys[k].as_bytes());
-            buf.push(b',');
-            crate::write::push_csv_field(&mut buf, fetched.value(o, k).as_bytes());
-            buf.push(b',');
-            push_timestamp(&mut buf, universe.created[o as usize]);
-            buf.push(b',');
-            buf.extend_from_slice(id.format(survivor).as_bytes());
-            buf.push(b'\n');
+    file.write_all(b"cluster_id,contact_id,key,value,created_at,survivor_id\n")
+        .map_err(|e| Error::io(&path, e))?;
+    // Formatted in parallel, a window of clusters at a time (memory stays
+    // bounded), written in order.
+    let format = |clusters: &[usize]| -> Vec<u8> {
+        let mut buf = Vec::with_capacity(clusters.len() * 160);
+        let mut id = itoa::Buffer::new();
+        for &c in clusters {
+            let f = &found[c];
+            let cid = cluster_id(c);
+            let survivor = universe.ids[f.survivor as usize];
+            for &o in &f.members {
+                let k = (0..options.keys.len())
+                    .find(|&k| in_run[k][o as usize])
+                    .expect("a member shares a value");
+                buf.extend_from_slice(id.format(cid).as_bytes());
+                buf.push(b',');
+                buf.extend_from_slice(id.format(universe.ids[o as usize]).as_bytes());
+                buf.push(b',');
+                buf.extend_from_slice(options.keys[k].as_bytes());
+                buf.push(b',');
+                crate::write::push_csv_field(&mut buf, fetched.value(o, k).as_bytes());
+                buf.push(b',');
+                push_timestamp(&mut buf, universe.created[o as usize]);
+                buf.push(b',');
+                buf.extend_from_slice(id.format(survivor).as_bytes());
+                buf.push(b'\n');
+            }
         }
-        if buf.len() >= 1 << 20 {
-            file.write_all(&buf).map_err(|e| Error::io(&path, e))?;
-            buf.clear();
+        buf
+    };
+    for window in report.chunks(1 << 16) {
+        let parts: Vec<Vec<u8>> = window.par_chunks(1 << 12).map(format).collect();
+        for part in parts {
+            file.write_all(&part).map_err(|e| Error::io(&path, e))?;
         }
     }
-    file.write_all(&buf).map_err(|e| Error::io(&path, e))?;
     file.flush().map_err(|e| Error::io(&path, e))
 }

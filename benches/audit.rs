@@ -1,0 +1,199 @@
+//! The dedup audit of a generated store: `kontakt audit --key email,phone`
+//! (full), then `kontakt audit --since-last` after an import of 100k new
+//! rows, against the same grouping as plain DuckDB SQL through the linked
+//! library (the peer: GROUP BY each key, HAVING count(*) > 1, joined back to
+//! the contacts and COPY'd to one CSV per key; no connected clusters, no
+//! survivors, no state), in the same run, each run a process of its own
+//! (wall time and peak memory by `/usr/bin/time`).
+//!
+//! Data: `kontakt gen --seed 42 --rows 100k --store-rows N` into
+//! `bench-data/audit/` (ignored by git): the store file is imported once
+//! with `--primary-key none` (its duplicates kept) into a template store,
+//! copied before every run; the 100k-row file (people of the store among
+//! new ones) is the import before `--since-last`.
+//!
+//!     cargo bench --bench audit
+//!     KONTAKT_BENCH_STORE=1m KONTAKT_BENCH_RUNS=1 cargo bench --bench audit
+//!
+//! Results are printed and written to `bench-data/audit/results.md`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+mod support;
+
+use support::{count, kontakt_bin, run, timed};
+
+const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
+
+fn dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data/audit")
+}
+
+/// The peer, in this process.
+fn peer(db: &Path, out: &Path) {
+    let conn = duckdb::Connection::open(db).expect("open store");
+    let mut stages = Vec::new();
+    for key in ["email", "phone"] {
+        let started = Instant::now();
+        conn.execute_batch(&format!(
+            "COPY (SELECT c.id AS contact_id, '{key}' AS key, c.{key} AS value, c.created_at \
+               FROM contacts AS c JOIN (SELECT {key} FROM contacts WHERE {key} IS NOT NULL \
+                                        GROUP BY {key} HAVING count(*) > 1) AS g USING ({key})) \
+             TO '{}' (HEADER)",
+            out.join(format!("{key}.csv")).display()
+        ))
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+        stages.push(format!("{key} {:.0} ms", started.elapsed().as_secs_f64() * 1000.0));
+    }
+    println!("{}", stages.join(", "));
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::var_os(PEER_ENV).is_some() {
+        let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+        peer(&args[0], &args[1]);
+        return;
+    }
+    let kontakt = kontakt_bin();
+    let label = std::env::var("KONTAKT_BENCH_STORE").unwrap_or_else(|_| "10m".into());
+    let store_rows = count(&label);
+    let runs: usize = std::env::var("KONTAKT_BENCH_RUNS").map_or(3, |r| r.parse().expect("runs"));
+    let dir = dir();
+    std::fs::create_dir_all(&dir).expect("bench-data/audit");
+    let new_rows = dir.join(format!("new-100k-{label}.csv"));
+    let store_file = dir.join(format!("new-100k-{label}-store.csv"));
+    if !new_rows.exists() || !store_file.exists() {
+        eprintln!("generating {} ...", store_file.display());
+        run(Command::new(&kontakt)
+            .args([
+                "gen",
+                "--seed",
+                "42",
+                "--rows",
+                "100000",
+                "--store-rows",
+                &store_rows.to_string(),
+                "-o",
+            ])
+            .arg(&new_rows));
+    }
+    let template = dir.join(format!("store-{label}.duckdb"));
+    if !template.exists() {
+        eprintln!("building {} ...", template.display());
+        let partial = template.with_extension("building");
+        let _ = std::fs::remove_file(&partial);
+        run(Command::new(&kontakt)
+            .arg("--db")
+            .arg(&partial)
+            .args([
+                "import",
+                "--primary-key",
+                "none",
+                "--progress",
+                "never",
+                "--name",
+                "store",
+                "--out",
+            ])
+            .arg(dir.join("out-store"))
+            .arg(&store_file));
+        std::fs::rename(&partial, &template).expect("store built");
+    }
+    let db = dir.join("run.duckdb");
+    let fresh = || {
+        let _ = std::fs::remove_file(dir.join("run.duckdb.wal"));
+        std::fs::copy(&template, &db).expect("copy store");
+        let _ = Command::new("sync").status();
+    };
+    let (mut peer_s, mut full_s, mut since_s) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut peer_mib, mut full_mib, mut since_mib) = (0f64, 0f64, 0f64);
+    let (mut peer_detail, mut full_detail, mut since_detail) = (String::new(), String::new(), String::new());
+    for _ in 0..runs {
+        fresh();
+        let out = dir.join("out-peer");
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).expect("out-peer");
+        let (s, mib, stdout) = timed(
+            Command::new(std::env::current_exe().expect("exe"))
+                .env(PEER_ENV, "1")
+                .arg(&db)
+                .arg(&out),
+        );
+        peer_s.push(s);
+        peer_mib = peer_mib.max(mib);
+        peer_detail = stdout.trim().to_string();
+
+        fresh();
+        let audit = |out: &str, extra: &[&str]| {
+            timed(
+                Command::new(&kontakt)
+                    .arg("--db")
+                    .arg(&db)
+                    .args(["audit", "--key", "email,phone", "--json", "--out"])
+                    .arg(dir.join(out))
+                    .args(extra),
+            )
+        };
+        let (s, mib, stdout) = audit("out-full", &[]);
+        full_s.push(s);
+        full_mib = full_mib.max(mib);
+        full_detail = stdout;
+        run(Command::new(&kontakt)
+            .arg("--db")
+            .arg(&db)
+            .args([
+                "import",
+                "--primary-key",
+                "none",
+                "--progress",
+                "never",
+                "--name",
+                "new",
+                "--out",
+            ])
+            .arg(dir.join("out-new"))
+            .arg(&new_rows));
+        let (s, mib, stdout) = audit("out-since", &["--since-last"]);
+        since_s.push(s);
+        since_mib = since_mib.max(mib);
+        since_detail = stdout;
+    }
+    let summary = |text: &str| -> serde_json::Value { serde_json::from_str(text).expect("audit --json") };
+    let full = summary(&full_detail);
+    let since = summary(&since_detail);
+    let contacts = full["contacts"].as_f64().unwrap_or(0.0);
+    let peer = median(peer_s);
+    let row = |job: &str, s: f64, mib: f64| {
+        format!(
+            "| {label} | {job} | {s:.2} | {:.0} | {mib:.0} | {:.2} |",
+            contacts / s,
+            s / peer
+        )
+    };
+    let report = format!(
+        "| store | job | wall s (median of {runs}) | contacts/s | peak MiB | vs peer |\n|---|---|---:|---:|---:|---:|\n{}\n{}\n{}\n\n\
+         peer: {peer_detail}\n\
+         full audit: {} contacts, {} clusters holding {} contacts, by_key {}; stages ms {}\n\
+         --since-last after 100k new rows: {}; reported {} clusters; stages ms {}\n",
+        row("DuckDB SQL peer (GROUP BY each key, COPY)", peer, peer_mib),
+        row("kontakt audit (full)", median(full_s), full_mib),
+        row("kontakt audit --since-last (+100k rows)", median(since_s), since_mib),
+        full["contacts"],
+        full["clusters"],
+        full["contacts_in_clusters"],
+        full["by_key"],
+        full["stages_ms"],
+        since["since_last"],
+        since["reported_clusters"],
+        since["stages_ms"],
+    );
+    println!("{report}");
+    std::fs::write(dir.join("results.md"), &report).expect("results.md");
+}

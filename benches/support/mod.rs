@@ -1,0 +1,60 @@
+//! Helpers shared by the end-to-end benches (each includes this file).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The kontakt binary of this profile (cargo bench builds it alongside).
+pub fn kontakt_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_kontakt"))
+}
+
+/// `1m`, `500k` or a plain number.
+pub fn count(text: &str) -> u64 {
+    let (n, unit) = text.split_at(text.len() - 1);
+    match unit {
+        "m" | "M" => n.parse::<u64>().expect("a count like 1m or 500k") * 1_000_000,
+        "k" | "K" => n.parse::<u64>().expect("a count like 1m or 500k") * 1_000,
+        _ => text.parse().expect("a count"),
+    }
+}
+
+/// Runs a command that must succeed; its standard output.
+pub fn run(cmd: &mut Command) -> String {
+    let output = cmd.output().expect("run");
+    assert!(
+        output.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Wall seconds and peak resident MiB of one command, by GNU time.
+pub fn timed(cmd: &mut Command) -> (f64, f64, String) {
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut timed = Command::new("/usr/bin/time");
+    timed.arg("-f").arg("KONTAKT_TIME %e %M").arg(program).args(args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let output = timed.output().expect("run /usr/bin/time");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{cmd:?} failed: {stderr}");
+    let line = stderr
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("KONTAKT_TIME"))
+        .expect("time output");
+    let mut parts = line.split_whitespace().skip(1);
+    let seconds: f64 = parts.next().and_then(|s| s.parse().ok()).expect("seconds");
+    let kb: f64 = parts.next().and_then(|s| s.parse().ok()).expect("max rss");
+    (
+        seconds,
+        kb / 1024.0,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+    )
+}
