@@ -23,7 +23,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{count, kontakt_bin, run, timed};
+use support::{build_template, count, import_all, kontakt_bin, run, timed};
 
 const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
 
@@ -85,27 +85,7 @@ fn main() {
             .arg(&new_rows));
     }
     let template = dir.join(format!("store-{label}.duckdb"));
-    if !template.exists() {
-        eprintln!("building {} ...", template.display());
-        let partial = template.with_extension("building");
-        let _ = std::fs::remove_file(&partial);
-        run(Command::new(&kontakt)
-            .arg("--db")
-            .arg(&partial)
-            .args([
-                "import",
-                "--primary-key",
-                "none",
-                "--progress",
-                "never",
-                "--name",
-                "store",
-                "--out",
-            ])
-            .arg(dir.join("out-store"))
-            .arg(&store_file));
-        std::fs::rename(&partial, &template).expect("store built");
-    }
+    build_template(&kontakt, &store_file, &template, &dir.join("out-store"));
     let db = dir.join("run.duckdb");
     let fresh = || {
         let _ = std::fs::remove_file(dir.join("run.duckdb.wal"));
@@ -145,21 +125,7 @@ fn main() {
         full_s.push(s);
         full_mib = full_mib.max(mib);
         full_detail = stdout;
-        run(Command::new(&kontakt)
-            .arg("--db")
-            .arg(&db)
-            .args([
-                "import",
-                "--primary-key",
-                "none",
-                "--progress",
-                "never",
-                "--name",
-                "new",
-                "--out",
-            ])
-            .arg(dir.join("out-new"))
-            .arg(&new_rows));
+        import_all(&kontakt, &db, &new_rows, "new", &dir.join("out-new"));
         let (s, mib, stdout) = audit("out-since", &["--since-last"]);
         since_s.push(s);
         since_mib = since_mib.max(mib);

@@ -26,7 +26,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{count, kontakt_bin, run, timed};
+use support::{build_template, count, kontakt_bin, run, timed};
 
 const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
 
@@ -60,27 +60,12 @@ impl Scenario {
                 .args(["--store-rows", &self.store.to_string(), "-o"])
                 .arg(self.input()));
         }
-        if !self.template().exists() {
-            eprintln!("building {} ...", self.template().display());
-            let partial = self.template().with_extension("building");
-            let _ = std::fs::remove_file(&partial);
-            run(Command::new(kontakt)
-                .arg("--db")
-                .arg(&partial)
-                .args([
-                    "import",
-                    "--primary-key",
-                    "none",
-                    "--progress",
-                    "never",
-                    "--name",
-                    "store",
-                    "--out",
-                ])
-                .arg(Self::dir().join("out-store"))
-                .arg(self.store_file()));
-            std::fs::rename(&partial, self.template()).expect("store built");
-        }
+        build_template(
+            kontakt,
+            &self.store_file(),
+            &self.template(),
+            &Self::dir().join("out-store"),
+        );
     }
 
     /// A fresh copy of the store for one run.

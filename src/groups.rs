@@ -74,13 +74,7 @@ pub fn list(store: &Store) -> Result<Vec<Group>> {
 
 /// The group named by `id_or_name`; a usage error (exit 2) when none is.
 pub fn find(store: &Store, id_or_name: &str) -> Result<Group> {
-    let query = |sql: &str, param: &dyn duckdb::ToSql| -> Result<Option<Group>> {
-        match store.connection().query_row(sql, [param], group_of) {
-            Ok(g) => Ok(Some(g)),
-            Err(duckdb::Error::QueryReturnedNoRows) => Ok(None),
-            Err(e) => Err(store.error(&e)),
-        }
-    };
+    let query = |sql: &str, param: &dyn duckdb::ToSql| store.query_optional(sql, [param], group_of);
     if let Ok(id) = id_or_name.parse::<i64>()
         && let Some(group) = query(&format!("{SELECT} WHERE g.id = ?"), &id)?
     {
@@ -99,15 +93,11 @@ pub fn rename(store: &Store, id_or_name: &str, new_name: &str) -> Result<Group> 
         return Err(Error::usage("an import name cannot be empty"));
     }
     let group = find(store, id_or_name)?;
-    let taken: Option<i64> = match store.connection().query_row(
+    let taken: Option<i64> = store.query_optional(
         "SELECT id FROM import_groups WHERE name = ? AND id <> ?",
         duckdb::params![new_name, group.id],
         |r| r.get(0),
-    ) {
-        Ok(id) => Some(id),
-        Err(duckdb::Error::QueryReturnedNoRows) => None,
-        Err(e) => return Err(store.error(&e)),
-    };
+    )?;
     if let Some(id) = taken {
         return Err(Error::usage(format!(
             "an import named {new_name:?} already exists (id {id}); choose another name"

@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end benches (each includes this file).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The kontakt binary of this profile (cargo bench builds it alongside).
@@ -57,4 +57,37 @@ pub fn timed(cmd: &mut Command) -> (f64, f64, String) {
         kb / 1024.0,
         String::from_utf8_lossy(&output.stdout).into_owned(),
     )
+}
+
+/// Imports `file` into `db` keeping every row (`--primary-key none`: the
+/// generated duplicates stay duplicates), outputs to `out`.
+pub fn import_all(kontakt: &Path, db: &Path, file: &Path, name: &str, out: &Path) {
+    run(Command::new(kontakt)
+        .arg("--db")
+        .arg(db)
+        .args([
+            "import",
+            "--primary-key",
+            "none",
+            "--progress",
+            "never",
+            "--name",
+            name,
+            "--out",
+        ])
+        .arg(out)
+        .arg(file));
+}
+
+/// Builds the store `template` from `store_file` once (atomically: a
+/// half-built store is never taken for a template).
+pub fn build_template(kontakt: &Path, store_file: &Path, template: &Path, out: &Path) {
+    if template.exists() {
+        return;
+    }
+    eprintln!("building {} ...", template.display());
+    let partial = template.with_extension("building");
+    let _ = std::fs::remove_file(&partial);
+    import_all(kontakt, &partial, store_file, "store", out);
+    std::fs::rename(&partial, template).expect("store built");
 }

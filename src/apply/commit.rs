@@ -121,16 +121,9 @@ fn set_next_contact_id(store: &Store, next: i64) -> Result<()> {
 /// its name: a running or completed group of that name is a usage error; a
 /// failed or cancelled one is replaced.
 pub fn start_group(store: &Store, name: &str, source: &str) -> Result<i64> {
-    let existing = store
-        .connection()
-        .query_row("SELECT id, status FROM import_groups WHERE name = ?", [name], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-        })
-        .map(Some)
-        .or_else(|e| match e {
-            duckdb::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(store.error(&e)),
-        })?;
+    let existing = store.query_optional("SELECT id, status FROM import_groups WHERE name = ?", [name], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
     if let Some((id, status)) = existing {
         if status == "running" || status == "completed" {
             return Err(Error::usage(format!(
@@ -282,10 +275,7 @@ impl<'s> Commit<'s> {
             columns.push(self.field_values(batch, field, &indices, true)?);
         }
         self.push_hashes(&mut columns, 5);
-        let rows = RecordBatch::try_new(self.insert_schema.clone(), columns).map_err(|e| Error::Store {
-            path: self.store.path().display().to_string(),
-            message: format!("building contacts to insert: {e}"),
-        })?;
+        let rows = RecordBatch::try_new(self.insert_schema.clone(), columns).map_err(|e| self.arrow_error(&e))?;
         self.inserts.append_record_batch(rows).map_err(|e| self.store.error(&e))
     }
 
@@ -372,10 +362,7 @@ impl<'s> Commit<'s> {
     }
 
     fn arrow_error(&self, e: &duckdb::arrow::error::ArrowError) -> Error {
-        Error::Store {
-            path: self.store.path().display().to_string(),
-            message: format!("preparing rows for the store: {e}"),
-        }
+        self.store.arrow_error(e)
     }
 
     /// Applies the staged updates, records the counts and commits.

@@ -241,42 +241,25 @@ fn merge(
     store.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {PAIRS} (contact_id BIGINT, survivor_id BIGINT, cluster BIGINT)"
     ))?;
-    {
-        let conn = store.connection();
-        let mut appender = conn
-            .appender_to_catalog_and_db(PAIRS, "temp", "main")
-            .map_err(|e| store.error(&e))?;
-        for chunk in members.chunks(1 << 16) {
-            let column = |f: fn(&Member) -> i64| Arc::new(chunk.iter().map(f).collect::<Int64Array>()) as ArrayRef;
-            let batch = RecordBatch::try_from_iter([
-                ("contact_id", column(|m| m.contact)),
-                ("survivor_id", column(|m| m.survivor)),
-                ("cluster", column(|m| m.cluster)),
-            ])
-            .map_err(|e| Error::Store {
-                path: store.path().display().to_string(),
-                message: format!("staging the merge: {e}"),
-            })?;
-            appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
-        }
-        appender.flush().map_err(|e| store.error(&e))?;
-    }
+    let batches = members.chunks(1 << 16).map(|chunk| {
+        let column = |f: fn(&Member) -> i64| Arc::new(chunk.iter().map(f).collect::<Int64Array>()) as ArrayRef;
+        RecordBatch::try_from_iter([
+            ("contact_id", column(|m| m.contact)),
+            ("survivor_id", column(|m| m.survivor)),
+            ("cluster", column(|m| m.cluster)),
+        ])
+        .map_err(|e| store.arrow_error(&e))
+    });
+    store.append_temp(PAIRS, batches)?;
     // The audit must still describe the store.
-    let stale: Option<(i64, bool)> = store
-        .connection()
-        .query_row(
-            &format!(
-                "SELECT p.contact_id, c.id IS NULL FROM {PAIRS} AS p LEFT JOIN contacts AS c ON c.id = p.contact_id \
-                 WHERE c.id IS NULL OR c.updated_at >= make_timestamp(?) ORDER BY p.contact_id LIMIT 1"
-            ),
-            [audit_start],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map(Some)
-        .or_else(|e| match e {
-            duckdb::Error::QueryReturnedNoRows => Ok(None),
-            e => Err(store.error(&e)),
-        })?;
+    let stale: Option<(i64, bool)> = store.query_optional(
+        &format!(
+            "SELECT p.contact_id, c.id IS NULL FROM {PAIRS} AS p LEFT JOIN contacts AS c ON c.id = p.contact_id \
+             WHERE c.id IS NULL OR c.updated_at >= make_timestamp(?) ORDER BY p.contact_id LIMIT 1"
+        ),
+        [audit_start],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if let Some((contact, gone)) = stale {
         return Err(Error::Store {
             path: store.path().display().to_string(),

@@ -217,7 +217,7 @@ fn scan(
         if let Some(kept) = kept.as_mut() {
             let first = 3 + keys.len();
             let columns: Vec<usize> = (first..batch.num_columns()).collect();
-            kept.push(batch.project(&columns).map_err(|e| store_arrow_error(store, &e))?);
+            kept.push(batch.project(&columns).map_err(|e| store.arrow_error(&e))?);
         }
     }
     Ok((universe, pairs, kept))
@@ -312,22 +312,14 @@ fn fetch(store: &Store, universe: &Universe, options: &AuditOptions, ordinals: &
     store.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {FETCH} (id BIGINT, slot UINTEGER)"
     ))?;
-    {
-        let conn = store.connection();
-        let mut appender = conn
-            .appender_to_catalog_and_db(FETCH, "temp", "main")
-            .map_err(|e| store.error(&e))?;
-        for (c, chunk) in ordinals.chunks(1 << 16).enumerate() {
-            let ids: Int64Array = chunk.iter().map(|&o| universe.ids[o as usize]).collect();
-            let first = (c << 16) as u32;
-            let slots = UInt32Array::from_iter_values(first..first + chunk.len() as u32);
-            let batch =
-                RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("slot", Arc::new(slots) as ArrayRef)])
-                    .map_err(|e| store_arrow_error(store, &e))?;
-            appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
-        }
-        appender.flush().map_err(|e| store.error(&e))?;
-    }
+    let batches = ordinals.chunks(1 << 16).enumerate().map(|(c, chunk)| {
+        let ids: Int64Array = chunk.iter().map(|&o| universe.ids[o as usize]).collect();
+        let first = (c << 16) as u32;
+        let slots = UInt32Array::from_iter_values(first..first + chunk.len() as u32);
+        RecordBatch::try_from_iter([("id", Arc::new(ids) as ArrayRef), ("slot", Arc::new(slots) as ArrayRef)])
+            .map_err(|e| store.arrow_error(&e))
+    });
+    store.append_temp(FETCH, batches)?;
     let sql = format!(
         "SELECT f.slot, {} FROM {FETCH} AS f JOIN contacts AS c ON c.id = f.id",
         value_columns(store, options)?
@@ -342,7 +334,7 @@ fn fetch(store: &Store, universe: &Universe, options: &AuditOptions, ordinals: &
             at[s as usize] = (b, r as u32);
         }
         let columns: Vec<usize> = (1..batch.num_columns()).collect();
-        batches.push(batch.project(&columns).map_err(|e| store_arrow_error(store, &e))?);
+        batches.push(batch.project(&columns).map_err(|e| store.arrow_error(&e))?);
     }
     store.execute_batch(&format!("DROP TABLE {FETCH}"))?;
     if let Some(s) = at.iter().position(|&(b, _)| b == u32::MAX) {
@@ -420,13 +412,6 @@ fn filled_sql(store: &Store) -> Result<String> {
         })
         .collect();
     Ok(format!("({})", terms.join(" + ")))
-}
-
-fn store_arrow_error(store: &Store, e: &duckdb::arrow::error::ArrowError) -> Error {
-    Error::Store {
-        path: store.path().display().to_string(),
-        message: format!("preparing audit rows: {e}"),
-    }
 }
 
 /// One cluster found: members sorted by contact id.
@@ -564,18 +549,11 @@ fn audit(store: &Store, options: &AuditOptions, audit_id: i64, out: &Path, start
     let scope = scope(options);
     let types = type_filter(options);
     let previous: Option<(i64, i64)> = if options.since_last {
-        store
-            .connection()
-            .query_row(
-                "SELECT id, epoch_us(started_at) FROM audits WHERE scope = ? ORDER BY id DESC LIMIT 1",
-                [&scope],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                duckdb::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(store.error(&e)),
-            })?
+        store.query_optional(
+            "SELECT id, epoch_us(started_at) FROM audits WHERE scope = ? ORDER BY id DESC LIMIT 1",
+            [&scope],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?
     } else {
         None
     };
@@ -849,7 +827,7 @@ fn save_state(store: &Store, scope: &str, incremental: bool, universe: &Universe
             ("contact_id", Arc::new(contact_ids.finish()) as ArrayRef),
             ("cluster", Arc::new(member_cluster.finish()) as ArrayRef),
         ])
-        .map_err(|e| store_arrow_error(store, &e))?;
+        .map_err(|e| store.arrow_error(&e))?;
         members.append_record_batch(batch).map_err(|e| store.error(&e))?;
         let batch = RecordBatch::try_from_iter([
             ("scope", Arc::new(StringArray::from(vec![scope; m])) as ArrayRef),
@@ -857,7 +835,7 @@ fn save_state(store: &Store, scope: &str, incremental: bool, universe: &Universe
             ("size", Arc::new(sizes.finish()) as ArrayRef),
             ("shared", Arc::new(shared.finish()) as ArrayRef),
         ])
-        .map_err(|e| store_arrow_error(store, &e))?;
+        .map_err(|e| store.arrow_error(&e))?;
         clusters.append_record_batch(batch).map_err(|e| store.error(&e))?;
     }
     members.flush().map_err(|e| store.error(&e))?;

@@ -152,33 +152,24 @@ impl Store {
     /// `UPDATE … FROM` per key.
     fn fill_key_hashes(&self) -> Result<()> {
         use duckdb::arrow::array::{AsArray, UInt64Array};
-        use duckdb::arrow::datatypes::Int64Type;
 
         const STAGE: &str = "kontakt_key_hashes";
         for field in crate::fields::KEY_FIELDS {
             self.execute_batch(&format!("CREATE TEMP TABLE {STAGE} (id BIGINT, h UBIGINT)"))?;
-            {
-                let mut appender = self
-                    .conn
-                    .appender_to_catalog_and_db(STAGE, "temp", "main")
-                    .map_err(|e| self.error(&e))?;
-                let mut stmt = self
-                    .conn
-                    .prepare(&format!("SELECT id, {field} FROM contacts WHERE {field} IS NOT NULL"))
-                    .map_err(|e| self.error(&e))?;
-                for batch in stmt.stream_arrow([]).map_err(|e| self.error(&e))? {
-                    let ids = batch.column(0).as_primitive::<Int64Type>();
-                    let values = batch.column(1).as_string::<i32>();
-                    let hashes: UInt64Array = values.iter().map(|v| v.map(crate::fields::key_hash)).collect();
-                    let staged = RecordBatch::try_from_iter([
-                        ("id", std::sync::Arc::new(ids.clone()) as duckdb::arrow::array::ArrayRef),
-                        ("h", std::sync::Arc::new(hashes)),
-                    ])
-                    .map_err(|e| store_error(&self.path, e.to_string()))?;
-                    appender.append_record_batch(staged).map_err(|e| self.error(&e))?;
-                }
-                appender.flush().map_err(|e| self.error(&e))?;
-            }
+            let mut stmt = self
+                .conn
+                .prepare(&format!("SELECT id, {field} FROM contacts WHERE {field} IS NOT NULL"))
+                .map_err(|e| self.error(&e))?;
+            let batches = stmt.stream_arrow([]).map_err(|e| self.error(&e))?.map(|batch| {
+                let values = batch.column(1).as_string::<i32>();
+                let hashes: UInt64Array = values.iter().map(|v| v.map(crate::fields::key_hash)).collect();
+                RecordBatch::try_from_iter([
+                    ("id", batch.column(0).clone()),
+                    ("h", std::sync::Arc::new(hashes) as duckdb::arrow::array::ArrayRef),
+                ])
+                .map_err(|e| self.arrow_error(&e))
+            });
+            self.append_temp(STAGE, batches)?;
             self.execute_batch(&format!(
                 "UPDATE contacts SET {field}_hash = s.h FROM {STAGE} AS s WHERE contacts.id = s.id; DROP TABLE {STAGE}"
             ))?;
@@ -224,6 +215,38 @@ impl Store {
             .map_err(|e| self.error(&e))?
             .collect();
         Ok(batches)
+    }
+
+    /// Runs a query of one row; `None` when it returns no row.
+    pub fn query_optional<T>(
+        &self,
+        sql: &str,
+        params: impl duckdb::Params,
+        row: impl FnOnce(&duckdb::Row<'_>) -> duckdb::Result<T>,
+    ) -> Result<Option<T>> {
+        match self.conn.query_row(sql, params, row) {
+            Ok(value) => Ok(Some(value)),
+            Err(duckdb::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(self.error(&e)),
+        }
+    }
+
+    /// Appends batches to a temporary table (a staging table of this
+    /// connection) through the Arrow appender.
+    pub fn append_temp(&self, table: &str, batches: impl IntoIterator<Item = Result<RecordBatch>>) -> Result<()> {
+        let mut appender = self
+            .conn
+            .appender_to_catalog_and_db(table, "temp", "main")
+            .map_err(|e| self.error(&e))?;
+        for batch in batches {
+            appender.append_record_batch(batch?).map_err(|e| self.error(&e))?;
+        }
+        appender.flush().map_err(|e| self.error(&e))
+    }
+
+    /// An error building batches for the store.
+    pub fn arrow_error(&self, e: &duckdb::arrow::error::ArrowError) -> Error {
+        store_error(&self.path, format!("preparing rows for the store: {e}"))
     }
 
     /// Runs statements of kontakt's own SQL.
