@@ -96,15 +96,11 @@ fn ensure_custom_columns<'a>(store: &Store, names: impl IntoIterator<Item = &'a 
 }
 
 /// The id the next new contact gets (ids are never reused).
-fn next_contact_id(store: &Store) -> Result<i64> {
-    store
-        .connection()
-        .query_row(
-            "SELECT CAST(value AS BIGINT) FROM kontakt_meta WHERE key = 'next_contact_id'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| store.error(&e))
+pub(crate) fn next_contact_id(store: &Store) -> Result<i64> {
+    store.query_i64(
+        "SELECT CAST(value AS BIGINT) FROM kontakt_meta WHERE key = 'next_contact_id'",
+        [],
+    )
 }
 
 /// Records the id the next new contact gets.

@@ -51,7 +51,26 @@ impl Shared {
         let parts: Vec<Shared> = slices
             .into_par_iter()
             .map(|bucket| {
-                bucket.sort_unstable();
+                // The same split by the next byte, then small sorts (a
+                // bucket of a 10M store is ~40k pairs, a sub-bucket ~150).
+                let mut counts = [0usize; 257];
+                for &(h, _) in bucket.iter() {
+                    counts[((h >> 48) & 0xFF) as usize + 1] += 1;
+                }
+                for b in 0..256 {
+                    counts[b + 1] += counts[b];
+                }
+                let mut next = counts;
+                let mut scratch = vec![(0u64, 0u32); bucket.len()];
+                for &p in bucket.iter() {
+                    let b = ((p.0 >> 48) & 0xFF) as usize;
+                    scratch[next[b]] = p;
+                    next[b] += 1;
+                }
+                for b in 0..256 {
+                    scratch[counts[b]..counts[b + 1]].sort_unstable();
+                }
+                let bucket = scratch;
                 let mut part = Shared::default();
                 let mut i = 0;
                 while i < bucket.len() {
@@ -91,8 +110,9 @@ impl Shared {
     /// Splits every run whose members do not all hold the same real value
     /// (a hash collision) by value, dropping the parts left with one
     /// member. Returns whether anything was split.
-    pub fn refine<V: Ord>(&mut self, value: impl Fn(u32) -> V) -> bool {
+    pub fn refine<V: Ord>(&mut self, value: impl Fn(u32) -> V + Sync) -> bool {
         let collided: Vec<usize> = (0..self.len())
+            .into_par_iter()
             .filter(|&r| {
                 let run = self.run(r);
                 run.iter().any(|&o| value(o) != value(run[0]))
@@ -171,41 +191,34 @@ impl Clusters {
         self.size[a as usize] += self.size[b as usize];
     }
 
-    /// Whether `x` is in a cluster of two or more.
-    pub fn clustered(&mut self, x: u32) -> bool {
-        let r = self.root(x);
-        self.size[r as usize] > 1
-    }
-
     /// The clusters of two or more, as lists of ordinals (in the CSR form
     /// of [`Shared`]): members sorted by id, clusters by their smallest id.
     /// Also each ordinal's cluster (`u32::MAX`: none).
     pub fn groups(&mut self, ids: &[i64]) -> (Shared, Vec<u32>) {
         let n = ids.len();
-        // Ordinals in id order (the scan's order, usually already so).
-        let order: Vec<u32> = if ids.is_sorted() {
-            Vec::new()
-        } else {
-            let mut order: Vec<u32> = (0..n as u32).collect();
-            order.par_sort_unstable_by_key(|&o| ids[o as usize]);
-            order
-        };
-        let ordinal = |i: usize| if order.is_empty() { i as u32 } else { order[i] };
+        // The clustered ordinals (a tenth of the store, typically) with
+        // their roots, in id order (the scan's order, usually already so).
+        let mut clustered: Vec<(u32, u32)> = (0..n as u32)
+            .filter_map(|x| {
+                let r = self.root(x);
+                (self.size[r as usize] > 1).then_some((x, r))
+            })
+            .collect();
+        if !ids.is_sorted() {
+            clustered.par_sort_unstable_by_key(|&(x, _)| ids[x as usize]);
+        }
         // Clusters are numbered as their first member (smallest id) comes.
         let mut slot = vec![u32::MAX; n];
         let mut cluster_of = vec![u32::MAX; n];
         let mut counts: Vec<usize> = Vec::new();
-        for i in 0..n {
-            let x = ordinal(i);
-            let r = self.root(x) as usize;
-            if self.size[r] > 1 {
-                if slot[r] == u32::MAX {
-                    slot[r] = counts.len() as u32;
-                    counts.push(0);
-                }
-                counts[slot[r] as usize] += 1;
-                cluster_of[x as usize] = slot[r];
+        for &(x, r) in &clustered {
+            let r = r as usize;
+            if slot[r] == u32::MAX {
+                slot[r] = counts.len() as u32;
+                counts.push(0);
             }
+            counts[slot[r] as usize] += 1;
+            cluster_of[x as usize] = slot[r];
         }
         let mut starts = Vec::with_capacity(counts.len() + 1);
         let mut total = 0;
@@ -216,13 +229,10 @@ impl Clusters {
         starts.push(total);
         let mut next = starts.clone();
         let mut members = vec![0u32; total];
-        for i in 0..n {
-            let x = ordinal(i);
-            let c = cluster_of[x as usize];
-            if c != u32::MAX {
-                members[next[c as usize]] = x;
-                next[c as usize] += 1;
-            }
+        for &(x, _) in &clustered {
+            let c = cluster_of[x as usize] as usize;
+            members[next[c]] = x;
+            next[c] += 1;
         }
         (Shared { members, starts }, cluster_of)
     }
@@ -275,7 +285,6 @@ mod tests {
         assert_eq!(groups.run(0), [1, 3, 2, 0]);
         assert_eq!(groups.run(1), [4, 5]);
         assert_eq!(cluster_of, [0, 0, 0, 0, 1, 1, u32::MAX]);
-        assert!(!uf.clustered(6));
         // Ids in ordinal order give the same clusters.
         let mut uf = Clusters::of(7, &[Shared::of(vec![(1, 0), (1, 6)]), Shared::default()]);
         let (groups, _) = uf.groups(&[1, 2, 3, 4, 5, 6, 7]);

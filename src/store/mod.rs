@@ -201,8 +201,14 @@ impl Store {
                 format!("no table {table:?} in the kontakt schema"),
             ));
         }
+        self.query_i64(&format!("SELECT count(*) FROM {table}"), [])
+    }
+
+    /// Runs a query of kontakt's own SQL that returns one integer (a count,
+    /// an id).
+    pub fn query_i64(&self, sql: &str, params: impl duckdb::Params) -> Result<i64> {
         self.conn
-            .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
+            .query_row(sql, params, |r| r.get(0))
             .map_err(|e| self.error(&e))
     }
 

@@ -14,7 +14,7 @@
 //! - Custom fields are registered in `custom_fields` and become columns
 //!   `"custom.NAME"` (always quoted identifiers; NAME is a checked slug).
 
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Tables of the kontakt schema (for checked, non-user SQL only).
 pub const TABLES: &[&str] = &[
@@ -125,5 +125,14 @@ pub const MIGRATIONS: &[&str] = &[
         survivor_id BIGINT NOT NULL,
         contact    VARCHAR NOT NULL
     );
+    "#,
+    // 3: what an audit saw of the whole store (every type) when it began:
+    // the next contact id and the number of contacts. A later
+    // `--since-last` audit that counts as many contacts below that id knows
+    // nothing was deleted since (ids are never reused) and skips the
+    // anti-join of the old clusters' members with the store.
+    r#"
+    ALTER TABLE audits ADD COLUMN next_contact_id BIGINT;
+    ALTER TABLE audits ADD COLUMN all_contacts BIGINT;
     "#,
 ];

@@ -189,6 +189,55 @@ fn since_last_reports_only_new_and_changed_clusters() {
     assert_eq!(audits[2], ["3", "all:email,phone", "2", "3"]);
 }
 
+/// `--since-last` on a typed scope when nothing was deleted (the store
+/// still holds every contact the previous audit saw): new rows, then a
+/// member that another tool moved to another type (it leaves the scope like
+/// a deleted one). Each time the totals and rows are a full audit's.
+#[test]
+fn since_last_without_deletes_and_with_a_type_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store(dir);
+    let person = ["--type", "person"];
+    audit(dir, "c1", &[&person[..], &["--since-last"]].concat());
+
+    write(dir, "more.csv", "First name,E-mail\nDana,dan@example.cz\n");
+    import(dir, &["more.csv", "--primary-key", "none"]);
+    let (rows, summary) = audit(dir, "c2", &[&person[..], &["--since-last"]].concat());
+    let since = &summary["since_last"];
+    assert_eq!(since["contacts_changed"], 1);
+    assert_eq!(since["contacts_deleted"], 0);
+    assert_eq!(since["changed_clusters"], 1);
+    assert_eq!(summary["reported_clusters"], 1);
+    let (full, full_summary) = audit(dir, "c3", &person);
+    assert_eq!(
+        stable(&rows)[1..],
+        stable(&full)[4..],
+        "the {{4, 5, 9}} cluster as a full audit has it"
+    );
+    for key in ["contacts", "clusters", "contacts_in_clusters", "by_key"] {
+        assert_eq!(summary[key], full_summary[key], "{key}");
+    }
+
+    // 2 bridged 1 (email) and 3 (phone): as a company it leaves the person
+    // scope and {1, 2, 3} falls apart.
+    let conn = duckdb::Connection::open(dir.join("kontakt.duckdb")).expect("open store");
+    conn.execute_batch("UPDATE contacts SET type = 'company', updated_at = now()::TIMESTAMP WHERE id = 2")
+        .expect("type change");
+    drop(conn);
+    let (rows, summary) = audit(dir, "c4", &[&person[..], &["--since-last"]].concat());
+    let since = &summary["since_last"];
+    assert_eq!(since["contacts_deleted"], 1, "{summary}");
+    assert_eq!(since["removed_clusters"], 1);
+    assert_eq!(since["new_clusters"], 0);
+    assert_eq!(rows.len(), 1, "nothing new to report");
+    let (_, full_summary) = audit(dir, "c5", &person);
+    for key in ["contacts", "clusters", "contacts_in_clusters", "by_key"] {
+        assert_eq!(summary[key], full_summary[key], "{key}");
+    }
+    assert_eq!(summary["clusters"], 1);
+}
+
 /// Every stored key value has the hash of the key index (and only those).
 fn index_is_exact(db: &Path) {
     for key in ["email", "phone", "mobile", "external_id"] {
