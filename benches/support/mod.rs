@@ -83,6 +83,15 @@ pub fn import_all(kontakt: &Path, db: &Path, file: &Path, name: &str, out: &Path
 /// half-built store is never taken for a template).
 pub fn build_template(kontakt: &Path, store_file: &Path, template: &Path, out: &Path) {
     if template.exists() {
+        // A template built by an older kontakt is migrated once here, not
+        // in every timed run.
+        let migrated = Command::new(kontakt)
+            .arg("--db")
+            .arg(template)
+            .args(["imports", "list"])
+            .output()
+            .expect("run kontakt");
+        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
         return;
     }
     eprintln!("building {} ...", template.display());

@@ -3,12 +3,12 @@
 //!
 //! ```text
 //!  contacts (id, created_at, type, KEY_hash…)   the store's key index
-//!     │ one scan (stream_arrow), ordinals 0..n
+//!     │ one scan, ordinals 0..n
 //!     ▼
 //!  per key: (hash, ordinal) ──radix + parallel sort──▶ runs of equal hashes
 //!     │ union-find over the runs of every key
 //!     ▼
-//!  candidates ──fetch real values (join on a temp table)──▶ split any run
+//!  candidates ──fetch real values (id bitmap + join)──▶ split any run
 //!     │         whose values differ (a hash never joins two contacts alone)
 //!     ▼
 //!  clusters (ordered by smallest contact id), survivors ──▶ clusters.csv,
@@ -18,10 +18,10 @@
 //!
 //! `--since-last` starts from the state of the previous audit of the same
 //! scope (keys and type): the contacts changed since it began (by
-//! `updated_at`) or deleted, plus the rest of their old clusters, are
-//! "affected"; the universe is them, every contact sharing a key value with
-//! them (found by the key index in one query), and the whole old clusters
-//! of those. Clusters of the universe are then exact (any other contact
+//! `updated_at`) or gone from the scope, plus the rest of their old
+//! clusters, are "affected"; the universe is them, every contact sharing a
+//! key value with a changed one (found by the key index in one query), and
+//! the whole old clusters of those. Clusters of the universe are then exact (any other contact
 //! kept its old cluster, and no value connects it to the universe), so only
 //! the universe is clustered, and only the clusters whose members changed
 //! are reported.
@@ -356,7 +356,8 @@ fn fetch(store: &Store, universe: &Universe, options: &AuditOptions, ordinals: &
     let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
     let mut batches: Vec<RecordBatch> = Vec::new();
     let mut at = vec![(u32::MAX, 0u32); ordinals.len()];
-    for batch in stmt.query_arrow([]).map_err(|e| store.error(&e))? {
+    for batch in store.batches(&mut stmt, [], false)? {
+        let batch = batch?;
         let b = batches.len() as u32;
         for (r, &s) in batch.column(0).as_primitive::<UInt32Type>().values().iter().enumerate() {
             at[s as usize] = (b, r as u32);

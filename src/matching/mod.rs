@@ -236,15 +236,14 @@ impl StoreIndex {
             KeyIndex::with_capacity(n, bytes)
         });
         let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-        let stream = stmt
-            .stream_arrow(duckdb::params_from_iter(params))
-            .map_err(|e| store.error(&e))?;
+        let stream = store.batches(&mut stmt, duckdb::params_from_iter(params), true)?;
         // Streamed chunks are small (2048 rows); they are indexed in groups
         // of about 128k rows, so the two threads meet rarely.
         let mut group: Vec<RecordBatch> = Vec::new();
         let mut group_rows = 0;
         let mut stream = stream.peekable();
         while let Some(batch) = stream.next() {
+            let batch = batch?;
             group_rows += batch.num_rows();
             group.push(batch);
             if group_rows < 128 * 1024 && stream.peek().is_some() {

@@ -160,15 +160,21 @@ impl Store {
                 .conn
                 .prepare(&format!("SELECT id, {field} FROM contacts WHERE {field} IS NOT NULL"))
                 .map_err(|e| self.error(&e))?;
-            let batches = stmt.stream_arrow([]).map_err(|e| self.error(&e))?.map(|batch| {
-                let values = batch.column(1).as_string::<i32>();
-                let hashes: UInt64Array = values.iter().map(|v| v.map(crate::fields::key_hash)).collect();
-                RecordBatch::try_from_iter([
-                    ("id", batch.column(0).clone()),
-                    ("h", std::sync::Arc::new(hashes) as duckdb::arrow::array::ArrayRef),
-                ])
-                .map_err(|e| self.arrow_error(&e))
-            });
+            // Read (and hashed) to the end before the appender runs: a
+            // statement on the connection closes a result still being read.
+            let batches: Vec<Result<RecordBatch>> = self
+                .batches(&mut stmt, [], true)?
+                .map(|batch| {
+                    let batch = batch?;
+                    let values = batch.column(1).as_string::<i32>();
+                    let hashes: UInt64Array = values.iter().map(|v| v.map(crate::fields::key_hash)).collect();
+                    RecordBatch::try_from_iter([
+                        ("id", batch.column(0).clone()),
+                        ("h", std::sync::Arc::new(hashes) as duckdb::arrow::array::ArrayRef),
+                    ])
+                    .map_err(|e| self.arrow_error(&e))
+                })
+                .collect();
             self.append_temp(STAGE, batches)?;
             self.execute_batch(&format!(
                 "UPDATE contacts SET {field}_hash = s.h FROM {STAGE} AS s WHERE contacts.id = s.id; DROP TABLE {STAGE}"
@@ -216,11 +222,27 @@ impl Store {
     /// collects its result as Arrow batches.
     pub fn query_arrow(&self, sql: &str, params: &[&str]) -> Result<Vec<RecordBatch>> {
         let mut stmt = self.conn.prepare(sql).map_err(|e| self.error(&e))?;
-        let batches = stmt
-            .query_arrow(duckdb::params_from_iter(params))
-            .map_err(|e| self.error(&e))?
-            .collect();
-        Ok(batches)
+        self.batches(&mut stmt, duckdb::params_from_iter(params), false)?
+            .collect()
+    }
+
+    /// Executes a prepared statement and returns its result batch by batch:
+    /// materialized by DuckDB first, or `streaming` (chunks produced as they
+    /// are read). A failed fetch is an error here, where the duckdb crate's
+    /// own iterator panics. Nothing else may run on the connection until the
+    /// batches are read: a statement closes a result still being read.
+    pub fn batches<'a, 'stmt>(
+        &'a self,
+        stmt: &'a mut duckdb::Statement<'stmt>,
+        params: impl duckdb::Params,
+        streaming: bool,
+    ) -> Result<Batches<'a, 'stmt>> {
+        if streaming {
+            drop(stmt.stream_arrow(params).map_err(|e| self.error(&e))?);
+        } else {
+            drop(stmt.query_arrow(params).map_err(|e| self.error(&e))?);
+        }
+        Ok(Batches { store: self, stmt })
     }
 
     /// Runs a query of one row; `None` when it returns no row.
@@ -280,6 +302,24 @@ pub fn quote_ident(name: &str) -> String {
 /// A SQL string literal.
 pub fn literal(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
+}
+
+/// The result batches of an executed statement ([`Store::batches`]).
+pub struct Batches<'a, 'stmt> {
+    store: &'a Store,
+    stmt: &'a duckdb::Statement<'stmt>,
+}
+
+impl Iterator for Batches<'_, '_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        match self.stmt.step() {
+            Ok(Some(array)) => Some(Ok(RecordBatch::from(&array))),
+            Ok(None) => None,
+            Err(e) => Some(Err(self.store.error(&e))),
+        }
+    }
 }
 
 fn store_error(path: &Path, message: impl Into<String>) -> Error {
@@ -356,7 +396,9 @@ mod tests {
             conn.execute_batch(
                 "INSERT INTO kontakt_meta VALUES ('schema_version', '1'); \
                  INSERT INTO contacts (id, created_at, updated_at, email, phone) VALUES \
-                 (1, now(), now(), 'a@x.cz', '+420601000001'), (2, now(), now(), NULL, '+420601000002')",
+                 (1, now(), now(), 'a@x.cz', '+420601000001'), (2, now(), now(), NULL, '+420601000002'); \
+                 INSERT INTO contacts (id, created_at, updated_at, email) \
+                 SELECT i, now(), now(), 'c' || i || '@x.cz' FROM range(3, 300003) AS t(i)",
             )
             .expect("v1 contacts");
         }
@@ -366,7 +408,7 @@ mod tests {
         let rows: Vec<Row> = {
             let mut stmt = store
                 .connection()
-                .prepare("SELECT id, email_hash, phone_hash, mobile_hash FROM contacts ORDER BY id")
+                .prepare("SELECT id, email_hash, phone_hash, mobile_hash FROM contacts WHERE id < 3 ORDER BY id")
                 .expect("prepare");
             stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                 .expect("query")
@@ -381,6 +423,17 @@ mod tests {
                 (2, None, Some(key_hash("+420601000002")), None),
             ]
         );
+        // Many contacts (more than the appender buffers between flushes):
+        // every one gets its hash.
+        let hashed = store
+            .query_i64("SELECT count(*) FROM contacts WHERE email_hash IS NOT NULL", [])
+            .expect("count");
+        assert_eq!(hashed, 300_001);
+        let last: u64 = store
+            .connection()
+            .query_row("SELECT email_hash FROM contacts WHERE id = 300002", [], |r| r.get(0))
+            .expect("last");
+        assert_eq!(last, key_hash("c300002@x.cz"));
     }
 
     #[test]
