@@ -91,7 +91,11 @@ pub fn build_template(kontakt: &Path, store_file: &Path, template: &Path, out: &
             .args(["imports", "list"])
             .output()
             .expect("run kontakt");
-        assert!(migrated.status.success(), "{}", String::from_utf8_lossy(&migrated.stderr));
+        assert!(
+            migrated.status.success(),
+            "{}",
+            String::from_utf8_lossy(&migrated.stderr)
+        );
         return;
     }
     eprintln!("building {} ...", template.display());
