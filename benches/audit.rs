@@ -23,9 +23,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{build_template, count, import_all, kontakt_bin, run, timed};
-
-const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
+use support::{PEER_ENV, build_template, count, import_all, kontakt_bin, run, timed, timed_peer};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data/audit")
@@ -97,15 +95,7 @@ fn main() {
     let (mut peer_detail, mut full_detail, mut since_detail) = (String::new(), String::new(), String::new());
     for _ in 0..runs {
         fresh();
-        let out = dir.join("out-peer");
-        let _ = std::fs::remove_dir_all(&out);
-        std::fs::create_dir_all(&out).expect("out-peer");
-        let (s, mib, stdout) = timed(
-            Command::new(std::env::current_exe().expect("exe"))
-                .env(PEER_ENV, "1")
-                .arg(&db)
-                .arg(&out),
-        );
+        let (s, mib, stdout) = timed_peer(&[db.as_path()], &dir.join("out-peer"));
         peer_s.push(s);
         peer_mib = peer_mib.max(mib);
         peer_detail = stdout.trim().to_string();

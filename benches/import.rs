@@ -26,9 +26,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{build_template, count, kontakt_bin, run, timed};
-
-const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
+use support::{PEER_ENV, build_template, count, kontakt_bin, run, timed, timed_peer};
 
 struct Scenario {
     rows: u64,
@@ -135,15 +133,9 @@ fn kontakt_run(kontakt: &Path, scenario: &Scenario, extra: &[&str], result: &mut
 
 fn peer_run(scenario: &Scenario, result: &mut Result) {
     let db = scenario.fresh_store();
-    let out = Scenario::dir().join("out-peer");
-    let _ = std::fs::remove_dir_all(&out);
-    std::fs::create_dir_all(&out).expect("out-peer");
-    let (seconds, peak, stdout) = timed(
-        Command::new(std::env::current_exe().expect("exe"))
-            .env(PEER_ENV, "1")
-            .arg(&db)
-            .arg(scenario.input())
-            .arg(&out),
+    let (seconds, peak, stdout) = timed_peer(
+        &[db.as_path(), scenario.input().as_path()],
+        &Scenario::dir().join("out-peer"),
     );
     result.seconds.push(seconds);
     result.peak_mib = result.peak_mib.max(peak);

@@ -18,6 +18,24 @@ pub fn count(text: &str) -> u64 {
     }
 }
 
+/// Set in the environment of the bench binary's own child that runs the
+/// peer (the same job as plain DuckDB SQL) in a process of its own.
+pub const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
+
+/// Runs the peer in a child process of this bench binary with `args` and
+/// a fresh output directory `out` as its arguments: wall seconds, peak MiB
+/// and standard output (see [`timed`]).
+pub fn timed_peer(args: &[&Path], out: &Path) -> (f64, f64, String) {
+    let _ = std::fs::remove_dir_all(out);
+    std::fs::create_dir_all(out).expect("peer output directory");
+    timed(
+        Command::new(std::env::current_exe().expect("exe"))
+            .env(PEER_ENV, "1")
+            .args(args)
+            .arg(out),
+    )
+}
+
 /// Runs a command that must succeed; its standard output.
 pub fn run(cmd: &mut Command) -> String {
     let output = cmd.output().expect("run");
@@ -85,17 +103,10 @@ pub fn build_template(kontakt: &Path, store_file: &Path, template: &Path, out: &
     if template.exists() {
         // A template built by an older kontakt is migrated once here, not
         // in every timed run.
-        let migrated = Command::new(kontakt)
+        run(Command::new(kontakt)
             .arg("--db")
             .arg(template)
-            .args(["imports", "list"])
-            .output()
-            .expect("run kontakt");
-        assert!(
-            migrated.status.success(),
-            "{}",
-            String::from_utf8_lossy(&migrated.stderr)
-        );
+            .args(["imports", "list"]));
         return;
     }
     eprintln!("building {} ...", template.display());
