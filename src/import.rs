@@ -354,10 +354,14 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     // Three threads of work: this one reads, normalizes and matches (with
     // rayon) and resolves each batch; one writes the output files; one
     // appends to the store. Bounded queues keep memory to a few batches.
+    let committing = commit_setup.is_some();
     let committed = std::thread::scope(|scope| -> Result<Option<Committed>> {
         let (write_tx, write_rx) = mpsc::sync_channel::<WriteJob>(QUEUE);
         let ids = &index.contacts.ids;
         let writer = scope.spawn(move || -> Result<Duration> {
+            if committing {
+                yield_to_the_store();
+            }
             let mut busy = Duration::ZERO;
             for job in write_rx {
                 let started = Instant::now();
@@ -373,6 +377,12 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             (tx, scope.spawn(move || apply::run_commit(setup, rx)))
         });
         let commit_tx = committer.as_ref().map(|(tx, _)| tx);
+        if committing {
+            // This thread (and the producer it starts, which inherits it)
+            // and the workers yield to the commit thread.
+            yield_to_the_store();
+            rayon::broadcast(|_| yield_to_the_store());
+        }
         let streamed = for_each_prepared(&mut table, &plan, &index, cancel, &mut timings, |p, timings| {
             let started = Instant::now();
             let (write, commit, rows) = resolve_batch(p, &keys, ids, &options.actions, &mut infile, &mut counts);
@@ -668,4 +678,18 @@ fn progress_bar() -> indicatif::ProgressBar {
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// Lowers this thread's scheduling priority (nice 10) for the rest of the
+/// import. The commit thread (DuckDB's appender) is the one serial stage:
+/// whenever it can run it should, and the other stages, which have work
+/// queued, fill the cores around it instead of leaving it a long tail of
+/// appends at the end (1M x 1M: 3.87 -> 3.70 s, alternating pairs).
+/// Unprivileged: a thread may always lower its own priority.
+fn yield_to_the_store() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on this thread's own id changes only its nice value.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
 }

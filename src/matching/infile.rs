@@ -123,8 +123,10 @@ impl InFile {
     pub fn reserve(&mut self, rows: usize) {
         let arena = &self.arena;
         let rehash = |&(v, _): &(u32, u32)| xxhash_rust::xxh3::xxh3_64(arena.get(v));
+        // Both keys: a file may hold a phone on every row (a table grown
+        // past its reserve rehashes every value it holds).
         self.primary.table.reserve(rows, rehash);
-        self.secondary.table.reserve(rows / 2, rehash);
+        self.secondary.table.reserve(rows, rehash);
         self.arena.bytes.reserve(rows * 24);
         self.arena.ends.reserve(rows);
         self.first_row.reserve(rows);

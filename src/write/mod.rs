@@ -94,22 +94,26 @@ impl RowFile {
                     buf: Vec::with_capacity(CSV_BUFFER + (64 << 10)),
                     path,
                 };
-                out.record(header.iter().map(|h| Some(Cow::Borrowed(*h))))?;
+                out.record(header.iter().map(|h| Some(Cow::Borrowed(*h))), &[])?;
                 Ok(out)
             }
             OutputFormat::Parquet => Ok(RowFile::Parquet(Box::new(ParquetFile::create(path, file, header)?))),
         }
     }
 
-    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<Cow<'a, str>>>) -> Result<()> {
+    /// Writes one record. `plain[i]` says that cell `i` is known to hold
+    /// nothing that needs quoting (cells past its end are checked).
+    fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<Cow<'a, str>>>, plain: &[bool]) -> Result<()> {
         match self {
             RowFile::Csv { path, file, buf } => {
                 for (i, cell) in cells.into_iter().enumerate() {
                     if i > 0 {
                         buf.push(b',');
                     }
-                    if let Some(cell) = cell {
-                        push_csv_field(buf, cell.as_bytes());
+                    match cell {
+                        Some(cell) if plain.get(i) == Some(&true) => buf.extend_from_slice(cell.as_bytes()),
+                        Some(cell) => push_csv_field(buf, cell.as_bytes()),
+                        None => {}
                     }
                 }
                 buf.push(b'\n');
@@ -139,8 +143,7 @@ const CSV_BUFFER: usize = 1 << 20;
 /// (Formatting here instead of through `csv::Writer`, whose per-byte state
 /// machine was the writer thread's main cost.)
 pub(crate) fn push_csv_field(buf: &mut Vec<u8>, field: &[u8]) {
-    let special = memchr::memchr3(b',', b'"', b'\n', field).is_some() || memchr::memchr(b'\r', field).is_some();
-    if !special {
+    if !needs_quoting(field) {
         buf.extend_from_slice(field);
         return;
     }
@@ -152,6 +155,12 @@ pub(crate) fn push_csv_field(buf: &mut Vec<u8>, field: &[u8]) {
         }
     }
     buf.push(b'"');
+}
+
+/// Whether bytes hold a delimiter, a quote or a line end (a field that does
+/// is quoted).
+fn needs_quoting(bytes: &[u8]) -> bool {
+    memchr::memchr3(b',', b'"', b'\n', bytes).is_some() || memchr::memchr(b'\r', bytes).is_some()
 }
 
 /// Rows buffered per Parquet record batch (and row group: memory stays
@@ -306,8 +315,14 @@ impl Outputs {
     /// Writes a resolved batch: its category rows, then its failed rows in
     /// row order. `ids` maps store-index ordinals to contact ids.
     pub fn write_job(&mut self, job: &WriteJob, ids: &[i64]) -> Result<()> {
+        // One check per column of the batch instead of one per cell: a
+        // column whose bytes hold nothing to quote is copied as it is.
+        let batch = &job.norm.batch;
+        let plain: Vec<bool> = (1..=self.fields.len())
+            .map(|c| !needs_quoting(batch.column(c).as_string::<i32>().value_data()))
+            .collect();
         for category in Category::ALL {
-            self.write_category(category, job, ids)?;
+            self.write_category(category, job, ids, &plain)?;
         }
         let norm = &job.norm;
         let mut failed: Vec<&FailedRow> = norm.failed.iter().chain(&job.duplicates).collect();
@@ -320,7 +335,8 @@ impl Outputs {
 
     /// Writes the rows of a normalized batch (`__row`, fields..., warnings,
     /// hashes) that fell in `category` into its file.
-    fn write_category(&mut self, category: Category, job: &WriteJob, ids: &[i64]) -> Result<()> {
+    /// `plain[c]`: field column `c` needs no quoting in this batch.
+    fn write_category(&mut self, category: Category, job: &WriteJob, ids: &[i64], plain: &[bool]) -> Result<()> {
         let batch = &job.norm.batch;
         let rows = &job.categories[category as usize];
         let row_numbers = batch.column(0).as_primitive::<UInt64Type>();
@@ -332,6 +348,11 @@ impl Outputs {
         let mut id_text = itoa::Buffer::new();
         let mut matched_ids = String::new();
         let excel_safe = self.excel_safe;
+        // Row number, action, matched ids and matched_by never need quoting.
+        let head_cells = if category == Category::NoMatch { 2 } else { 4 };
+        let plain: Vec<bool> = std::iter::repeat_n(true, head_cells)
+            .chain(plain.iter().copied())
+            .collect();
         for out in rows {
             let i = out.index as usize;
             let matched = (category != Category::NoMatch).then(|| {
@@ -354,7 +375,7 @@ impl Outputs {
                     .is_valid(i)
                     .then(|| safe_cell(excel_safe && !is_phone, column.value(i)))
             });
-            file.record(head.chain(values))?;
+            file.record(head.chain(values), &plain)?;
         }
         Ok(())
     }
@@ -368,7 +389,7 @@ impl Outputs {
         record.push(Cow::Borrowed(failed.reason.as_str()));
         record.push(cell(&failed.detail));
         record.extend(original.iter().map(|v| cell(v)));
-        self.failed.record(record.into_iter().map(Some))
+        self.failed.record(record.into_iter().map(Some), &[])
     }
 
     /// Flushes every file.

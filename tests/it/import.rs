@@ -451,6 +451,38 @@ fn excel_safe_prefixes_formulas_but_not_phones() {
 }
 
 #[test]
+fn cells_that_need_quotes_come_back_as_read() {
+    // The writer checks each column of a batch once: a column with one
+    // cell to quote must still quote exactly that cell, and leave the
+    // others (and the columns with none) as they are.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "q.csv",
+        "E-mail,Poznámka,Ulice\n\
+         a@x.cz,\"one, two\",Dlouhá 1\n\
+         b@x.cz,plain,Dlouhá 2\n\
+         c@x.cz,\"say \"\"hi\"\"\",Dlouhá 3\n\
+         d@x.cz,\"two\nlines\",Dlouhá 4\n\
+         bad,\"x, y\",Dlouhá 5\n",
+    );
+    import(
+        dir,
+        &["q.csv", "--map", "Poznámka=note", "--map", "Ulice=street", "--dry-run"],
+    );
+    let no = csv_rows(&dir.join("kontakt-out/q/no_match.csv"));
+    let notes: Vec<&str> = no.iter().map(|r| r["note"].as_str()).collect();
+    assert_eq!(notes, ["one, two", "plain", "say \"hi\"", "two\nlines"]);
+    let streets: Vec<&str> = no.iter().map(|r| r["street"].as_str()).collect();
+    assert_eq!(streets, ["Dlouhá 1", "Dlouhá 2", "Dlouhá 3", "Dlouhá 4"]);
+    let text = std::fs::read_to_string(dir.join("kontakt-out/q/no_match.csv")).expect("read");
+    assert!(text.contains(",plain,Dlouhá 2,"), "{text}");
+    let failed = csv_rows(&dir.join("kontakt-out/q/failed.csv"));
+    assert_eq!(failed[0]["Poznámka"], "x, y");
+}
+
+#[test]
 fn store_problems_are_one_line_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
