@@ -317,9 +317,11 @@ impl Outputs {
     pub fn write_job(&mut self, job: &WriteJob, ids: &[i64]) -> Result<()> {
         // One check per column of the batch instead of one per cell: a
         // column whose bytes hold nothing to quote is copied as it is.
+        // (Parquet has no quoting: nothing to check.)
         let batch = &job.norm.batch;
+        let csv = matches!(self.failed, RowFile::Csv { .. });
         let plain: Vec<bool> = (1..=self.fields.len())
-            .map(|c| !needs_quoting(batch.column(c).as_string::<i32>().value_data()))
+            .map(|c| csv && !needs_quoting(batch.column(c).as_string::<i32>().value_data()))
             .collect();
         for category in Category::ALL {
             self.write_category(category, job, ids, &plain)?;
