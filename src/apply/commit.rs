@@ -1,29 +1,35 @@
 //! Commit: one DuckDB transaction per import.
 //!
 //! The import group is recorded as `running` first, on its own (so it
-//! survives a rollback), then one transaction holds everything else: new
-//! contacts go in through the Arrow appender batch by batch; updates are
-//! appended to a staging table and applied at the end by one set-based
+//! survives a rollback), then one transaction holds everything else. New
+//! contacts go in by one `INSERT … SELECT` whose source is an Arrow stream
+//! DuckDB scans in parallel (a [`Feed`] registered as a view, see
+//! [`crate::store::ArrowViews`]): the stream pulls the import's batches from
+//! the commit thread's channel as DuckDB asks for them. Updates are staged
+//! the same way into a temporary table (the insert scan pauses every
+//! [`STAGED_ROWS`] for it) and applied at the end by one set-based
 //! `UPDATE … FROM`; the id counter and the group's final counts are written
 //! last, then `COMMIT`. A failure or a cancel rolls all of it back and
 //! records the group as `failed` or `cancelled` with the reason.
 
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::VecDeque;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use duckdb::Appender;
 use duckdb::arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
     UInt32Array, UInt64Array,
 };
 use duckdb::arrow::compute::{cast, take};
-use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema};
-use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
+use duckdb::arrow::error::ArrowError;
+use duckdb::arrow::record_batch::{RecordBatch, RecordBatchReader};
 
 use super::actions::Master;
 use crate::error::{Error, Result};
 use crate::fields::{FieldKind, KEY_FIELDS, hash_column, key_hash, standard_field};
-use crate::store::{Store, quote_ident};
+use crate::store::{ArrowViews, Store, quote_ident};
 
 /// The staging table of updates (dropped before commit).
 const UPDATES: &str = "kontakt_pending_updates";
@@ -139,123 +145,32 @@ pub fn start_group(store: &Store, name: &str, source: &str) -> Result<i64> {
         .map_err(|e| store.error(&e))
 }
 
-/// An import's open transaction (or, without an import group, the
-/// transaction of `contacts add`).
-pub struct Commit<'s> {
-    store: &'s Store,
+/// Update rows held in memory before they are moved to the staging table
+/// (which pauses the insert scan for a moment).
+const STAGED_ROWS: usize = 256 * 1024;
+
+/// Builds the store's rows from normalized batches: ids, timestamps and
+/// import id for new contacts, typed fields (dates, tags with `--tag`,
+/// consents), and the hash column of each key field.
+struct Rows {
     import_id: Option<i64>,
     now: i64,
     next_id: i64,
     first_id: i64,
     contact_type: &'static str,
-    master: Master,
     fields: Vec<StoreField>,
     /// Key fields among `fields` (their positions): each also writes its
     /// hash column, the store's key index.
     hashed: Vec<usize>,
     /// `--tag` values, added to every imported or updated contact.
     tags: Vec<String>,
-    inserts: Appender<'s>,
-    updates: Appender<'s>,
     insert_schema: Arc<Schema>,
     update_schema: Arc<Schema>,
 }
 
-impl<'s> Commit<'s> {
-    /// Begins the transaction: custom fields are created on demand, the id
-    /// counter read, the staging table made.
-    pub fn begin(
-        store: &'s Store,
-        import_id: Option<i64>,
-        contact_type: &'static str,
-        master: Master,
-        fields: Vec<StoreField>,
-        tags: Vec<String>,
-    ) -> Result<Commit<'s>> {
-        store.execute_batch("BEGIN TRANSACTION")?;
-        ensure_custom_columns(store, fields.iter().map(|f| f.name.as_str()))?;
-        let next_id = next_contact_id(store)?;
-        let hashed: Vec<usize> = (0..fields.len())
-            .filter(|&i| KEY_FIELDS.contains(&fields[i].name.as_str()))
-            .collect();
-        let mut columns: Vec<String> = fields.iter().map(|f| quote_ident(&f.name)).collect();
-        columns.extend(hashed.iter().map(|&i| hash_column(&fields[i].name)));
-        store.execute_batch(&format!(
-            "CREATE TEMP TABLE {UPDATES} AS SELECT id AS contact_id, CAST(0 AS UBIGINT) AS \"row\"{}{} FROM contacts LIMIT 0",
-            if columns.is_empty() { "" } else { ", " },
-            columns.join(", ")
-        ))?;
-
-        let mut insert_fields = vec![
-            ArrowField::new("id", DataType::Int64, false),
-            ArrowField::new("type", DataType::Utf8, false),
-            ArrowField::new(
-                "created_at",
-                DataType::Timestamp(duckdb::arrow::datatypes::TimeUnit::Microsecond, None),
-                false,
-            ),
-            ArrowField::new(
-                "updated_at",
-                DataType::Timestamp(duckdb::arrow::datatypes::TimeUnit::Microsecond, None),
-                false,
-            ),
-            ArrowField::new("import_id", DataType::Int64, true),
-        ];
-        let mut update_fields = vec![
-            ArrowField::new("contact_id", DataType::Int64, false),
-            ArrowField::new("row", DataType::UInt64, false),
-        ];
-        for field in &fields {
-            let arrow = ArrowField::new(&field.name, store_type(field.kind), true);
-            insert_fields.push(arrow.clone());
-            update_fields.push(arrow);
-        }
-        for &i in &hashed {
-            let arrow = ArrowField::new(hash_column(&fields[i].name), DataType::UInt64, true);
-            insert_fields.push(arrow.clone());
-            update_fields.push(arrow);
-        }
-        let names: Vec<&str> = insert_fields.iter().map(|f| f.name().as_str()).collect();
-        let conn = store.connection();
-        let inserts = conn
-            .appender_with_columns("contacts", &names)
-            .map_err(|e| store.error(&e))?;
-        let updates = conn
-            .appender_to_catalog_and_db(UPDATES, "temp", "main")
-            .map_err(|e| store.error(&e))?;
-        Ok(Commit {
-            store,
-            import_id,
-            now: now_micros(),
-            next_id,
-            first_id: next_id,
-            contact_type,
-            master,
-            fields,
-            hashed,
-            tags,
-            inserts,
-            updates,
-            insert_schema: Arc::new(Schema::new(insert_fields)),
-            update_schema: Arc::new(Schema::new(update_fields)),
-        })
-    }
-
-    /// The id of the first contact this transaction inserts.
-    pub fn first_id(&self) -> i64 {
-        self.first_id
-    }
-
-    /// Contacts inserted so far.
-    pub fn inserted(&self) -> i64 {
-        self.next_id - self.first_id
-    }
-
-    /// Inserts the rows `indices` of a normalized batch as new contacts.
-    pub fn insert(&mut self, batch: &RecordBatch, indices: &[u32]) -> Result<()> {
-        if indices.is_empty() {
-            return Ok(());
-        }
+impl Rows {
+    /// The rows `indices` of a normalized batch as new contacts.
+    fn inserts(&mut self, batch: &RecordBatch, indices: &[u32]) -> std::result::Result<RecordBatch, ArrowError> {
         let n = indices.len();
         let indices = UInt32Array::from(indices.to_vec());
         let ids = Int64Array::from_iter_values(self.next_id..self.next_id + n as i64);
@@ -271,27 +186,25 @@ impl<'s> Commit<'s> {
             columns.push(self.field_values(batch, field, &indices, true)?);
         }
         self.push_hashes(&mut columns, 5);
-        let rows = RecordBatch::try_new(self.insert_schema.clone(), columns).map_err(|e| self.arrow_error(&e))?;
-        self.inserts.append_record_batch(rows).map_err(|e| self.store.error(&e))
+        RecordBatch::try_new(self.insert_schema.clone(), columns)
     }
 
-    /// Stages updates: row `indices[k]` of a normalized batch updates the
-    /// stored contact `contact_ids[k]`.
-    pub fn update(&mut self, batch: &RecordBatch, indices: &[u32], contact_ids: &[i64]) -> Result<()> {
-        if indices.is_empty() {
-            return Ok(());
-        }
+    /// Updates: row `indices[k]` of a normalized batch updates the stored
+    /// contact `contact_ids[k]`.
+    fn updates(
+        &self,
+        batch: &RecordBatch,
+        indices: &[u32],
+        contact_ids: &[i64],
+    ) -> std::result::Result<RecordBatch, ArrowError> {
         let indices = UInt32Array::from(indices.to_vec());
-        let rows = take(batch.column(0), &indices, None).map_err(|e| self.arrow_error(&e))?;
+        let rows = take(batch.column(0), &indices, None)?;
         let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(contact_ids.to_vec())), rows];
         for field in &self.fields {
             columns.push(self.field_values(batch, field, &indices, false)?);
         }
         self.push_hashes(&mut columns, 2);
-        let staged = RecordBatch::try_new(self.update_schema.clone(), columns).map_err(|e| self.arrow_error(&e))?;
-        self.updates
-            .append_record_batch(staged)
-            .map_err(|e| self.store.error(&e))
+        RecordBatch::try_new(self.update_schema.clone(), columns)
     }
 
     /// Appends the hash column of each key field; `first` is the column of
@@ -311,16 +224,12 @@ impl<'s> Commit<'s> {
         field: &StoreField,
         indices: &UInt32Array,
         insert: bool,
-    ) -> Result<ArrayRef> {
+    ) -> std::result::Result<ArrayRef, ArrowError> {
         let n = indices.len();
-        let values: Option<ArrayRef> = field
-            .column
-            .map(|c| take(batch.column(c), indices, None))
-            .transpose()
-            .map_err(|e| self.arrow_error(&e))?;
+        let values: Option<ArrayRef> = field.column.map(|c| take(batch.column(c), indices, None)).transpose()?;
         Ok(match field.kind {
             FieldKind::Date => match values {
-                Some(v) => cast(&v, &DataType::Date32).map_err(|e| self.arrow_error(&e))?,
+                Some(v) => cast(&v, &DataType::Date32)?,
                 None => duckdb::arrow::array::new_null_array(&DataType::Date32, n),
             },
             FieldKind::Tags => {
@@ -356,16 +265,324 @@ impl<'s> Commit<'s> {
             _ => values.unwrap_or_else(|| duckdb::arrow::array::new_null_array(&DataType::Utf8, n)),
         })
     }
+}
 
-    fn arrow_error(&self, e: &duckdb::arrow::error::ArrowError) -> Error {
-        self.store.arrow_error(e)
+/// How the jobs sent to the commit thread ended.
+#[derive(Debug)]
+enum End {
+    Finish {
+        counts: GroupCounts,
+        summary: String,
+    },
+    Abort {
+        ending: Ending,
+        reason: String,
+    },
+    /// The sender went away without either.
+    Closed,
+}
+
+/// What DuckDB's Arrow scans of one import read: new contacts to insert and
+/// updates to stage, either queued here or pulled from the import's
+/// channel as DuckDB asks for them (on one of its threads, one at a time).
+struct Feed {
+    rows: Rows,
+    jobs: Option<Receiver<CommitJob>>,
+    inserts: VecDeque<RecordBatch>,
+    updates: VecDeque<RecordBatch>,
+    /// Rows in `updates`; at [`STAGED_ROWS`] the insert scan pauses so
+    /// they can be moved to the staging table.
+    staged: usize,
+    pause: bool,
+    end: Option<End>,
+    /// A batch that could not be built; the scan ends and the commit
+    /// thread fails with it.
+    error: Option<ArrowError>,
+    /// Time spent waiting for the import's next job.
+    waited: Duration,
+}
+
+impl Feed {
+    fn push(
+        &mut self,
+        batch: &RecordBatch,
+        inserts: &[u32],
+        update_rows: &[u32],
+        update_ids: &[i64],
+    ) -> std::result::Result<(), ArrowError> {
+        if !inserts.is_empty() {
+            let rows = self.rows.inserts(batch, inserts)?;
+            self.inserts.push_back(rows);
+        }
+        if !update_rows.is_empty() {
+            let rows = self.rows.updates(batch, update_rows, update_ids)?;
+            self.staged += rows.num_rows();
+            self.updates.push_back(rows);
+            self.pause |= self.staged >= STAGED_ROWS;
+        }
+        Ok(())
+    }
+
+    /// The next batch of new contacts; `None` ends the scan (nothing
+    /// queued and no channel, the channel ended, or updates to move).
+    fn next_insert(&mut self) -> Option<RecordBatch> {
+        loop {
+            if let Some(rows) = self.inserts.pop_front() {
+                return Some(rows);
+            }
+            if self.pause || self.end.is_some() || self.error.is_some() {
+                return None;
+            }
+            let jobs = self.jobs.as_ref()?;
+            let started = Instant::now();
+            let job = jobs.recv();
+            self.waited += started.elapsed();
+            match job {
+                Ok(CommitJob::Rows {
+                    batch,
+                    inserts,
+                    update_rows,
+                    update_ids,
+                }) => {
+                    if let Err(e) = self.push(&batch, &inserts, &update_rows, &update_ids) {
+                        self.error = Some(e);
+                    }
+                }
+                Ok(CommitJob::Finish { counts, summary }) => self.end = Some(End::Finish { counts, summary }),
+                Ok(CommitJob::Abort { ending, reason }) => self.end = Some(End::Abort { ending, reason }),
+                Err(_) => self.end = Some(End::Closed),
+            }
+        }
+    }
+}
+
+type SharedFeed = Arc<Mutex<Feed>>;
+
+fn lock(feed: &SharedFeed) -> MutexGuard<'_, Feed> {
+    feed.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One of the feed's two streams, as DuckDB's Arrow scan reads it.
+struct Scan {
+    feed: SharedFeed,
+    schema: SchemaRef,
+    updates: bool,
+}
+
+impl Iterator for Scan {
+    type Item = std::result::Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut feed = lock(&self.feed);
+        if self.updates {
+            feed.updates.pop_front().map(Ok)
+        } else {
+            feed.next_insert().map(Ok)
+        }
+    }
+}
+
+impl RecordBatchReader for Scan {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+/// An import's open transaction (or, without an import group, the
+/// transaction of `contacts add`).
+pub struct Commit<'s> {
+    store: &'s Store,
+    import_id: Option<i64>,
+    feed: SharedFeed,
+    /// The views the two scans are registered as (dropped with the commit).
+    _views: ArrowViews,
+    /// `INSERT INTO contacts … SELECT * FROM` the inserts' view.
+    insert_sql: String,
+    /// `INSERT INTO` the staging table `SELECT * FROM` the updates' view.
+    stage_sql: String,
+    /// The set-based update of the staged rows.
+    update_sql: String,
+}
+
+impl<'s> Commit<'s> {
+    /// Begins the transaction: custom fields are created on demand, the id
+    /// counter read, the staging table made.
+    pub fn begin(
+        store: &'s Store,
+        import_id: Option<i64>,
+        contact_type: &'static str,
+        master: Master,
+        fields: Vec<StoreField>,
+        tags: Vec<String>,
+    ) -> Result<Commit<'s>> {
+        // New contacts are scanned by several threads at once; their ids
+        // are explicit, so the order they land in does not matter (and
+        // keeping it would cost a thread busy-waiting for the others).
+        // Each thread leaves one part-filled row group; the checkpoint at
+        // close would rewrite them with their neighbours (a vacuum costing
+        // a third of the insert), so this process's checkpoint does not
+        // vacuum (see docs/DESIGN.md, "The store's row groups").
+        store.execute_batch("SET preserve_insertion_order = false; SET max_vacuum_tasks = 0")?;
+        let hashed: Vec<usize> = (0..fields.len())
+            .filter(|&i| KEY_FIELDS.contains(&fields[i].name.as_str()))
+            .collect();
+        let mut insert_fields = vec![
+            ArrowField::new("id", DataType::Int64, false),
+            ArrowField::new("type", DataType::Utf8, false),
+            ArrowField::new("created_at", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            ArrowField::new("updated_at", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+            ArrowField::new("import_id", DataType::Int64, true),
+        ];
+        let mut update_fields = vec![
+            ArrowField::new("contact_id", DataType::Int64, false),
+            ArrowField::new("row", DataType::UInt64, false),
+        ];
+        for field in &fields {
+            let arrow = ArrowField::new(&field.name, store_type(field.kind), true);
+            insert_fields.push(arrow.clone());
+            update_fields.push(arrow);
+        }
+        for &i in &hashed {
+            let arrow = ArrowField::new(hash_column(&fields[i].name), DataType::UInt64, true);
+            insert_fields.push(arrow.clone());
+            update_fields.push(arrow);
+        }
+        let insert_columns: Vec<String> = insert_fields.iter().map(|f| quote_ident(f.name())).collect();
+        let insert_schema = Arc::new(Schema::new(insert_fields));
+        let update_schema = Arc::new(Schema::new(update_fields));
+        let update_sql = update_sql(&fields, &hashed, master);
+        let names: Vec<String> = fields.iter().map(|f| f.name.clone()).collect();
+        let mut staged: Vec<String> = fields.iter().map(|f| quote_ident(&f.name)).collect();
+        staged.extend(hashed.iter().map(|&i| hash_column(&fields[i].name)));
+        let feed = Arc::new(Mutex::new(Feed {
+            rows: Rows {
+                import_id,
+                now: now_micros(),
+                // Read below, inside the transaction.
+                next_id: 0,
+                first_id: 0,
+                contact_type,
+                fields,
+                hashed,
+                tags,
+                insert_schema: insert_schema.clone(),
+                update_schema: update_schema.clone(),
+            },
+            jobs: None,
+            inserts: VecDeque::new(),
+            updates: VecDeque::new(),
+            staged: 0,
+            pause: false,
+            end: None,
+            error: None,
+            waited: Duration::ZERO,
+        }));
+        // The views are made before the transaction begins, or it would
+        // not see them.
+        let mut views = store.arrow_views()?;
+        let mut scan = |schema: &Arc<Schema>, updates: bool| {
+            let reader = Scan {
+                feed: feed.clone(),
+                schema: schema.clone(),
+                updates,
+            };
+            views
+                .register("kontakt_rows", Box::new(reader))
+                .map_err(|e| store.error_message(e))
+        };
+        let inserts_view = scan(&insert_schema, false)?;
+        let updates_view = scan(&update_schema, true)?;
+
+        store.execute_batch("BEGIN TRANSACTION")?;
+        ensure_custom_columns(store, names.iter().map(String::as_str))?;
+        let next_id = next_contact_id(store)?;
+        {
+            let mut feed = lock(&feed);
+            feed.rows.next_id = next_id;
+            feed.rows.first_id = next_id;
+        }
+        store.execute_batch(&format!(
+            "CREATE TEMP TABLE {UPDATES} AS SELECT id AS contact_id, CAST(0 AS UBIGINT) AS \"row\"{}{} FROM contacts LIMIT 0",
+            if staged.is_empty() { "" } else { ", " },
+            staged.join(", ")
+        ))?;
+        Ok(Commit {
+            store,
+            import_id,
+            insert_sql: format!(
+                "INSERT INTO contacts ({}) SELECT * FROM {inserts_view}",
+                insert_columns.join(", ")
+            ),
+            stage_sql: format!("INSERT INTO {UPDATES} SELECT * FROM {updates_view}"),
+            update_sql,
+            feed,
+            _views: views,
+        })
+    }
+
+    fn feed(&self) -> MutexGuard<'_, Feed> {
+        lock(&self.feed)
+    }
+
+    /// The id of the first contact this transaction inserts.
+    pub fn first_id(&self) -> i64 {
+        self.feed().rows.first_id
+    }
+
+    /// Contacts inserted so far.
+    pub fn inserted(&self) -> i64 {
+        let feed = self.feed();
+        feed.rows.next_id - feed.rows.first_id
+    }
+
+    /// Inserts the rows `indices` of a normalized batch as new contacts.
+    pub fn insert(&mut self, batch: &RecordBatch, indices: &[u32]) -> Result<()> {
+        let pushed = self.feed().push(batch, indices, &[], &[]);
+        pushed.map_err(|e| self.store.arrow_error(&e))
+    }
+
+    /// Stages updates: row `indices[k]` of a normalized batch updates the
+    /// stored contact `contact_ids[k]`.
+    pub fn update(&mut self, batch: &RecordBatch, indices: &[u32], contact_ids: &[i64]) -> Result<()> {
+        let pushed = self.feed().push(batch, &[], indices, contact_ids);
+        pushed.map_err(|e| self.store.arrow_error(&e))
+    }
+
+    /// Moves what the feed holds into the store: the new contacts (with a
+    /// channel, everything it sends until it ends or the staged updates
+    /// fill up), then the staged updates.
+    fn flush(&mut self) -> Result<()> {
+        self.feed().pause = false;
+        self.store.execute_batch(&self.insert_sql)?;
+        if let Some(e) = self.feed().error.take() {
+            return Err(self.store.arrow_error(&e));
+        }
+        if !self.feed().updates.is_empty() {
+            self.store.execute_batch(&self.stage_sql)?;
+            self.feed().staged = 0;
+        }
+        Ok(())
+    }
+
+    /// Inserts and stages everything `jobs` sends, until it sends `Finish`
+    /// or `Abort` or goes away. Returns how it ended and the time spent
+    /// waiting for jobs.
+    fn stream(&mut self, jobs: Receiver<CommitJob>) -> Result<(End, Duration)> {
+        self.feed().jobs = Some(jobs);
+        loop {
+            self.flush()?;
+            let mut feed = self.feed();
+            if let Some(end) = feed.end.take() {
+                feed.jobs = None;
+                return Ok((end, feed.waited));
+            }
+        }
     }
 
     /// Applies the staged updates, records the counts and commits.
     /// Returns the number of stored contacts updated.
     pub fn finish(mut self, counts: &mut GroupCounts, summary: &str) -> Result<()> {
-        self.inserts.flush().map_err(|e| self.store.error(&e))?;
-        self.updates.flush().map_err(|e| self.store.error(&e))?;
+        self.flush()?;
         let store = self.store;
         let contacts_updated: i64 = store
             .connection()
@@ -374,13 +591,15 @@ impl<'s> Commit<'s> {
             })
             .map_err(|e| store.error(&e))?;
         counts.contacts_updated = contacts_updated as u64;
+        let (now, next_id) = {
+            let feed = self.feed();
+            (feed.rows.now, feed.rows.next_id)
+        };
         if contacts_updated > 0 {
-            store.execute(&self.update_sql(), [self.now])?;
+            store.execute(&self.update_sql, [now])?;
         }
-        drop(self.inserts);
-        drop(self.updates);
         store.execute_batch(&format!("DROP TABLE {UPDATES}"))?;
-        set_next_contact_id(store, self.next_id)?;
+        set_next_contact_id(store, next_id)?;
         let Some(import_id) = self.import_id else {
             return store.execute_batch("COMMIT");
         };
@@ -402,48 +621,6 @@ impl<'s> Commit<'s> {
         store.execute_batch("COMMIT")
     }
 
-    /// The set-based update: the last staged row per contact wins; `--master`
-    /// decides between file and stored values; tags are only added.
-    fn update_sql(&self) -> String {
-        // A key's hash column follows its value column (both null together).
-        let hashes = self.hashed.iter().map(|&i| StoreField {
-            name: hash_column(&self.fields[i].name),
-            kind: FieldKind::Text,
-            column: None,
-        });
-        let set: Vec<String> = self
-            .fields
-            .iter()
-            .cloned()
-            .chain(hashes)
-            .map(|f| {
-                let q = quote_ident(&f.name);
-                let expr = match (f.kind, self.master) {
-                    (FieldKind::Tags, _) => {
-                        format!(
-                            "list_concat(c.{q}, list_filter(coalesce(u.{q}, []), x -> NOT list_contains(c.{q}, x)))"
-                        )
-                    }
-                    (FieldKind::Consent, Master::File) => {
-                        format!("CASE WHEN u.{q} IS NULL OR u.{q} = 'unknown' THEN c.{q} ELSE u.{q} END")
-                    }
-                    (FieldKind::Consent, Master::Existing) => {
-                        format!("CASE WHEN c.{q} = 'unknown' AND u.{q} IS NOT NULL THEN u.{q} ELSE c.{q} END")
-                    }
-                    (_, Master::File) => format!("coalesce(u.{q}, c.{q})"),
-                    (_, Master::Existing) => format!("coalesce(c.{q}, u.{q})"),
-                };
-                format!("{q} = {expr}")
-            })
-            .collect();
-        format!(
-            "UPDATE contacts AS c SET {}updated_at = make_timestamp(?) \
-             FROM (SELECT * FROM {UPDATES} QUALIFY row_number() OVER (PARTITION BY contact_id ORDER BY \"row\" DESC) = 1) AS u \
-             WHERE c.id = u.contact_id",
-            set.iter().map(|s| format!("{s}, ")).collect::<String>()
-        )
-    }
-
     /// Rolls everything back and records how the group ended.
     pub fn abort(self, ending: Ending, reason: &str) -> Result<()> {
         let store = self.store;
@@ -455,6 +632,45 @@ impl<'s> Commit<'s> {
         }
         rollback
     }
+}
+
+/// The set-based update: the last staged row per contact wins; `--master`
+/// decides between file and stored values; tags are only added.
+fn update_sql(fields: &[StoreField], hashed: &[usize], master: Master) -> String {
+    // A key's hash column follows its value column (both null together).
+    let hashes = hashed.iter().map(|&i| StoreField {
+        name: hash_column(&fields[i].name),
+        kind: FieldKind::Text,
+        column: None,
+    });
+    let set: Vec<String> = fields
+        .iter()
+        .cloned()
+        .chain(hashes)
+        .map(|f| {
+            let q = quote_ident(&f.name);
+            let expr = match (f.kind, master) {
+                (FieldKind::Tags, _) => {
+                    format!("list_concat(c.{q}, list_filter(coalesce(u.{q}, []), x -> NOT list_contains(c.{q}, x)))")
+                }
+                (FieldKind::Consent, Master::File) => {
+                    format!("CASE WHEN u.{q} IS NULL OR u.{q} = 'unknown' THEN c.{q} ELSE u.{q} END")
+                }
+                (FieldKind::Consent, Master::Existing) => {
+                    format!("CASE WHEN c.{q} = 'unknown' AND u.{q} IS NOT NULL THEN u.{q} ELSE c.{q} END")
+                }
+                (_, Master::File) => format!("coalesce(u.{q}, c.{q})"),
+                (_, Master::Existing) => format!("coalesce(c.{q}, u.{q})"),
+            };
+            format!("{q} = {expr}")
+        })
+        .collect();
+    format!(
+        "UPDATE contacts AS c SET {}updated_at = make_timestamp(?) \
+         FROM (SELECT * FROM {UPDATES} QUALIFY row_number() OVER (PARTITION BY contact_id ORDER BY \"row\" DESC) = 1) AS u \
+         WHERE c.id = u.contact_id",
+        set.iter().map(|s| format!("{s}, ")).collect::<String>()
+    )
 }
 
 /// Records a group as failed or cancelled (outside any transaction).
@@ -537,14 +753,14 @@ pub struct CommitSetup {
 #[derive(Debug, Clone, Copy)]
 pub struct Committed {
     pub contacts_updated: u64,
-    pub busy: std::time::Duration,
+    pub busy: Duration,
 }
 
 /// The commit thread: begins the transaction, appends what it is sent, and
 /// commits on `Finish`. On `Abort`, on its own error, or when the sender
 /// goes away without `Finish`, it rolls back and records the group as
 /// failed or cancelled. Returns `None` when it rolled back on request.
-pub fn run_commit(setup: CommitSetup, jobs: std::sync::mpsc::Receiver<CommitJob>) -> Result<Option<Committed>> {
+pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>) -> Result<Option<Committed>> {
     let store = &setup.store;
     let fail = |e: Error| -> Error {
         let _ = store.execute_batch("ROLLBACK");
@@ -560,39 +776,29 @@ pub fn run_commit(setup: CommitSetup, jobs: std::sync::mpsc::Receiver<CommitJob>
         setup.tags,
     )
     .map_err(fail)?;
-    let mut busy = std::time::Duration::ZERO;
-    for job in jobs {
-        let started = std::time::Instant::now();
-        match job {
-            CommitJob::Rows {
-                batch,
-                inserts,
-                update_rows,
-                update_ids,
-            } => {
-                if let Err(e) = commit
-                    .insert(&batch, &inserts)
-                    .and_then(|()| commit.update(&batch, &update_rows, &update_ids))
-                {
-                    commit.abort(Ending::Failed, &e.to_string())?;
-                    return Err(e);
-                }
-            }
-            CommitJob::Finish { mut counts, summary } => {
-                commit.finish(&mut counts, &summary).map_err(fail)?;
-                busy += started.elapsed();
-                return Ok(Some(Committed {
-                    contacts_updated: counts.contacts_updated,
-                    busy,
-                }));
-            }
-            CommitJob::Abort { ending, reason } => {
-                commit.abort(ending, &reason)?;
-                return Ok(None);
-            }
+    let started = Instant::now();
+    let (end, waited) = match commit.stream(jobs) {
+        Ok(ended) => ended,
+        Err(e) => {
+            commit.abort(Ending::Failed, &e.to_string())?;
+            return Err(e);
         }
-        busy += started.elapsed();
+    };
+    match end {
+        End::Finish { mut counts, summary } => {
+            commit.finish(&mut counts, &summary).map_err(fail)?;
+            Ok(Some(Committed {
+                contacts_updated: counts.contacts_updated,
+                busy: started.elapsed().saturating_sub(waited),
+            }))
+        }
+        End::Abort { ending, reason } => {
+            commit.abort(ending, &reason)?;
+            Ok(None)
+        }
+        End::Closed => {
+            commit.abort(Ending::Failed, "the import stopped before it finished")?;
+            Ok(None)
+        }
     }
-    commit.abort(Ending::Failed, "the import stopped before it finished")?;
-    Ok(None)
 }

@@ -6,8 +6,10 @@
 //! changed.
 
 mod schema;
+mod views;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use duckdb::Connection;
 use duckdb::arrow::record_batch::RecordBatch;
@@ -15,6 +17,8 @@ use duckdb::arrow::record_batch::RecordBatch;
 use crate::error::{Error, Result};
 
 pub use schema::SCHEMA_VERSION;
+pub use views::ArrowViews;
+use views::Database;
 
 /// DuckDB's memory limit for a store connection (`KONTAKT_DUCKDB_MEMORY`
 /// overrides it, e.g. `4GB`). 512 MB keeps a 10M-row upsert into a
@@ -25,6 +29,9 @@ const DUCKDB_MEMORY: &str = "512MB";
 /// An open contact store.
 pub struct Store {
     conn: Connection,
+    /// The database, opened through DuckDB's C API so that [`ArrowViews`]
+    /// can connect to it too (dropped after `conn`).
+    db: Arc<Database>,
     path: PathBuf,
 }
 
@@ -44,9 +51,10 @@ impl Store {
         if existed && !looks_like_duckdb(path)? {
             return Err(store_error(path, "is not a DuckDB database; refusing to touch it"));
         }
-        let conn = Connection::open(path).map_err(|e| store_error(path, describe_open_error(&e)))?;
+        let db = Database::open(path).map_err(|e| store_error(path, describe_open_error(&e)))?;
         let store = Store {
-            conn,
+            conn: db.connect().map_err(|e| store_error(path, e.to_string()))?,
+            db,
             path: path.to_path_buf(),
         };
         // DuckDB's own memory (transaction-local data, the update join) is
@@ -74,6 +82,7 @@ impl Store {
     pub fn try_clone(&self) -> Result<Store> {
         Ok(Store {
             conn: self.conn.try_clone().map_err(|e| self.error(&e))?,
+            db: Arc::clone(&self.db),
             path: self.path.clone(),
         })
     }
@@ -84,6 +93,12 @@ impl Store {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// A connection for registering Arrow streams as views that this
+    /// store's connections can read (see [`ArrowViews`]).
+    pub fn arrow_views(&self) -> Result<ArrowViews> {
+        ArrowViews::new(&self.db).map_err(|e| store_error(&self.path, e))
     }
 
     /// The schema version recorded in the store.
@@ -170,7 +185,7 @@ impl Store {
                     let hashes: UInt64Array = values.iter().map(|v| v.map(crate::fields::key_hash)).collect();
                     RecordBatch::try_from_iter([
                         ("id", batch.column(0).clone()),
-                        ("h", std::sync::Arc::new(hashes) as duckdb::arrow::array::ArrayRef),
+                        ("h", Arc::new(hashes) as duckdb::arrow::array::ArrayRef),
                     ])
                     .map_err(|e| self.arrow_error(&e))
                 })
@@ -289,7 +304,12 @@ impl Store {
 
     /// A store error naming this store.
     pub fn error(&self, e: &duckdb::Error) -> Error {
-        store_error(&self.path, e.to_string())
+        self.error_message(e.to_string())
+    }
+
+    /// A store error naming this store, from a message.
+    pub fn error_message(&self, message: impl Into<String>) -> Error {
+        store_error(&self.path, message)
     }
 }
 
