@@ -290,9 +290,10 @@ struct Feed {
     jobs: Option<Receiver<CommitJob>>,
     inserts: VecDeque<RecordBatch>,
     updates: VecDeque<RecordBatch>,
-    /// Rows in `updates`; at [`STAGED_ROWS`] the insert scan pauses so
-    /// they can be moved to the staging table.
+    /// Rows in `updates`; at `staged_limit` ([`STAGED_ROWS`]) the insert
+    /// scan pauses so they can be moved to the staging table.
     staged: usize,
+    staged_limit: usize,
     pause: bool,
     end: Option<End>,
     /// A batch that could not be built; the scan ends and the commit
@@ -318,7 +319,7 @@ impl Feed {
             let rows = self.rows.updates(batch, update_rows, update_ids)?;
             self.staged += rows.num_rows();
             self.updates.push_back(rows);
-            self.pause |= self.staged >= STAGED_ROWS;
+            self.pause |= self.staged >= self.staged_limit;
         }
         Ok(())
     }
@@ -472,6 +473,7 @@ impl<'s> Commit<'s> {
             inserts: VecDeque::new(),
             updates: VecDeque::new(),
             staged: 0,
+            staged_limit: STAGED_ROWS,
             pause: false,
             end: None,
             error: None,
@@ -800,5 +802,120 @@ pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>) -> Result<Optio
             commit.abort(Ending::Failed, "the import stopped before it finished")?;
             Ok(None)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use duckdb::arrow::array::UInt64Array;
+
+    use super::*;
+
+    fn batch(emails: &[&str], names: &[&str]) -> RecordBatch {
+        let rows: Vec<u64> = (1..=emails.len() as u64).collect();
+        RecordBatch::try_from_iter([
+            ("__row", Arc::new(UInt64Array::from(rows)) as ArrayRef),
+            ("email", Arc::new(StringArray::from(emails.to_vec())) as ArrayRef),
+            ("first_name", Arc::new(StringArray::from(names.to_vec())) as ArrayRef),
+        ])
+        .expect("batch")
+    }
+
+    fn begin(store: &Store) -> Commit<'_> {
+        let fields = store_fields(&["email".to_string(), "first_name".to_string()], &[]);
+        Commit::begin(store, None, "person", Master::File, fields, Vec::new()).expect("begin")
+    }
+
+    fn contacts(store: &Store) -> Vec<(i64, String, String, u64)> {
+        let conn = store.connection();
+        let mut stmt = conn
+            .prepare("SELECT id, email, first_name, email_hash FROM contacts ORDER BY id")
+            .expect("prepare");
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<std::result::Result<_, _>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn streamed_rows_land_in_the_store_across_pauses_for_staged_updates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+        let mut first = begin(&store);
+        first
+            .insert(&batch(&["a@x.cz", "b@x.cz"], &["Ann", "Bob"]), &[0, 1])
+            .expect("insert");
+        first.finish(&mut GroupCounts::default(), "").expect("finish");
+
+        let mut commit = begin(&store);
+        // Every staged update pauses the insert scan.
+        lock(&commit.feed).staged_limit = 1;
+        let (tx, rx) = mpsc::channel();
+        for (emails, names, update_id) in [
+            (["c@x.cz", "a@x.cz"], ["Cid", "Anna"], 1),
+            (["d@x.cz", "b@x.cz"], ["Dan", "Bobby"], 2),
+        ] {
+            tx.send(CommitJob::Rows {
+                batch: batch(&emails, &names),
+                inserts: vec![0],
+                update_rows: vec![1],
+                update_ids: vec![update_id],
+            })
+            .expect("send");
+        }
+        tx.send(CommitJob::Finish {
+            counts: GroupCounts::default(),
+            summary: String::new(),
+        })
+        .expect("send");
+        let (end, _) = commit.stream(rx).expect("stream");
+        assert!(matches!(end, End::Finish { .. }));
+        let mut counts = GroupCounts::default();
+        commit.finish(&mut counts, "").expect("finish");
+
+        assert_eq!(counts.contacts_updated, 2);
+        let hash = |email: &str| key_hash(email);
+        assert_eq!(
+            contacts(&store),
+            vec![
+                (1, "a@x.cz".into(), "Anna".into(), hash("a@x.cz")),
+                (2, "b@x.cz".into(), "Bobby".into(), hash("b@x.cz")),
+                (3, "c@x.cz".into(), "Cid".into(), hash("c@x.cz")),
+                (4, "d@x.cz".into(), "Dan".into(), hash("d@x.cz")),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_abort_sent_mid_stream_leaves_the_store_as_it_was() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+        let commit = begin(&store);
+        let (tx, rx) = mpsc::channel();
+        tx.send(CommitJob::Rows {
+            batch: batch(&["a@x.cz"], &["Ann"]),
+            inserts: vec![0],
+            update_rows: Vec::new(),
+            update_ids: Vec::new(),
+        })
+        .expect("send");
+        tx.send(CommitJob::Abort {
+            ending: Ending::Cancelled,
+            reason: "cancelled".into(),
+        })
+        .expect("send");
+        let mut commit = commit;
+        let (end, _) = commit.stream(rx).expect("stream");
+        assert!(matches!(end, End::Abort { .. }));
+        commit.abort(Ending::Cancelled, "cancelled").expect("abort");
+        assert!(contacts(&store).is_empty());
+        assert_eq!(
+            store
+                .query_i64("SELECT count(*) FROM duckdb_views() WHERE NOT internal", [])
+                .expect("views"),
+            0
+        );
     }
 }

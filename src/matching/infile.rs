@@ -14,6 +14,8 @@
 
 use hashbrown::HashTable;
 
+use super::Span;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Duplicates {
     /// The first row of each key wins; later ones fail as `not_unique`.
@@ -39,44 +41,51 @@ pub enum InFileVerdict {
 #[derive(Debug, Default)]
 struct Arena {
     bytes: Vec<u8>,
-    /// Value `i` is `bytes[ends[i-1]..ends[i]]`.
-    ends: Vec<usize>,
+}
+
+/// A value in the arena and its group: what a table slot holds, so that a
+/// probe reads the slot and the value, and nothing else.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    value: Span,
+    group: u32,
 }
 
 impl Arena {
-    fn push(&mut self, value: &str) -> u32 {
+    /// Stores a value; `None` past [`Span`]'s limits (never a key).
+    fn push(&mut self, value: &str) -> Option<Span> {
+        let span = Span::new(self.bytes.len(), value.len())?;
         self.bytes.extend_from_slice(value.as_bytes());
-        self.ends.push(self.bytes.len());
-        u32::try_from(self.ends.len() - 1).expect("fewer than 4G distinct keys")
+        Some(span)
     }
 
-    fn get(&self, i: u32) -> &[u8] {
-        let i = i as usize;
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.bytes[start..self.ends[i]]
+    fn get(&self, slot: Slot) -> &[u8] {
+        slot.value.get(&self.bytes)
     }
 }
 
 /// One key's distinct values in the file so far: value -> group.
 #[derive(Debug, Default)]
 struct KeyGroups {
-    /// (value in the arena, group)
-    table: HashTable<(u32, u32)>,
+    table: HashTable<Slot>,
 }
 
 impl KeyGroups {
     fn find(&self, arena: &Arena, hash: u64, value: &str) -> Option<u32> {
         self.table
-            .find(hash, |&(v, _)| arena.get(v) == value.as_bytes())
-            .map(|&(_, g)| g)
+            .find(hash, |&s| arena.get(s) == value.as_bytes())
+            .map(|s| s.group)
     }
 
     fn insert(&mut self, arena: &mut Arena, hash: u64, value: &str, group: u32) {
-        let v = arena.push(value);
+        let Some(value) = arena.push(value) else {
+            return;
+        };
         // Rehashing moves entries; their hash is recomputed from the value.
         let arena: &Arena = arena;
-        self.table
-            .insert_unique(hash, (v, group), |&(v, _)| xxhash_rust::xxh3::xxh3_64(arena.get(v)));
+        self.table.insert_unique(hash, Slot { value, group }, |&s| {
+            xxhash_rust::xxh3::xxh3_64(arena.get(s))
+        });
     }
 }
 
@@ -122,13 +131,12 @@ impl InFile {
     /// rehashed) as the file goes on.
     pub fn reserve(&mut self, rows: usize) {
         let arena = &self.arena;
-        let rehash = |&(v, _): &(u32, u32)| xxhash_rust::xxh3::xxh3_64(arena.get(v));
+        let rehash = |&s: &Slot| xxhash_rust::xxh3::xxh3_64(arena.get(s));
         // Both keys: a file may hold a phone on every row (a table grown
         // past its reserve rehashes every value it holds).
         self.primary.table.reserve(rows, rehash);
         self.secondary.table.reserve(rows, rehash);
         self.arena.bytes.reserve(rows * 24);
-        self.arena.ends.reserve(rows);
         self.first_row.reserve(rows);
     }
 

@@ -169,3 +169,53 @@ impl std::fmt::Debug for ArrowViews {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use duckdb::arrow::array::{ArrayRef, Int64Array, RecordBatchIterator};
+    use duckdb::arrow::datatypes::{DataType, Field, Schema};
+    use duckdb::arrow::record_batch::RecordBatch;
+
+    use super::*;
+
+    #[test]
+    fn another_connection_reads_a_stream_in_its_transaction_and_the_store_keeps_no_view() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v.duckdb");
+        let db = Database::open(&path).expect("open");
+        let conn = db.connect().expect("connect");
+        conn.execute_batch("CREATE TABLE t (n BIGINT)").expect("table");
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batches: Vec<RecordBatch> = [vec![1, 2], vec![3]]
+            .into_iter()
+            .map(|n| {
+                let column: ArrayRef = Arc::new(Int64Array::from(n));
+                RecordBatch::try_new(schema.clone(), vec![column]).expect("batch")
+            })
+            .collect();
+        let mut views = ArrowViews::new(&db).expect("views");
+        let view = views
+            .register(
+                "test_rows",
+                Box::new(RecordBatchIterator::new(batches.into_iter().map(Ok), schema)),
+            )
+            .expect("register");
+        assert!(view.starts_with(&format!("{SCRATCH}.main.test_rows_")));
+        conn.execute_batch(&format!("BEGIN; INSERT INTO t SELECT * FROM {view}; COMMIT"))
+            .expect("insert");
+        let sum: i64 = conn.query_row("SELECT sum(n) FROM t", [], |r| r.get(0)).expect("sum");
+        assert_eq!(sum, 6);
+        drop(views);
+        let views_left = |conn: &duckdb::Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM duckdb_views() WHERE NOT internal", [], |r| {
+                r.get(0)
+            })
+            .expect("views")
+        };
+        assert_eq!(views_left(&conn), 0);
+        drop(conn);
+        drop(db);
+        let db = Database::open(&path).expect("reopen");
+        assert_eq!(views_left(&db.connect().expect("connect")), 0);
+    }
+}
