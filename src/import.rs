@@ -14,17 +14,18 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use duckdb::arrow::array::{AsArray, StringArray, UInt64Array};
+use duckdb::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt64Array};
 use duckdb::arrow::datatypes::UInt64Type;
+use duckdb::arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 
 use crate::apply::{self, Action, Actions, CommitJob, CommitSetup, Committed, Ending, GroupCounts, Master};
 use crate::error::{Error, Result};
 use crate::map::{self, MappingOptions};
-use crate::matching::{self, Category, Duplicates, InFile, InFileVerdict, KeyIndex, MatchedBy, StoreIndex};
+use crate::matching::{self, Category, Duplicates, FileKeys, InFile, InFileVerdict, KeyIndex, MatchedBy, StoreIndex};
 use crate::normalize::{FailedRow, NormalizeSettings, NormalizedBatch, Original, Plan, Reason, phone};
 use crate::read::{self, Input, RawBatch, ReadOptions};
 use crate::store::Store;
@@ -277,10 +278,9 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             } else {
                 None
             };
-            let tables: Option<Vec<&str>> = file_keys.as_ref().map(|t| t.iter().map(String::as_str).collect());
-            let built = StoreIndex::build(store, contact_type, primary, secondary, tables.as_deref());
-            for table in file_keys.iter().flatten() {
-                let _ = store.execute_batch(&format!("DROP TABLE IF EXISTS {table}"));
+            let built = StoreIndex::build(store, contact_type, primary, secondary, file_keys.as_deref());
+            for keys in file_keys.iter().flatten() {
+                let _ = store.execute_batch(&format!("DROP TABLE IF EXISTS {}", keys.table));
             }
             built.map_err(end_group)?
         }
@@ -482,8 +482,11 @@ fn semi_join_pays(store: &Store, table: &read::Table, contact_type: &str) -> Res
 }
 
 /// A first pass over the file that normalizes only its key fields (and
-/// `country`, which phones need) and appends the key values to temporary
-/// tables, one per key (`v VARCHAR`); returns their names.
+/// `country`, which phones need) and appends the keys to temporary tables,
+/// one per key; returns their names. A key with a hash column in the store
+/// (`email_hash`, …) is sent as its xxh3 hash (`h UBIGINT`), so the
+/// semi-join compares integers and never reads the stored strings; others
+/// (the contact `id`) as text (`v VARCHAR`). See [`FileKeys`].
 fn file_keys(
     store: &Store,
     input: &Input,
@@ -491,44 +494,49 @@ fn file_keys(
     mapping: &map::Mapping,
     empty: &StoreIndex,
     cancel: &AtomicBool,
-) -> Result<Vec<String>> {
-    let keys = [options.normalize.primary_key, options.normalize.secondary_key];
+) -> Result<Vec<FileKeys>> {
+    let keys: Vec<&str> = [options.normalize.primary_key, options.normalize.secondary_key]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut key_mapping = mapping.clone();
     key_mapping.columns.retain(|c| {
         let name = c.target.name();
-        name == "country" || keys.contains(&Some(name.as_str()))
+        name == "country" || keys.contains(&name.as_str())
     });
     let plan = Plan::new(&key_mapping, options.normalize.clone())?;
     let columns = KeyColumns::of(&plan);
-    let tables: Vec<String> = keys
+    let tables: Vec<FileKeys> = keys
         .iter()
-        .flatten()
         .enumerate()
-        .map(|(i, _)| format!("kontakt_file_keys_{i}"))
+        .map(|(i, key)| FileKeys {
+            table: format!("kontakt_file_keys_{i}"),
+            hashed: crate::fields::KEY_FIELDS.contains(key),
+        })
         .collect();
-    for table in &tables {
-        store.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {table} (v VARCHAR)"))?;
+    for keys in &tables {
+        let column = if keys.hashed { "h UBIGINT" } else { "v VARCHAR" };
+        store.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {} ({column})", keys.table))?;
     }
     let conn = store.connection();
     let mut appenders = tables
         .iter()
-        .map(|t| conn.appender_to_catalog_and_db(t, "temp", "main"))
+        .map(|t| conn.appender_to_catalog_and_db(&t.table, "temp", "main"))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| store.error(&e))?;
-    let schema = std::sync::Arc::new(duckdb::arrow::datatypes::Schema::new(vec![
-        duckdb::arrow::datatypes::Field::new("v", duckdb::arrow::datatypes::DataType::Utf8, true),
-    ]));
     let mut table = read::open(input, &options.read)?;
     for_each_prepared(&mut table, &plan, empty, cancel, &mut Timings::default(), |p, _| {
-        let batch = &p.norm.batch;
-        for (appender, column) in appenders
-            .iter_mut()
-            .zip([columns.primary, columns.secondary].into_iter().flatten())
-        {
-            let values =
-                duckdb::arrow::record_batch::RecordBatch::try_new(schema.clone(), vec![batch.column(column).clone()])
-                    .map_err(|e| Error::input(input, e.to_string()))?;
-            appender.append_record_batch(values).map_err(|e| store.error(&e))?;
+        for ((appender, keys), (hashes, values)) in appenders.iter_mut().zip(&tables).zip(columns.arrays(&p.norm)) {
+            let Some(values) = values else { continue };
+            let column: ArrayRef = if keys.hashed {
+                // The hash of an empty key is not a key: null with its value.
+                Arc::new(UInt64Array::new(hashes.values().clone(), values.nulls().cloned()))
+            } else {
+                Arc::new(values.clone())
+            };
+            let name = if keys.hashed { "h" } else { "v" };
+            let batch = RecordBatch::try_from_iter([(name, column)]).map_err(|e| store.arrow_error(&e))?;
+            appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
         }
         Ok(())
     })?;

@@ -176,6 +176,15 @@ impl KeyIndex {
     }
 }
 
+/// The file's values of one key, in a temporary table of the store's
+/// connection, for the semi-join: their xxh3 hashes (column `h`) when the
+/// key has a hash column in the store, else the values as text (`v`).
+#[derive(Debug, Clone)]
+pub struct FileKeys {
+    pub table: String,
+    pub hashed: bool,
+}
+
 /// The build side: stored contacts and an index per matching key.
 #[derive(Debug, Default)]
 pub struct StoreIndex {
@@ -188,15 +197,15 @@ impl StoreIndex {
     /// Reads the key columns of every contact of `contact_type` and indexes
     /// them. Keys are field names checked by the normalize plan (never user
     /// text), so they can name columns.
-    /// `file_keys`: temporary tables (one per key, column `v`) of the key
-    /// values in the file; when given, only the contacts sharing one of
-    /// them are indexed.
+    /// `file_keys`: temporary tables (one per key) of the keys in the
+    /// file; when given, only the contacts sharing one of them (by hash, a
+    /// superset the index then checks value by value) are indexed.
     pub fn build(
         store: &Store,
         contact_type: &str,
         primary: Option<&str>,
         secondary: Option<&str>,
-        file_keys: Option<&[&str]>,
+        file_keys: Option<&[FileKeys]>,
     ) -> Result<Self> {
         let keys: Vec<&str> = [primary, secondary].into_iter().flatten().collect();
         let mut index = StoreIndex {
@@ -227,7 +236,13 @@ impl StoreIndex {
                 let filter: Vec<String> = keys
                     .iter()
                     .zip(tables)
-                    .map(|(k, t)| format!("CAST(\"{k}\" AS VARCHAR) IN (SELECT v FROM {t})"))
+                    .map(|(k, t)| {
+                        if t.hashed {
+                            format!("\"{k}_hash\" IN (SELECT h FROM {})", t.table)
+                        } else {
+                            format!("CAST(\"{k}\" AS VARCHAR) IN (SELECT v FROM {})", t.table)
+                        }
+                    })
                     .collect();
                 store.execute(
                     &format!(
