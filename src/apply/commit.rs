@@ -422,7 +422,7 @@ impl<'s> Commit<'s> {
         // Each thread leaves one part-filled row group; the checkpoint at
         // close would rewrite them with their neighbours (a vacuum costing
         // a third of the insert), so this process's checkpoint does not
-        // vacuum (see docs/DESIGN.md, "The store's row groups").
+        // vacuum (docs/DESIGN.md, Import, `max_vacuum_tasks`).
         store.execute_batch("SET preserve_insertion_order = false; SET max_vacuum_tasks = 0")?;
         let hashed: Vec<usize> = (0..fields.len())
             .filter(|&i| KEY_FIELDS.contains(&fields[i].name.as_str()))

@@ -298,17 +298,24 @@ impl StoreIndex {
         let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
         let stream = store.batches(&mut stmt, duckdb::params_from_iter(params), true)?;
         // Streamed chunks are small (2048 rows); they are indexed in groups
-        // of about 128k rows, so the two threads meet rarely.
-        let mut group: Vec<RecordBatch> = Vec::new();
-        let mut group_rows = 0;
+        // of about 128k rows, each key's on a thread of its own, while this
+        // thread reads the next group from DuckDB.
         let mut stream = stream.peekable();
-        while let Some(batch) = stream.next() {
-            let batch = batch?;
-            group_rows += batch.num_rows();
-            group.push(batch);
-            if group_rows < 128 * 1024 && stream.peek().is_some() {
-                continue;
+        let mut next_group = || -> Result<Vec<RecordBatch>> {
+            let mut group = Vec::new();
+            let mut rows = 0;
+            while rows < 128 * 1024
+                && let Some(batch) = stream.next()
+            {
+                let batch = batch?;
+                rows += batch.num_rows();
+                group.push(batch);
             }
+            Ok(group)
+        };
+        let secondary_column = 2 + usize::from(primary.is_some());
+        let mut group = next_group()?;
+        while !group.is_empty() {
             let first = index.contacts.ids.len();
             for batch in &group {
                 index
@@ -333,13 +340,12 @@ impl StoreIndex {
                     ordinal += values.len();
                 }
             };
-            let secondary_column = 2 + usize::from(primary.is_some());
-            rayon::join(
-                || fill(primary.as_mut(), 2),
-                || fill(secondary.as_mut(), secondary_column),
-            );
-            group.clear();
-            group_rows = 0;
+            let (primary, secondary) = (primary.as_mut(), secondary.as_mut());
+            group = std::thread::scope(|scope| {
+                scope.spawn(|| fill(primary, 2));
+                scope.spawn(|| fill(secondary, secondary_column));
+                next_group()
+            })?;
         }
         drop(stmt);
         if file_keys.is_some() {
