@@ -103,7 +103,11 @@ impl KeyColumns {
 }
 
 fn prepare(plan: &Plan, keys: &KeyColumns, index: &StoreIndex, raw: &RawBatch) -> Prepared {
-    let norm = plan.normalize(raw);
+    probe(keys, index, plan.normalize(raw))
+}
+
+/// Each row's store matches, for a normalized batch.
+fn probe(keys: &KeyColumns, index: &StoreIndex, norm: NormalizedBatch) -> Prepared {
     let [(ph, pv), (sh, sv)] = keys.arrays(&norm);
     let n = norm.batch.num_rows();
     let mut probes = Vec::with_capacity(n);
@@ -121,6 +125,30 @@ fn prepare(plan: &Plan, keys: &KeyColumns, index: &StoreIndex, raw: &RawBatch) -
     Prepared { norm, probes, matched }
 }
 
+/// Raw batches read and prepared together: two per rayon worker.
+fn group_size() -> usize {
+    (rayon::current_num_threads() * 2).max(2)
+}
+
+/// Reads and normalizes the file's first group of batches; run while the
+/// store's index is built, which normalizing does not need (the index
+/// build leaves part of the cores idle: at 1M x 1M they were 70% busy).
+/// A read error ends the group and comes last.
+fn normalize_ahead(table: &mut read::Table, plan: &Plan) -> (Vec<NormalizedBatch>, Option<Error>) {
+    let mut raws = Vec::new();
+    let mut error = None;
+    for batch in table.by_ref().take(group_size()) {
+        match batch {
+            Ok(batch) => raws.push(batch),
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    (raws.par_iter().map(|raw| plan.normalize(raw)).collect(), error)
+}
+
 /// Time spent per stage (summed over batches).
 #[derive(Debug, Default)]
 struct Timings {
@@ -132,23 +160,39 @@ struct Timings {
 }
 
 /// Reads the table a few batches at a time, prepares them in parallel, and
-/// hands them to `each` in file order. Checks for Ctrl-C between batches.
+/// hands them to `each` in file order, after `ahead` (the first batches,
+/// already normalized by [`normalize_ahead`]). Checks for Ctrl-C between
+/// batches.
 fn for_each_prepared(
     table: &mut read::Table,
     plan: &Plan,
     index: &StoreIndex,
+    ahead: (Vec<NormalizedBatch>, Option<Error>),
     cancel: &AtomicBool,
     timings: &mut Timings,
     mut each: impl FnMut(Prepared, &mut Timings) -> Result<()>,
 ) -> Result<()> {
     let keys = KeyColumns::of(plan);
-    let group = (rayon::current_num_threads() * 2).max(2);
+    let group = group_size();
     // A producer thread reads and prepares the next group while this
     // thread hands the last one on, so the workers do not wait for it.
     std::thread::scope(|scope| {
         let (tx, rx) = mpsc::sync_channel::<Result<Prepared>>(group);
         let producer = scope.spawn(move || {
             let (mut read, mut prepare_time) = (Duration::ZERO, Duration::ZERO);
+            let (normalized, error) = ahead;
+            let started = Instant::now();
+            let prepared: Vec<Prepared> = normalized.into_par_iter().map(|n| probe(&keys, index, n)).collect();
+            prepare_time += started.elapsed();
+            for p in prepared {
+                if tx.send(Ok(p)).is_err() {
+                    return (read, prepare_time);
+                }
+            }
+            if let Some(e) = error {
+                let _ = tx.send(Err(e));
+                return (read, prepare_time);
+            }
             loop {
                 let started = Instant::now();
                 let mut raws = Vec::with_capacity(group);
@@ -271,21 +315,35 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         secondary: secondary.map(|_| KeyIndex::default()),
         ..StoreIndex::default()
     };
-    let index = match &store {
-        Some(store) => {
-            let file_keys = if semi_join_pays(store, &table, contact_type).map_err(end_group)? {
-                Some(file_keys(store, input, options, &mapping, &empty_index(), cancel).map_err(end_group)?)
-            } else {
-                None
-            };
-            let built = StoreIndex::build(store, contact_type, primary, secondary, file_keys.as_deref());
-            for keys in file_keys.iter().flatten() {
-                let _ = store.execute_batch(&format!("DROP TABLE IF EXISTS {}", keys.table));
-            }
-            built.map_err(end_group)?
-        }
-        None => empty_index(),
+    let semi_join = match &store {
+        Some(store) => semi_join_pays(store, &table, contact_type).map_err(end_group)?,
+        None => false,
     };
+    // The file's first batches are read and normalized while the index is
+    // built (probing them waits for it).
+    let (index, ahead) = std::thread::scope(|scope| {
+        let ahead = scope.spawn(|| normalize_ahead(&mut table, &plan));
+        let index = match &store {
+            Some(store) => (|| {
+                let file_keys = if semi_join {
+                    Some(file_keys(store, input, options, &mapping, &empty_index(), cancel)?)
+                } else {
+                    None
+                };
+                let built = StoreIndex::build(store, contact_type, primary, secondary, file_keys.as_deref());
+                for keys in file_keys.iter().flatten() {
+                    let _ = store.execute_batch(&format!("DROP TABLE IF EXISTS {}", keys.table));
+                }
+                built
+            })(),
+            None => Ok(empty_index()),
+        };
+        (
+            index,
+            ahead.join().unwrap_or_else(|_| (Vec::new(), Some(Error::Stopped))),
+        )
+    });
+    let index = index.map_err(end_group)?;
     let build_ms = build_started.elapsed().as_millis() as u64;
     let mut memory = vec![("build_index", write::peak_memory_mib())];
 
@@ -295,10 +353,19 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         let mut first_run = InFile::new(options.duplicates, None);
         let mut again = read::open(input, &options.read).map_err(end_group)?;
         let keys = KeyColumns::of(&plan);
-        for_each_prepared(&mut again, &plan, &index, cancel, &mut Timings::default(), |p, _| {
-            resolve_rows(&p, &keys, &mut first_run);
-            Ok(())
-        })
+        let none = (Vec::new(), None);
+        for_each_prepared(
+            &mut again,
+            &plan,
+            &index,
+            none,
+            cancel,
+            &mut Timings::default(),
+            |p, _| {
+                resolve_rows(&p, &keys, &mut first_run);
+                Ok(())
+            },
+        )
         .map_err(end_group)?;
         Some(first_run.into_stats())
     } else {
@@ -383,7 +450,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             yield_to_the_store();
             rayon::broadcast(|_| yield_to_the_store());
         }
-        let streamed = for_each_prepared(&mut table, &plan, &index, cancel, &mut timings, |p, timings| {
+        let streamed = for_each_prepared(&mut table, &plan, &index, ahead, cancel, &mut timings, |p, timings| {
             let started = Instant::now();
             let (write, commit, rows) = resolve_batch(p, &keys, ids, &options.actions, &mut infile, &mut counts);
             timings.resolve += started.elapsed();
@@ -499,6 +566,10 @@ fn file_keys(
         .into_iter()
         .flatten()
         .collect();
+    let in_use = [
+        options.normalize.primary_key.is_some(),
+        options.normalize.secondary_key.is_some(),
+    ];
     let mut key_mapping = mapping.clone();
     key_mapping.columns.retain(|c| {
         let name = c.target.name();
@@ -525,21 +596,36 @@ fn file_keys(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| store.error(&e))?;
     let mut table = read::open(input, &options.read)?;
-    for_each_prepared(&mut table, &plan, empty, cancel, &mut Timings::default(), |p, _| {
-        for ((appender, keys), (hashes, values)) in appenders.iter_mut().zip(&tables).zip(columns.arrays(&p.norm)) {
-            let Some(values) = values else { continue };
-            let column: ArrayRef = if keys.hashed {
-                // The hash of an empty key is not a key: null with its value.
-                Arc::new(UInt64Array::new(hashes.values().clone(), values.nulls().cloned()))
-            } else {
-                Arc::new(values.clone())
-            };
-            let name = if keys.hashed { "h" } else { "v" };
-            let batch = RecordBatch::try_from_iter([(name, column)]).map_err(|e| store.arrow_error(&e))?;
-            appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
-        }
-        Ok(())
-    })?;
+    let none = (Vec::new(), None);
+    for_each_prepared(
+        &mut table,
+        &plan,
+        empty,
+        none,
+        cancel,
+        &mut Timings::default(),
+        |p, _| {
+            // The arrays of the keys in use, in the order of `tables`.
+            let arrays = columns
+                .arrays(&p.norm)
+                .into_iter()
+                .zip(in_use)
+                .filter_map(|(a, used)| used.then_some(a));
+            for ((appender, keys), (hashes, values)) in appenders.iter_mut().zip(&tables).zip(arrays) {
+                let Some(values) = values else { continue };
+                let column: ArrayRef = if keys.hashed {
+                    // The hash of an empty key is not a key: null with its value.
+                    Arc::new(UInt64Array::new(hashes.values().clone(), values.nulls().cloned()))
+                } else {
+                    Arc::new(values.clone())
+                };
+                let name = if keys.hashed { "h" } else { "v" };
+                let batch = RecordBatch::try_from_iter([(name, column)]).map_err(|e| store.arrow_error(&e))?;
+                appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
+            }
+            Ok(())
+        },
+    )?;
     for appender in &mut appenders {
         appender.flush().map_err(|e| store.error(&e))?;
     }

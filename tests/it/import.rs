@@ -738,3 +738,33 @@ fn indexing_only_contacts_that_share_a_key_gives_the_same_result() {
     assert_eq!(results[0], results[1]);
     assert!(results[0].0[2].contains("update-all"), "{}", results[0].0[2]);
 }
+
+#[test]
+fn indexing_only_contacts_sharing_a_secondary_key_alone_gives_the_same_result() {
+    // No primary key: the semi-join is by the secondary key only.
+    let mut results = Vec::new();
+    for mode in ["never", "always"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = dir.path();
+        base_store(dir);
+        let output = kontakt(dir)
+            .env("KONTAKT_SEMI_JOIN", mode)
+            .args(["import", "--progress", "never", "--default-country", "CZ"])
+            .args(SECOND_ARGS)
+            .args(["--primary-key", "none"])
+            .output()
+            .expect("run");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let summary: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("kontakt-out/second/summary.json")).expect("summary"),
+        )
+        .expect("json");
+        results.push((
+            summary["one_match"].clone(),
+            summary["multiple_match"].clone(),
+            summary["no_match"].clone(),
+        ));
+    }
+    assert_eq!(results[0], results[1]);
+    assert_ne!(results[0].0, 0, "{:?}", results[0]);
+}
