@@ -322,7 +322,10 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     // The file's first batches are read and normalized while the index is
     // built (probing them waits for it).
     let (index, ahead) = std::thread::scope(|scope| {
-        let ahead = scope.spawn(|| normalize_ahead(&mut table, &plan));
+        let ahead = scope.spawn(|| {
+            let started = Instant::now();
+            (normalize_ahead(&mut table, &plan), started.elapsed())
+        });
         let index = match &store {
             Some(store) => (|| {
                 let file_keys = if semi_join {
@@ -338,11 +341,14 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             })(),
             None => Ok(empty_index()),
         };
-        (
-            index,
-            ahead.join().unwrap_or_else(|_| (Vec::new(), Some(Error::Stopped))),
-        )
+        let ahead = ahead
+            .join()
+            .unwrap_or_else(|_| ((Vec::new(), Some(Error::Stopped)), Duration::ZERO));
+        (index, ahead)
     });
+    // Counted with the stage it belongs to (it overlaps the build).
+    let (ahead, normalized_ahead) = ahead;
+    timings.normalize_match += normalized_ahead;
     let index = index.map_err(end_group)?;
     let build_ms = build_started.elapsed().as_millis() as u64;
     let mut memory = vec![("build_index", write::peak_memory_mib())];
