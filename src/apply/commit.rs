@@ -294,7 +294,6 @@ struct Feed {
     /// scan pauses so they can be moved to the staging table.
     staged: usize,
     staged_limit: usize,
-    pause: bool,
     end: Option<End>,
     /// A batch that could not be built; the scan ends and the commit
     /// thread fails with it.
@@ -319,7 +318,6 @@ impl Feed {
             let rows = self.rows.updates(batch, update_rows, update_ids)?;
             self.staged += rows.num_rows();
             self.updates.push_back(rows);
-            self.pause |= self.staged >= self.staged_limit;
         }
         Ok(())
     }
@@ -331,7 +329,7 @@ impl Feed {
             if let Some(rows) = self.inserts.pop_front() {
                 return Some(rows);
             }
-            if self.pause || self.end.is_some() || self.error.is_some() {
+            if self.staged >= self.staged_limit || self.end.is_some() || self.error.is_some() {
                 return None;
             }
             let jobs = self.jobs.as_ref()?;
@@ -474,7 +472,6 @@ impl<'s> Commit<'s> {
             updates: VecDeque::new(),
             staged: 0,
             staged_limit: STAGED_ROWS,
-            pause: false,
             end: None,
             error: None,
             waited: Duration::ZERO,
@@ -554,7 +551,6 @@ impl<'s> Commit<'s> {
     /// channel, everything it sends until it ends or the staged updates
     /// fill up), then the staged updates.
     fn flush(&mut self) -> Result<()> {
-        self.feed().pause = false;
         self.store.execute_batch(&self.insert_sql)?;
         if let Some(e) = self.feed().error.take() {
             return Err(self.store.arrow_error(&e));

@@ -675,35 +675,52 @@ fn primary_key_id_updates_the_contacts_an_export_names() {
     assert!(err.contains("no column is mapped to id"), "{err}");
 }
 
-#[test]
-fn indexing_only_contacts_sharing_an_id_gives_the_same_result() {
-    // The contact id has no hash column: its semi-join compares text.
+/// Runs one import on a fresh base store with the semi-join forced off,
+/// then on, and checks that `outcome` (read from the directory after each
+/// run) is the same both ways; returns it.
+fn same_with_and_without_semi_join<T: PartialEq + std::fmt::Debug>(
+    file: Option<(&str, &str)>,
+    args: &[&str],
+    outcome: impl Fn(&Path) -> T,
+) -> T {
     let mut results = Vec::new();
     for mode in ["never", "always"] {
         let dir = tempfile::tempdir().expect("tempdir");
         let dir = dir.path();
         base_store(dir);
-        write(
-            dir,
-            "ids.csv",
-            "ID,first_name,email\n2,Bobby,\n3,,carl.new@x.cz\n999,Nobody,\n",
-        );
+        if let Some((name, text)) = file {
+            write(dir, name, text);
+        }
         let output = kontakt(dir)
             .env("KONTAKT_SEMI_JOIN", mode)
-            .args(["import", "--progress", "never", "ids.csv", "--primary-key", "id"])
-            .args(["--mode", "update"])
+            .args(["import", "--progress", "never"])
+            .args(args)
             .output()
             .expect("run");
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-        let one_match = std::fs::read_to_string(dir.join("kontakt-out/ids/one_match.csv")).expect("output");
-        let store = query(
-            &dir.join("kontakt.duckdb"),
-            "SELECT id, first_name, email FROM contacts ORDER BY id",
-        );
-        results.push((one_match, store));
+        results.push(outcome(dir));
     }
     assert_eq!(results[0], results[1]);
-    assert_eq!(results[0].0.lines().count(), 3, "{}", results[0].0);
+    results.remove(0)
+}
+
+#[test]
+fn indexing_only_contacts_sharing_an_id_gives_the_same_result() {
+    // The contact id has no hash column: its semi-join compares text.
+    let ids = "ID,first_name,email\n2,Bobby,\n3,,carl.new@x.cz\n999,Nobody,\n";
+    let (one_match, _) = same_with_and_without_semi_join(
+        Some(("ids.csv", ids)),
+        &["ids.csv", "--primary-key", "id", "--mode", "update"],
+        |dir| {
+            let one_match = std::fs::read_to_string(dir.join("kontakt-out/ids/one_match.csv")).expect("output");
+            let store = query(
+                &dir.join("kontakt.duckdb"),
+                "SELECT id, first_name, email FROM contacts ORDER BY id",
+            );
+            (one_match, store)
+        },
+    );
+    assert_eq!(one_match.lines().count(), 3, "{one_match}");
 }
 
 #[test]
@@ -711,19 +728,13 @@ fn indexing_only_contacts_that_share_a_key_gives_the_same_result() {
     // The semi-join (index only the stored contacts sharing a key value with
     // the file) is chosen for large stores; forced both ways here, every
     // output file and the store must come out the same.
-    let mut results = Vec::new();
-    for mode in ["never", "always"] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dir = dir.path();
-        base_store(dir);
-        let output = kontakt(dir)
-            .env("KONTAKT_SEMI_JOIN", mode)
-            .args(["import", "--progress", "never", "--default-country", "CZ"])
-            .args(SECOND_ARGS)
-            .args(["--on-multiple-match", "update-all"])
-            .output()
-            .expect("run");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let args = [
+        &["--default-country", "CZ"],
+        SECOND_ARGS,
+        &["--on-multiple-match", "update-all"],
+    ]
+    .concat();
+    let (files, _) = same_with_and_without_semi_join(None, &args, |dir| {
         let out = dir.join("kontakt-out/second");
         let files: Vec<String> = ["no_match.csv", "one_match.csv", "multiple_match.csv", "failed.csv"]
             .iter()
@@ -733,38 +744,25 @@ fn indexing_only_contacts_that_share_a_key_gives_the_same_result() {
             &dir.join("kontakt.duckdb"),
             "SELECT * EXCLUDE (created_at, updated_at) FROM contacts ORDER BY id",
         );
-        results.push((files, store));
-    }
-    assert_eq!(results[0], results[1]);
-    assert!(results[0].0[2].contains("update-all"), "{}", results[0].0[2]);
+        (files, store)
+    });
+    assert!(files[2].contains("update-all"), "{}", files[2]);
 }
 
 #[test]
 fn indexing_only_contacts_sharing_a_secondary_key_alone_gives_the_same_result() {
     // No primary key: the semi-join is by the secondary key only.
-    let mut results = Vec::new();
-    for mode in ["never", "always"] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let dir = dir.path();
-        base_store(dir);
-        let output = kontakt(dir)
-            .env("KONTAKT_SEMI_JOIN", mode)
-            .args(["import", "--progress", "never", "--default-country", "CZ"])
-            .args(SECOND_ARGS)
-            .args(["--primary-key", "none"])
-            .output()
-            .expect("run");
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let args = [&["--default-country", "CZ"], SECOND_ARGS, &["--primary-key", "none"]].concat();
+    let counts = same_with_and_without_semi_join(None, &args, |dir| {
         let summary: Value = serde_json::from_str(
             &std::fs::read_to_string(dir.join("kontakt-out/second/summary.json")).expect("summary"),
         )
         .expect("json");
-        results.push((
+        (
             summary["one_match"].clone(),
             summary["multiple_match"].clone(),
             summary["no_match"].clone(),
-        ));
-    }
-    assert_eq!(results[0], results[1]);
-    assert_ne!(results[0].0, 0, "{:?}", results[0]);
+        )
+    });
+    assert_ne!(counts.0, 0, "{counts:?}");
 }
