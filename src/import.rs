@@ -114,6 +114,8 @@ fn probe(keys: &KeyColumns, index: &StoreIndex, norm: NormalizedBatch) -> Prepar
     let mut matched = Vec::new();
     let mut found = Vec::new();
     for i in 0..n {
+        let ahead = i + matching::AHEAD;
+        index.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
         let by = index.probe(matching::key_at(ph, pv, i), matching::key_at(sh, sv, i), &mut found);
         probes.push(Probe {
             by,
@@ -643,6 +645,8 @@ fn resolve_rows(p: &Prepared, keys: &KeyColumns, infile: &mut InFile) {
     let [(ph, pv), (sh, sv)] = keys.arrays(&p.norm);
     let rows = p.norm.batch.column(0).as_primitive::<UInt64Type>();
     for (i, probe) in p.probes.iter().enumerate() {
+        let ahead = i + matching::AHEAD;
+        infile.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
         infile.resolve(
             rows.value(i),
             matching::key_at(ph, pv, i),
@@ -672,6 +676,8 @@ fn resolve_batch(
     let (mut update_rows, mut update_ids): (Vec<u32>, Vec<i64>) = (Vec::new(), Vec::new());
     let mut duplicates: Vec<FailedRow> = Vec::new();
     for (i, probe) in p.probes.iter().enumerate() {
+        let ahead = i + matching::AHEAD;
+        infile.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
         let row = rows.value(i);
         let primary = matching::key_at(ph, pv, i);
         let secondary = matching::key_at(sh, sv, i);

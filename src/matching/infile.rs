@@ -12,9 +12,7 @@
 //! resolves the file twice (the same rows give the same groups) and decides
 //! the second time with the first run's [`GroupStats`].
 
-use hashbrown::HashTable;
-
-use super::Span;
+use super::table::{Arena, SpanTable};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Duplicates {
@@ -37,55 +35,34 @@ pub enum InFileVerdict {
     Duplicate { first: u64, winner: Option<u64> },
 }
 
-/// Key values of group first rows, stored once in one buffer.
-#[derive(Debug, Default)]
-struct Arena {
-    bytes: Vec<u8>,
-}
-
-/// A value in the arena and its group: what a table slot holds, so that a
-/// probe reads the slot and the value, and nothing else.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    value: Span,
-    group: u32,
-}
-
-impl Arena {
-    /// Stores a value; `None` past [`Span`]'s limits (never a key).
-    fn push(&mut self, value: &str) -> Option<Span> {
-        let span = Span::new(self.bytes.len(), value.len())?;
-        self.bytes.extend_from_slice(value.as_bytes());
-        Some(span)
-    }
-
-    fn get(&self, slot: Slot) -> &[u8] {
-        slot.value.get(&self.bytes)
-    }
-}
-
 /// One key's distinct values in the file so far: value -> group.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct KeyGroups {
-    table: HashTable<Slot>,
+    table: SpanTable,
+}
+
+impl Default for KeyGroups {
+    fn default() -> Self {
+        KeyGroups {
+            table: SpanTable::with_capacity(0),
+        }
+    }
 }
 
 impl KeyGroups {
     fn find(&self, arena: &Arena, hash: u64, value: &str) -> Option<u32> {
-        self.table
-            .find(hash, |&s| arena.get(s) == value.as_bytes())
-            .map(|s| s.group)
+        self.table.get(hash, arena, value.as_bytes())
     }
 
+    /// Puts `value` in `group`, unless it has a group already.
     fn insert(&mut self, arena: &mut Arena, hash: u64, value: &str, group: u32) {
-        let Some(value) = arena.push(value) else {
+        self.table.reserve(1, arena);
+        let Err(slot) = self.table.search(hash, arena, value.as_bytes()) else {
             return;
         };
-        // Rehashing moves entries; their hash is recomputed from the value.
-        let arena: &Arena = arena;
-        self.table.insert_unique(hash, Slot { value, group }, |&s| {
-            xxhash_rust::xxh3::xxh3_64(arena.get(s))
-        });
+        if let Some(span) = arena.push(value.as_bytes()) {
+            self.table.fill(slot, hash, span, group);
+        }
     }
 }
 
@@ -100,6 +77,7 @@ pub struct GroupStats {
 #[derive(Debug)]
 pub struct InFile {
     mode: Duplicates,
+    /// Key values of group first rows.
     arena: Arena,
     primary: KeyGroups,
     secondary: KeyGroups,
@@ -130,13 +108,11 @@ impl InFile {
     /// Makes room for about `rows` rows, so the tables are not regrown (and
     /// rehashed) as the file goes on.
     pub fn reserve(&mut self, rows: usize) {
-        let arena = &self.arena;
-        let rehash = |&s: &Slot| xxhash_rust::xxh3::xxh3_64(arena.get(s));
         // Both keys: a file may hold a phone on every row (a table grown
         // past its reserve rehashes every value it holds).
-        self.primary.table.reserve(rows, rehash);
-        self.secondary.table.reserve(rows, rehash);
-        self.arena.bytes.reserve(rows * 24);
+        self.primary.table.reserve(rows, &self.arena);
+        self.secondary.table.reserve(rows, &self.arena);
+        self.arena.reserve(rows * 24);
         self.first_row.reserve(rows);
     }
 
@@ -148,6 +124,17 @@ impl InFile {
     /// The stats collected so far (after a first run).
     pub fn into_stats(self) -> GroupStats {
         self.stats
+    }
+
+    /// Asks the CPU to load where a row's key hashes would be, for a
+    /// [`resolve`](Self::resolve) soon.
+    pub fn prefetch(&self, primary: Option<u64>, secondary: Option<u64>) {
+        if let Some(hash) = primary {
+            self.primary.table.prefetch(hash);
+        }
+        if let Some(hash) = secondary {
+            self.secondary.table.prefetch(hash);
+        }
     }
 
     /// Resolves the next row, in file order. Keys are (xxh3 hash, value);
@@ -174,9 +161,7 @@ impl InFile {
                 if let Some((h, v)) = primary {
                     self.primary.insert(&mut self.arena, h, v, g);
                 }
-                if let Some((h, v)) = secondary
-                    && self.secondary.find(&self.arena, h, v).is_none()
-                {
+                if let Some((h, v)) = secondary {
                     self.secondary.insert(&mut self.arena, h, v, g);
                 }
                 g

@@ -5,22 +5,23 @@
 //! once through `query_arrow` into one [`KeyIndex`] per key. Probe side: the
 //! normalized batches, in parallel (the index is read-only).
 //!
-//! An index is a `hashbrown::HashTable` of distinct key values, hashed with
-//! the same xxh3 the normalize stage writes into `__primary_hash` /
+//! An index is a [`SpanTable`] of distinct key values, hashed with the same
+//! xxh3 the normalize stage writes into `__primary_hash` /
 //! `__secondary_hash`, so probing never hashes again; a hit is confirmed by
 //! comparing the real values (a hash alone is never trusted). Contacts that
-//! share a value are chained behind the first (`next`).
+//! share a value are chained behind the first (`next`). Loops over rows
+//! prefetch the slots of the row [`AHEAD`] of the one they probe.
 
 mod infile;
+mod table;
 
 use duckdb::arrow::array::{Array, AsArray, StringArray, UInt64Array};
 use duckdb::arrow::datatypes::Int64Type;
 use duckdb::arrow::record_batch::RecordBatch;
-use hashbrown::HashTable;
-use hashbrown::hash_table::Entry;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use infile::{Duplicates, InFile, InFileVerdict};
+use table::{Arena, SpanTable};
 
 use crate::error::Result;
 use crate::store::Store;
@@ -41,62 +42,26 @@ pub struct Contacts {
 /// Distinct values of one key, each with the chain of contacts holding it.
 ///
 /// Laid out for probing, which is bound by cache misses: a table slot holds
-/// where its value is in the arena and the first contact holding it, so a
-/// probe of a value held by one contact reads the table and the value, and
-/// nothing else (3 cache misses where there were 6). Only contacts sharing
-/// a value are chained (`next`).
+/// where its value is in the arena and the first contact holding it (the
+/// top bit, [`SHARED`], marks a value other contacts hold too), so a probe
+/// of a value held by one contact reads the slot and the value, and nothing
+/// else. Only contacts sharing a value are chained (`next`).
 #[derive(Debug)]
 pub struct KeyIndex {
-    table: HashTable<Slot>,
-    /// The distinct values, one after another.
-    data: String,
+    table: SpanTable,
+    /// The distinct values.
+    data: Arena,
     /// Contact ordinal -> the next contact with the same value, or `END`;
     /// read only from a slot marked `shared`.
     next: Vec<u32>,
 }
 
-/// Where a value is in an arena, in 8 bytes: its start (below 1 TB) and
-/// length (below 16 MB), so a hash table slot holding it and 4 bytes more
-/// takes 12 bytes.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    lo: u32,
-    /// Start bits 32..40, then the length in the low 24 bits.
-    hi: u32,
-}
-
-impl Span {
-    /// `None` past the limits: key values are short (an email, a phone, an
-    /// id), so such a value is never a key and is left out of the tables.
-    fn new(start: usize, len: usize) -> Option<Span> {
-        (len < 1 << 24 && start < 1 << 40).then_some(Span {
-            lo: start as u32,
-            hi: ((start >> 32) as u32) << 24 | len as u32,
-        })
-    }
-
-    fn start(self) -> usize {
-        self.lo as usize | ((self.hi >> 24) as usize) << 32
-    }
-
-    fn len(self) -> usize {
-        (self.hi & 0xFF_FFFF) as usize
-    }
-
-    fn get(self, bytes: &[u8]) -> &[u8] {
-        &bytes[self.start()..self.start() + self.len()]
-    }
-}
-
-/// One distinct value and its first contact; the top bit of `contact`
-/// marks a value other contacts hold too.
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    value: Span,
-    contact: u32,
-}
-
 const SHARED: u32 = 1 << 31;
+
+/// How many rows ahead a loop probing a table prefetches: enough for the
+/// misses of several rows to overlap, few enough that the lines are still
+/// in cache when their row comes.
+pub const AHEAD: usize = 16;
 
 impl Default for KeyIndex {
     fn default() -> Self {
@@ -108,56 +73,76 @@ impl KeyIndex {
     /// An empty index sized for `entries` values of `bytes` bytes in all.
     fn with_capacity(entries: usize, bytes: usize) -> KeyIndex {
         KeyIndex {
-            table: HashTable::with_capacity(entries),
-            data: String::with_capacity(bytes),
+            table: SpanTable::with_capacity(entries),
+            data: {
+                let mut data = Arena::default();
+                data.reserve(bytes);
+                data
+            },
             next: Vec::with_capacity(entries),
         }
     }
 
+    #[cfg(test)]
     fn insert(&mut self, value: &str, contact: u32) {
-        let Some(span) = Span::new(self.data.len(), value.len()) else {
-            return;
-        };
-        let hash = xxh3_64(value.as_bytes());
-        let data = self.data.as_bytes();
+        self.insert_hashed(xxh3_64(value.as_bytes()), value, contact);
+    }
+
+    /// Adds `contact` to the contacts holding `value`, whose xxh3 hash is `hash`.
+    fn insert_hashed(&mut self, hash: u64, value: &str, contact: u32) {
+        self.table.reserve(1, &self.data);
         // One probe finds the value or the slot for it (no second lookup).
-        match self.table.entry(
-            hash,
-            |s| s.value.get(data) == value.as_bytes(),
-            |s| xxh3_64(s.value.get(data)),
-        ) {
-            Entry::Occupied(mut slot) => {
+        match self.table.search(hash, &self.data, value.as_bytes()) {
+            Ok(slot) => {
                 // The first contact stays in the slot; the new one is second.
-                let slot = slot.get_mut();
-                let head = (slot.contact & !SHARED) as usize;
+                let first = self.table.item_mut(slot);
+                let head = (*first & !SHARED) as usize;
+                let shared = *first & SHARED != 0;
+                *first |= SHARED;
                 let needed = head.max(contact as usize) + 1;
                 if self.next.len() < needed {
                     self.next.resize(needed, END);
                 }
-                self.next[contact as usize] = if slot.contact & SHARED != 0 {
-                    self.next[head]
-                } else {
-                    END
-                };
+                self.next[contact as usize] = if shared { self.next[head] } else { END };
                 self.next[head] = contact;
-                slot.contact |= SHARED;
             }
-            Entry::Vacant(slot) => {
-                slot.insert(Slot { value: span, contact });
-                self.data.push_str(value);
+            Err(slot) => {
+                if let Some(span) = self.data.push(value.as_bytes()) {
+                    self.table.fill(slot, hash, span, contact);
+                }
             }
         }
     }
 
+    /// Adds each value of `values` (nulls skipped), held by contact `first`
+    /// and those after it, hashing them all first so the table slots of
+    /// values [`AHEAD`] on are prefetched while one is inserted.
+    fn insert_column(&mut self, values: &StringArray, first: usize, hashes: &mut Vec<u64>) {
+        hashes.clear();
+        hashes.extend((0..values.len()).map(|i| xxh3_64(values.value(i).as_bytes())));
+        for (i, &hash) in hashes.iter().enumerate() {
+            if let Some(&ahead) = hashes.get(i + AHEAD) {
+                self.table.prefetch(ahead);
+            }
+            if values.is_valid(i) {
+                self.insert_hashed(hash, values.value(i), (first + i) as u32);
+            }
+        }
+    }
+
+    /// Asks the CPU to load where `hash` would be, for a lookup soon.
+    pub fn prefetch(&self, hash: u64) {
+        self.table.prefetch(hash);
+    }
+
     /// The contacts holding `value` (whose xxh3 hash is `hash`), appended to `out`.
     pub fn lookup(&self, hash: u64, value: &str, out: &mut Vec<u32>) {
-        let data = self.data.as_bytes();
-        let Some(slot) = self.table.find(hash, |s| s.value.get(data) == value.as_bytes()) else {
+        let Some(first) = self.table.get(hash, &self.data, value.as_bytes()) else {
             return;
         };
-        let head = slot.contact & !SHARED;
+        let head = first & !SHARED;
         out.push(head);
-        if slot.contact & SHARED != 0 {
+        if first & SHARED != 0 {
             let mut contact = self.next[head as usize];
             while contact != END {
                 out.push(contact);
@@ -172,7 +157,7 @@ impl KeyIndex {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.table.len() == 0
     }
 }
 
@@ -330,13 +315,10 @@ impl StoreIndex {
             let fill = |key_index: Option<&mut KeyIndex>, column: usize| {
                 let Some(key_index) = key_index else { return };
                 let mut ordinal = first;
+                let mut hashes = Vec::new();
                 for batch in &group {
                     let values: &StringArray = batch.column(column).as_string::<i32>();
-                    for i in 0..values.len() {
-                        if values.is_valid(i) {
-                            key_index.insert(values.value(i), (ordinal + i) as u32);
-                        }
-                    }
+                    key_index.insert_column(values, ordinal, &mut hashes);
                     ordinal += values.len();
                 }
             };
@@ -354,6 +336,17 @@ impl StoreIndex {
         index.primary = primary;
         index.secondary = secondary;
         Ok(index)
+    }
+
+    /// Asks the CPU to load where a row's key hashes would be, for a
+    /// [`probe`](Self::probe) soon.
+    pub fn prefetch(&self, primary: Option<u64>, secondary: Option<u64>) {
+        if let (Some(index), Some(hash)) = (&self.primary, primary) {
+            index.prefetch(hash);
+        }
+        if let (Some(index), Some(hash)) = (&self.secondary, secondary) {
+            index.prefetch(hash);
+        }
     }
 
     /// Contact ordinals matching one row: by the primary key if it finds
@@ -440,6 +433,11 @@ pub fn key_at<'a>(hashes: &UInt64Array, values: Option<&'a StringArray>, i: usiz
     (values.is_valid(i)).then(|| (hashes.value(i), values.value(i)))
 }
 
+/// The hash of a key's value in row `i`, if it has one (for a prefetch).
+pub fn hash_at(hashes: &UInt64Array, values: Option<&StringArray>, i: usize) -> Option<u64> {
+    values.filter(|v| i < v.len() && v.is_valid(i)).map(|_| hashes.value(i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,23 +463,15 @@ mod tests {
     }
 
     #[test]
-    fn spans_keep_starts_past_4_gb_and_refuse_what_does_not_fit() {
-        let span = Span::new((5 << 32) + 7, 300).expect("fits");
-        assert_eq!((span.start(), span.len()), ((5 << 32) + 7, 300));
-        let last = Span::new((1 << 40) - 1, (1 << 24) - 1).expect("fits");
-        assert_eq!((last.start(), last.len()), ((1 << 40) - 1, (1 << 24) - 1));
-        assert!(Span::new(1 << 40, 1).is_none());
-        assert!(Span::new(0, 1 << 24).is_none());
-    }
-
-    #[test]
-    fn a_value_too_long_to_be_a_key_is_left_out() {
+    fn a_long_value_is_a_key_like_any_other() {
         let mut index = KeyIndex::default();
         let long = "x".repeat(1 << 24);
         index.insert(&long, 0);
         index.insert("a@x.cz", 1);
-        assert_eq!(index.len(), 1);
-        assert!(probe(&index, &long).is_empty());
+        index.insert(&long, 2);
+        assert_eq!(index.len(), 2);
+        assert_eq!(probe(&index, &long), vec![0, 2]);
+        assert!(probe(&index, &long[1..]).is_empty());
         assert_eq!(probe(&index, "a@x.cz"), vec![1]);
     }
 
