@@ -32,6 +32,12 @@ pub fn slug(text: &str) -> String {
             gap = true;
         }
     };
+    // Decomposing ASCII changes nothing: skip it (consents and genders
+    // are slugged per row, and are nearly always ASCII).
+    if text.is_ascii() {
+        text.chars().for_each(|c| push(c, &mut out));
+        return out;
+    }
     for c in text.nfkd() {
         match c {
             'ł' | 'Ł' => push('l', &mut out),

@@ -24,7 +24,9 @@ impl Default for ConsentWords {
 }
 
 fn key(word: &str) -> String {
-    slug(word).replace('_', "")
+    let mut key = slug(word);
+    key.retain(|c| c != '_');
+    key
 }
 
 impl ConsentWords {

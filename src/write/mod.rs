@@ -45,6 +45,13 @@ pub struct RowOut {
     pub matched_by: Option<MatchedBy>,
 }
 
+impl RowOut {
+    /// The store-index ordinals of the row's matches.
+    fn matched(self, job: &WriteJob) -> &[u32] {
+        &job.matched[self.start as usize..(self.start + self.len) as usize]
+    }
+}
+
 /// One resolved batch for the output files.
 #[derive(Debug)]
 pub struct WriteJob {
@@ -117,11 +124,7 @@ impl RowFile {
                     }
                 }
                 buf.push(b'\n');
-                if buf.len() >= CSV_BUFFER {
-                    file.write_all(buf).map_err(|e| Error::io(&*path, e))?;
-                    buf.clear();
-                }
-                Ok(())
+                flush_full(path, file, buf)
             }
             RowFile::Parquet(file) => file.record(cells),
         }
@@ -137,6 +140,15 @@ impl RowFile {
 
 /// Bytes of formatted CSV collected before a write.
 const CSV_BUFFER: usize = 1 << 20;
+
+/// Writes the formatted records once there are [`CSV_BUFFER`] bytes of them.
+fn flush_full(path: &Path, file: &mut File, buf: &mut Vec<u8>) -> Result<()> {
+    if buf.len() >= CSV_BUFFER {
+        file.write_all(buf).map_err(|e| Error::io(path, e))?;
+        buf.clear();
+    }
+    Ok(())
+}
 
 /// Appends one CSV field (RFC 4180, as the `csv` crate writes it): quoted,
 /// with `"` doubled, only when it holds a delimiter, a quote or a line end.
@@ -345,41 +357,46 @@ impl Outputs {
         let columns: Vec<&StringArray> = (1..=self.fields.len())
             .map(|c| batch.column(c).as_string::<i32>())
             .collect();
-        let file = &mut self.categories[category as usize];
-        let mut row_text = itoa::Buffer::new();
-        let mut id_text = itoa::Buffer::new();
-        let mut matched_ids = String::new();
-        let excel_safe = self.excel_safe;
-        // Row number, action, matched ids and matched_by never need quoting.
-        let head_cells = if category == Category::NoMatch { 2 } else { 4 };
-        let plain: Vec<bool> = std::iter::repeat_n(true, head_cells)
-            .chain(plain.iter().copied())
-            .collect();
-        for out in rows {
-            let i = out.index as usize;
-            let matched = (category != Category::NoMatch).then(|| {
-                matched_ids.clear();
-                let ordinals = &job.matched[out.start as usize..(out.start + out.len) as usize];
-                for (k, &ordinal) in ordinals.iter().enumerate() {
-                    if k > 0 {
-                        matched_ids.push(';');
-                    }
-                    matched_ids.push_str(id_text.format(ids[ordinal as usize]));
+        let matches = category != Category::NoMatch;
+        match &mut self.categories[category as usize] {
+            RowFile::Csv { path, file, buf } => {
+                let flush = |buf: &mut Vec<u8>| flush_full(path, file, buf);
+                csv_rows(
+                    buf,
+                    flush,
+                    &columns,
+                    &self.fields,
+                    rows,
+                    matches,
+                    job,
+                    ids,
+                    plain,
+                    self.excel_safe,
+                )
+            }
+            RowFile::Parquet(file) => {
+                // The same cells as the CSV form (no `--excel-safe`: a
+                // Parquet file is read as typed data).
+                let mut matched_ids = Vec::new();
+                for out in rows {
+                    let i = out.index as usize;
+                    matched_ids.clear();
+                    write_matched_ids(&mut matched_ids, out.matched(job), ids);
+                    let head = [
+                        Some(row_numbers.value(i).to_string().into()),
+                        Some(out.action.as_str().into()),
+                    ];
+                    let matched = [
+                        Some(String::from_utf8_lossy(&matched_ids)),
+                        out.matched_by.map(|by| by.as_str().into()),
+                    ];
+                    let values = columns.iter().map(|c| c.is_valid(i).then(|| c.value(i).into()));
+                    let matched = matched.into_iter().filter(|_| matches);
+                    file.record(head.into_iter().chain(matched).chain(values))?;
                 }
-                [Some(matched_ids.as_str()), out.matched_by.map(MatchedBy::as_str)]
-            });
-            let head = [Some(row_text.format(row_numbers.value(i))), Some(out.action.as_str())]
-                .into_iter()
-                .chain(matched.into_iter().flatten())
-                .map(|cell| cell.map(Cow::Borrowed));
-            let values = columns.iter().zip(&self.fields).map(|(column, (_, is_phone))| {
-                column
-                    .is_valid(i)
-                    .then(|| safe_cell(excel_safe && !is_phone, column.value(i)))
-            });
-            file.record(head.chain(values), &plain)?;
+                Ok(())
+            }
         }
-        Ok(())
     }
 
     /// Writes one failed row: `row`, `reason`, `detail`, then the values as read.
@@ -400,6 +417,67 @@ impl Outputs {
             file.finish()?;
         }
         self.failed.finish()
+    }
+}
+
+/// Formats the rows of one category file as CSV: the cells of
+/// [`Outputs::write_category`], in a loop of its own (the category files
+/// are most of what an import writes, and a generic record of optional
+/// cells cost a fifth of the writer's time). `matches`: the file has the
+/// `matched_ids` and `matched_by` columns. `flush` is called after each
+/// row.
+#[allow(clippy::too_many_arguments)]
+fn csv_rows(
+    buf: &mut Vec<u8>,
+    mut flush: impl FnMut(&mut Vec<u8>) -> Result<()>,
+    columns: &[&StringArray],
+    fields: &[(String, bool)],
+    rows: &[RowOut],
+    matches: bool,
+    job: &WriteJob,
+    ids: &[i64],
+    plain: &[bool],
+    excel_safe: bool,
+) -> Result<()> {
+    let row_numbers = job.norm.batch.column(0).as_primitive::<UInt64Type>();
+    let mut number = itoa::Buffer::new();
+    for out in rows {
+        let i = out.index as usize;
+        buf.extend_from_slice(number.format(row_numbers.value(i)).as_bytes());
+        buf.push(b',');
+        buf.extend_from_slice(out.action.as_str().as_bytes());
+        if matches {
+            buf.push(b',');
+            write_matched_ids(buf, out.matched(job), ids);
+            buf.push(b',');
+            buf.extend_from_slice(out.matched_by.map_or("", MatchedBy::as_str).as_bytes());
+        }
+        for ((column, (_, is_phone)), &plain) in columns.iter().zip(fields).zip(plain) {
+            buf.push(b',');
+            if column.is_valid(i) {
+                let cell = safe_cell(excel_safe && !is_phone, column.value(i));
+                if plain {
+                    buf.extend_from_slice(cell.as_bytes());
+                } else {
+                    push_csv_field(buf, cell.as_bytes());
+                }
+            }
+        }
+        buf.push(b'\n');
+        flush(buf)?;
+    }
+    Ok(())
+}
+
+/// The `matched_ids` cell: the ids of the matched contacts (`ordinals` of
+/// the store index), `;`-separated.
+fn write_matched_ids(buf: &mut Vec<u8>, ordinals: &[u32], ids: &[i64]) {
+    let mut number = itoa::Buffer::new();
+    for (k, &ordinal) in ordinals.iter().enumerate() {
+        if k > 0 {
+            buf.push(b';');
+        }
+        buf.extend_from_slice(number.format(ids[ordinal as usize]).as_bytes());
     }
 }
 
