@@ -360,19 +360,16 @@ impl Outputs {
         let matches = category != Category::NoMatch;
         match &mut self.categories[category as usize] {
             RowFile::Csv { path, file, buf } => {
-                let flush = |buf: &mut Vec<u8>| flush_full(path, file, buf);
-                csv_rows(
-                    buf,
-                    flush,
-                    &columns,
-                    &self.fields,
-                    rows,
-                    matches,
+                let cells = Cells {
                     job,
                     ids,
+                    columns: &columns,
+                    fields: &self.fields,
                     plain,
-                    self.excel_safe,
-                )
+                    excel_safe: self.excel_safe,
+                    matches,
+                };
+                csv_rows(buf, |buf| flush_full(path, file, buf), rows, &cells)
             }
             RowFile::Parquet(file) => {
                 // The same cells as the CSV form (no `--excel-safe`: a
@@ -420,25 +417,41 @@ impl Outputs {
     }
 }
 
+/// What the cells of a batch's category rows are made of.
+struct Cells<'a> {
+    job: &'a WriteJob,
+    /// Store-index ordinal -> contact id.
+    ids: &'a [i64],
+    /// The normalized field columns, and each field's name and whether it is a phone.
+    columns: &'a [&'a StringArray],
+    fields: &'a [(String, bool)],
+    /// Per field column: nothing in it needs quoting.
+    plain: &'a [bool],
+    excel_safe: bool,
+    /// The file has the `matched_ids` and `matched_by` columns.
+    matches: bool,
+}
+
 /// Formats the rows of one category file as CSV: the cells of
 /// [`Outputs::write_category`], in a loop of its own (the category files
 /// are most of what an import writes, and a generic record of optional
-/// cells cost a fifth of the writer's time). `matches`: the file has the
-/// `matched_ids` and `matched_by` columns. `flush` is called after each
+/// cells cost a fifth of the writer's time). `flush` is called after each
 /// row.
-#[allow(clippy::too_many_arguments)]
 fn csv_rows(
     buf: &mut Vec<u8>,
     mut flush: impl FnMut(&mut Vec<u8>) -> Result<()>,
-    columns: &[&StringArray],
-    fields: &[(String, bool)],
     rows: &[RowOut],
-    matches: bool,
-    job: &WriteJob,
-    ids: &[i64],
-    plain: &[bool],
-    excel_safe: bool,
+    cells: &Cells,
 ) -> Result<()> {
+    let Cells {
+        job,
+        ids,
+        columns,
+        fields,
+        plain,
+        excel_safe,
+        matches,
+    } = *cells;
     let row_numbers = job.norm.batch.column(0).as_primitive::<UInt64Type>();
     let mut number = itoa::Buffer::new();
     for out in rows {
