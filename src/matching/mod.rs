@@ -74,11 +74,7 @@ impl KeyIndex {
     fn with_capacity(entries: usize, bytes: usize) -> KeyIndex {
         KeyIndex {
             table: SpanTable::with_capacity(entries),
-            data: {
-                let mut data = Arena::default();
-                data.reserve(bytes);
-                data
-            },
+            data: Arena::with_capacity(bytes),
             next: Vec::with_capacity(entries),
         }
     }

@@ -47,6 +47,12 @@ pub(super) struct Arena {
 }
 
 impl Arena {
+    pub(super) fn with_capacity(bytes: usize) -> Arena {
+        Arena {
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
     pub(super) fn reserve(&mut self, bytes: usize) {
         self.bytes.reserve(bytes);
     }

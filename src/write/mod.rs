@@ -374,22 +374,24 @@ impl Outputs {
             RowFile::Parquet(file) => {
                 // The same cells as the CSV form (no `--excel-safe`: a
                 // Parquet file is read as typed data).
+                let mut number = itoa::Buffer::new();
                 let mut matched_ids = Vec::new();
                 for out in rows {
                     let i = out.index as usize;
-                    matched_ids.clear();
-                    write_matched_ids(&mut matched_ids, out.matched(job), ids);
                     let head = [
-                        Some(row_numbers.value(i).to_string().into()),
+                        Some(number.format(row_numbers.value(i)).into()),
                         Some(out.action.as_str().into()),
                     ];
-                    let matched = [
-                        Some(String::from_utf8_lossy(&matched_ids)),
-                        out.matched_by.map(|by| by.as_str().into()),
-                    ];
+                    let matched = matches.then(|| {
+                        matched_ids.clear();
+                        write_matched_ids(&mut matched_ids, out.matched(job), ids);
+                        [
+                            Some(String::from_utf8_lossy(&matched_ids)),
+                            out.matched_by.map(|by| by.as_str().into()),
+                        ]
+                    });
                     let values = columns.iter().map(|c| c.is_valid(i).then(|| c.value(i).into()));
-                    let matched = matched.into_iter().filter(|_| matches);
-                    file.record(head.into_iter().chain(matched).chain(values))?;
+                    file.record(head.into_iter().chain(matched.into_iter().flatten()).chain(values))?;
                 }
                 Ok(())
             }
