@@ -153,6 +153,9 @@ impl Store {
         if current == 1 {
             self.fill_key_hashes()?;
         }
+        if current < 4 {
+            self.rebuild_contacts()?;
+        }
         tx.execute(
             "INSERT OR REPLACE INTO kontakt_meta (key, value) VALUES ('schema_version', ?)",
             [SCHEMA_VERSION.to_string()],
@@ -196,6 +199,37 @@ impl Store {
             ))?;
         }
         Ok(())
+    }
+
+    /// Puts `contacts_v4` (made by migration 4) in place of `contacts`,
+    /// inside the migration's transaction: the custom columns are added
+    /// with their types, in their order, and every contact is copied by
+    /// column name (in the table's order).
+    fn rebuild_contacts(&self) -> Result<()> {
+        let standard = self.columns("contacts_v4")?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_name = 'contacts' ORDER BY ordinal_position",
+            )
+            .map_err(|e| self.error(&e))?;
+        let columns = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(|e| self.error(&e))?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| self.error(&e))?;
+        for (name, data_type) in columns.iter().filter(|(name, _)| !standard.contains(name)) {
+            self.execute_batch(&format!(
+                "ALTER TABLE contacts_v4 ADD COLUMN {} {data_type}",
+                quote_ident(name)
+            ))?;
+        }
+        self.execute_batch(
+            "INSERT INTO contacts_v4 BY NAME SELECT * FROM contacts; \
+             DROP TABLE contacts; \
+             ALTER TABLE contacts_v4 RENAME TO contacts",
+        )
     }
 
     /// Names of the columns of a table, in order.
@@ -454,6 +488,122 @@ mod tests {
             .query_row("SELECT email_hash FROM contacts WHERE id = 300002", [], |r| r.get(0))
             .expect("last");
         assert_eq!(last, key_hash("c300002@x.cz"));
+    }
+
+    /// Compression method of each segment of a column (after a checkpoint).
+    fn compressions(store: &Store, column: &str) -> Vec<String> {
+        let mut stmt = store
+            .connection()
+            .prepare(
+                "SELECT DISTINCT compression FROM pragma_storage_info('contacts') \
+                 WHERE column_name = ? AND segment_type = 'VARCHAR' ORDER BY ALL",
+            )
+            .expect("prepare");
+        stmt.query_map([column], |r| r.get(0))
+            .expect("query")
+            .collect::<std::result::Result<_, _>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn text_columns_keep_their_compression_whatever_the_values() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("k.duckdb")).expect("create");
+        // Left to choose, DuckDB would keep a dictionary for an email from
+        // a set of three, and FSST (or nothing) for first names that are
+        // all different: fixed, each keeps its own method.
+        store
+            .execute_batch(
+                "INSERT INTO contacts (id, created_at, updated_at, first_name, email) \
+                 SELECT i, now(), now(), 'name-' || i || '-' || md5(i::VARCHAR), 'same' || (i % 3) || '@x.cz' \
+                 FROM range(1, 150001) AS t(i); CHECKPOINT",
+            )
+            .expect("contacts");
+        assert_eq!(compressions(&store, "email"), ["FSST"]);
+        assert_eq!(compressions(&store, "first_name"), ["Dictionary"]);
+    }
+
+    #[test]
+    fn migration_4_keeps_every_contact_and_custom_column() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v3.duckdb");
+        {
+            // A store as schema version 3 left it, with a custom field.
+            let conn = Connection::open(&path).expect("open");
+            for sql in &schema::MIGRATIONS[..3] {
+                conn.execute_batch(sql).expect("v3 schema");
+            }
+            conn.execute_batch(
+                "INSERT INTO kontakt_meta VALUES ('schema_version', '3'); \
+                 ALTER TABLE contacts ADD COLUMN \"custom.shoe_size\" VARCHAR; \
+                 INSERT INTO custom_fields VALUES ('shoe_size', now()); \
+                 INSERT INTO contacts (id, type, created_at, updated_at, import_id, first_name, email, gender, \
+                                       birth_date, email_opt_in, tags, email_hash, \"custom.shoe_size\") VALUES \
+                 (7, 'company', TIMESTAMP '2026-01-02 03:04:05', TIMESTAMP '2026-01-03 00:00:00', 2, 'Jana', \
+                  'jana@x.cz', 'F', DATE '1990-05-06', 'opt-in', ['vip', 'b2b'], 42, '38'); \
+                 INSERT INTO contacts (id, created_at, updated_at, email) \
+                 SELECT i, now(), now(), 'c' || i || '@x.cz' FROM range(8, 1008) AS t(i)",
+            )
+            .expect("v3 contacts");
+        }
+        let store = Store::open(&path).expect("migrate");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        let columns = store.columns("contacts").expect("columns");
+        assert_eq!(columns.last().map(String::as_str), Some("custom.shoe_size"));
+        assert!(store.columns("contacts_v4").expect("columns").is_empty());
+        assert_eq!(store.count("contacts").expect("count"), 1001);
+        let row: (String, String, String, i64, String, String, String, String, String, u64, String) = store
+            .connection()
+            .query_row(
+                "SELECT type, created_at::VARCHAR, updated_at::VARCHAR, import_id, first_name, email, gender, \
+                        birth_date::VARCHAR, email_opt_in || '/' || sms_opt_in || '/' || array_to_string(tags, ';'), \
+                        email_hash, \"custom.shoe_size\" FROM contacts WHERE id = 7",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                        r.get(9)?,
+                        r.get(10)?,
+                    ))
+                },
+            )
+            .expect("contact 7");
+        assert_eq!(
+            row,
+            (
+                "company".into(),
+                "2026-01-02 03:04:05".into(),
+                "2026-01-03 00:00:00".into(),
+                2,
+                "Jana".into(),
+                "jana@x.cz".into(),
+                "F".into(),
+                "1990-05-06".into(),
+                "opt-in/unknown/vip;b2b".into(),
+                42,
+                "38".into()
+            )
+        );
+        assert_eq!(
+            store
+                .query_i64("SELECT sum(id) FROM contacts WHERE email = 'c' || id || '@x.cz'", [])
+                .expect("sum"),
+            (8..1008).sum::<i64>()
+        );
+        // The checks still hold on the new table.
+        assert!(
+            store
+                .execute_batch("INSERT INTO contacts (id, created_at, updated_at, gender) VALUES (9999, now(), now(), 'X')")
+                .is_err()
+        );
     }
 
     #[test]
