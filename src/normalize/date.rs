@@ -42,9 +42,12 @@ pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
     if d == 0 || d > days_in_month(y, m) {
         return Err("no such day");
     }
+    // y has four digits, m and d at most two (checked above); written
+    // digit by digit, without the formatter.
+    let digit = |n: u32| char::from(b'0' + (n % 10) as u8);
     out.clear();
-    use std::fmt::Write;
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}");
+    out.extend([digit(y / 1000), digit(y / 100), digit(y / 10), digit(y), '-']);
+    out.extend([digit(m / 10), digit(m), '-', digit(d / 10), digit(d)]);
     Ok(())
 }
 

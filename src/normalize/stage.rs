@@ -255,13 +255,24 @@ impl Plan {
                 Source::Column(index) => {
                     let input = raw.column(*index);
                     let mut builder = StringBuilder::with_capacity(n, input.value_data().len());
+                    // Genders and consents are words from a small set,
+                    // each folded (allocated) to be looked up: once per
+                    // distinct value of the batch.
+                    let mut words: Option<HashMap<&str, WordResult, foldhash::fast::FixedState>> =
+                        matches!(field.kind, FieldKind::Gender | FieldKind::Consent).then(HashMap::default);
                     for (i, row_errors) in errors.iter_mut().enumerate() {
                         let value = input.value(i);
                         if is_blank(value) {
                             builder.append_null();
                             continue;
                         }
-                        match normalize_value(field.kind, value, regions[i], &self.settings, &mut scratch) {
+                        let normal = match &mut words {
+                            Some(words) => *words
+                                .entry(value)
+                                .or_insert_with(|| word(field.kind, value, &self.settings)),
+                            None => normalize_value(field.kind, value, regions[i], &self.settings, &mut scratch),
+                        };
+                        match normal {
                             Ok(normal) => builder.append_value(normal),
                             Err(why) => {
                                 builder.append_null();
@@ -420,6 +431,17 @@ fn is_blank(value: &str) -> bool {
     }
 }
 
+/// A gender or consent word's normal form, or why it has none.
+type WordResult = std::result::Result<&'static str, &'static str>;
+
+/// A gender or consent word to its normal form (as [`normalize_value`]).
+fn word(kind: FieldKind, value: &str, settings: &NormalizeSettings) -> WordResult {
+    match kind {
+        FieldKind::Gender => gender::normalize(value).ok_or("not a gender"),
+        _ => settings.consent.normalize(value).ok_or("not a consent value"),
+    }
+}
+
 /// One value to its normal form (borrowing the input or the scratch).
 fn normalize_value<'a>(
     kind: FieldKind,
@@ -447,9 +469,8 @@ fn normalize_value<'a>(
         }
         FieldKind::Email => email::normalize_into(value, scratch),
         FieldKind::Phone => phone::normalize(value, region, &settings.phone, scratch).map(|()| scratch.as_str()),
-        FieldKind::Gender => gender::normalize(value).ok_or("not a gender"),
+        FieldKind::Gender | FieldKind::Consent => word(kind, value, settings),
         FieldKind::Date => date::normalize(value, scratch).map(|()| scratch.as_str()),
-        FieldKind::Consent => settings.consent.normalize(value).ok_or("not a consent value"),
         FieldKind::Tags => {
             scratch.clear();
             let mut seen: Vec<&str> = Vec::new();
