@@ -143,6 +143,14 @@ impl Store {
         if current == SCHEMA_VERSION {
             return Ok(());
         }
+        if (1..4).contains(&current) {
+            // Migration 4 copies every contact: say why this open waits.
+            eprintln!(
+                "kontakt: {}: upgrading the store from schema {current} to {SCHEMA_VERSION}, once; \
+                 its contacts are copied into a new table (about 30 s for 10M contacts)",
+                self.path.display()
+            );
+        }
         let tx = self.conn.unchecked_transaction().map_err(|e| self.error(&e))?;
         for (version, sql) in schema::MIGRATIONS.iter().enumerate() {
             let version = version as i64 + 1;

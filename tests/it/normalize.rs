@@ -28,9 +28,13 @@ struct Outcome {
 }
 
 fn run(invalid_values: InvalidValues) -> Outcome {
+    run_file(FILE, invalid_values)
+}
+
+fn run_file(file: &str, invalid_values: InvalidValues) -> Outcome {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("kontakty.csv");
-    std::fs::write(&path, FILE).expect("write");
+    std::fs::write(&path, file).expect("write");
     let table = read::open(&Input::Path(path), &ReadOptions::default()).expect("open");
     let options = MappingOptions {
         auto: true,
@@ -147,6 +151,35 @@ fn normalizes_values_and_fails_rows_with_reasons() {
     assert_eq!(o.originals[5], "7|bad@||||||Karel||");
     // Every row read is either kept or failed, once.
     assert_eq!(o.kept.len() + o.failed.len(), 7);
+}
+
+#[test]
+fn a_word_repeated_in_a_batch_is_judged_in_every_row() {
+    // Genders and consents are folded once per distinct value of a batch:
+    // each row still gets its own verdict.
+    let file = "E-mail;Telefon;Pohlaví;Souhlas e-mail;Štítky\n\
+                a@x.cz;;muž;ano;\n\
+                b@x.cz;;x;ano;\n\
+                c@x.cz;;muž;možná;\n\
+                d@x.cz;;x;možná;\n\
+                e@x.cz;;Muž;ano;\n";
+    let o = run_file(file, InvalidValues::Fail);
+    for row in [1, 5] {
+        assert_eq!(field(&o, row, "gender"), Some("M"), "row {row}");
+        assert_eq!(field(&o, row, "email_opt_in"), Some("opt-in"), "row {row}");
+    }
+    let failed: Vec<(u64, &str)> = o.failed.iter().map(|(r, _, d)| (*r, d.as_str())).collect();
+    assert_eq!(
+        failed,
+        vec![
+            (2, "gender: \"x\" (not a gender)"),
+            (3, "email_opt_in: \"možná\" (not a consent value)"),
+            (
+                4,
+                "gender: \"x\" (not a gender); email_opt_in: \"možná\" (not a consent value)"
+            ),
+        ]
+    );
 }
 
 #[test]
