@@ -33,7 +33,8 @@ pub fn slug(text: &str) -> String {
         }
     };
     // Decomposing ASCII changes nothing: skip it (consents and genders
-    // are slugged per row, and are nearly always ASCII).
+    // are slugged once per distinct value of each batch, and are nearly
+    // always ASCII).
     if text.is_ascii() {
         text.chars().for_each(|c| push(c, &mut out));
         return out;

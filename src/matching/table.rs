@@ -3,18 +3,18 @@
 //!
 //! Probing tables of millions of values is bound by cache misses, one or
 //! two per probe, so the table is laid out for prefetching: open
-//! addressing with linear probing in one flat array of 16-byte slots, the
+//! addressing with linear probing in one flat array of 12-byte slots, the
 //! home slot of a hash known without touching the table. Callers that
 //! probe a run of rows prefetch the home slots of rows a few ahead
 //! ([`SpanTable::prefetch`]) and the misses overlap (hashbrown, used
-//! before, gives no way to prefetch). A slot holds 32 bits of the value's
-//! hash, so a probe reads the arena only for a value that is most likely
-//! the one sought; equality of the bytes decides, never the hash.
+//! before, gives no way to prefetch). A slot holds 12 bits of the value's
+//! hash, so a probe reads the arena only for a value that is likely the
+//! one sought; equality of the bytes decides, never the hash.
 
 use xxhash_rust::xxh3::xxh3_64;
 
-/// Values longer than this are stored after their length (8 bytes), so a
-/// span's length field stays small and a slot fits in 12 bytes.
+/// Values this long or longer are stored after their length (8 bytes), so
+/// a span's length field stays small and a slot fits in 12 bytes.
 const LONG: usize = (1 << 12) - 1;
 
 /// Below 1 TB: where a value may start.

@@ -143,7 +143,7 @@ impl Store {
         if current == SCHEMA_VERSION {
             return Ok(());
         }
-        if (1..4).contains(&current) {
+        if (1..schema::CONTACTS_REBUILT).contains(&current) {
             // Migration 4 copies every contact: say why this open waits.
             eprintln!(
                 "kontakt: {}: upgrading the store from schema {current} to {SCHEMA_VERSION}, once; \
@@ -161,7 +161,7 @@ impl Store {
         if current == 1 {
             self.fill_key_hashes()?;
         }
-        if current < 4 {
+        if current < schema::CONTACTS_REBUILT {
             self.rebuild_contacts()?;
         }
         tx.execute(
@@ -215,19 +215,11 @@ impl Store {
     /// column name (in the table's order).
     fn rebuild_contacts(&self) -> Result<()> {
         let standard = self.columns("contacts_v4")?;
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT column_name, data_type FROM information_schema.columns \
-                 WHERE table_name = 'contacts' ORDER BY ordinal_position",
-            )
-            .map_err(|e| self.error(&e))?;
-        let columns = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(|e| self.error(&e))?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(|e| self.error(&e))?;
-        for (name, data_type) in columns.iter().filter(|(name, _)| !standard.contains(name)) {
+        for (name, data_type) in self
+            .typed_columns("contacts")?
+            .iter()
+            .filter(|(name, _)| !standard.contains(name))
+        {
             self.execute_batch(&format!(
                 "ALTER TABLE contacts_v4 ADD COLUMN {} {data_type}",
                 quote_ident(name)
@@ -242,18 +234,24 @@ impl Store {
 
     /// Names of the columns of a table, in order.
     pub fn columns(&self, table: &str) -> Result<Vec<String>> {
+        Ok(self.typed_columns(table)?.into_iter().map(|(name, _)| name).collect())
+    }
+
+    /// Names and SQL types of the columns of a table, in order.
+    fn typed_columns(&self, table: &str) -> Result<Vec<(String, String)>> {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                "SELECT column_name, data_type FROM information_schema.columns \
+                 WHERE table_name = ? ORDER BY ordinal_position",
             )
             .map_err(|e| self.error(&e))?;
-        let names = stmt
-            .query_map([table], |r| r.get::<_, String>(0))
+        let columns = stmt
+            .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(|e| self.error(&e))?
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|e| self.error(&e))?;
-        Ok(names)
+        Ok(columns)
     }
 
     /// Counts rows of a table of the store's own schema.

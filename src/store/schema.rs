@@ -16,6 +16,9 @@
 
 pub const SCHEMA_VERSION: i64 = 4;
 
+/// The migration that rebuilds `contacts` (`Store::rebuild_contacts`).
+pub const CONTACTS_REBUILT: i64 = 4;
+
 /// Tables of the kontakt schema (for checked, non-user SQL only).
 pub const TABLES: &[&str] = &[
     "kontakt_meta",

@@ -424,8 +424,9 @@ struct Cells<'a> {
     job: &'a WriteJob,
     /// Store-index ordinal -> contact id.
     ids: &'a [i64],
-    /// The normalized field columns, and each field's name and whether it is a phone.
+    /// The normalized field columns.
     columns: &'a [&'a StringArray],
+    /// Each field's name and whether it is a phone.
     fields: &'a [(String, bool)],
     /// Per field column: nothing in it needs quoting.
     plain: &'a [bool],
