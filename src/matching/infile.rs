@@ -12,7 +12,7 @@
 //! resolves the file twice (the same rows give the same groups) and decides
 //! the second time with the first run's [`GroupStats`].
 
-use super::table::{Arena, SpanTable};
+use super::table::{Arena, SpanTable, huge_pages};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Duplicates {
@@ -112,8 +112,15 @@ impl InFile {
         // past its reserve rehashes every value it holds).
         self.primary.table.reserve(rows, &self.arena);
         self.secondary.table.reserve(rows, &self.arena);
-        self.arena.reserve(rows * 24);
+        // An email and a phone per row are ~40 bytes (a regrown arena
+        // copies all it holds; pages reserved and not used cost nothing).
+        self.arena.reserve(rows * 40);
         self.first_row.reserve(rows);
+        self.stats.sizes.reserve(rows);
+        self.stats.last.reserve(rows);
+        huge_pages(&self.first_row);
+        huge_pages(&self.stats.sizes);
+        huge_pages(&self.stats.last);
     }
 
     /// Whether this mode needs a first run to collect [`GroupStats`].
