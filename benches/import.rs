@@ -272,7 +272,16 @@ fn main() {
             );
             println!("{line}");
             let _ = writeln!(report, "{line}");
-            let _ = writeln!(details, "- {} {job}: {}", scenario.label, result.detail);
+            // Every run's time, in run order (the runs of the three jobs
+            // alternate), so a stall of the machine shows as one outlier.
+            let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
+            let _ = writeln!(
+                details,
+                "- {} {job}: runs s {}; {}",
+                scenario.label,
+                each.join(", "),
+                result.detail
+            );
         }
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
