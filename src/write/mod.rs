@@ -9,11 +9,11 @@
 //! `--excel-safe` prefixes such cells with `'` (never the normalized phone
 //! columns, whose `+` is the E.164 form scripts expect).
 
+mod direct;
 mod summary;
 
 use std::borrow::Cow;
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 
+use direct::DirectFile;
 pub use summary::{Summary, peak_memory_mib};
 
 use crate::apply::Action;
@@ -85,7 +86,7 @@ impl OutputFormat {
 enum RowFile {
     Csv {
         path: PathBuf,
-        file: File,
+        file: DirectFile,
         /// Formatted records not yet written (flushed at ~1 MiB).
         buf: Vec<u8>,
     },
@@ -94,18 +95,20 @@ enum RowFile {
 
 impl RowFile {
     fn create(path: PathBuf, header: &[&str], format: OutputFormat) -> Result<RowFile> {
-        let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
         match format {
             OutputFormat::Csv => {
                 let mut out = RowFile::Csv {
-                    file,
+                    file: DirectFile::create(&path).map_err(|e| Error::io(&path, e))?,
                     buf: Vec::with_capacity(CSV_BUFFER + (64 << 10)),
                     path,
                 };
                 out.record(header.iter().map(|h| Some(Cow::Borrowed(*h))), &[])?;
                 Ok(out)
             }
-            OutputFormat::Parquet => Ok(RowFile::Parquet(Box::new(ParquetFile::create(path, file, header)?))),
+            OutputFormat::Parquet => {
+                let file = File::create(&path).map_err(|e| Error::io(&path, e))?;
+                Ok(RowFile::Parquet(Box::new(ParquetFile::create(path, file, header)?)))
+            }
         }
     }
 
@@ -133,7 +136,7 @@ impl RowFile {
 
     fn finish(self) -> Result<()> {
         match self {
-            RowFile::Csv { path, mut file, buf } => file.write_all(&buf).map_err(|e| Error::io(&path, e)),
+            RowFile::Csv { path, file, mut buf } => file.finish(&mut buf).map_err(|e| Error::io(&path, e)),
             RowFile::Parquet(file) => file.finish(),
         }
     }
@@ -143,10 +146,9 @@ impl RowFile {
 const CSV_BUFFER: usize = 1 << 20;
 
 /// Writes the formatted records once there are [`CSV_BUFFER`] bytes of them.
-fn flush_full(path: &Path, file: &mut File, buf: &mut Vec<u8>) -> Result<()> {
+fn flush_full(path: &Path, file: &mut DirectFile, buf: &mut Vec<u8>) -> Result<()> {
     if buf.len() >= CSV_BUFFER {
-        file.write_all(buf).map_err(|e| Error::io(path, e))?;
-        buf.clear();
+        file.write_blocks(buf).map_err(|e| Error::io(path, e))?;
     }
     Ok(())
 }
