@@ -2,9 +2,10 @@
 //!
 //! An import writes gigabytes of rows it does not read back. Through the
 //! page cache each byte is copied into a page the kernel first has to find
-//! (evicting others, and on a VM often a page the host must back again):
-//! at 10M x 10M that copy cost 0.3-4.8 s of system time per run (`perf`:
-//! `copy_folio_from_iter_atomic`), the most variable part of the import.
+//! (evicting others; on a VM, perhaps a page the host must back again):
+//! at 10M x 10M that copy cost 0.3-4.8 s of system time per run on our
+//! 2-core VM (`perf`: `copy_folio_from_iter_atomic`), the most variable
+//! part of the import.
 //! Written direct, whole 4 KiB blocks go from one reused, aligned buffer
 //! to the disk. The tail of the file (less than a block) is written with
 //! `O_DIRECT` turned off. Where `O_DIRECT` is refused (tmpfs, other
@@ -85,7 +86,7 @@ impl DirectFile {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // A device whose blocks are larger than BLOCK, or a short
                 // write that left the rest unaligned: go on as usual.
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) && self.direct => {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                     self.stop_direct()?;
                     self.file.write_all(&bytes[done..])?;
                     done = whole;
