@@ -30,10 +30,11 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
     }
     // Transparent huge pages only where kontakt asks for them (the large
-    // key tables, read at random: `matching::huge_pages`). With THP
-    // "always", every allocation's first touch zeroes 2 MiB, and most of
-    // them touch memory sparsely (measured, 1M-row import, 3 alternating
-    // pairs: 3.7-4.0 s without THP against 4.3-4.8 s with it everywhere),
+    // key tables, read at random: `reserve_on_huge_pages` in `matching`).
+    // With THP "always", every allocation's first touch zeroes 2 MiB, and
+    // most of them touch memory sparsely (measured, 1M-row import, 3
+    // alternating pairs: 3.7-4.0 s without THP against 4.3-4.8 s with it
+    // everywhere),
     // so then this process keeps THP for advised memory only (Linux
     // 6.18+), or turns it off (older kernels). With "madvise", the common
     // default, nothing is changed: the prctl would cost system time for

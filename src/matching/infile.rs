@@ -12,7 +12,7 @@
 //! resolves the file twice (the same rows give the same groups) and decides
 //! the second time with the first run's [`GroupStats`].
 
-use super::table::{Arena, SpanTable, huge_pages};
+use super::table::{Arena, SpanTable, reserve_on_huge_pages};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Duplicates {
@@ -115,12 +115,9 @@ impl InFile {
         // An email and a phone per row are ~40 bytes (a regrown arena
         // copies all it holds; pages reserved and not used cost nothing).
         self.arena.reserve(rows * 40);
-        self.first_row.reserve(rows);
-        self.stats.sizes.reserve(rows);
-        self.stats.last.reserve(rows);
-        huge_pages(&self.first_row);
-        huge_pages(&self.stats.sizes);
-        huge_pages(&self.stats.last);
+        reserve_on_huge_pages(&mut self.first_row, rows);
+        reserve_on_huge_pages(&mut self.stats.sizes, rows);
+        reserve_on_huge_pages(&mut self.stats.last, rows);
     }
 
     /// Whether this mode needs a first run to collect [`GroupStats`].

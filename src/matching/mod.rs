@@ -21,7 +21,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use infile::{Duplicates, InFile, InFileVerdict};
-use table::{Arena, SpanTable, huge_pages};
+use table::{Arena, SpanTable, reserve_on_huge_pages};
 
 use crate::error::Result;
 use crate::store::Store;
@@ -58,14 +58,6 @@ pub struct KeyIndex {
 
 const SHARED: u32 = 1 << 31;
 
-/// An empty vector with room for `n` items, on huge pages (see
-/// [`huge_pages`]): for tables indexed at random.
-fn with_huge_pages<T>(n: usize) -> Vec<T> {
-    let v = Vec::with_capacity(n);
-    huge_pages(&v);
-    v
-}
-
 /// How many rows ahead a loop probing a table prefetches: enough for the
 /// misses of several rows to overlap, few enough that the lines are still
 /// in cache when their row comes.
@@ -83,7 +75,11 @@ impl KeyIndex {
         KeyIndex {
             table: SpanTable::with_capacity(entries),
             data: Arena::with_capacity(bytes),
-            next: with_huge_pages(entries),
+            next: {
+                let mut next = Vec::new();
+                reserve_on_huge_pages(&mut next, entries);
+                next
+            },
         }
     }
 
@@ -274,10 +270,8 @@ impl StoreIndex {
                 },
             )
             .map_err(|e| store.error(&e))?;
-        index.contacts.ids.reserve_exact(rows);
-        index.contacts.created.reserve_exact(rows);
-        huge_pages(&index.contacts.ids);
-        huge_pages(&index.contacts.created);
+        reserve_on_huge_pages(&mut index.contacts.ids, rows);
+        reserve_on_huge_pages(&mut index.contacts.created, rows);
         let mut primary = index
             .primary
             .as_ref()

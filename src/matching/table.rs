@@ -54,8 +54,7 @@ impl Arena {
     }
 
     pub(super) fn reserve(&mut self, bytes: usize) {
-        self.bytes.reserve(bytes);
-        huge_pages(&self.bytes);
+        reserve_on_huge_pages(&mut self.bytes, bytes);
     }
 
     /// Stores a value; `None` once the arena holds 1 TB.
@@ -203,13 +202,20 @@ fn span(slot: &Slot) -> Span {
     Span(u64::from(slot[1] & !TAG_MASK) << 32 | u64::from(slot[0]))
 }
 
+/// Makes room in `v` for `additional` more items, on 2 MiB pages where
+/// it can ([`huge_pages`]): for tables and arenas read at random.
+pub(crate) fn reserve_on_huge_pages<T>(v: &mut Vec<T>, additional: usize) {
+    v.reserve(additional);
+    huge_pages(v);
+}
+
 /// Asks Linux to back the spare capacity of `v` (the part not yet
 /// written) with 2 MiB pages. Tables of millions of keys are read at
 /// random: with 4 KiB pages nearly every probe also misses the TLB, and
 /// its page walk is a miss of its own (measured at 10M x 10M: the
 /// prefetches of the in-file resolver alone stalled for ~2 s of CPU).
 /// Only large allocations are worth it; elsewhere this does nothing.
-pub(crate) fn huge_pages<T>(v: &Vec<T>) {
+fn huge_pages<T>(v: &Vec<T>) {
     #[cfg(target_os = "linux")]
     {
         const HUGE: usize = 2 << 20;
