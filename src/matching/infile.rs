@@ -116,13 +116,21 @@ impl InFile {
         // copies all it holds; pages reserved and not used cost nothing).
         self.arena.reserve(rows * 40);
         reserve_on_huge_pages(&mut self.first_row, rows);
-        reserve_on_huge_pages(&mut self.stats.sizes, rows);
-        reserve_on_huge_pages(&mut self.stats.last, rows);
+        if self.collects_stats() {
+            reserve_on_huge_pages(&mut self.stats.sizes, rows);
+            reserve_on_huge_pages(&mut self.stats.last, rows);
+        }
     }
 
     /// Whether this mode needs a first run to collect [`GroupStats`].
     pub fn needs_stats(mode: Duplicates) -> bool {
         mode != Duplicates::First
+    }
+
+    /// Whether groups' sizes and last rows are counted: only for a first
+    /// run (`first` decides without them, and a second run has them).
+    fn collects_stats(&self) -> bool {
+        Self::needs_stats(self.mode) && self.known.is_none()
     }
 
     /// The stats collected so far (after a first run).
@@ -160,8 +168,10 @@ impl InFile {
             None => {
                 let g = u32::try_from(self.first_row.len()).expect("fewer than 4G groups");
                 self.first_row.push(row);
-                self.stats.sizes.push(0);
-                self.stats.last.push(row);
+                if self.collects_stats() {
+                    self.stats.sizes.push(0);
+                    self.stats.last.push(row);
+                }
                 if let Some((h, v)) = primary {
                     self.primary.insert(&mut self.arena, h, v, g);
                 }
@@ -172,8 +182,10 @@ impl InFile {
             }
         };
         let g = group as usize;
-        self.stats.sizes[g] += 1;
-        self.stats.last[g] = row;
+        if self.collects_stats() {
+            self.stats.sizes[g] += 1;
+            self.stats.last[g] = row;
+        }
         let first = self.first_row[g];
         // The row that goes on for this group (none: every row fails).
         let winner = match (self.mode, &self.known) {
