@@ -68,7 +68,7 @@ fn run(plan: &Plan, batches: &[RawBatch]) -> u64 {
         .par_iter()
         .map(|b| {
             let n = plan.normalize(b);
-            (n.batch.num_rows() + n.failed.len()) as u64
+            (n.kept_rows() + n.failed.len()) as u64
         })
         .sum()
 }

@@ -18,6 +18,7 @@ use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use duckdb::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt64Array};
+use duckdb::arrow::buffer::NullBuffer;
 use duckdb::arrow::datatypes::UInt64Type;
 use duckdb::arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
@@ -116,6 +117,14 @@ fn probe(keys: &KeyColumns, index: &StoreIndex, norm: NormalizedBatch) -> Prepar
     for i in 0..n {
         let ahead = i + matching::AHEAD;
         index.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
+        if !norm.is_kept(i) {
+            probes.push(Probe {
+                by: None,
+                start: matched.len() as u32,
+                len: 0,
+            });
+            continue;
+        }
         let by = index.probe(matching::key_at(ph, pv, i), matching::key_at(sh, sv, i), &mut found);
         probes.push(Probe {
             by,
@@ -636,13 +645,21 @@ fn file_keys(
                 .into_iter()
                 .zip(in_use)
                 .filter_map(|(a, used)| used.then_some(a));
+            // A failed row's keys are not the file's.
+            let kept = (!p.norm.dropped.is_empty())
+                .then(|| NullBuffer::from_iter(p.norm.dropped.iter().map(|&dropped| !dropped)));
             for ((appender, keys), (hashes, values)) in appenders.iter_mut().zip(&tables).zip(arrays) {
                 let Some(values) = values else { continue };
+                // The hash of an empty key is not a key: null with its value.
+                let nulls = NullBuffer::union(values.nulls(), kept.as_ref());
                 let column: ArrayRef = if keys.hashed {
-                    // The hash of an empty key is not a key: null with its value.
-                    Arc::new(UInt64Array::new(hashes.values().clone(), values.nulls().cloned()))
+                    Arc::new(UInt64Array::new(hashes.values().clone(), nulls))
                 } else {
-                    Arc::new(values.clone())
+                    Arc::new(StringArray::new(
+                        values.offsets().clone(),
+                        values.values().clone(),
+                        nulls,
+                    ))
                 };
                 let name = if keys.hashed { "h" } else { "v" };
                 let batch = RecordBatch::try_from_iter([(name, column)]).map_err(|e| store.arrow_error(&e))?;
@@ -664,6 +681,9 @@ fn resolve_rows(p: &Prepared, keys: &KeyColumns, infile: &mut InFile) {
     for (i, probe) in p.probes.iter().enumerate() {
         let ahead = i + matching::AHEAD;
         infile.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
+        if !p.norm.is_kept(i) {
+            continue;
+        }
         infile.resolve(
             rows.value(i),
             matching::key_at(ph, pv, i),
@@ -695,6 +715,9 @@ fn resolve_batch(
     for (i, probe) in p.probes.iter().enumerate() {
         let ahead = i + matching::AHEAD;
         infile.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
+        if !norm.is_kept(i) {
+            continue;
+        }
         let row = rows.value(i);
         let primary = matching::key_at(ph, pv, i);
         let secondary = matching::key_at(sh, sv, i);
@@ -751,7 +774,7 @@ fn resolve_batch(
     for f in norm.failed.iter().chain(&duplicates) {
         *counts.failed_by_reason.entry(f.reason.as_str()).or_default() += 1;
     }
-    let n = (batch.num_rows() + norm.failed.len()) as u64;
+    let n = (norm.kept_rows() + norm.failed.len()) as u64;
     counts.group.rows_read += n;
     counts.group.rows_failed += (norm.failed.len() + duplicates.len()) as u64;
     let commit = CommitJob::Rows {

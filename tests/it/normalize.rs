@@ -62,7 +62,7 @@ fn run_file(file: &str, invalid_values: InvalidValues) -> Outcome {
         let normalized = plan.normalize(&raw.expect("batch"));
         let b = &normalized.batch;
         let rows = b.column(0).as_any().downcast_ref::<UInt64Array>().expect("rows");
-        for i in 0..b.num_rows() {
+        for i in (0..b.num_rows()).filter(|&i| normalized.is_kept(i)) {
             let values = (1..=names.len())
                 .map(|c| {
                     let column = b.column(c).as_any().downcast_ref::<StringArray>().expect("utf8");
