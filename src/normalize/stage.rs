@@ -478,10 +478,7 @@ fn normalize_value<'a>(
                 _ => Err("not a contact id (a positive whole number)"),
             }
         }
-        FieldKind::Name => {
-            text::collapse_whitespace(value, scratch);
-            Ok(scratch.as_str())
-        }
+        FieldKind::Name => Ok(text::collapse_whitespace(value, scratch)),
         FieldKind::Email => email::normalize_into(value, scratch),
         FieldKind::Phone => phone::normalize(value, region, &settings.phone, scratch).map(|()| scratch.as_str()),
         FieldKind::Gender | FieldKind::Consent => word(kind, value, settings),

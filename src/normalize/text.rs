@@ -1,8 +1,12 @@
 //! Names and other text: trimmed; names also have inner runs of white space
 //! collapsed to one space (case is kept: `McDonald`, `van der Berg`).
 
-/// Trims and collapses white space runs into `out`.
-pub fn collapse_whitespace(value: &str, out: &mut String) {
+/// Trims and collapses white space runs: `value` itself when it has none
+/// to collapse (most names), else the result, written into `out`.
+pub fn collapse_whitespace<'a>(value: &'a str, out: &'a mut String) -> &'a str {
+    if is_collapsed(value.as_bytes()) {
+        return value;
+    }
     out.clear();
     for (i, word) in value.split_whitespace().enumerate() {
         if i > 0 {
@@ -10,6 +14,28 @@ pub fn collapse_whitespace(value: &str, out: &mut String) {
         }
         out.push_str(word);
     }
+    out
+}
+
+/// Whether `bytes` certainly has no white space to trim or collapse: no
+/// space at either end or next to another, no other ASCII white space,
+/// and none of the lead bytes of Unicode's other white space (U+0085,
+/// U+00A0, U+1680, U+2000-U+205F, U+3000: 0xC2, 0xE1, 0xE2, 0xE3; text
+/// with those bytes, white space or not, takes the general way). One pass
+/// over the bytes where the general way decodes every character.
+fn is_collapsed(bytes: &[u8]) -> bool {
+    if bytes.first() == Some(&b' ') || bytes.last() == Some(&b' ') {
+        return false;
+    }
+    let mut previous = 0u8;
+    for &b in bytes {
+        match b {
+            b'\t'..=b'\r' | 0xC2 | 0xE1..=0xE3 => return false,
+            b' ' if previous == b' ' => return false,
+            _ => previous = b,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -19,9 +45,42 @@ mod tests {
     #[test]
     fn collapses() {
         let mut out = String::new();
-        collapse_whitespace("  Jan \t  Maria\u{a0} Novák ", &mut out);
-        assert_eq!(out, "Jan Maria Novák");
-        collapse_whitespace("   ", &mut out);
-        assert_eq!(out, "");
+        assert_eq!(
+            collapse_whitespace("  Jan \t  Maria\u{a0} Novák ", &mut out),
+            "Jan Maria Novák"
+        );
+        assert_eq!(collapse_whitespace("   ", &mut out), "");
+        assert_eq!(collapse_whitespace("", &mut out), "");
+    }
+
+    #[test]
+    fn clean_text_is_returned_as_it_is_and_the_rest_collapsed_as_before() {
+        let cases = [
+            "Jan Novák",
+            "Løvås",
+            "a",
+            "a  b",
+            " a",
+            "a ",
+            "a\tb",
+            "a\nb",
+            "a\u{85}b",
+            "a\u{a0}b",
+            "a\u{1680}b",
+            "a\u{2003}b",
+            "a\u{202f}b",
+            "a\u{3000}b",
+            "Nguyễn Văn",
+            "山田 太郎",
+            "a \u{a0}b",
+        ];
+        for value in cases {
+            let mut out = String::new();
+            let general: Vec<&str> = value.split_whitespace().collect();
+            assert_eq!(collapse_whitespace(value, &mut out), general.join(" "), "{value:?}");
+        }
+        let mut out = String::from("stale");
+        let clean = "Jan Novák";
+        assert!(std::ptr::eq(collapse_whitespace(clean, &mut out), clean));
     }
 }
