@@ -144,12 +144,17 @@ fn group_size() -> usize {
 /// Reads and normalizes the file's first batches while the store's index
 /// is built, which normalizing does not need (the build leaves part of
 /// the cores idle: at 10M x 10M they were ~75% busy): group after group
-/// until `built` is set, or the batches held reach [`AHEAD_BYTES`]. A read
+/// until `built` is set, or the input held reaches `limit` bytes. A read
 /// error ends them and comes last.
-fn normalize_ahead(table: &mut read::Table, plan: &Plan, built: &AtomicBool) -> (Vec<NormalizedBatch>, Option<Error>) {
+fn normalize_ahead(
+    table: &mut read::Table,
+    plan: &Plan,
+    built: &AtomicBool,
+    limit: usize,
+) -> (Vec<NormalizedBatch>, Option<Error>) {
     let mut normalized = Vec::new();
     let mut bytes = 0;
-    while !built.load(Ordering::Relaxed) && bytes < AHEAD_BYTES {
+    while !built.load(Ordering::Relaxed) && bytes < limit {
         let mut raws = Vec::new();
         let mut error = None;
         for batch in table.by_ref().take(group_size()) {
@@ -174,6 +179,11 @@ fn normalize_ahead(table: &mut read::Table, plan: &Plan, built: &AtomicBool) -> 
 /// Input held by [`normalize_ahead`] at most (~1M rows of contacts; their
 /// normalized batches take as much again).
 const AHEAD_BYTES: usize = 128 << 20;
+
+/// A file this size or smaller, imported into a store large enough for the
+/// semi-join, is normalized whole before the index is built (~2M rows of
+/// contacts; held with their normalized batches, ~0.5 GB).
+const WHOLE_BYTES: u64 = 256 << 20;
 
 /// Time spent per stage (summed over batches).
 #[derive(Debug, Default)]
@@ -345,20 +355,36 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         Some(store) => semi_join_pays(store, &table, contact_type).map_err(end_group)?,
         None => false,
     };
-    // The file's first batches are read and normalized while the index is
-    // built (probing them waits for it).
+    // A small file against a large store is read and normalized whole
+    // first: its keys select the contacts to index, and its batches are
+    // then only probed (no second pass over the file for its keys).
+    let whole = semi_join && normalized_whole(&table);
+    let held = whole.then(|| {
+        let started = Instant::now();
+        let held = normalize_ahead(&mut table, &plan, &AtomicBool::new(false), usize::MAX);
+        (held, started.elapsed())
+    });
+    // Else the file's first batches are read and normalized while the
+    // index is built (probing them waits for it).
     let built = AtomicBool::new(false);
     let (index, ahead) = std::thread::scope(|scope| {
-        let ahead = scope.spawn(|| {
-            let started = Instant::now();
-            (normalize_ahead(&mut table, &plan, &built), started.elapsed())
+        let ahead = held.is_none().then(|| {
+            scope.spawn(|| {
+                let started = Instant::now();
+                (
+                    normalize_ahead(&mut table, &plan, &built, AHEAD_BYTES),
+                    started.elapsed(),
+                )
+            })
         });
         let index = match &store {
             Some(store) => (|| {
-                let file_keys = if semi_join {
-                    Some(file_keys(store, input, options, &mapping, &empty_index(), cancel)?)
-                } else {
-                    None
+                let file_keys = match (&held, semi_join) {
+                    (Some(((batches, _), _)), _) => Some(file_keys(store, options, &KeyColumns::of(&plan), |add| {
+                        batches.iter().try_for_each(add)
+                    })?),
+                    (None, true) => Some(read_file_keys(store, input, options, &mapping, &empty_index(), cancel)?),
+                    (None, false) => None,
                 };
                 let built = StoreIndex::build(store, contact_type, primary, secondary, file_keys.as_deref());
                 for keys in file_keys.iter().flatten() {
@@ -369,11 +395,14 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             None => Ok(empty_index()),
         };
         built.store(true, Ordering::Relaxed);
-        let ahead = ahead
-            .join()
-            .unwrap_or_else(|_| ((Vec::new(), Some(Error::Stopped)), Duration::ZERO));
+        let ahead = ahead.map(|ahead| {
+            ahead
+                .join()
+                .unwrap_or_else(|_| ((Vec::new(), Some(Error::Stopped)), Duration::ZERO))
+        });
         (index, ahead)
     });
+    let ahead = held.or(ahead).unwrap_or_default();
     // Counted with the stage it belongs to (it overlaps the build).
     let (ahead, normalized_ahead) = ahead;
     timings.normalize_match += normalized_ahead;
@@ -562,10 +591,12 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
 /// first pass over the file's keys costs less than indexing the whole store.
 ///
 /// `KONTAKT_SEMI_JOIN=always|never` overrides the choice (for tests and
-/// measurements; the results are the same either way).
+/// measurements; the results are the same either way; `reread` is
+/// `always` with the keys read in a pass of their own, see
+/// [`normalized_whole`]).
 fn semi_join_pays(store: &Store, table: &read::Table, contact_type: &str) -> Result<bool> {
     match std::env::var("KONTAKT_SEMI_JOIN").as_deref() {
-        Ok("always") => return Ok(true),
+        Ok("always" | "reread") => return Ok(true),
         Ok("never") => return Ok(false),
         _ => {}
     }
@@ -582,19 +613,57 @@ fn semi_join_pays(store: &Store, table: &read::Table, contact_type: &str) -> Res
     Ok(stored as u64 > 2 * (bytes / 100).max(10_000))
 }
 
+/// Whether a file whose keys select the contacts to index is normalized
+/// whole first (up to [`WHOLE_BYTES`]), or its keys are read in a pass of
+/// their own ([`read_file_keys`]; always with `KONTAKT_SEMI_JOIN=reread`).
+fn normalized_whole(table: &read::Table) -> bool {
+    std::env::var("KONTAKT_SEMI_JOIN").as_deref() != Ok("reread")
+        && table.size.is_some_and(|bytes| bytes <= WHOLE_BYTES)
+}
+
 /// A first pass over the file that normalizes only its key fields (and
-/// `country`, which phones need) and appends the keys to temporary tables,
-/// one per key; returns their names. A key with a hash column in the store
-/// (`email_hash`, …) is sent as its xxh3 hash (`h UBIGINT`), so the
-/// semi-join compares integers and never reads the stored strings; others
-/// (the contact `id`) as text (`v VARCHAR`). See [`FileKeys`].
-fn file_keys(
+/// `country`, which phones need) for [`file_keys`].
+fn read_file_keys(
     store: &Store,
     input: &Input,
     options: &ImportOptions,
     mapping: &map::Mapping,
     empty: &StoreIndex,
     cancel: &AtomicBool,
+) -> Result<Vec<FileKeys>> {
+    let keys = [options.normalize.primary_key, options.normalize.secondary_key];
+    let mut key_mapping = mapping.clone();
+    key_mapping.columns.retain(|c| {
+        let name = c.target.name();
+        name == "country" || keys.contains(&Some(name.as_str()))
+    });
+    let plan = Plan::new(&key_mapping, options.normalize.clone())?;
+    file_keys(store, options, &KeyColumns::of(&plan), |add| {
+        let mut table = read::open(input, &options.read)?;
+        let none = (Vec::new(), None);
+        for_each_prepared(
+            &mut table,
+            &plan,
+            empty,
+            none,
+            cancel,
+            &mut Timings::default(),
+            |p, _| add(&p.norm),
+        )
+    })
+}
+
+/// Appends the file's keys, from the normalized batches `batches` hands
+/// to its argument, to temporary tables, one per key; returns their
+/// names. A key with a hash column in the store (`email_hash`, …) is sent
+/// as its xxh3 hash (`h UBIGINT`), so the semi-join compares integers and
+/// never reads the stored strings; others (the contact `id`) as text
+/// (`v VARCHAR`). See [`FileKeys`].
+fn file_keys(
+    store: &Store,
+    options: &ImportOptions,
+    columns: &KeyColumns,
+    batches: impl FnOnce(&mut dyn FnMut(&NormalizedBatch) -> Result<()>) -> Result<()>,
 ) -> Result<Vec<FileKeys>> {
     let keys: Vec<&str> = [options.normalize.primary_key, options.normalize.secondary_key]
         .into_iter()
@@ -604,13 +673,6 @@ fn file_keys(
         options.normalize.primary_key.is_some(),
         options.normalize.secondary_key.is_some(),
     ];
-    let mut key_mapping = mapping.clone();
-    key_mapping.columns.retain(|c| {
-        let name = c.target.name();
-        name == "country" || keys.contains(&name.as_str())
-    });
-    let plan = Plan::new(&key_mapping, options.normalize.clone())?;
-    let columns = KeyColumns::of(&plan);
     let tables: Vec<FileKeys> = keys
         .iter()
         .enumerate()
@@ -629,45 +691,35 @@ fn file_keys(
         .map(|t| conn.appender_to_catalog_and_db(&t.table, "temp", "main"))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| store.error(&e))?;
-    let mut table = read::open(input, &options.read)?;
-    let none = (Vec::new(), None);
-    for_each_prepared(
-        &mut table,
-        &plan,
-        empty,
-        none,
-        cancel,
-        &mut Timings::default(),
-        |p, _| {
-            // The arrays of the keys in use, in the order of `tables`.
-            let arrays = columns
-                .arrays(&p.norm)
-                .into_iter()
-                .zip(in_use)
-                .filter_map(|(a, used)| used.then_some(a));
-            // A failed row's keys are not the file's.
-            let kept = (!p.norm.dropped.is_empty())
-                .then(|| NullBuffer::from_iter(p.norm.dropped.iter().map(|&dropped| !dropped)));
-            for ((appender, keys), (hashes, values)) in appenders.iter_mut().zip(&tables).zip(arrays) {
-                let Some(values) = values else { continue };
-                // The hash of an empty key is not a key: null with its value.
-                let nulls = NullBuffer::union(values.nulls(), kept.as_ref());
-                let column: ArrayRef = if keys.hashed {
-                    Arc::new(UInt64Array::new(hashes.values().clone(), nulls))
-                } else {
-                    Arc::new(StringArray::new(
-                        values.offsets().clone(),
-                        values.values().clone(),
-                        nulls,
-                    ))
-                };
-                let name = if keys.hashed { "h" } else { "v" };
-                let batch = RecordBatch::try_from_iter([(name, column)]).map_err(|e| store.arrow_error(&e))?;
-                appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
-            }
-            Ok(())
-        },
-    )?;
+    batches(&mut |norm| {
+        // The arrays of the keys in use, in the order of `tables`.
+        let arrays = columns
+            .arrays(norm)
+            .into_iter()
+            .zip(in_use)
+            .filter_map(|(a, used)| used.then_some(a));
+        // A failed row's keys are not the file's.
+        let kept =
+            (!norm.dropped.is_empty()).then(|| NullBuffer::from_iter(norm.dropped.iter().map(|&dropped| !dropped)));
+        for ((appender, keys), (hashes, values)) in appenders.iter_mut().zip(&tables).zip(arrays) {
+            let Some(values) = values else { continue };
+            // The hash of an empty key is not a key: null with its value.
+            let nulls = NullBuffer::union(values.nulls(), kept.as_ref());
+            let column: ArrayRef = if keys.hashed {
+                Arc::new(UInt64Array::new(hashes.values().clone(), nulls))
+            } else {
+                Arc::new(StringArray::new(
+                    values.offsets().clone(),
+                    values.values().clone(),
+                    nulls,
+                ))
+            };
+            let name = if keys.hashed { "h" } else { "v" };
+            let batch = RecordBatch::try_from_iter([(name, column)]).map_err(|e| store.arrow_error(&e))?;
+            appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
+        }
+        Ok(())
+    })?;
     for appender in &mut appenders {
         appender.flush().map_err(|e| store.error(&e))?;
     }
