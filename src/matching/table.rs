@@ -214,7 +214,9 @@ pub(crate) fn reserve_on_huge_pages<T>(v: &mut Vec<T>, additional: usize) {
 /// random: with 4 KiB pages nearly every probe also misses the TLB, and
 /// its page walk is a miss of its own (measured at 10M x 10M: the
 /// prefetches of the in-file resolver alone stalled for ~2 s of CPU).
-/// Only large allocations are worth it; elsewhere this does nothing.
+/// Only large allocations are worth it; elsewhere this does nothing, as
+/// it does where the process has huge pages off (kontakt's default on
+/// Linux, `KONTAKT_THP=1` to keep them: see src/main.rs).
 fn huge_pages<T>(v: &Vec<T>) {
     #[cfg(target_os = "linux")]
     {

@@ -88,7 +88,8 @@ pub enum Original {
 /// (mapping order, then `--set` fields), `warnings`, and the key hashes.
 #[derive(Debug, Clone)]
 pub struct NormalizedBatch {
-    /// Every row the reader read, failed ones included (see `dropped`).
+    /// Every row read as a row of the table (a bad row is only in
+    /// `failed`), failed ones included (see `dropped`).
     pub batch: RecordBatch,
     pub failed: Vec<FailedRow>,
     /// Per row of `batch`: it failed (it is in `failed`), and whatever
