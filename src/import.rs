@@ -155,17 +155,7 @@ fn normalize_ahead(
     let mut normalized = Vec::new();
     let mut bytes = 0;
     while !built.load(Ordering::Relaxed) && bytes < limit {
-        let mut raws = Vec::new();
-        let mut error = None;
-        for batch in table.by_ref().take(group_size()) {
-            match batch {
-                Ok(batch) => raws.push(batch),
-                Err(e) => {
-                    error = Some(e);
-                    break;
-                }
-            }
-        }
+        let (raws, error) = read_group(table, group_size());
         let last = raws.is_empty() || error.is_some();
         bytes += raws.iter().map(|raw| raw.batch.get_array_memory_size()).sum::<usize>();
         normalized.par_extend(raws.par_iter().map(|raw| plan.normalize(raw)));
@@ -174,6 +164,19 @@ fn normalize_ahead(
         }
     }
     (normalized, None)
+}
+
+/// Up to `n` batches of the table; a read error ends them and comes back
+/// beside the batches read before it.
+fn read_group(table: &mut read::Table, n: usize) -> (Vec<RawBatch>, Option<Error>) {
+    let mut raws = Vec::with_capacity(n);
+    for batch in table.by_ref().take(n) {
+        match batch {
+            Ok(batch) => raws.push(batch),
+            Err(e) => return (raws, Some(e)),
+        }
+    }
+    (raws, None)
 }
 
 /// Input held by [`normalize_ahead`] at most (~1M rows of contacts; their
@@ -231,15 +234,10 @@ fn for_each_prepared(
             }
             loop {
                 let started = Instant::now();
-                let mut raws = Vec::with_capacity(group);
-                for batch in table.by_ref().take(group) {
-                    match batch {
-                        Ok(batch) => raws.push(batch),
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return (read, prepare_time);
-                        }
-                    }
+                let (raws, error) = read_group(table, group);
+                if let Some(e) = error {
+                    let _ = tx.send(Err(e));
+                    return (read, prepare_time);
                 }
                 read += started.elapsed();
                 if raws.is_empty() {
@@ -358,8 +356,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     // A small file against a large store is read and normalized whole
     // first: its keys select the contacts to index, and its batches are
     // then only probed (no second pass over the file for its keys).
-    let whole = semi_join && normalized_whole(&table);
-    let held = whole.then(|| {
+    let held = (semi_join && normalized_whole(&table)).then(|| {
         let started = Instant::now();
         let held = normalize_ahead(&mut table, &plan, &AtomicBool::new(false), usize::MAX);
         (held, started.elapsed())

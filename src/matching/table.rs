@@ -112,8 +112,8 @@ impl SpanTable {
         // shared zero page, and the first insert into that page then faults
         // again and flushes every core's TLB (measured at 10M x 10M: 2% of
         // the import's CPU).
-        let mut slots = Vec::with_capacity(buckets);
-        huge_pages(&slots);
+        let mut slots = Vec::new();
+        reserve_on_huge_pages(&mut slots, buckets);
         slots.resize(buckets, [0; 3]);
         SpanTable {
             slots,
