@@ -69,53 +69,51 @@ impl RecordParser {
         Some((start, start + self.parse_slow(rest)))
     }
 
-    /// Splits the line at `start` on the delimiter in one pass, eight bytes
-    /// at a time (SWAR: exact per-byte match masks, no false positives), and
-    /// returns the position after its line end; `None` (bounds left partial)
-    /// when the line holds a quote or a lone CR, which need the full parser.
+    /// Splits the line at `start` on the delimiter in one pass, 16 bytes at
+    /// a time: each block gives a mask of its delimiters, quotes and line
+    /// ends ([`specials`]), and only those bytes are looked at. Returns the
+    /// position after the line end; `None` (bounds left partial) when the
+    /// line holds a quote or a lone CR, which need the full parser.
     #[inline]
     fn split_plain_line(&mut self, input: &[u8], start: usize) -> Option<usize> {
         let (d, q) = (self.delimiter, self.quote);
         let mut field_start = start;
-        let mut i = start;
+        let mut block = start;
         loop {
-            // Find the next byte of interest: whole words first, then bytes.
-            let found = loop {
-                match input.get(i..i + 8) {
-                    Some(word) => {
-                        let w = u64::from_le_bytes(word.try_into().unwrap_or([0; 8]));
-                        let hits = byte_mask(w, d) | byte_mask(w, b'\n') | byte_mask(w, b'\r') | byte_mask(w, q);
-                        if hits != 0 {
-                            break Some(i + (hits.trailing_zeros() / 8) as usize);
-                        }
-                        i += 8;
-                    }
-                    None => {
-                        break input[i..]
-                            .iter()
-                            .position(|&b| b == d || b == b'\n' || b == b'\r' || b == q)
-                            .map(|p| i + p);
-                    }
+            let (mut mask, width) = match input.get(block..block + 16) {
+                Some(bytes) => (specials(bytes.try_into().unwrap_or(&[0; 16]), d, q), 16),
+                None => {
+                    let tail = &input[block..];
+                    let mask = tail
+                        .iter()
+                        .enumerate()
+                        .filter(|&(_, &b)| b == d || b == q || b == b'\n' || b == b'\r')
+                        .fold(0u32, |mask, (k, _)| mask | 1 << k);
+                    (mask, tail.len())
                 }
             };
-            let Some(at) = found else {
+            while mask != 0 {
+                let at = block + mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                let b = input[at];
+                if b == d {
+                    self.bounds.push((field_start, at));
+                    field_start = at + 1;
+                } else if b == b'\n' {
+                    self.bounds.push((field_start, at));
+                    return Some(at + 1);
+                } else if b == b'\r' && input.get(at + 1) == Some(&b'\n') {
+                    self.bounds.push((field_start, at));
+                    return Some(at + 2);
+                } else {
+                    return None;
+                }
+            }
+            if width < 16 {
                 self.bounds.push((field_start, input.len()));
                 return Some(input.len());
-            };
-            let b = input[at];
-            if b == d {
-                self.bounds.push((field_start, at));
-                field_start = at + 1;
-                i = at + 1;
-            } else if b == b'\n' {
-                self.bounds.push((field_start, at));
-                return Some(at + 1);
-            } else if b == b'\r' && input.get(at + 1) == Some(&b'\n') {
-                self.bounds.push((field_start, at));
-                return Some(at + 2);
-            } else {
-                return None;
             }
+            block += 16;
         }
     }
 
@@ -199,6 +197,40 @@ impl RecordParser {
     }
 }
 
+/// Bit `k` set where `block[k]` is the delimiter `d`, the quote `q`, CR
+/// or LF: four byte compares of the whole block (SSE2, part of every
+/// x86_64 CPU), or [`specials_swar`] elsewhere.
+#[inline(always)]
+fn specials(block: &[u8; 16], d: u8, q: u8) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8};
+        // SAFETY: the load reads the 16 bytes of `block` (unaligned loads
+        // are allowed), and SSE2 is part of every x86_64 CPU.
+        unsafe {
+            let v = _mm_loadu_si128(block.as_ptr().cast());
+            let is = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            let hits = _mm_or_si128(_mm_or_si128(is(d), is(q)), _mm_or_si128(is(b'\n'), is(b'\r')));
+            _mm_movemask_epi8(hits) as u32
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    specials_swar(block, d, q)
+}
+
+/// [`specials`] eight bytes at a time in general registers.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn specials_swar(block: &[u8; 16], d: u8, q: u8) -> u32 {
+    let half = |bytes: &[u8]| {
+        let w = u64::from_le_bytes(bytes.try_into().unwrap_or([0; 8]));
+        let hits = byte_mask(w, d) | byte_mask(w, q) | byte_mask(w, b'\n') | byte_mask(w, b'\r');
+        // One bit per byte (its high bit), gathered into the top byte.
+        ((hits >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+    };
+    half(&block[..8]) | half(&block[8..]) << 8
+}
+
 /// High bit set in exactly the bytes of `word` equal to `byte`.
 #[inline(always)]
 fn byte_mask(word: u64, byte: u8) -> u64 {
@@ -258,6 +290,57 @@ mod tests {
         let positions: Vec<u32> = (0..8).filter(|i| mask & (0x80 << (8 * i)) != 0).collect();
         assert_eq!(positions, vec![1, 3, 5, 6]);
         assert_eq!(mask.count_ones(), 4);
+    }
+
+    #[test]
+    fn block_masks_find_exactly_the_special_bytes() {
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let alphabet = b"a,;\"'\n\r\x80\xff\x00\x7f ";
+        for _ in 0..2000 {
+            let mut block = [0u8; 16];
+            for b in &mut block {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                *b = alphabet[(rng % alphabet.len() as u64) as usize];
+            }
+            for (d, q) in [(b',', b'"'), (b';', b'\'')] {
+                let expected = (0..16)
+                    .filter(|&k| [d, q, b'\n', b'\r'].contains(&block[k]))
+                    .fold(0u32, |m, k| m | 1 << k);
+                assert_eq!(specials(&block, d, q), expected, "{block:?}");
+                assert_eq!(specials_swar(&block, d, q), expected, "{block:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn plain_lines_split_as_the_full_parser_splits_them() {
+        // Lines of every length around the 16-byte blocks, ending in LF,
+        // CRLF or the input's end; fast path against csv_core alone.
+        for len in 0..40 {
+            for end in ["\n", "\r\n", ""] {
+                let line: String = (0..len).map(|k| if k % 3 == 2 { ',' } else { 'x' }).collect();
+                let text = format!("{line}{end}next,1\n");
+                let input = text.as_bytes();
+                let mut fast = RecordParser::new(b',', b'"');
+                let mut slow = RecordParser::new(b',', b'"');
+                let Some((_, next)) = fast.next(input, 0) else {
+                    assert!(line.is_empty() && !end.is_empty());
+                    continue;
+                };
+                let consumed = slow.parse_slow(input);
+                assert_eq!(fast.source, Source::Input);
+                // csv_core may leave a CRLF's LF for the next record, which
+                // skips line ends first.
+                assert!(
+                    next >= consumed && input[consumed..next].iter().all(|&b| b == b'\n'),
+                    "{text:?}"
+                );
+                let fields = |p: &RecordParser| p.fields(input).map(<[u8]>::to_vec).collect::<Vec<_>>();
+                assert_eq!(fields(&fast), fields(&slow), "{text:?}");
+            }
+        }
     }
 
     #[test]
