@@ -5,26 +5,10 @@
 
 /// Writes the ISO date into `out`, or says why the value is not a date.
 pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
-    let value = value.trim();
-    let value = value.split_once([' ', 'T']).map_or(value, |(date, time)| {
-        // Keep a spreadsheet's date-time date; `14. 3. 1985` has spaces too.
-        if time.contains(':') { date } else { value }
-    });
-    let (year, month, day) = if let Some((y, rest)) = value.split_once('-') {
-        let (m, d) = rest.split_once('-').ok_or("not a date")?;
-        (y, m, d)
-    } else if value.contains('.') {
-        let mut parts = value.split('.').map(str::trim);
-        let (d, m, y) = (parts.next(), parts.next(), parts.next());
-        if parts.next().is_some_and(|p| !p.is_empty()) {
-            return Err("not a date");
-        }
-        (y.ok_or("not a date")?, m.ok_or("not a date")?, d.ok_or("not a date")?)
-    } else if let Some((d, rest)) = value.split_once('/') {
-        let (m, y) = rest.split_once('/').ok_or("not a date")?;
-        (y, m, d)
-    } else {
-        return Err("not a date");
+    let value = super::text::trim(value);
+    let (year, month, day) = match fixed_layout(value) {
+        Some(parts) => parts,
+        None => split(value)?,
     };
     let number = |s: &str, max_len: usize| -> Result<u32, &'static str> {
         if s.is_empty() || s.len() > max_len || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -49,6 +33,46 @@ pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
     out.extend([digit(y / 1000), digit(y / 100), digit(y / 10), digit(y), '-']);
     out.extend([digit(m / 10), digit(m), '-', digit(d / 10), digit(d)]);
     Ok(())
+}
+
+/// Year, month and day of the three layouts most files use, written in
+/// full (`2001-02-03`, `03.02.2001`, `03/02/2001`), known by where their
+/// separators are: no search for them (the searches of [`split`] were half
+/// of this module's time). Digits are checked after, as for any layout.
+fn fixed_layout(value: &str) -> Option<(&str, &str, &str)> {
+    let b = value.as_bytes();
+    if b.len() != 10 || !value.is_ascii() {
+        return None;
+    }
+    match (b[2], b[4], b[5], b[7]) {
+        (_, b'-', _, b'-') => Some((&value[..4], &value[5..7], &value[8..])),
+        (b'.' | b'/', _, separator, _) if separator == b[2] => Some((&value[6..], &value[3..5], &value[..2])),
+        _ => None,
+    }
+}
+
+/// Year, month and day of a trimmed value, by its separators.
+fn split(value: &str) -> Result<(&str, &str, &str), &'static str> {
+    let value = value.split_once([' ', 'T']).map_or(value, |(date, time)| {
+        // Keep a spreadsheet's date-time date; `14. 3. 1985` has spaces too.
+        if time.contains(':') { date } else { value }
+    });
+    if let Some((y, rest)) = value.split_once('-') {
+        let (m, d) = rest.split_once('-').ok_or("not a date")?;
+        Ok((y, m, d))
+    } else if value.contains('.') {
+        let mut parts = value.split('.').map(str::trim);
+        let (d, m, y) = (parts.next(), parts.next(), parts.next());
+        if parts.next().is_some_and(|p| !p.is_empty()) {
+            return Err("not a date");
+        }
+        Ok((y.ok_or("not a date")?, m.ok_or("not a date")?, d.ok_or("not a date")?))
+    } else if let Some((d, rest)) = value.split_once('/') {
+        let (m, y) = rest.split_once('/').ok_or("not a date")?;
+        Ok((y, m, d))
+    } else {
+        Err("not a date")
+    }
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
@@ -82,6 +106,33 @@ mod tests {
             assert_eq!(norm(v).as_deref(), Ok("1985-03-14"), "{v}");
         }
         assert_eq!(norm("29.02.2000").as_deref(), Ok("2000-02-29"));
+    }
+
+    #[test]
+    fn fixed_layouts_read_as_the_general_way() {
+        for v in [
+            "2001-02-03",
+            "03.02.2001",
+            "03/02/2001",
+            "2001-2-003",
+            "03.02/2001",
+            "03/02.2001",
+            "2001.02.03",
+            "1a.02.2001",
+            "31.04.1990",
+            "2000-02-29",
+            "03.02.201\u{e9}",
+            "2001-02-3 ",
+        ] {
+            let value = v.trim();
+            assert_eq!(
+                fixed_layout(value).ok_or(()).or_else(|()| split(value).map_err(|_| ())),
+                split(value).map_err(|_| ()),
+                "{v}"
+            );
+        }
+        assert_eq!(fixed_layout("03.02/2001"), None);
+        assert_eq!(fixed_layout("03/02/2001"), Some(("2001", "02", "03")));
     }
 
     #[test]

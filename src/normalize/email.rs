@@ -5,7 +5,7 @@
 /// lower-case ASCII (most are: no copy), else written into `out`. Or why it
 /// is not plausible. One pass over the bytes checks everything.
 pub fn normalize_into<'a>(value: &'a str, out: &'a mut String) -> Result<&'a str, &'static str> {
-    let value = value.trim();
+    let value = super::text::trim(value);
     if value.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
         check(value)?;
         return Ok(value);
@@ -16,7 +16,7 @@ pub fn normalize_into<'a>(value: &'a str, out: &'a mut String) -> Result<&'a str
 
 /// Writes the normalized email into `out`, or says why it is not plausible.
 pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
-    let value = value.trim();
+    let value = super::text::trim(value);
     out.clear();
     out.push_str(value);
     if value.is_ascii() {
@@ -31,34 +31,32 @@ pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
     check(out)
 }
 
-/// The plausibility rules on an already lower-cased email.
+/// The plausibility rules on an already lower-cased email. Searches
+/// (`memchr`) and branch-free folds rather than one loop deciding per
+/// byte, which was a tenth of the normalize stage.
 fn check(email: &str) -> Result<(), &'static str> {
     let bytes = email.as_bytes();
-    let (mut at, mut ats, mut space) = (0, 0, false);
-    for (i, &b) in bytes.iter().enumerate() {
-        if b == b'@' {
-            ats += 1;
-            at = i;
-        } else if b.is_ascii_whitespace() {
-            space = true;
-        }
-    }
-    match ats {
-        0 => return Err("no @"),
-        1 => {}
-        _ => return Err("more than one @"),
+    let Some(at) = memchr::memchr(b'@', bytes) else {
+        return Err("no @");
+    };
+    if memchr::memrchr(b'@', bytes) != Some(at) {
+        return Err("more than one @");
     }
     if at == 0 {
         return Err("empty local part");
     }
-    if space {
+    if bytes.iter().fold(false, |space, b| space | b.is_ascii_whitespace()) {
         return Err("contains a space");
     }
     let domain = &bytes[at + 1..];
-    if !domain.contains(&b'.') {
+    if memchr::memchr(b'.', domain).is_none() {
         return Err("domain without a dot");
     }
-    if domain.first() == Some(&b'.') || domain.last() == Some(&b'.') || domain.windows(2).any(|w| w == b"..") {
+    let empty_label = domain
+        .iter()
+        .zip(&domain[1..])
+        .fold(false, |empty, (&a, &b)| empty | (a == b'.' && b == b'.'));
+    if domain.first() == Some(&b'.') || domain.last() == Some(&b'.') || empty_label {
         return Err("domain with an empty label");
     }
     Ok(())
@@ -97,6 +95,10 @@ mod tests {
             ("jan@.cz", "domain with an empty label"),
             ("jan@x..cz", "domain with an empty label"),
             ("jan@x.cz ok", "contains a space"),
+            ("@jan@x.cz", "more than one @"),
+            ("@jan x.cz", "empty local part"),
+            ("jan @x", "contains a space"),
+            ("jan@x", "domain without a dot"),
         ] {
             assert_eq!(norm(bad), Err(why), "{bad}");
         }

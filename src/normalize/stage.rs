@@ -467,9 +467,9 @@ fn normalize_value<'a>(
     scratch: &'a mut String,
 ) -> std::result::Result<&'a str, &'static str> {
     match kind {
-        FieldKind::Text => Ok(value.trim()),
+        FieldKind::Text => Ok(text::trim(value)),
         FieldKind::Id => {
-            let digits = value.trim();
+            let digits = text::trim(value);
             match digits.parse::<u64>() {
                 Ok(id) if id > 0 && id <= i64::MAX as u64 => {
                     scratch.clear();

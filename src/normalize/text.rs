@@ -1,6 +1,19 @@
 //! Names and other text: trimmed; names also have inner runs of white space
 //! collapsed to one space (case is kept: `McDonald`, `van der Berg`).
 
+/// `value` without white space at either end, as `str::trim`: a value
+/// that starts and ends with a visible ASCII character (most) is returned
+/// after looking at those two bytes, where `trim` decodes a character at
+/// each end through its generic pattern search (4% of the normalize stage).
+#[inline]
+pub fn trim(value: &str) -> &str {
+    match value.as_bytes() {
+        [first, .., last] if first.is_ascii_graphic() && last.is_ascii_graphic() => value,
+        [only] if only.is_ascii_graphic() => value,
+        _ => value.trim(),
+    }
+}
+
 /// Trims and collapses white space runs: `value` itself when it has none
 /// to collapse (most names), else the result, written into `out`.
 pub fn collapse_whitespace<'a>(value: &'a str, out: &'a mut String) -> &'a str {
@@ -41,6 +54,29 @@ fn is_collapsed(bytes: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trims_as_str_trim() {
+        for value in [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\ta\n",
+            "ab",
+            "a b",
+            "\u{a0}x",
+            "x\u{a0}",
+            "\u{3000}x\u{2003}",
+            "é",
+            "é ",
+            "Løvås",
+            "x\u{85}",
+        ] {
+            assert_eq!(trim(value), value.trim(), "{value:?}");
+        }
+    }
 
     #[test]
     fn collapses() {
