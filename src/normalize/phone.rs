@@ -245,7 +245,7 @@ const LETTER_SLOTS: usize = 26 * 26;
 /// Country calling codes have at most three digits.
 const CODE_SLOTS: usize = 1000;
 
-/// Regions compiled on this thread (each thread has its own regex caches,
+/// Regions compiled on this thread (each thread has its own DFA caches,
 /// so rayon workers never wait on each other). Looked up for every number,
 /// so by array index, not by hashing: region codes by their two letters,
 /// country codes by value.
