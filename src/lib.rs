@@ -24,6 +24,7 @@ pub mod import;
 pub mod map;
 pub mod matching;
 pub mod normalize;
+pub mod prefetch;
 pub mod read;
 pub mod store;
 pub mod synth;

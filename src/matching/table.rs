@@ -129,17 +129,7 @@ impl SpanTable {
     /// Asks the CPU to load the home slot of `hash`, for a probe soon.
     #[inline]
     pub(super) fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let slot = &self.slots[hash as usize & self.mask];
-            // SAFETY: a prefetch is a hint that never faults, and SSE is
-            // part of every x86_64 CPU.
-            unsafe {
-                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(slot.as_ptr().cast());
-            }
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        crate::prefetch::line(&self.slots[hash as usize & self.mask]);
     }
 
     /// The slot holding `value` (`Ok`), or the empty slot where it would go.
