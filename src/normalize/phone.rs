@@ -6,10 +6,11 @@
 //! matches one of its region's number types (fixed line, mobile, toll free,
 //! ...). The hot path reads the metadata once per thread into our own
 //! lazy DFAs ([`Pattern`]), because the crate keeps its regexes behind one
-//! global mutex, which serialises rayon threads. Resolution follows libphonenumber's
-//! order: a leading `+` or `00` gives the country code; otherwise the row's
-//! or the default country, its trunk prefix stripped (`0151…` in Germany),
-//! or its country code written without `+` (`420777123456` in Czechia).
+//! global mutex, which serialises rayon threads. Resolution follows
+//! libphonenumber's order: a leading `+` or `00` gives the country code;
+//! otherwise the row's or the default country, its trunk prefix stripped
+//! (`0151…` in Germany), or its country code written without `+`
+//! (`420777123456` in Czechia).
 //! What this path cannot make valid is asked of the crate's full parser
 //! (carrier codes, national-prefix transforms), so they agree on the rest.
 
@@ -177,7 +178,10 @@ impl Pattern {
             // A DFA reports a match one step late: after the end.
             Some(self.dfa.next_eoi_state(cache, state).ok()?.is_match())
         })();
-        // The cache gave up (too many states): the search that recovers.
+        // Configured as it is, a lazy DFA never gives up (a full cache is
+        // cleared and the walk goes on) and quits only on the bytes a
+        // Unicode word boundary needs, which no phone pattern has: the walk
+        // always decides. Should it not, the full search is asked.
         walked.unwrap_or_else(|| matches!(self.dfa.try_search_fwd(cache, &input), Ok(Some(_))))
     }
 }
@@ -196,10 +200,6 @@ impl Region {
 /// patterns), which libphonenumber strips before compiling; so do we.
 fn strip_layout(pattern: &str) -> String {
     pattern.chars().filter(|c| !c.is_whitespace()).collect()
-}
-
-fn compile(pattern: &str) -> Option<Pattern> {
-    Pattern::new(pattern)
 }
 
 fn load_region(meta: &phonenumber::Metadata) -> Option<Region> {
@@ -222,7 +222,7 @@ fn load_region(meta: &phonenumber::Metadata) -> Option<Region> {
     // "NA" marks a type the region does not have.
     .filter(|p| !p.is_empty() && p != "NA")
     .collect::<Vec<_>>();
-    let any_type = (!types.is_empty()).then(|| compile(&types.join("|"))).flatten();
+    let any_type = (!types.is_empty()).then(|| Pattern::new(&types.join("|"))).flatten();
     let national_prefix = meta.national_prefix().map(str::to_string);
     let simple = meta
         .national_prefix_for_parsing()
@@ -232,7 +232,7 @@ fn load_region(meta: &phonenumber::Metadata) -> Option<Region> {
         code: meta.country_code().to_string(),
         simple,
         national_prefix,
-        general: compile(d.general().national_number().as_str())?,
+        general: Pattern::new(d.general().national_number().as_str())?,
         any_type,
     })
 }

@@ -479,7 +479,11 @@ fn csv_rows(
         // prefetcher does not follow for a dozen columns at once.
         if k % PREFETCH_ROWS == 0 {
             let ahead = &rows[(k + PREFETCH_ROWS).min(rows.len())..(k + 2 * PREFETCH_ROWS).min(rows.len())];
-            if let (Some(first), Some(last)) = (ahead.first(), ahead.last()) {
+            // Rows come in batch order; a block that did not would only
+            // go without its prefetch.
+            if let (Some(first), Some(last)) = (ahead.first(), ahead.last())
+                && first.index <= last.index
+            {
                 let (first, last) = (first.index as usize, last.index as usize + 1);
                 for column in columns {
                     let offsets = column.value_offsets();
