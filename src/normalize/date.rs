@@ -38,15 +38,23 @@ pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
 /// Year, month and day of the three layouts most files use, written in
 /// full (`2001-02-03`, `03.02.2001`, `03/02/2001`), known by where their
 /// separators are: no search for them (the searches of [`split`] were half
-/// of this module's time). Digits are checked after, as for any layout.
+/// of this module's time). Only digits elsewhere, so [`split`] would give
+/// the same parts; anything else goes that way.
 fn fixed_layout(value: &str) -> Option<(&str, &str, &str)> {
     let b = value.as_bytes();
-    if b.len() != 10 || !value.is_ascii() {
+    if b.len() != 10 {
         return None;
     }
+    let digits_but = |separators: [usize; 2]| {
+        b.iter()
+            .enumerate()
+            .all(|(i, c)| separators.contains(&i) || c.is_ascii_digit())
+    };
     match (b[2], b[4], b[5], b[7]) {
-        (_, b'-', _, b'-') => Some((&value[..4], &value[5..7], &value[8..])),
-        (b'.' | b'/', _, separator, _) if separator == b[2] => Some((&value[6..], &value[3..5], &value[..2])),
+        (_, b'-', _, b'-') if digits_but([4, 7]) => Some((&value[..4], &value[5..7], &value[8..])),
+        (b'.' | b'/', _, separator, _) if separator == b[2] && digits_but([2, 5]) => {
+            Some((&value[6..], &value[3..5], &value[..2]))
+        }
         _ => None,
     }
 }
@@ -123,14 +131,19 @@ mod tests {
             "2000-02-29",
             "03.02.201\u{e9}",
             "2001-02-3 ",
+            "1-34-67-90",
+            "12.3a.1985",
+            "2001-0a-03",
         ] {
             let value = v.trim();
-            assert_eq!(
-                fixed_layout(value).ok_or(()).or_else(|()| split(value).map_err(|_| ())),
-                split(value).map_err(|_| ()),
-                "{v}"
-            );
+            if let Some(parts) = fixed_layout(value) {
+                assert_eq!(split(value), Ok(parts), "{v}");
+            }
         }
+        // Every other value takes the general way (with its own errors).
+        assert_eq!(fixed_layout("1-34-67-90"), None);
+        assert_eq!(norm("1-34-67-90"), Err("year is not four digits"));
+        assert_eq!(fixed_layout("2001-02-03"), Some(("2001", "02", "03")));
         assert_eq!(fixed_layout("03.02/2001"), None);
         assert_eq!(fixed_layout("03/02/2001"), Some(("2001", "02", "03")));
     }
