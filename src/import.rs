@@ -117,15 +117,13 @@ fn probe(keys: &KeyColumns, index: &StoreIndex, norm: NormalizedBatch) -> Prepar
     for i in 0..n {
         let ahead = i + matching::AHEAD;
         index.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
-        if !norm.is_kept(i) {
-            probes.push(Probe {
-                by: None,
-                start: matched.len() as u32,
-                len: 0,
-            });
-            continue;
-        }
-        let by = index.probe(matching::key_at(ph, pv, i), matching::key_at(sh, sv, i), &mut found);
+        // A failed row matches nothing (it is only in `failed`).
+        found.clear();
+        let by = if norm.is_kept(i) {
+            index.probe(matching::key_at(ph, pv, i), matching::key_at(sh, sv, i), &mut found)
+        } else {
+            None
+        };
         probes.push(Probe {
             by,
             start: matched.len() as u32,

@@ -243,6 +243,9 @@ fn byte_mask(word: u64, byte: u8) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
     use super::*;
 
     fn records(text: &str) -> Vec<Vec<String>> {
@@ -294,15 +297,12 @@ mod tests {
 
     #[test]
     fn block_masks_find_exactly_the_special_bytes() {
-        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
         let alphabet = b"a,;\"'\n\r\x80\xff\x00\x7f ";
         for _ in 0..2000 {
             let mut block = [0u8; 16];
             for b in &mut block {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                *b = alphabet[(rng % alphabet.len() as u64) as usize];
+                *b = alphabet[rng.random_range(0..alphabet.len())];
             }
             for (d, q) in [(b',', b'"'), (b';', b'\'')] {
                 let expected = (0..16)
