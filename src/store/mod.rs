@@ -5,6 +5,7 @@
 //! kontakt store (has tables but no `kontakt_meta`), is refused without being
 //! changed.
 
+mod id_bitmap;
 mod schema;
 mod views;
 
@@ -16,6 +17,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 
 use crate::error::{Error, Result};
 
+pub use id_bitmap::IdBitmap;
 pub use schema::SCHEMA_VERSION;
 pub use views::ArrowViews;
 use views::Database;
