@@ -30,10 +30,10 @@ const END: u32 = u32::MAX;
 
 /// Temporary table of the ids of the contacts a semi-join with the file
 /// selected.
-const PICKED: &str = "kontakt_build_side";
+const PICKED: &str = "kontakt_build_ids";
 
 /// Selected contacts up to this many are read into memory whole rather
-/// than streamed (~100 MB of ids, timestamps and key values at most).
+/// than streamed (~120 MB of ids, timestamps and key values at most).
 const WHOLE_ROWS: usize = 2_000_000;
 
 /// The stored contacts the build side read, by ordinal (`u32`).
@@ -223,6 +223,8 @@ impl StoreIndex {
         // integer columns only (the ids it keeps go to a temporary table);
         // their ids then filter the scan that reads the values
         // ([`IdBitmap`]), so only the selected rows' text is decompressed.
+        // `picked`: with the file's keys, the bitmap of the selected ids
+        // (none when no contact is selected or their ids span too wide).
         let (source, params, picked) = match file_keys {
             None => {
                 let filter: Vec<String> = keys.iter().map(|k| format!("\"{k}\" IS NOT NULL")).collect();
@@ -265,9 +267,9 @@ impl StoreIndex {
         // key), all of the type's by one aggregate scan, where a key
         // field's values are counted in its hash column, a scan of
         // integers where the text would be decompressed (at 10M contacts
-        // the count took 0.3-0.6 s that way). Then the rows are streamed,
-        // not materialized, and each key's index is filled on a thread of
-        // its own. An arena is reserved for [`VALUE_BYTES`] a value: pages
+        // the count took 0.3-0.6 s that way). Then the rows are read (all
+        // of a type's streamed, not materialized), and each key's index is
+        // filled on a thread of its own. An arena is reserved for [`VALUE_BYTES`] a value: pages
         // reserved and never written cost nothing, and longer values grow
         // it.
         let (rows, sizes): (usize, Vec<usize>) = if picked.is_some() {
