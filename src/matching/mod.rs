@@ -103,11 +103,12 @@ impl KeyIndex {
         // One probe finds the value or the slot for it (no second lookup).
         match self.table.search(hash, &self.data, value.as_bytes()) {
             Ok(slot) => {
-                // The first contact stays in the slot; the new one is second.
-                let first = self.table.item_mut(slot);
-                let head = (*first & !SHARED) as usize;
-                let shared = *first & SHARED != 0;
-                *first |= SHARED;
+                // The first contact stays with the value; the new one is second.
+                let span = self.table.span(slot);
+                let first = self.data.item(span);
+                let head = (first & !SHARED) as usize;
+                let shared = first & SHARED != 0;
+                self.data.set_item(span, first | SHARED);
                 let needed = head.max(contact as usize) + 1;
                 if self.next.len() < needed {
                     self.next.resize(needed, END);
@@ -116,8 +117,8 @@ impl KeyIndex {
                 self.next[head] = contact;
             }
             Err(slot) => {
-                if let Some(span) = self.data.push(value.as_bytes()) {
-                    self.table.fill(slot, hash, span, contact);
+                if let Some(span) = self.data.push(contact, value.as_bytes()) {
+                    self.table.fill(slot, hash, span);
                 }
             }
         }

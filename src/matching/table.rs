@@ -3,26 +3,28 @@
 //!
 //! Probing tables of millions of values is bound by cache misses, one or
 //! two per probe, so the table is laid out for prefetching: open
-//! addressing with linear probing in one flat array of 12-byte slots, the
+//! addressing with linear probing in one flat array of 8-byte slots, the
 //! home slot of a hash known without touching the table. Callers that
 //! probe a run of rows prefetch the home slots of rows a few ahead
 //! ([`SpanTable::prefetch`]) and the misses overlap (hashbrown, used
 //! before, gives no way to prefetch). A slot holds 12 bits of the value's
 //! hash, so a probe reads the arena only for a value that is likely the
-//! one sought; equality of the bytes decides, never the hash.
+//! one sought; equality of the bytes decides, never the hash. A value's
+//! item is in the arena just before it, on the line the comparison reads
+//! anyway, so the table holds only where values are.
 
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Values this long or longer are stored after their length (8 bytes), so
-/// a span's length field stays small and a slot fits in 12 bytes.
+/// a span's length field stays small and a slot fits in 8 bytes.
 const LONG: usize = (1 << 12) - 1;
 
 /// Below 1 TB: where a value may start.
 const START_LIMIT: usize = 1 << 40;
 
-/// Where a value is in an [`Arena`], in 52 bits: its start (below 1 TB) in
-/// bits 12..52 and its length in the low 12 bits ([`LONG`]: the length is
-/// in the arena, before the value).
+/// Where a value is in an [`Arena`], in 52 bits: where its entry starts
+/// (below 1 TB) in bits 12..52 and its length in the low 12 bits
+/// ([`LONG`]: the length is in the arena, before the value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Span(u64);
 
@@ -40,7 +42,8 @@ impl Span {
     }
 }
 
-/// Key values, one after another.
+/// Key values, one after another, each after its item (4 bytes) and, when
+/// [`LONG`], its length.
 #[derive(Debug, Default)]
 pub(super) struct Arena {
     bytes: Vec<u8>,
@@ -57,9 +60,10 @@ impl Arena {
         reserve_on_huge_pages(&mut self.bytes, bytes);
     }
 
-    /// Stores a value; `None` once the arena holds 1 TB.
-    pub(super) fn push(&mut self, value: &[u8]) -> Option<Span> {
+    /// Stores a value with its item; `None` once the arena holds 1 TB.
+    pub(super) fn push(&mut self, item: u32, value: &[u8]) -> Option<Span> {
         let span = Span::new(self.bytes.len(), value.len())?;
+        self.bytes.extend_from_slice(&item.to_le_bytes());
         if value.len() >= LONG {
             self.bytes.extend_from_slice(&(value.len() as u64).to_le_bytes());
         }
@@ -68,7 +72,7 @@ impl Arena {
     }
 
     pub(super) fn get(&self, span: Span) -> &[u8] {
-        let (mut start, mut len) = (span.start(), span.short_len());
+        let (mut start, mut len) = (span.start() + ITEM, span.short_len());
         if len == LONG {
             let prefix = self.bytes[start..start + 8].try_into().expect("8 bytes");
             len = u64::from_le_bytes(prefix) as usize;
@@ -76,11 +80,25 @@ impl Arena {
         }
         &self.bytes[start..start + len]
     }
+
+    /// The item stored with the value at `span`.
+    pub(super) fn item(&self, span: Span) -> u32 {
+        let start = span.start();
+        u32::from_le_bytes(self.bytes[start..start + ITEM].try_into().expect("4 bytes"))
+    }
+
+    pub(super) fn set_item(&mut self, span: Span, item: u32) {
+        let start = span.start();
+        self.bytes[start..start + ITEM].copy_from_slice(&item.to_le_bytes());
+    }
 }
 
-/// A slot: `[span's low 32 bits, its high 20 bits | tag << 20, item]`;
-/// the tag (12 bits of the hash) is never 0, so an empty slot is all 0.
-type Slot = [u32; 3];
+/// Bytes of an item in the arena.
+const ITEM: usize = 4;
+
+/// A slot: the span in the low 52 bits, the tag (12 bits of the hash,
+/// never 0) above, so an empty slot is 0.
+type Slot = u64;
 
 /// Distinct values (spans of an arena) -> an item each.
 #[derive(Debug)]
@@ -96,12 +114,12 @@ fn buckets_for(entries: usize) -> usize {
 }
 
 /// The top 12 bits of a hash (the low bits choose the home slot), never 0,
-/// in place in a slot's second word.
-fn tag(hash: u64) -> u32 {
-    ((hash >> 52) as u32 | 1) << 20
+/// in place in a slot.
+fn tag(hash: u64) -> u64 {
+    (hash >> 52 | 1) << 52
 }
 
-const TAG_MASK: u32 = !0 << 20;
+const TAG_MASK: u64 = !0 << 52;
 
 impl SpanTable {
     /// A table for `entries` values, in one allocation.
@@ -114,7 +132,7 @@ impl SpanTable {
         // the import's CPU).
         let mut slots = Vec::new();
         reserve_on_huge_pages(&mut slots, buckets);
-        slots.resize(buckets, [0; 3]);
+        slots.resize(buckets, 0);
         SpanTable {
             slots,
             mask: buckets - 1,
@@ -137,11 +155,11 @@ impl SpanTable {
         let tag = tag(hash);
         let mut i = hash as usize & self.mask;
         loop {
-            let slot = &self.slots[i];
-            if slot[1] == 0 {
+            let slot = self.slots[i];
+            if slot == 0 {
                 return Err(i);
             }
-            if slot[1] & TAG_MASK == tag && arena.get(span(slot)) == value {
+            if slot & TAG_MASK == tag && arena.get(span(slot)) == value {
                 return Ok(i);
             }
             i = (i + 1) & self.mask;
@@ -150,18 +168,19 @@ impl SpanTable {
 
     /// The item of `value`, if the table holds it.
     pub(super) fn get(&self, hash: u64, arena: &Arena, value: &[u8]) -> Option<u32> {
-        self.search(hash, arena, value).ok().map(|i| self.slots[i][2])
+        self.search(hash, arena, value).ok().map(|i| arena.item(self.span(i)))
     }
 
-    /// The item of the slot `search` found.
-    pub(super) fn item_mut(&mut self, slot: usize) -> &mut u32 {
-        &mut self.slots[slot][2]
+    /// Where the value of the slot `search` found is (its item:
+    /// [`Arena::item`]).
+    pub(super) fn span(&self, slot: usize) -> Span {
+        span(self.slots[slot])
     }
 
     /// Fills the empty slot `search` gave (after [`reserve`](Self::reserve)).
-    pub(super) fn fill(&mut self, slot: usize, hash: u64, value: Span, item: u32) {
-        debug_assert_eq!(self.slots[slot][1], 0, "slot is empty");
-        self.slots[slot] = [value.0 as u32, (value.0 >> 32) as u32 | tag(hash), item];
+    pub(super) fn fill(&mut self, slot: usize, hash: u64, value: Span) {
+        debug_assert_eq!(self.slots[slot], 0, "slot is empty");
+        self.slots[slot] = value.0 | tag(hash);
         self.len += 1;
     }
 
@@ -175,21 +194,21 @@ impl SpanTable {
             return;
         }
         let mut grown = SpanTable::with_capacity(needed);
-        for slot in self.slots.iter().filter(|s| s[1] != 0) {
+        for &slot in self.slots.iter().filter(|&&s| s != 0) {
             let value = span(slot);
             let hash = xxh3_64(arena.get(value));
             let mut i = hash as usize & grown.mask;
-            while grown.slots[i][1] != 0 {
+            while grown.slots[i] != 0 {
                 i = (i + 1) & grown.mask;
             }
-            grown.fill(i, hash, value, slot[2]);
+            grown.fill(i, hash, value);
         }
         *self = grown;
     }
 }
 
-fn span(slot: &Slot) -> Span {
-    Span(u64::from(slot[1] & !TAG_MASK) << 32 | u64::from(slot[0]))
+fn span(slot: Slot) -> Span {
+    Span(slot & !TAG_MASK)
 }
 
 /// Makes room in `v` for `additional` more items, on 2 MiB pages where
@@ -278,10 +297,10 @@ mod tests {
             let table = self.table.get_or_insert_with(|| SpanTable::with_capacity(0));
             table.reserve(1, &self.arena);
             match table.search(hash, &self.arena, value.as_bytes()) {
-                Ok(slot) => *table.item_mut(slot) = item,
+                Ok(slot) => self.arena.set_item(table.span(slot), item),
                 Err(slot) => {
-                    let span = self.arena.push(value.as_bytes()).expect("fits");
-                    table.fill(slot, hash, span, item);
+                    let span = self.arena.push(item, value.as_bytes()).expect("fits");
+                    table.fill(slot, hash, span);
                 }
             }
         }
@@ -340,8 +359,8 @@ mod tests {
         assert!(Span::new(START_LIMIT, 1).is_none());
         // A slot keeps a span whole beside any tag.
         let mut table = SpanTable::with_capacity(1);
-        table.fill(3, u64::MAX, last, 7);
-        assert_eq!((span(&table.slots[3]), table.slots[3][2]), (last, 7));
+        table.fill(3, u64::MAX, last);
+        assert_eq!((table.span(3), table.slots[3] & TAG_MASK), (last, TAG_MASK));
     }
 
     #[test]
