@@ -87,6 +87,7 @@ impl Arena {
         u32::from_le_bytes(self.bytes[start..start + ITEM].try_into().expect("4 bytes"))
     }
 
+    /// Replaces the item stored with the value at `span`.
     pub(super) fn set_item(&mut self, span: Span, item: u32) {
         let start = span.start();
         self.bytes[start..start + ITEM].copy_from_slice(&item.to_le_bytes());
