@@ -224,9 +224,10 @@ impl StoreIndex {
         // integer columns only (the ids it keeps go to a temporary table);
         // their ids then filter the scan that reads the values
         // ([`IdBitmap`]), so only the selected rows' text is decompressed.
-        // `picked`: with the file's keys, the bitmap of the selected ids
-        // (none when no contact is selected or their ids span too wide).
-        let (source, params, picked) = match file_keys {
+        // `bitmap`: the selected ids' (none without the file's keys, when
+        // no contact is selected, or when their ids span too wide).
+        let semi_join = file_keys.is_some();
+        let (source, params, bitmap) = match file_keys {
             None => {
                 let filter: Vec<String> = keys.iter().map(|k| format!("\"{k}\" IS NOT NULL")).collect();
                 let source = format!("contacts WHERE type = ? AND ({})", filter.join(" OR "));
@@ -256,7 +257,7 @@ impl StoreIndex {
                     "contacts WHERE {}",
                     IdBitmap::filter_or_semi_join(bitmap.as_ref(), "id", PICKED)
                 );
-                (source, Vec::new(), Some(bitmap))
+                (source, Vec::new(), bitmap)
             }
         };
         let sql = format!(
@@ -273,7 +274,7 @@ impl StoreIndex {
         // filled on a thread of its own. An arena is reserved for [`VALUE_BYTES`] a value: pages
         // reserved and never written cost nothing, and longer values grow
         // it.
-        let (rows, sizes): (usize, Vec<usize>) = if picked.is_some() {
+        let (rows, sizes): (usize, Vec<usize>) = if semi_join {
             let rows = store.query_i64(&format!("SELECT count(*) FROM {PICKED}"), [])? as usize;
             (rows, vec![rows; keys.len()])
         } else {
@@ -310,7 +311,7 @@ impl StoreIndex {
         // A few selected contacts are read whole, which DuckDB does on all
         // its threads (1M x 10M, 4 alternating runs: user CPU 5.3-5.8 s
         // against 5.7-5.9 s streamed); all of a type's, streamed.
-        let whole = picked.is_some() && rows <= WHOLE_ROWS;
+        let whole = semi_join && rows <= WHOLE_ROWS;
         let stream = store.batches(&mut stmt, duckdb::params_from_iter(params), !whole)?;
         // Streamed chunks are small (2048 rows); they are indexed in groups
         // of about 128k rows, each key's on a thread of its own, while this
@@ -360,11 +361,11 @@ impl StoreIndex {
             })?;
         }
         drop(stmt);
-        if let Some(bitmap) = picked {
+        if semi_join {
             store.execute_batch(&format!("DROP TABLE IF EXISTS {PICKED}"))?;
-            if let Some(bitmap) = bitmap {
-                bitmap.reset(store)?;
-            }
+        }
+        if let Some(bitmap) = bitmap {
+            bitmap.reset(store)?;
         }
         index.primary = primary;
         index.secondary = secondary;
