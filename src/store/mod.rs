@@ -146,7 +146,7 @@ impl Store {
             return Ok(());
         }
         if (1..schema::CONTACTS_REBUILT).contains(&current) {
-            // Migration 4 copies every contact: say why this open waits.
+            // Migrations 4 and 5 copy every contact: say why this open waits.
             eprintln!(
                 "kontakt: {}: upgrading the store from schema {current} to {SCHEMA_VERSION}, once; \
                  its contacts are copied into a new table (about 30 s for 10M contacts)",
@@ -211,27 +211,29 @@ impl Store {
         Ok(())
     }
 
-    /// Puts `contacts_v4` (made by migration 4) in place of `contacts`,
-    /// inside the migration's transaction: the custom columns are added
-    /// with their types, in their order, and every contact is copied by
-    /// column name (in the table's order).
+    /// Puts [`schema::CONTACTS_NEW`] (made by the latest migration that
+    /// rebuilds `contacts`) in place of `contacts`, inside the migration's
+    /// transaction: the custom columns are added with their types, in
+    /// their order, and every contact is copied by column name (in the
+    /// table's order).
     fn rebuild_contacts(&self) -> Result<()> {
-        let standard = self.columns("contacts_v4")?;
+        let new = schema::CONTACTS_NEW;
+        let standard = self.columns(new)?;
         for (name, data_type) in self
             .typed_columns("contacts")?
             .iter()
             .filter(|(name, _)| !standard.contains(name))
         {
             self.execute_batch(&format!(
-                "ALTER TABLE contacts_v4 ADD COLUMN {} {data_type}",
+                "ALTER TABLE {new} ADD COLUMN {} {data_type}",
                 quote_ident(name)
             ))?;
         }
-        self.execute_batch(
-            "INSERT INTO contacts_v4 BY NAME SELECT * FROM contacts; \
+        self.execute_batch(&format!(
+            "INSERT INTO {new} BY NAME SELECT * FROM contacts; \
              DROP TABLE contacts; \
-             ALTER TABLE contacts_v4 RENAME TO contacts",
-        )
+             ALTER TABLE {new} RENAME TO contacts"
+        ))
     }
 
     /// Names of the columns of a table, in order.
@@ -531,18 +533,25 @@ mod tests {
         assert_eq!(compressions(&store, "first_name"), ["Dictionary"]);
     }
 
-    #[test]
-    fn migration_4_keeps_every_contact_and_custom_column() {
+    /// A store as schema version `version` (3 or 4) left it, with a
+    /// custom field and 1001 contacts, migrated to the current version:
+    /// every contact and the custom column are kept, and the table is the
+    /// current one (its types and checks).
+    fn migrates_every_contact_and_custom_column_from(version: usize) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("v3.duckdb");
+        let path = dir.path().join(format!("v{version}.duckdb"));
         {
-            // A store as schema version 3 left it, with a custom field.
             let conn = Connection::open(&path).expect("open");
-            for sql in &schema::MIGRATIONS[..3] {
-                conn.execute_batch(sql).expect("v3 schema");
+            for sql in &schema::MIGRATIONS[..version] {
+                conn.execute_batch(sql).expect("old schema");
             }
-            conn.execute_batch(
-                "INSERT INTO kontakt_meta VALUES ('schema_version', '3'); \
+            if version == 4 {
+                // What the version-4 kontakt did after migration 4's SQL.
+                conn.execute_batch("DROP TABLE contacts; ALTER TABLE contacts_v4 RENAME TO contacts")
+                    .expect("v4 contacts table");
+            }
+            conn.execute_batch(&format!(
+                "INSERT INTO kontakt_meta VALUES ('schema_version', '{version}'); \
                  ALTER TABLE contacts ADD COLUMN \"custom.shoe_size\" VARCHAR; \
                  INSERT INTO custom_fields VALUES ('shoe_size', now()); \
                  INSERT INTO contacts (id, type, created_at, updated_at, import_id, first_name, email, gender, \
@@ -550,15 +559,17 @@ mod tests {
                  (7, 'company', TIMESTAMP '2026-01-02 03:04:05', TIMESTAMP '2026-01-03 00:00:00', 2, 'Jana', \
                   'jana@x.cz', 'F', DATE '1990-05-06', 'opt-in', ['vip', 'b2b'], 42, '38'); \
                  INSERT INTO contacts (id, created_at, updated_at, email) \
-                 SELECT i, now(), now(), 'c' || i || '@x.cz' FROM range(8, 1008) AS t(i)",
-            )
-            .expect("v3 contacts");
+                 SELECT i, now(), now(), 'c' || i || '@x.cz' FROM range(8, 1008) AS t(i)"
+            ))
+            .expect("old contacts");
         }
         let store = Store::open(&path).expect("migrate");
         assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
         let columns = store.columns("contacts").expect("columns");
         assert_eq!(columns.last().map(String::as_str), Some("custom.shoe_size"));
-        assert!(store.columns("contacts_v4").expect("columns").is_empty());
+        for table in ["contacts_v4", "contacts_v5"] {
+            assert!(store.columns(table).expect("columns").is_empty(), "{table}");
+        }
         assert_eq!(store.count("contacts").expect("count"), 1001);
         let row: String = store
             .connection()
@@ -580,14 +591,38 @@ mod tests {
                 .expect("sum"),
             (8..1008).sum::<i64>()
         );
-        // The checks still hold on the new table.
-        assert!(
-            store
-                .execute_batch(
-                    "INSERT INTO contacts (id, created_at, updated_at, gender) VALUES (9999, now(), now(), 'X')"
-                )
-                .is_err()
-        );
+        let types = store.typed_columns("contacts").expect("types");
+        for (column, expected) in [
+            ("type", "ENUM('person', 'company')"),
+            ("gender", "ENUM('F', 'M')"),
+            ("email_opt_in", "ENUM('opt-in', 'opt-out', 'unknown')"),
+            ("sms_opt_in", "ENUM('opt-in', 'opt-out', 'unknown')"),
+            ("email", "VARCHAR"),
+        ] {
+            let found = types.iter().find(|(name, _)| name == column).map(|(_, t)| t.as_str());
+            assert_eq!(found, Some(expected), "{column}");
+        }
+        // Values outside the sets are still refused, as the checks did.
+        for (column, value) in [("gender", "X"), ("type", "robot"), ("sms_opt_in", "yes")] {
+            assert!(
+                store
+                    .execute_batch(&format!(
+                        "INSERT INTO contacts (id, created_at, updated_at, {column}) VALUES (9999, now(), now(), '{value}')"
+                    ))
+                    .is_err(),
+                "{column} = {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn migration_from_3_keeps_every_contact_and_custom_column() {
+        migrates_every_contact_and_custom_column_from(3);
+    }
+
+    #[test]
+    fn migration_from_4_keeps_every_contact_and_custom_column() {
+        migrates_every_contact_and_custom_column_from(4);
     }
 
     #[test]
