@@ -35,6 +35,46 @@ pub const TABLES: &[&str] = &[
     "merged_contacts",
 ];
 
+/// The columns of `contacts` that migrations 4 and 5 create alike, from
+/// `created_at` to `country` (each rebuilds the table with the columns in
+/// this order). Migration 4 is released: its SQL, this text included,
+/// must stay as it is.
+macro_rules! contacts_text_columns {
+    () => {
+        r#"        created_at       TIMESTAMP NOT NULL,
+        updated_at       TIMESTAMP NOT NULL,
+        import_id        BIGINT,
+        external_id      VARCHAR USING COMPRESSION fsst,
+        first_name       VARCHAR USING COMPRESSION dictionary,
+        last_name        VARCHAR USING COMPRESSION dictionary,
+        full_name        VARCHAR USING COMPRESSION fsst,
+        company          VARCHAR USING COMPRESSION fsst,
+        email            VARCHAR USING COMPRESSION fsst,
+        phone            VARCHAR USING COMPRESSION fsst,
+        mobile           VARCHAR USING COMPRESSION fsst,
+        website          VARCHAR USING COMPRESSION fsst,
+        street           VARCHAR USING COMPRESSION fsst,
+        city             VARCHAR USING COMPRESSION dictionary,
+        postal_code      VARCHAR USING COMPRESSION dictionary,
+        country          VARCHAR USING COMPRESSION dictionary,
+"#
+    };
+}
+
+/// The last columns of `contacts`, as migrations 4 and 5 create them.
+macro_rules! contacts_last_columns {
+    () => {
+        r#"        tags             VARCHAR[] NOT NULL DEFAULT [],
+        note             VARCHAR USING COMPRESSION fsst,
+        email_hash       UBIGINT,
+        phone_hash       UBIGINT,
+        mobile_hash      UBIGINT,
+        external_id_hash UBIGINT
+    );
+    "#
+    };
+}
+
 pub const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     r#"
@@ -152,41 +192,23 @@ pub const MIGRATIONS: &[&str] = &[
     // column's compression in place, so this creates the table anew as
     // `contacts_v4`; `Store::rebuild_contacts` then adds the custom columns,
     // copies the contacts and puts it in place of `contacts`.
-    r#"
+    concat!(
+        r#"
     CREATE TABLE contacts_v4 (
         id               BIGINT NOT NULL,
         type             VARCHAR USING COMPRESSION dictionary NOT NULL DEFAULT 'person'
                          CHECK (type IN ('person', 'company')),
-        created_at       TIMESTAMP NOT NULL,
-        updated_at       TIMESTAMP NOT NULL,
-        import_id        BIGINT,
-        external_id      VARCHAR USING COMPRESSION fsst,
-        first_name       VARCHAR USING COMPRESSION dictionary,
-        last_name        VARCHAR USING COMPRESSION dictionary,
-        full_name        VARCHAR USING COMPRESSION fsst,
-        company          VARCHAR USING COMPRESSION fsst,
-        email            VARCHAR USING COMPRESSION fsst,
-        phone            VARCHAR USING COMPRESSION fsst,
-        mobile           VARCHAR USING COMPRESSION fsst,
-        website          VARCHAR USING COMPRESSION fsst,
-        street           VARCHAR USING COMPRESSION fsst,
-        city             VARCHAR USING COMPRESSION dictionary,
-        postal_code      VARCHAR USING COMPRESSION dictionary,
-        country          VARCHAR USING COMPRESSION dictionary,
-        gender           VARCHAR USING COMPRESSION dictionary CHECK (gender IN ('F', 'M')),
+"#,
+        contacts_text_columns!(),
+        r#"        gender           VARCHAR USING COMPRESSION dictionary CHECK (gender IN ('F', 'M')),
         birth_date       DATE,
         email_opt_in     VARCHAR USING COMPRESSION dictionary NOT NULL DEFAULT 'unknown'
                          CHECK (email_opt_in IN ('opt-in', 'opt-out', 'unknown')),
         sms_opt_in       VARCHAR USING COMPRESSION dictionary NOT NULL DEFAULT 'unknown'
                          CHECK (sms_opt_in IN ('opt-in', 'opt-out', 'unknown')),
-        tags             VARCHAR[] NOT NULL DEFAULT [],
-        note             VARCHAR USING COMPRESSION fsst,
-        email_hash       UBIGINT,
-        phone_hash       UBIGINT,
-        mobile_hash      UBIGINT,
-        external_id_hash UBIGINT
-    );
-    "#,
+"#,
+        contacts_last_columns!()
+    ),
     // 5: `type`, `gender` and the consents as ENUM types (one byte a value)
     // instead of text with a CHECK constraint. Their text cost an insert
     // a dictionary analysis, the dictionary compression, string statistics
@@ -199,37 +221,19 @@ pub const MIGRATIONS: &[&str] = &[
     // temporary table) takes them along. Like 4, this rebuilds `contacts`:
     // `contacts_v4`, which migration 4 created for a store older than 4,
     // is not needed then.
-    r#"
+    concat!(
+        r#"
     DROP TABLE IF EXISTS contacts_v4;
     CREATE TABLE contacts_v5 (
         id               BIGINT NOT NULL,
         type             ENUM('person', 'company') NOT NULL DEFAULT 'person',
-        created_at       TIMESTAMP NOT NULL,
-        updated_at       TIMESTAMP NOT NULL,
-        import_id        BIGINT,
-        external_id      VARCHAR USING COMPRESSION fsst,
-        first_name       VARCHAR USING COMPRESSION dictionary,
-        last_name        VARCHAR USING COMPRESSION dictionary,
-        full_name        VARCHAR USING COMPRESSION fsst,
-        company          VARCHAR USING COMPRESSION fsst,
-        email            VARCHAR USING COMPRESSION fsst,
-        phone            VARCHAR USING COMPRESSION fsst,
-        mobile           VARCHAR USING COMPRESSION fsst,
-        website          VARCHAR USING COMPRESSION fsst,
-        street           VARCHAR USING COMPRESSION fsst,
-        city             VARCHAR USING COMPRESSION dictionary,
-        postal_code      VARCHAR USING COMPRESSION dictionary,
-        country          VARCHAR USING COMPRESSION dictionary,
-        gender           ENUM('F', 'M'),
+"#,
+        contacts_text_columns!(),
+        r#"        gender           ENUM('F', 'M'),
         birth_date       DATE,
         email_opt_in     ENUM('opt-in', 'opt-out', 'unknown') NOT NULL DEFAULT 'unknown',
         sms_opt_in       ENUM('opt-in', 'opt-out', 'unknown') NOT NULL DEFAULT 'unknown',
-        tags             VARCHAR[] NOT NULL DEFAULT [],
-        note             VARCHAR USING COMPRESSION fsst,
-        email_hash       UBIGINT,
-        phone_hash       UBIGINT,
-        mobile_hash      UBIGINT,
-        external_id_hash UBIGINT
-    );
-    "#,
+"#,
+        contacts_last_columns!()
+    ),
 ];
