@@ -634,6 +634,15 @@ impl<'s> Commit<'s> {
 
 /// The set-based update: the last staged row per contact wins; `--master`
 /// decides between file and stored values; tags are only added.
+///
+/// `tags` is always set, to itself when the file gives none: DuckDB
+/// updates a row in place unless the update sets a list column, when it
+/// deletes the row and inserts it anew, and in place is the slower way for
+/// the many contacts an import updates (1M x 1M upsert of 268k contacts,
+/// from a file without tags: commit stage 4.1-4.2 s in place, 2.8 s
+/// rewritten; at 10M x 10M, 2.75M contacts updated in place had spilled
+/// 12 GB to disk under the 512 MB cap after 4 minutes, where rewritten
+/// the whole upsert takes 84 s).
 fn update_sql(fields: &[StoreField], hashed: &[usize], master: Master) -> String {
     // A key's hash column follows its value column (both null together).
     let hashes = hashed.iter().map(|&i| StoreField {
@@ -662,6 +671,7 @@ fn update_sql(fields: &[StoreField], hashed: &[usize], master: Master) -> String
             };
             format!("{q} = {expr}")
         })
+        .chain((!fields.iter().any(|f| f.kind == FieldKind::Tags)).then(|| "tags = c.tags".to_string()))
         .collect();
     format!(
         "UPDATE contacts AS c SET {}updated_at = make_timestamp(?) \
@@ -833,6 +843,45 @@ mod tests {
             .expect("query")
             .collect::<std::result::Result<_, _>>()
             .expect("rows")
+    }
+
+    #[test]
+    fn updated_contacts_are_rewritten_whole_and_keep_their_tags() {
+        // An update that sets a list column makes DuckDB delete each row it
+        // touches and insert it anew (a new rowid), which is the faster
+        // way for many rows; `tags` is set even when the file has none.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+        let mut first = begin(&store);
+        first
+            .insert(&batch(&["a@x.cz", "b@x.cz"], &["Ann", "Bob"]), &[0, 1])
+            .expect("insert");
+        first.finish(&mut GroupCounts::default(), "").expect("finish");
+        store
+            .execute_batch("UPDATE contacts SET tags = ['vip', 'b2b'] WHERE id = 1")
+            .expect("tags");
+        let rows = || -> Vec<(i64, String, String, i64)> {
+            let conn = store.connection();
+            let mut stmt = conn
+                .prepare("SELECT id, first_name, array_to_string(tags, ';'), rowid FROM contacts ORDER BY id")
+                .expect("prepare");
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .expect("query")
+                .collect::<std::result::Result<_, _>>()
+                .expect("rows")
+        };
+        let before = rows();
+
+        let mut second = begin(&store);
+        second
+            .update(&batch(&["a@x.cz"], &["Anna"]), &[0], &[1])
+            .expect("update");
+        second.finish(&mut GroupCounts::default(), "").expect("finish");
+        let after = rows();
+        let values: Vec<(i64, &str, &str)> = after.iter().map(|(i, n, t, _)| (*i, n.as_str(), t.as_str())).collect();
+        assert_eq!(values, [(1, "Anna", "vip;b2b"), (2, "Bob", "")]);
+        assert_ne!(after[0].3, before[0].3, "contact 1 rewritten");
+        assert_eq!(after[1].3, before[1].3, "contact 2 untouched");
     }
 
     #[test]
