@@ -845,6 +845,15 @@ mod tests {
             .expect("rows")
     }
 
+    /// Stores Ann (a@x.cz) and Bob (b@x.cz), contacts 1 and 2.
+    fn store_ann_and_bob(store: &Store) {
+        let mut first = begin(store);
+        first
+            .insert(&batch(&["a@x.cz", "b@x.cz"], &["Ann", "Bob"]), &[0, 1])
+            .expect("insert");
+        first.finish(&mut GroupCounts::default(), "").expect("finish");
+    }
+
     #[test]
     fn updated_contacts_are_rewritten_whole_and_keep_their_tags() {
         // An update that sets a list column makes DuckDB delete each row it
@@ -852,11 +861,7 @@ mod tests {
         // way for many rows; `tags` is set even when the file has none.
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
-        let mut first = begin(&store);
-        first
-            .insert(&batch(&["a@x.cz", "b@x.cz"], &["Ann", "Bob"]), &[0, 1])
-            .expect("insert");
-        first.finish(&mut GroupCounts::default(), "").expect("finish");
+        store_ann_and_bob(&store);
         store
             .execute_batch("UPDATE contacts SET tags = ['vip', 'b2b'] WHERE id = 1")
             .expect("tags");
@@ -888,11 +893,7 @@ mod tests {
     fn streamed_rows_land_in_the_store_across_pauses_for_staged_updates() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
-        let mut first = begin(&store);
-        first
-            .insert(&batch(&["a@x.cz", "b@x.cz"], &["Ann", "Bob"]), &[0, 1])
-            .expect("insert");
-        first.finish(&mut GroupCounts::default(), "").expect("finish");
+        store_ann_and_bob(&store);
 
         let mut commit = begin(&store);
         // Every staged update pauses the insert scan.
