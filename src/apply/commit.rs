@@ -834,15 +834,27 @@ mod tests {
         Commit::begin(store, None, "person", Master::File, fields, Vec::new()).expect("begin")
     }
 
-    fn contacts(store: &Store) -> Vec<(i64, String, String, u64)> {
+    /// Rows of four columns of a query.
+    fn rows4<A, B, C, D>(store: &Store, sql: &str) -> Vec<(A, B, C, D)>
+    where
+        A: duckdb::types::FromSql,
+        B: duckdb::types::FromSql,
+        C: duckdb::types::FromSql,
+        D: duckdb::types::FromSql,
+    {
         let conn = store.connection();
-        let mut stmt = conn
-            .prepare("SELECT id, email, first_name, email_hash FROM contacts ORDER BY id")
-            .expect("prepare");
+        let mut stmt = conn.prepare(sql).expect("prepare");
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
             .expect("query")
             .collect::<std::result::Result<_, _>>()
             .expect("rows")
+    }
+
+    fn contacts(store: &Store) -> Vec<(i64, String, String, u64)> {
+        rows4(
+            store,
+            "SELECT id, email, first_name, email_hash FROM contacts ORDER BY id",
+        )
     }
 
     /// Stores Ann (a@x.cz) and Bob (b@x.cz), contacts 1 and 2.
@@ -866,14 +878,10 @@ mod tests {
             .execute_batch("UPDATE contacts SET tags = ['vip', 'b2b'] WHERE id = 1")
             .expect("tags");
         let rows = || -> Vec<(i64, String, String, i64)> {
-            let conn = store.connection();
-            let mut stmt = conn
-                .prepare("SELECT id, first_name, array_to_string(tags, ';'), rowid FROM contacts ORDER BY id")
-                .expect("prepare");
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                .expect("query")
-                .collect::<std::result::Result<_, _>>()
-                .expect("rows")
+            rows4(
+                &store,
+                "SELECT id, first_name, array_to_string(tags, ';'), rowid FROM contacts ORDER BY id",
+            )
         };
         let before = rows();
 
