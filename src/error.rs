@@ -36,9 +36,10 @@ pub enum Error {
     #[error("an import stage stopped unexpectedly")]
     Stopped,
 
-    /// The user pressed Ctrl-C. Exit code 130.
-    #[error("cancelled (Ctrl-C): the import was rolled back, the store is as it was")]
-    Cancelled,
+    /// Ctrl-C (SIGINT) or SIGTERM before the store's commit. Exit code 130
+    /// or 143.
+    #[error("cancelled ({}): the import was rolled back, the store is as it was", .0.name())]
+    Cancelled(crate::cancel::Signal),
 }
 
 impl Error {
@@ -64,7 +65,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
-            Error::Cancelled => 130,
+            Error::Cancelled(signal) => signal.exit_code(),
             Error::Input { .. } | Error::Io { .. } | Error::Store { .. } | Error::Stopped => 1,
         }
     }

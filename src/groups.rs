@@ -31,12 +31,30 @@ pub struct Group {
     pub contacts: i64,
 }
 
-/// Timestamps are stored in UTC; shown as ISO 8601 with `Z`.
-const SELECT: &str = "SELECT g.id, g.name, g.source, g.status, g.reason, \
-     strftime(g.started_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(g.finished_at, '%Y-%m-%dT%H:%M:%SZ'), \
-     g.rows_read, g.rows_failed, g.imported, g.updated, g.skipped, g.contacts_updated, \
-     (SELECT count(*) FROM contacts c WHERE c.import_id = g.id), coalesce(g.kind, 'import') \
-     FROM import_groups g";
+/// The groups' query. Timestamps are stored in UTC; shown as ISO 8601 with
+/// `Z`. A store opened read-only has no writer (DuckDB's lock), so a group
+/// it shows `running` was interrupted: it is shown as the next write will
+/// record it (`Store::open`).
+fn select(store: &Store) -> String {
+    let (status, reason) = if store.is_read_only() {
+        (
+            "CASE WHEN g.status = 'running' THEN 'failed' ELSE g.status END".to_string(),
+            format!(
+                "CASE WHEN g.status = 'running' THEN {} ELSE g.reason END",
+                crate::store::INTERRUPTED
+            ),
+        )
+    } else {
+        ("g.status".to_string(), "g.reason".to_string())
+    };
+    format!(
+        "SELECT g.id, g.name, g.source, {status}, {reason}, \
+         strftime(g.started_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(g.finished_at, '%Y-%m-%dT%H:%M:%SZ'), \
+         g.rows_read, g.rows_failed, g.imported, g.updated, g.skipped, g.contacts_updated, \
+         (SELECT count(*) FROM contacts c WHERE c.import_id = g.id), coalesce(g.kind, 'import') \
+         FROM import_groups g"
+    )
+}
 
 fn group_of(r: &duckdb::Row<'_>) -> duckdb::Result<Group> {
     Ok(Group {
@@ -62,7 +80,7 @@ fn group_of(r: &duckdb::Row<'_>) -> duckdb::Result<Group> {
 pub fn list(store: &Store) -> Result<Vec<Group>> {
     let conn = store.connection();
     let mut stmt = conn
-        .prepare(&format!("{SELECT} ORDER BY g.id"))
+        .prepare(&format!("{} ORDER BY g.id", select(store)))
         .map_err(|e| store.error(&e))?;
     let groups = stmt
         .query_map([], group_of)
@@ -74,13 +92,14 @@ pub fn list(store: &Store) -> Result<Vec<Group>> {
 
 /// The group named by `id_or_name`; a usage error (exit 2) when none is.
 pub fn find(store: &Store, id_or_name: &str) -> Result<Group> {
+    let select = select(store);
     let query = |sql: &str, param: &dyn duckdb::ToSql| store.query_optional(sql, [param], group_of);
     if let Ok(id) = id_or_name.parse::<i64>()
-        && let Some(group) = query(&format!("{SELECT} WHERE g.id = ?"), &id)?
+        && let Some(group) = query(&format!("{select} WHERE g.id = ?"), &id)?
     {
         return Ok(group);
     }
-    query(&format!("{SELECT} WHERE g.name = ?"), &id_or_name)?.ok_or_else(|| {
+    query(&format!("{select} WHERE g.name = ?"), &id_or_name)?.ok_or_else(|| {
         Error::usage(format!(
             "no import with id or name {id_or_name:?} (see `kontakt imports list`)"
         ))

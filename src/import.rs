@@ -24,6 +24,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 
 use crate::apply::{self, Action, Actions, CommitJob, CommitSetup, Committed, Ending, GroupCounts, Master};
+use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::map::{self, MappingOptions};
 use crate::matching::{self, Category, Duplicates, FileKeys, InFile, InFileVerdict, KeyIndex, MatchedBy, StoreIndex};
@@ -149,10 +150,14 @@ fn normalize_ahead(
     plan: &Plan,
     built: &AtomicBool,
     limit: usize,
+    cancel: &Cancel,
 ) -> (Vec<NormalizedBatch>, Option<Error>) {
     let mut normalized = Vec::new();
     let mut bytes = 0;
     while !built.load(Ordering::Relaxed) && bytes < limit {
+        if let Err(e) = cancel.check() {
+            return (normalized, Some(e));
+        }
         let (raws, error) = read_group(table, group_size());
         let last = raws.is_empty() || error.is_some();
         bytes += raws.iter().map(|raw| raw.batch.get_array_memory_size()).sum::<usize>();
@@ -205,7 +210,7 @@ fn for_each_prepared(
     plan: &Plan,
     index: &StoreIndex,
     ahead: (Vec<NormalizedBatch>, Option<Error>),
-    cancel: &AtomicBool,
+    cancel: &Cancel,
     timings: &mut Timings,
     mut each: impl FnMut(Prepared, &mut Timings) -> Result<()>,
 ) -> Result<()> {
@@ -253,9 +258,7 @@ fn for_each_prepared(
         });
         let mut handed = || -> Result<()> {
             for p in &rx {
-                if cancel.load(Ordering::Relaxed) {
-                    return Err(Error::Cancelled);
-                }
+                cancel.check()?;
                 each(p?, timings)?;
             }
             Ok(())
@@ -297,20 +300,20 @@ impl Counts {
 const QUEUE: usize = 4;
 
 /// Runs an import. Usage errors come before anything is read or written.
-pub fn run(options: &ImportOptions, cancel: &AtomicBool) -> Result<Summary> {
+pub fn run(options: &ImportOptions, cancel: &Cancel) -> Result<Summary> {
     let started = Instant::now();
     let spooled = spool_stdin_if_needed(options)?;
     let input = spooled
         .as_ref()
         .map_or(options.input.clone(), |p| Input::Path(p.clone()));
-    let result = run_input(options, &input, cancel, started);
+    let result = run_input(options, &input, cancel, started).map_err(|e| cancel.or_cancelled(e));
     if let Some(path) = spooled {
         let _ = std::fs::remove_file(path);
     }
     result
 }
 
-fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, started: Instant) -> Result<Summary> {
+fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: Instant) -> Result<Summary> {
     let mut table = read::open(input, &options.read)?;
     let mapping = map::resolve(&table.columns, &options.mapping)?;
     let plan = Plan::new(&mapping, options.normalize.clone())?;
@@ -333,6 +336,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         _ => None,
     };
     let end_group = |e: Error| -> Error {
+        let e = cancel.or_cancelled(e);
         if let (Some(store), Some(id)) = (&store, import_id) {
             let _ = apply::end_group(store, id, Ending::of(&e), &e.to_string());
         }
@@ -356,7 +360,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     // then only probed (no second pass over the file for its keys).
     let held = (semi_join && normalized_whole(&table)).then(|| {
         let started = Instant::now();
-        let held = normalize_ahead(&mut table, &plan, &AtomicBool::new(false), usize::MAX);
+        let held = normalize_ahead(&mut table, &plan, &AtomicBool::new(false), usize::MAX, cancel);
         (held, started.elapsed())
     });
     // Else the file's first batches are read and normalized while the
@@ -367,13 +371,17 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             scope.spawn(|| {
                 let started = Instant::now();
                 (
-                    normalize_ahead(&mut table, &plan, &built, AHEAD_BYTES),
+                    normalize_ahead(&mut table, &plan, &built, AHEAD_BYTES, cancel),
                     started.elapsed(),
                 )
             })
         });
         let index = match &store {
             Some(store) => (|| {
+                // The build's scans run long on a large store: a cancel
+                // interrupts them.
+                let _armed = cancel.arm(store.interrupt())?;
+                cancel::test_stage("build_index");
                 let file_keys = match (&held, semi_join) {
                     (Some(((batches, _), _)), _) => Some(file_keys(store, options, &KeyColumns::of(&plan), |add| {
                         batches.iter().try_for_each(add)
@@ -499,7 +507,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         });
         let committer = commit_setup.map(|setup| {
             let (tx, rx) = mpsc::sync_channel::<CommitJob>(QUEUE);
-            (tx, scope.spawn(move || apply::run_commit(setup, rx)))
+            (tx, scope.spawn(move || apply::run_commit(setup, rx, cancel)))
         });
         let commit_tx = committer.as_ref().map(|(tx, _)| tx);
         if committing {
@@ -508,6 +516,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             yield_to_the_store();
             rayon::broadcast(|_| yield_to_the_store());
         }
+        cancel::test_stage("stream");
         let streamed = for_each_prepared(&mut table, &plan, &index, ahead, cancel, &mut timings, |p, timings| {
             let started = Instant::now();
             let (write, commit, rows) = resolve_batch(p, &keys, ids, &options.actions, &mut infile, &mut counts);
@@ -624,7 +633,7 @@ fn read_file_keys(
     options: &ImportOptions,
     mapping: &map::Mapping,
     empty: &StoreIndex,
-    cancel: &AtomicBool,
+    cancel: &Cancel,
 ) -> Result<Vec<FileKeys>> {
     let keys = [options.normalize.primary_key, options.normalize.secondary_key];
     let mut key_mapping = mapping.clone();

@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod audit;
+pub mod cancel;
 pub mod cli;
 pub mod contacts;
 pub mod error;

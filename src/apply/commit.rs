@@ -27,6 +27,7 @@ use duckdb::arrow::error::ArrowError;
 use duckdb::arrow::record_batch::{RecordBatch, RecordBatchReader};
 
 use super::actions::Master;
+use crate::cancel::{Armed, Cancel};
 use crate::error::{Error, Result};
 use crate::fields::{FieldKind, KEY_FIELDS, hash_column, key_hash, standard_field};
 use crate::store::{ArrowViews, Store, quote_ident};
@@ -54,7 +55,7 @@ pub enum Ending {
 impl Ending {
     /// A cancel (Ctrl-C) or any other error.
     pub fn of(error: &Error) -> Ending {
-        if matches!(error, Error::Cancelled) {
+        if matches!(error, Error::Cancelled(_)) {
             Ending::Cancelled
         } else {
             Ending::Failed
@@ -137,12 +138,26 @@ pub fn start_group(store: &Store, name: &str, source: &str) -> Result<i64> {
     store
         .connection()
         .query_row(
-            "INSERT INTO import_groups (name, source, status, started_at) \
-             VALUES (?, ?, 'running', make_timestamp(?)) RETURNING id",
-            duckdb::params![name, source, now_micros()],
+            "INSERT INTO import_groups (name, source, status, started_at, pid, host) \
+             VALUES (?, ?, 'running', make_timestamp(?), ?, ?) RETURNING id",
+            duckdb::params![name, source, now_micros(), std::process::id(), host_name()],
             |r| r.get(0),
         )
         .map_err(|e| store.error(&e))
+}
+
+/// This machine's host name, recorded with a running group beside the pid
+/// (empty when the system will not say).
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `len` bytes into the buffer.
+    let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    if ok {
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    } else {
+        String::new()
+    }
 }
 
 /// Update rows held in memory before they are moved to the staging table
@@ -392,6 +407,10 @@ impl RecordBatchReader for Scan {
 pub struct Commit<'s> {
     store: &'s Store,
     import_id: Option<i64>,
+    /// The cancel this commit answers to, and its connection armed for it
+    /// (see [`Commit::watch`]).
+    cancel: Option<&'s Cancel>,
+    armed: Option<Armed<'s>>,
     feed: SharedFeed,
     /// The views the two scans are registered as (dropped with the commit).
     _views: ArrowViews,
@@ -508,6 +527,8 @@ impl<'s> Commit<'s> {
         Ok(Commit {
             store,
             import_id,
+            cancel: None,
+            armed: None,
             insert_sql: format!(
                 "INSERT INTO contacts ({}) SELECT * FROM {inserts_view}",
                 insert_columns.join(", ")
@@ -521,6 +542,20 @@ impl<'s> Commit<'s> {
 
     fn feed(&self) -> MutexGuard<'_, Feed> {
         lock(&self.feed)
+    }
+
+    /// Answers to `cancel` from now on: its statements are interrupted by
+    /// a request, it checks for one between them, and it commits only if
+    /// none came before the connection was disarmed for the `COMMIT`.
+    pub fn watch(&mut self, cancel: &'s Cancel) -> Result<()> {
+        self.armed = Some(cancel.arm(self.store.interrupt())?);
+        self.cancel = Some(cancel);
+        Ok(())
+    }
+
+    /// `Err(Cancelled)` once a cancel came.
+    fn check(&self) -> Result<()> {
+        self.cancel.map_or(Ok(()), Cancel::check)
     }
 
     /// The id of the first contact this transaction inserts.
@@ -580,7 +615,9 @@ impl<'s> Commit<'s> {
     /// Applies the staged updates, records the counts and commits.
     /// Returns the number of stored contacts updated.
     pub fn finish(mut self, counts: &mut GroupCounts, summary: &str) -> Result<()> {
+        crate::cancel::test_stage("commit_flush");
         self.flush()?;
+        self.check()?;
         let store = self.store;
         let contacts_updated: i64 = store
             .connection()
@@ -594,11 +631,15 @@ impl<'s> Commit<'s> {
             (feed.rows.now, feed.rows.next_id)
         };
         if contacts_updated > 0 {
+            self.check()?;
+            crate::cancel::test_stage("commit_update");
             store.execute(&self.update_sql, [now])?;
         }
+        self.check()?;
         store.execute_batch(&format!("DROP TABLE {UPDATES}"))?;
         set_next_contact_id(store, next_id)?;
         let Some(import_id) = self.import_id else {
+            self.disarm_to_commit()?;
             return store.execute_batch("COMMIT");
         };
         store.execute(
@@ -616,15 +657,24 @@ impl<'s> Commit<'s> {
                 import_id
             ],
         )?;
+        crate::cancel::test_stage("commit");
+        self.disarm_to_commit()?;
         store.execute_batch("COMMIT")
+    }
+
+    /// The last moment a cancel rolls the import back: after this, the
+    /// `COMMIT` runs uninterrupted.
+    fn disarm_to_commit(&mut self) -> Result<()> {
+        self.armed.take().map_or(Ok(()), Armed::disarm_to_commit)
     }
 
     /// Rolls everything back and records how the group ended.
     pub fn abort(self, ending: Ending, reason: &str) -> Result<()> {
         let store = self.store;
         let import_id = self.import_id;
+        // Disarms the connection (its guard goes with it).
         drop(self);
-        let rollback = store.execute_batch("ROLLBACK");
+        let rollback = rollback(store);
         if let Some(import_id) = import_id {
             end_group(store, import_id, ending, reason)?;
         }
@@ -682,17 +732,27 @@ fn update_sql(fields: &[StoreField], hashed: &[usize], master: Master) -> String
 }
 
 /// Records a group as failed or cancelled (outside any transaction).
+/// Tried twice: a cancel's interrupt that reached the connection just
+/// before it was disarmed fails the next statement once.
 pub fn end_group(store: &Store, import_id: i64, ending: Ending, reason: &str) -> Result<()> {
     let status = match ending {
         Ending::Failed => "failed",
         Ending::Cancelled => "cancelled",
     };
-    store
-        .execute(
+    let record = || {
+        store.execute(
             "UPDATE import_groups SET status = ?, reason = ?, finished_at = make_timestamp(?) WHERE id = ?",
             duckdb::params![status, reason, now_micros(), import_id],
         )
-        .map(|_| ())
+    };
+    record().or_else(|_| record()).map(|_| ())
+}
+
+/// Rolls the connection's transaction back, tried twice like [`end_group`].
+fn rollback(store: &Store) -> Result<()> {
+    store
+        .execute_batch("ROLLBACK")
+        .or_else(|_| store.execute_batch("ROLLBACK"))
 }
 
 /// The Arrow type a field has in the contacts table.
@@ -768,10 +828,11 @@ pub struct Committed {
 /// commits on `Finish`. On `Abort`, on its own error, or when the sender
 /// goes away without `Finish`, it rolls back and records the group as
 /// failed or cancelled. Returns `None` when it rolled back on request.
-pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>) -> Result<Option<Committed>> {
+pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>, cancel: &Cancel) -> Result<Option<Committed>> {
     let store = &setup.store;
     let fail = |e: Error| -> Error {
-        let _ = store.execute_batch("ROLLBACK");
+        let e = cancel.or_cancelled(e);
+        let _ = rollback(store);
         let _ = end_group(store, setup.import_id, Ending::of(&e), &e.to_string());
         e
     };
@@ -784,11 +845,16 @@ pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>) -> Result<Optio
         setup.tags,
     )
     .map_err(fail)?;
+    if let Err(e) = commit.watch(cancel) {
+        drop(commit);
+        return Err(fail(e));
+    }
     let started = Instant::now();
     let (end, waited) = match commit.stream(jobs) {
         Ok(ended) => ended,
         Err(e) => {
-            commit.abort(Ending::Failed, &e.to_string())?;
+            let e = cancel.or_cancelled(e);
+            commit.abort(Ending::of(&e), &e.to_string())?;
             return Err(e);
         }
     };

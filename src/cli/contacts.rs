@@ -96,7 +96,14 @@ pub enum ContactsCommand {
 }
 
 pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
-    let store = Store::open(db)?;
+    // Listing, showing and exporting only read (SPEC): a read-only store
+    // works, and a mistyped --db creates nothing.
+    let store = match &args.command {
+        ContactsCommand::List { .. } | ContactsCommand::Show { .. } | ContactsCommand::Export { .. } => {
+            Store::open_read_only(db)?
+        }
+        _ => Store::open(db)?,
+    };
     match &args.command {
         ContactsCommand::List { filter, limit, json } => {
             let filter = filter.filter();

@@ -5,12 +5,12 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use clap::{Args, ValueEnum};
 
 use super::InputArgs;
 use crate::apply::{Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
+use crate::cancel::{Cancel, Signal};
 use crate::error::{Error, Result};
 use crate::import::{self, ImportOptions};
 use crate::map::{ContactType, MappingOptions, Unmapped};
@@ -207,12 +207,12 @@ pub(super) fn default_region(flag: Option<&str>) -> Result<Option<&'static str>>
 
 pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
     let options = args.resolve(db)?;
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
-    // A second Ctrl-C while the rollback runs is ignored: the store must be
-    // left consistent.
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+    let cancel = Cancel::new();
+    cancel_on_signals(&cancel)?;
     let summary = import::run(&options, &cancel)?;
+    if cancel.requested().is_some() {
+        eprintln!("kontakt: the import had reached its commit when the signal came; it is complete");
+    }
     let dir = options
         .out
         .unwrap_or_else(|| crate::write::default_out_dir(&summary.name));
@@ -230,5 +230,34 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
         summary.elapsed_ms as f64 / 1000.0,
         dir.display()
     );
+    Ok(())
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM cancel the import (SPEC: at any moment
+/// before the store's commit; exit 130 or 143, the store unchanged). The
+/// handler only records the signal; a thread of its own asks the import to
+/// stop, which interrupts the store's running statement. Further signals
+/// while the rollback runs are ignored: the store must be left consistent.
+fn cancel_on_signals(cancel: &Arc<Cancel>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
+    let cancel = Arc::clone(cancel);
+    // On a terminal the user sees at once that the key was heard (a
+    // rollback can take a moment); a script gets the one error line.
+    let say = std::io::stderr().is_terminal();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let signal = if signal == SIGTERM {
+                Signal::Terminate
+            } else {
+                Signal::Interrupt
+            };
+            if say && cancel.requested().is_none() {
+                eprintln!("kontakt: {}: cancelling; the store is rolled back", signal.name());
+            }
+            cancel.request(signal);
+        }
+    });
     Ok(())
 }

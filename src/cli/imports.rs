@@ -55,7 +55,12 @@ fn json(value: &impl serde::Serialize) -> String {
 }
 
 pub fn run(args: &ImportsArgs, db: &Path) -> Result<()> {
-    let store = Store::open(db)?;
+    // Listing and showing only read (SPEC): a read-only store works, and a
+    // mistyped --db creates nothing.
+    let store = match &args.command {
+        ImportsCommand::List { .. } | ImportsCommand::Show { .. } => Store::open_read_only(db)?,
+        _ => Store::open(db)?,
+    };
     match &args.command {
         ImportsCommand::List { json: as_json } => {
             let list = groups::list(&store)?;

@@ -28,6 +28,11 @@ use views::Database;
 /// 4.0 GiB, uncapped at 6.2 GB), at the price of spilling (106 s vs 91 s).
 const DUCKDB_MEMORY: &str = "512MB";
 
+/// The reason of a group whose process ended while it was `running`, as SQL
+/// over the group's row (its `pid` and `host`).
+pub const INTERRUPTED: &str = "'interrupted: its process (pid ' || coalesce(CAST(pid AS VARCHAR), '?') || ' on ' || \
+     coalesce(host, '?') || ') ended before it finished'";
+
 /// An open contact store.
 pub struct Store {
     conn: Connection,
@@ -35,6 +40,23 @@ pub struct Store {
     /// can connect to it too (dropped after `conn`).
     db: Arc<Database>,
     path: PathBuf,
+    read_only: bool,
+}
+
+/// Interrupts the statement running on one store connection (see
+/// [`crate::cancel`]); a no-op once that connection is closed.
+pub struct Interrupt(Arc<duckdb::InterruptHandle>);
+
+impl Interrupt {
+    pub fn interrupt(&self) {
+        self.0.interrupt();
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupt")
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -48,16 +70,41 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens the store at `path`, creating it (and its schema) when missing,
     /// and bringing an older schema up to date.
+    ///
+    /// Only one process opens a store this way at a time (DuckDB locks the
+    /// file), so an import group still `running` belongs to a process that
+    /// ended without finishing (killed, power loss): it is recorded as
+    /// `failed` ("interrupted") here, and its name is free again.
     pub fn open(path: &Path) -> Result<Store> {
+        let store = Store::open_as(path, false)?;
+        store.fail_interrupted_groups()?;
+        Ok(store)
+    }
+
+    /// Opens an existing store for reading only: it works on a file that
+    /// cannot be written, beside other readers, and a path where no store
+    /// exists is an error (nothing is created).
+    pub fn open_read_only(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(store_error(
+                path,
+                "no store here; a command that only reads never creates one (check --db or KONTAKT_DB)",
+            ));
+        }
+        Store::open_as(path, true)
+    }
+
+    fn open_as(path: &Path, read_only: bool) -> Result<Store> {
         let existed = path.exists();
         if existed && !looks_like_duckdb(path)? {
             return Err(store_error(path, "is not a DuckDB database; refusing to touch it"));
         }
-        let db = Database::open(path).map_err(|e| store_error(path, describe_open_error(&e)))?;
+        let db = Database::open(path, read_only).map_err(|e| store_error(path, describe_open_error(&e)))?;
         let store = Store {
             conn: db.connect().map_err(|e| store_error(path, e.to_string()))?,
             db,
             path: path.to_path_buf(),
+            read_only,
         };
         // DuckDB's own memory (transaction-local data, the update join) is
         // capped; beyond it DuckDB spills to a temporary directory beside
@@ -86,7 +133,28 @@ impl Store {
             conn: self.conn.try_clone().map_err(|e| self.error(&e))?,
             db: Arc::clone(&self.db),
             path: self.path.clone(),
+            read_only: self.read_only,
         })
+    }
+
+    /// Whether the store was opened with [`Store::open_read_only`]: no
+    /// other process writes it meanwhile (DuckDB's lock), so a group it
+    /// shows `running` was interrupted.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// The interrupt of this connection's running statement.
+    pub fn interrupt(&self) -> Interrupt {
+        Interrupt(self.conn.interrupt_handle())
+    }
+
+    /// Records every `running` group as `failed` ("interrupted"): called
+    /// where no other process can hold the store open (see [`Store::open`]).
+    fn fail_interrupted_groups(&self) -> Result<()> {
+        self.execute_batch(&format!(
+            "UPDATE import_groups SET status = 'failed', reason = {INTERRUPTED} WHERE status = 'running'"
+        ))
     }
 
     pub fn path(&self) -> &Path {
@@ -144,6 +212,15 @@ impl Store {
         }
         if current == SCHEMA_VERSION {
             return Ok(());
+        }
+        if self.read_only {
+            return Err(store_error(
+                &self.path,
+                format!(
+                    "has schema version {current}, older than this kontakt's ({SCHEMA_VERSION}), and a command that \
+                     only reads does not upgrade it; any command that writes (an import, `contacts add`) does, once"
+                ),
+            ));
         }
         if (1..schema::CONTACTS_REBUILT).contains(&current) {
             // Migrations 4 and 5 copy every contact: say why this open waits.
@@ -402,15 +479,49 @@ fn looks_like_duckdb(path: &Path) -> Result<bool> {
     Ok(n == 0 || (n == 12 && &head[8..12] == b"DUCK"))
 }
 
-/// DuckDB's lock and permission messages are long; keep the cause.
+/// DuckDB's lock and permission messages are long; keep the cause. A
+/// store held by another process (one writer at a time, or readers while
+/// none writes) names that process and, when it runs here, its command
+/// line (`kontakt import leads.csv --name leads`): nothing waits, so the
+/// user knows what to wait for.
 fn describe_open_error(e: &duckdb::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or(&text).to_string();
-    if text.contains("Conflicting lock") || text.contains("Could not set lock") {
-        format!("is locked by another process ({first})")
-    } else {
-        first
+    if !(text.contains("Conflicting lock") || text.contains("Could not set lock")) {
+        return first;
     }
+    let pid = text
+        .split("(PID ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.trim().parse::<u32>().ok());
+    match pid {
+        Some(pid) => match command_line(pid) {
+            Some(command) => {
+                format!("is in use by another process (pid {pid}: {command}); try again when it has finished")
+            }
+            None => format!("is in use by another process (pid {pid}); try again when it has finished"),
+        },
+        None => format!("is locked by another process ({first})"),
+    }
+}
+
+/// The command line of a process of this machine, its program named by its
+/// file name (`kontakt import leads.csv`).
+fn command_line(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let mut args = raw
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(String::from_utf8_lossy);
+    let program = args.next()?;
+    let program = program.rsplit('/').next().unwrap_or(&program).to_string();
+    Some(
+        std::iter::once(program)
+            .chain(args.map(|a| a.into_owned()))
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
 }
 
 /// The DuckDB library version, for `kontakt --version`.

@@ -14,7 +14,7 @@
 //! - Custom fields are registered in `custom_fields` and become columns
 //!   `"custom.NAME"` (always quoted identifiers; NAME is a checked slug).
 
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// The latest migration that rebuilds `contacts` (`Store::rebuild_contacts`
 /// puts the table it creates, [`CONTACTS_NEW`], in place of `contacts`).
@@ -236,4 +236,11 @@ pub const MIGRATIONS: &[&str] = &[
 "#,
         contacts_last_columns!()
     ),
+    // 6: the process that runs a group (its pid and host name), so that a
+    // group left `running` by a process that ended without finishing is
+    // reported with them when it is found ("interrupted").
+    r#"
+    ALTER TABLE import_groups ADD COLUMN pid BIGINT;
+    ALTER TABLE import_groups ADD COLUMN host VARCHAR;
+    "#,
 ];

@@ -36,15 +36,36 @@ unsafe impl Send for Database {}
 unsafe impl Sync for Database {}
 
 impl Database {
-    /// Opens (or creates) the database file at `path`.
-    pub fn open(path: &Path) -> Result<Arc<Database>, duckdb::Error> {
+    /// Opens (or creates) the database file at `path`; `read_only` opens
+    /// an existing file without ever writing it (DuckDB's `READ_ONLY`
+    /// access mode: several such processes may read at once).
+    pub fn open(path: &Path, read_only: bool) -> Result<Arc<Database>, duckdb::Error> {
         use std::os::unix::ffi::OsStrExt;
         let c_path =
             CString::new(path.as_os_str().as_bytes()).map_err(|_| duckdb::Error::InvalidPath(path.to_path_buf()))?;
         let mut raw: ffi::duckdb_database = std::ptr::null_mut();
         let mut message: *mut std::os::raw::c_char = std::ptr::null_mut();
+        let mut config: ffi::duckdb_config = std::ptr::null_mut();
+        if read_only {
+            // SAFETY: out-pointer; the config is destroyed below in every case.
+            let made = unsafe { ffi::duckdb_create_config(&mut config) } == ffi::DuckDBSuccess
+                && unsafe { ffi::duckdb_set_config(config, c"access_mode".as_ptr(), c"READ_ONLY".as_ptr()) }
+                    == ffi::DuckDBSuccess;
+            if !made {
+                // SAFETY: created above (or null, which DuckDB ignores).
+                unsafe { ffi::duckdb_destroy_config(&mut config) };
+                return Err(duckdb::Error::DuckDBFailure(
+                    ffi::Error::new(ffi::DuckDBError),
+                    Some("could not configure a read-only open".into()),
+                ));
+            }
+        }
         // SAFETY: valid C string and out-pointers; a null config means defaults.
-        let state = unsafe { ffi::duckdb_open_ext(c_path.as_ptr(), &mut raw, std::ptr::null_mut(), &mut message) };
+        let state = unsafe { ffi::duckdb_open_ext(c_path.as_ptr(), &mut raw, config, &mut message) };
+        if !config.is_null() {
+            // SAFETY: created above; DuckDB copied what it needs at open.
+            unsafe { ffi::duckdb_destroy_config(&mut config) };
+        }
         if state != ffi::DuckDBSuccess {
             let text = (!message.is_null()).then(|| {
                 // SAFETY: DuckDB sets `message` to a C string we must free.
@@ -182,7 +203,7 @@ mod tests {
     fn another_connection_reads_a_stream_in_its_transaction_and_the_store_keeps_no_view() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("v.duckdb");
-        let db = Database::open(&path).expect("open");
+        let db = Database::open(&path, false).expect("open");
         let conn = db.connect().expect("connect");
         conn.execute_batch("CREATE TABLE t (n BIGINT)").expect("table");
         let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
@@ -215,7 +236,7 @@ mod tests {
         assert_eq!(views_left(&conn), 0);
         drop(conn);
         drop(db);
-        let db = Database::open(&path).expect("reopen");
+        let db = Database::open(&path, false).expect("reopen");
         assert_eq!(views_left(&db.connect().expect("connect")), 0);
     }
 }

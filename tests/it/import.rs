@@ -535,7 +535,8 @@ fn a_locked_or_read_only_store_is_a_one_line_error() {
         // Another process holding the store: this test's own connection.
         let _holder = duckdb::Connection::open(&db).expect("hold the store");
         let err = fails(dir, &["import", "second.csv", "--progress", "never"], 1);
-        assert!(err.contains("locked"), "{err}");
+        assert!(err.contains("in use by another process"), "{err}");
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
         assert!(err.contains("kontakt.duckdb"), "{err}");
     }
     assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["6"]]);

@@ -9,4 +9,6 @@ mod imports;
 mod normalize;
 mod preview;
 mod read;
+mod signals;
+mod store;
 mod synth;

@@ -1,0 +1,203 @@
+//! Signals (SPEC, Exit codes and errors): Ctrl-C or SIGTERM at any moment
+//! before the store's commit leaves the store as it was, exits 130 or 143
+//! and records the group `cancelled`; a killed import's group is reported
+//! `failed` ("interrupted") and its name is free again.
+//!
+//! The moments come from the import itself: with `KONTAKT_TEST_STAGES` it
+//! says on stderr when each stage begins (`pause` then waits half a
+//! second there, so the signal surely lands in that stage).
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{kontakt, succeeds};
+use crate::import::import;
+
+/// A store of 60k contacts and a 60k-row file that updates about half of
+/// them and adds the rest (the import's every stage has work).
+fn store_and_file(dir: &Path) {
+    kontakt(dir)
+        .args([
+            "gen",
+            "--rows",
+            "60000",
+            "--seed",
+            "11",
+            "--store-rows",
+            "60000",
+            "-o",
+            "big.csv",
+        ])
+        .assert()
+        .success();
+    import(dir, &["big-store.csv", "--name", "base"]);
+}
+
+/// Everything a user can see of the store: every contact and group.
+fn snapshot(dir: &Path) -> (Vec<u8>, Value) {
+    succeeds(dir, &["contacts", "export", "-o", "snapshot.csv"]);
+    let contacts = std::fs::read(dir.join("snapshot.csv")).expect("export");
+    let groups: Value = serde_json::from_slice(&succeeds(dir, &["imports", "list", "--json"])).expect("json");
+    (contacts, groups)
+}
+
+fn group(dir: &Path, name: &str) -> Value {
+    serde_json::from_slice(&succeeds(dir, &["imports", "show", name, "--json"])).expect("json")
+}
+
+/// Starts the import of big.csv (an upsert matched by email, then phone)
+/// as group `name`, with the stage hook set to `hook`.
+fn start(dir: &Path, name: &str, hook: &str) -> Child {
+    Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
+        .current_dir(dir)
+        .env_remove("KONTAKT_DB")
+        .env("KONTAKT_TEST_STAGES", hook)
+        .args([
+            "import",
+            "big.csv",
+            "--progress",
+            "never",
+            "--secondary-key",
+            "phone",
+            "--name",
+            name,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kontakt")
+}
+
+/// Waits for the import to announce `stage`, then sends it `signal`;
+/// returns the exit code and everything it wrote to stderr.
+fn signal_at(mut child: Child, stage: &str, signal: i32) -> (Option<i32>, String) {
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let marker = format!("kontakt: stage {stage}");
+    let started = Instant::now();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the import ended before stage {stage}: {seen}"))
+            .expect("stderr line");
+        seen.push_str(&line);
+        seen.push('\n');
+        if line == marker {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "no stage {stage}: {seen}");
+    }
+    // SAFETY: kill(2) with the pid of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    for line in lines {
+        seen.push_str(&line.expect("stderr line"));
+        seen.push('\n');
+    }
+    let status = child.wait().expect("wait");
+    (status.code(), seen)
+}
+
+/// The import stopped by `signal` left the store as it was and its group
+/// `cancelled`, with exit code `code`.
+fn assert_cancelled(
+    dir: &Path,
+    name: &str,
+    (code, stderr): (Option<i32>, String),
+    expected: i32,
+    before: &(Vec<u8>, Value),
+) {
+    assert_eq!(code, Some(expected), "{name}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("cancelled") && last.contains("rolled back"),
+        "{name}: {stderr}"
+    );
+    let (contacts, groups) = snapshot(dir);
+    assert!(contacts == before.0, "{name}: the contacts changed");
+    let group = group(dir, name);
+    assert_eq!(group["status"], "cancelled", "{name}: {group}");
+    // The groups from before are as they were; every later one (this
+    // test's earlier runs) was cancelled.
+    let before = before.1.as_array().expect("groups");
+    let groups = groups.as_array().expect("groups");
+    assert_eq!(&groups[..before.len()], &before[..]);
+    for g in &groups[before.len()..] {
+        assert_eq!(g["status"], "cancelled", "{g}");
+    }
+}
+
+#[test]
+fn ctrl_c_at_every_stage_of_an_upsert_leaves_the_store_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store_and_file(dir);
+    let before = snapshot(dir);
+    // Each stage, with the signal sure to land in it; the staged update and
+    // the key scan also without the pause, so that the signal interrupts
+    // their statement while it runs.
+    let runs = [
+        ("build_index", "pause"),
+        ("build_index", "1"),
+        ("stream", "pause"),
+        ("commit_flush", "pause"),
+        ("commit_update", "pause"),
+        ("commit_update", "1"),
+        ("commit", "pause"),
+    ];
+    for (i, (stage, hook)) in runs.into_iter().enumerate() {
+        let name = format!("int-{i}-{stage}");
+        let outcome = signal_at(start(dir, &name, hook), stage, libc::SIGINT);
+        assert_cancelled(dir, &name, outcome, 130, &before);
+    }
+    // After all that, the same import runs to its end.
+    let summary = import(dir, &["big.csv", "--secondary-key", "phone", "--name", "after"]);
+    assert!(summary["updated"].as_u64().expect("updated") > 10_000, "{summary}");
+    assert_eq!(group(dir, "after")["status"], "completed");
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c_with_exit_143() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store_and_file(dir);
+    let before = snapshot(dir);
+    for stage in ["stream", "commit_update"] {
+        let name = format!("term-{stage}");
+        let outcome = signal_at(start(dir, &name, "pause"), stage, libc::SIGTERM);
+        assert!(outcome.1.contains("SIGTERM"), "{}", outcome.1);
+        assert_cancelled(dir, &name, outcome, 143, &before);
+    }
+    // A cancelled name is free again.
+    import(dir, &["big.csv", "--name", "term-stream", "--mode", "add"]);
+    assert_eq!(group(dir, "term-stream")["status"], "completed");
+}
+
+#[test]
+fn a_killed_import_is_reported_interrupted_and_its_name_is_free() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store_and_file(dir);
+    let before = snapshot(dir);
+    let (code, _) = signal_at(start(dir, "killed", "pause"), "commit_update", libc::SIGKILL);
+    assert_eq!(code, None, "killed by a signal");
+
+    // A command that only reads shows it as failed (no process holds the
+    // store), and changes nothing.
+    let shown = group(dir, "killed");
+    assert_eq!(shown["status"], "failed", "{shown}");
+    let reason = shown["reason"].as_str().expect("reason");
+    assert!(reason.starts_with("interrupted"), "{reason}");
+    assert!(reason.contains("pid "), "{reason}");
+    assert_eq!(snapshot(dir).0, before.0, "the contacts changed");
+
+    // The name is free: the same import runs again and completes.
+    let summary = import(dir, &["big.csv", "--secondary-key", "phone", "--name", "killed"]);
+    assert!(summary["updated"].as_u64().expect("updated") > 10_000, "{summary}");
+    assert_eq!(group(dir, "killed")["status"], "completed");
+}
