@@ -326,7 +326,11 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
     let store = if options.dry_run && !options.db.exists() {
         None
     } else {
-        Some(Store::open(&options.db)?)
+        Some(if options.dry_run {
+            Store::open_read_only(&options.db)?
+        } else {
+            Store::open(&options.db)?
+        })
     };
     // The name is checked and the group recorded before anything is
     // written, so a taken name leaves an earlier import's outputs alone.

@@ -71,6 +71,8 @@ fn read_commands_work_on_a_store_that_cannot_be_written() {
     for args in READ_COMMANDS {
         succeeds(dir, args);
     }
+    // A dry run only reads the store too.
+    succeeds(dir, &["import", "a.csv", "--dry-run", "--name", "dry"]);
     let listed = String::from_utf8(succeeds(dir, &["contacts", "list"])).expect("utf-8");
     assert!(listed.contains("ann@example.cz"), "{listed}");
     // A command that writes says why it cannot, in one line.
