@@ -85,10 +85,7 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     let decode = |cells: &[&[u8]]| -> Vec<String> { cells.iter().map(|c| encoding.decode_lossy(c)).collect() };
     let sample_records = sniff::split_records(body, delimiter, quote, complete, 50);
     let first_cells = decode(&first.fields(body).collect::<Vec<_>>());
-    let rest: Vec<Vec<String>> = sample_records.iter().skip(1).map(|r| decode(r)).collect();
-    let header = options
-        .header
-        .unwrap_or_else(|| sniff::detect_header(&first_cells, &rest));
+    let header = options.header.unwrap_or_else(|| sniff::detect_header(&first_cells));
 
     let (columns, data_start) = if header {
         (header_columns(first_cells), body_start + first_end)

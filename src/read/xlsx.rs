@@ -197,7 +197,7 @@ fn read_workbook<RS: Read + Seek>(
             format!("sheet {sheet:?} is empty: no header and no data rows"),
         ));
     };
-    let header = forced_header.unwrap_or_else(|| sniff::detect_header(first, &head_rows[1..]));
+    let header = forced_header.unwrap_or_else(|| sniff::detect_header(first));
     let columns = if header {
         let mut cells = head_rows.remove(0);
         while cells.last().is_some_and(|c| c.trim().is_empty()) {

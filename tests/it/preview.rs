@@ -171,6 +171,66 @@ fn header_detection_and_no_header() {
 }
 
 #[test]
+fn the_first_row_is_the_header_unless_it_looks_like_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Words above small numbers: the wizard's "header row" ticked.
+    write(dir.path(), "abc.csv", "a,b,c\n1,2,3\n");
+    let p = preview_json(dir.path(), "abc.csv", &[]);
+    assert_eq!(p["header"], true);
+    assert_eq!(p["columns"], json!(["a", "b", "c"]));
+    assert_eq!(rows(&p), vec![strings(&["1", "2", "3"])]);
+    // Words above words: still a header, nothing in it looks like data.
+    write(dir.path(), "words.csv", "jmeno,mesto\nJan,Praha\nEva,Brno\n");
+    let p = preview_json(dir.path(), "words.csv", &[]);
+    assert_eq!(p["header"], true);
+    assert_eq!(p["total_rows"], 2);
+    // A number, a date, a repeated or an empty cell: data.
+    for (name, text) in [
+        ("number.csv", "Jan,Novák,12\nEva,Nová,7\n"),
+        ("date.csv", "Jan,14.3.1985\nEva,1.2.1990\n"),
+        ("repeated.csv", "x,x,y\n1,2,3\n"),
+        ("empty.csv", "who,,how\n1,2,3\n"),
+    ] {
+        write(dir.path(), name, text);
+        let p = preview_json(dir.path(), name, &[]);
+        assert_eq!(p["header"], false, "{name}");
+        assert_eq!(p["total_rows"], 2, "{name}");
+    }
+    // The flags still decide when given.
+    let p = preview_json(dir.path(), "abc.csv", &["--no-header"]);
+    assert_eq!(p["header"], false);
+    assert_eq!(p["columns"], json!(["col1", "col2", "col3"]));
+    let p = preview_json(dir.path(), "number.csv", &["--header"]);
+    assert_eq!(p["columns"], json!(["Jan", "Novák", "12"]));
+
+    // An XLSX sheet is judged alike: numbers below text headers.
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    for (col, name) in ["a", "b"].iter().enumerate() {
+        sheet.write_string(0, col as u16, *name).expect("header");
+        sheet.write_number(1, col as u16, col as f64 + 1.0).expect("cell");
+    }
+    book.save(dir.path().join("abc.xlsx")).expect("save");
+    let p = preview_json(dir.path(), "abc.xlsx", &[]);
+    assert_eq!(p["header"], true);
+    assert_eq!(rows(&p), vec![strings(&["1", "2"])]);
+
+    // import reads the same header, so both rows under it are contacts.
+    write(dir.path(), "codes.csv", "jmeno,kod\nJan,A1\nEva,B2\n");
+    let output = kontakt(dir.path())
+        .args(["import", "codes.csv", "--progress", "never", "--dry-run"])
+        .args(["--map", "jmeno=first_name", "--map", "kod=external_id"])
+        .args(["--primary-key", "external_id", "--out", "codes-out"])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("codes-out/summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["rows_read"], 2, "{summary}");
+}
+
+#[test]
 fn rows_limit_and_text_view() {
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "c.csv", "E-mail,Telefon\na@x.cz,1\nb@x.cz,2\nc@x.cz,3\n");
