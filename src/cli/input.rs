@@ -26,7 +26,8 @@ pub struct InputArgs {
     #[arg(long, value_name = "CHAR")]
     pub quote: Option<String>,
 
-    /// Text encoding: auto, utf-8, windows-1250, iso-8859-2.
+    /// Text encoding: auto, utf-8, windows-1250, iso-8859-2, utf-16le, utf-16be
+    /// (UTF-16 with a byte order mark is detected).
     #[arg(long, default_value = "auto", value_name = "NAME")]
     pub encoding: String,
 
@@ -60,9 +61,9 @@ impl InputArgs {
             quote: self.quote.as_deref().map(|q| single_ascii("--quote", q)).transpose()?,
             encoding: match self.encoding.as_str() {
                 "auto" => None,
-                other => Some(Encoding::from_flag(other).ok_or_else(|| {
+                other => Some(Encoding::from_input_flag(other).ok_or_else(|| {
                     Error::usage(format!(
-                        "--encoding {other:?}: expected auto, utf-8, windows-1250 or iso-8859-2"
+                        "--encoding {other:?}: expected auto, utf-8, windows-1250, iso-8859-2, utf-16le or utf-16be"
                     ))
                 })?),
             },

@@ -40,12 +40,6 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     sample.truncate(n);
     let complete = n < SAMPLE_BYTES;
 
-    if sample.starts_with(&[0xFF, 0xFE]) || sample.starts_with(&[0xFE, 0xFF]) {
-        return Err(Error::input(
-            input,
-            "is UTF-16 text; save it as UTF-8 (or Windows-1250) and try again",
-        ));
-    }
     let bom = sample.starts_with(b"\xEF\xBB\xBF");
     let body_start = if bom { 3 } else { 0 };
     let body = &sample[body_start..];

@@ -121,8 +121,14 @@ fn read_workbook<RS: Read + Seek>(
     head_tx: &SyncSender<Result<Head>>,
     batch_tx: &SyncSender<Result<RawBatch>>,
 ) -> Result<()> {
-    let mut workbook: Xlsx<RS> =
-        open_workbook_from_rs(rs).map_err(|e| Error::input(source, format!("is not a readable XLSX workbook: {e}")))?;
+    let mut workbook: Xlsx<RS> = open_workbook_from_rs(rs).map_err(|e| match e {
+        // A sound ZIP archive without a workbook's parts: some other archive.
+        calamine::XlsxError::FileNotFound(part) => Error::input(
+            source,
+            format!("looks like a ZIP archive, not an XLSX workbook (it has no {part})"),
+        ),
+        e => Error::input(source, format!("is not a readable XLSX workbook: {e}")),
+    })?;
     let names = workbook.sheet_names();
     let sheet = match sheet {
         Some(name) if names.contains(&name) => name,

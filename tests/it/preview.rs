@@ -272,10 +272,6 @@ fn empty_header_only_and_missing_files() {
     std::fs::create_dir(dir.path().join("folder")).expect("mkdir");
     let err = fails(dir.path(), &["preview", "folder"], 1);
     assert!(err.contains("folder") && err.contains("directory"), "{err}");
-
-    write(dir.path(), "utf16.csv", b"\xff\xfee\x00m\x00");
-    let err = fails(dir.path(), &["preview", "utf16.csv"], 1);
-    assert!(err.contains("UTF-16"), "{err}");
 }
 
 #[test]
@@ -374,4 +370,130 @@ fn xlsx_cells_read_as_text_with_sheet_selection() {
     write(dir.path(), "fake.xlsx", b"PK\x03\x04 not really a zip");
     let err = fails(dir.path(), &["preview", "fake.xlsx"], 1);
     assert!(err.contains("fake.xlsx") && err.contains("XLSX"), "{err}");
+}
+
+/// A ZIP archive holding one empty file `hello.txt`, written out by hand
+/// (stored, no compression): local header, central directory, end record.
+fn zip_with_hello_txt() -> Vec<u8> {
+    let name = b"hello.txt";
+    let mut zip = Vec::new();
+    zip.extend_from_slice(b"PK\x03\x04\x14\x00");
+    zip.extend_from_slice(&[0; 20]); // flags, method, time, date, crc, sizes
+    zip.extend_from_slice(&[name.len() as u8, 0, 0, 0]);
+    zip.extend_from_slice(name);
+    let central = zip.len() as u8;
+    zip.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00");
+    zip.extend_from_slice(&[0; 20]);
+    zip.extend_from_slice(&[name.len() as u8, 0]);
+    zip.extend_from_slice(&[0; 16]); // extra, comment, disk, attributes, offset 0
+    zip.extend_from_slice(name);
+    let central_len = zip.len() as u8 - central;
+    zip.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+    zip.extend_from_slice(&[central_len, 0, 0, 0, central, 0, 0, 0, 0, 0]);
+    zip
+}
+
+#[test]
+fn files_that_are_not_tables_are_refused_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut elf = b"\x7fELF\x02\x01\x01\x00".to_vec();
+    elf.extend_from_slice(&[0; 120]);
+    write(dir.path(), "ls", &elf);
+    write(dir.path(), "leads.csv.gz", b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03");
+    write(dir.path(), "leads.pdf", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n");
+    write(dir.path(), "nul.csv", b"name,email\nJan\x00\x00,jan@x.cz\n");
+    write(dir.path(), "hello.zip", zip_with_hello_txt());
+    // The test binary itself: an executable on any platform.
+    let exe = std::env::current_exe().expect("test binary");
+    let exe = exe.to_str().expect("utf-8 path");
+    for (file, looks) in [
+        ("ls", "ELF executable"),
+        ("leads.csv.gz", "gzip archive"),
+        ("leads.pdf", "PDF document"),
+        ("nul.csv", "NUL bytes"),
+        ("hello.zip", "ZIP archive"),
+        (exe, "executable"),
+    ] {
+        for command in [
+            vec!["preview", file],
+            vec!["preview", "--json", file],
+            vec!["import", file, "--dry-run", "--out", "out", "--progress", "never"],
+        ] {
+            let err = fails(dir.path(), &command, 1);
+            assert!(err.contains(file) && err.contains(looks), "{command:?}: {err}");
+        }
+    }
+    // --format csv does not make a binary file text.
+    let err = fails(dir.path(), &["preview", "ls", "--format", "csv"], 1);
+    assert!(err.contains("ELF"), "{err}");
+    // Standard input is looked at the same way.
+    let output = kontakt(dir.path())
+        .args(["preview", "-"])
+        .write_stdin(elf)
+        .output()
+        .expect("run");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("ELF"));
+}
+
+/// `text` in UTF-16 of the given byte order, with or without its BOM.
+fn utf16(text: &str, little_endian: bool, bom: bool) -> Vec<u8> {
+    let units = bom.then_some(0xFEFF).into_iter().chain(text.encode_utf16());
+    units
+        .flat_map(|u| {
+            if little_endian {
+                u.to_le_bytes()
+            } else {
+                u.to_be_bytes()
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn utf16_unicode_text_from_excel_is_decoded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Excel's "Unicode text": UTF-16LE with a BOM, tab-separated, CRLF.
+    let text = "Jméno\tPříjmení\tE-mail\r\nŠárka\tŽáčková\tsarka@x.cz\r\nŁukasz\tWąs\tlukasz@x.pl\r\n";
+    write(dir.path(), "le.txt", utf16(text, true, true));
+    write(dir.path(), "be.txt", utf16(text, false, true));
+    write(dir.path(), "bare.txt", utf16(text, true, false));
+    let expected = vec![
+        strings(&["Šárka", "Žáčková", "sarka@x.cz"]),
+        strings(&["Łukasz", "Wąs", "lukasz@x.pl"]),
+    ];
+    for (file, args, encoding) in [
+        ("le.txt", &[][..], "utf-16le"),
+        ("be.txt", &[][..], "utf-16be"),
+        // Without a BOM the flag says what it is.
+        ("bare.txt", &["--encoding", "utf-16le"][..], "utf-16le"),
+    ] {
+        let p = preview_json(dir.path(), file, args);
+        assert_eq!(p["encoding"], encoding, "{file}");
+        assert_eq!(p["delimiter"], "\t", "{file}");
+        assert_eq!(p["header"], true, "{file}");
+        assert_eq!(p["columns"], json!(["Jméno", "Příjmení", "E-mail"]), "{file}");
+        assert_eq!(rows(&p), expected, "{file}");
+        assert_eq!(p["total_rows"], 2, "{file}");
+    }
+    let output = kontakt(dir.path()).args(["preview", "le.txt"]).output().expect("run");
+    assert!(output.status.success());
+    assert!(String::from_utf8_lossy(&output.stdout).contains("encoding: utf-16le"));
+    // Without the flag a BOM-less UTF-16 file is refused, not misread.
+    let err = fails(dir.path(), &["preview", "bare.txt"], 1);
+    assert!(err.contains("bare.txt") && err.contains("NUL"), "{err}");
+
+    // import reads it as preview does.
+    let output = kontakt(dir.path())
+        .args(["import", "le.txt", "--progress", "never", "--out", "le-out"])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("le-out/summary.json")).expect("summary")).expect("json");
+    assert_eq!(summary["rows_read"], 2, "{summary}");
+    assert_eq!(summary["imported"], 2, "{summary}");
+    let list = crate::common::succeeds(dir.path(), &["contacts", "list"]);
+    let list = String::from_utf8_lossy(&list);
+    assert!(list.contains("Žáčková") && list.contains("lukasz@x.pl"), "{list}");
 }
