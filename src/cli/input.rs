@@ -42,6 +42,12 @@ pub struct InputArgs {
     /// XLSX sheet to read [default: the first].
     #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
+
+    /// Skip the first N records of a CSV file (empty ones counted too) or the
+    /// first N rows of the sheet, before the header: title lines above the
+    /// table. Row numbers in outputs still count data rows after the header.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub skip_rows: usize,
 }
 
 impl InputArgs {
@@ -73,6 +79,7 @@ impl InputArgs {
                 _ => None,
             },
             sheet: self.sheet.clone(),
+            skip_rows: self.skip_rows,
             ..ReadOptions::default()
         })
     }
@@ -100,6 +107,7 @@ mod tests {
             no_header: false,
             header: false,
             sheet: None,
+            skip_rows: 0,
         }
     }
 

@@ -85,6 +85,8 @@ pub struct ReadOptions {
     /// `Some(false)` for `--no-header`, `Some(true)` for `--header`.
     pub header: Option<bool>,
     pub sheet: Option<String>,
+    /// Records (CSV) or sheet rows (XLSX) above the header to skip.
+    pub skip_rows: usize,
     /// Target size of the byte chunks parsed in parallel.
     pub chunk_bytes: usize,
 }
@@ -98,6 +100,7 @@ impl Default for ReadOptions {
             encoding: None,
             header: None,
             sheet: None,
+            skip_rows: 0,
             chunk_bytes: CHUNK_BYTES,
         }
     }
@@ -117,6 +120,11 @@ pub struct Detected {
     pub header: bool,
     /// A UTF-8 byte order mark was present (and skipped).
     pub bom: bool,
+    /// Records (CSV) or sheet rows (XLSX) skipped above the header.
+    pub skip_rows: usize,
+    /// What `skip_rows` should be when the first lines look like a title
+    /// above the table (counted from the input's start); `None` otherwise.
+    pub suggested_skip_rows: Option<usize>,
 }
 
 /// An open table: what was detected, the column names, and the batches.

@@ -196,6 +196,30 @@ pub fn detect_header(first: &[String]) -> bool {
     distinct.len() == first.len()
 }
 
+/// Records looked at for title lines above a table.
+pub const TITLE_RECORDS: usize = 10;
+
+/// How many leading records are plainly a title above the table, not the
+/// table: a first filled record of one cell (not a value, not a field name)
+/// and any more such or empty records, then a record with two filled cells
+/// or more. `records` are the first records of the input, empty ones
+/// included (as an empty record or one of empty cells), as `--skip-rows`
+/// counts them. `None` when the table starts at once, or nothing wider
+/// follows within the records given.
+pub fn title_rows(records: &[Vec<String>]) -> Option<usize> {
+    let mut titled = false;
+    for (i, record) in records.iter().enumerate() {
+        let filled: Vec<&str> = record.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).collect();
+        match filled.as_slice() {
+            [] => {}
+            [cell] if !looks_like_value(cell) && map::suggest_field(cell).is_none() => titled = true,
+            [_] => return None,
+            _ => return titled.then_some(i),
+        }
+    }
+    None
+}
+
 /// A cell that is data, not a column name: has an `@`, or is made of digits
 /// and number/phone/date punctuation (`1`, `-5`, `12.5`, `+420 777 123 456`,
 /// `14.3.1985`, `2024-01-02 13:45`).
@@ -267,6 +291,25 @@ mod tests {
 
     fn strings(cells: &[&str]) -> Vec<String> {
         cells.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn title_lines_above_a_table() {
+        let records = |rows: &[&[&str]]| -> Vec<Vec<String>> { rows.iter().map(|r| strings(r)).collect() };
+        let title = records(&[&["Export 2026-11-30"], &[], &["name", "email"], &["Jan", "j@x.cz"]]);
+        assert_eq!(title_rows(&title), Some(2));
+        // Excel writes the title's row as wide as the table.
+        let excel = records(&[&["Kontakty", "", ""], &["", "", ""], &["a", "b", "c"]]);
+        assert_eq!(title_rows(&excel), Some(2));
+        let two = records(&[&["Leads"], &["exported by Eva"], &["name", "email"]]);
+        assert_eq!(title_rows(&two), Some(2));
+        // The table at once, a one-column table, a lone value, a lone field name.
+        assert_eq!(title_rows(&records(&[&["name", "email"], &["Jan", "j@x.cz"]])), None);
+        assert_eq!(title_rows(&records(&[&["email"], &["j@x.cz"]])), None);
+        assert_eq!(title_rows(&records(&[&["j@x.cz", ""], &["a@x.cz", "Jan"]])), None);
+        assert_eq!(title_rows(&records(&[&["email", ""], &["a@x.cz", "Jan"]])), None);
+        // Nothing wider below: no table to be above.
+        assert_eq!(title_rows(&records(&[&["Export"], &[]])), None);
     }
 
     #[test]

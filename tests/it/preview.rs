@@ -497,3 +497,106 @@ fn utf16_unicode_text_from_excel_is_decoded() {
     let list = String::from_utf8_lossy(&list);
     assert!(list.contains("Žáčková") && list.contains("lukasz@x.pl"), "{list}");
 }
+
+#[test]
+fn skip_rows_skips_title_lines_and_preview_suggests_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A title with commas above a `;` table, then a blank line.
+    let text = "Leads, Q4, 2026, Praha\n\nJméno;E-mail;Telefon\nJan;jan@x.cz;777 123 456\nEva;bad-email;602 123 456\n";
+    write(dir.path(), "titled.csv", text);
+
+    // Not skipped by default (SPEC: a flag), but suggested, in JSON and text.
+    let p = preview_json(dir.path(), "titled.csv", &[]);
+    assert_eq!(p["skip_rows"], 0);
+    assert_eq!(p["suggested_skip_rows"], 2);
+    assert_eq!(p["delimiter"], ";");
+    let output = kontakt(dir.path())
+        .args(["preview", "titled.csv"])
+        .output()
+        .expect("run");
+    assert!(output.status.success());
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        shown.contains("looks like 2 title lines above the table: try --skip-rows 2"),
+        "{shown}"
+    );
+
+    let p = preview_json(dir.path(), "titled.csv", &["--skip-rows", "2"]);
+    assert_eq!(p["skip_rows"], 2);
+    assert_eq!(p["suggested_skip_rows"], serde_json::Value::Null);
+    assert_eq!(p["delimiter"], ";");
+    assert_eq!(p["header"], true);
+    assert_eq!(p["columns"], json!(["Jméno", "E-mail", "Telefon"]));
+    assert_eq!(rows(&p)[0], strings(&["Jan", "jan@x.cz", "777 123 456"]));
+    assert_eq!(p["total_rows"], 2);
+    // Skipping only the title leaves the blank line, skipped as always.
+    let p = preview_json(dir.path(), "titled.csv", &["--skip-rows", "1"]);
+    assert_eq!(p["columns"], json!(["Jméno", "E-mail", "Telefon"]));
+
+    // Empty records count: a title, a blank line and a row of empty fields.
+    write(
+        dir.path(),
+        "excel.csv",
+        "\u{feff}Kontakty,,\r\n\r\n,,\r\nname,email,note\r\nJan,jan@x.cz,\"a\r\nb\"\r\n",
+    );
+    let p = preview_json(dir.path(), "excel.csv", &[]);
+    assert_eq!(p["suggested_skip_rows"], 3);
+    let p = preview_json(dir.path(), "excel.csv", &["--skip-rows", "3"]);
+    assert_eq!(p["columns"], json!(["name", "email", "note"]));
+    assert_eq!(rows(&p), vec![strings(&["Jan", "jan@x.cz", "a\r\nb"])]);
+    // The header itself may be skipped too: then the first data row is read
+    // as the header would be, and --no-header keeps it.
+    let p = preview_json(dir.path(), "excel.csv", &["--skip-rows", "4", "--no-header"]);
+    assert_eq!(rows(&p), vec![strings(&["Jan", "jan@x.cz", "a\r\nb"])]);
+
+    let err = fails(dir.path(), &["preview", "titled.csv", "--skip-rows", "9"], 1);
+    assert!(err.contains("titled.csv") && err.contains("--skip-rows"), "{err}");
+
+    // import: row numbers count data rows after the header.
+    let output = kontakt(dir.path())
+        .args(["import", "titled.csv", "--skip-rows", "2", "--progress", "never"])
+        .args(["--default-country", "CZ", "--out", "titled-out"])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let out = dir.path().join("titled-out");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).expect("summary")).expect("json");
+    assert_eq!(summary["rows_read"], 2, "{summary}");
+    let failed = crate::import::csv_rows(&out.join("failed.csv"));
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["row"], "2");
+    assert_eq!(failed[0]["Jméno"], "Eva");
+}
+
+#[test]
+fn skip_rows_on_a_sheet_counts_sheet_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    // Row 1 a title, row 2 empty, row 3 the header, rows 4-5 the data.
+    sheet.write_string(0, 0, "Export 2026-11-30").expect("title");
+    for (col, name) in ["Jméno", "E-mail"].iter().enumerate() {
+        sheet.write_string(2, col as u16, *name).expect("header");
+    }
+    sheet.write_string(3, 0, "Jan").expect("cell");
+    sheet.write_string(3, 1, "jan@x.cz").expect("cell");
+    sheet.write_string(4, 0, "Eva").expect("cell");
+    sheet.write_string(4, 1, "eva@x.cz").expect("cell");
+    book.save(dir.path().join("titled.xlsx")).expect("save");
+
+    let p = preview_json(dir.path(), "titled.xlsx", &[]);
+    assert_eq!(p["skip_rows"], 0);
+    assert_eq!(p["suggested_skip_rows"], 2);
+    let p = preview_json(dir.path(), "titled.xlsx", &["--skip-rows", "2"]);
+    assert_eq!(p["skip_rows"], 2);
+    assert_eq!(p["suggested_skip_rows"], serde_json::Value::Null);
+    assert_eq!(p["columns"], json!(["Jméno", "E-mail"]));
+    assert_eq!(
+        rows(&p),
+        vec![strings(&["Jan", "jan@x.cz"]), strings(&["Eva", "eva@x.cz"])]
+    );
+    assert_eq!(p["mapping"], json!({"Jméno": "first_name", "E-mail": "email"}));
+    let err = fails(dir.path(), &["preview", "titled.xlsx", "--skip-rows", "5"], 1);
+    assert!(err.contains("titled.xlsx") && err.contains("--skip-rows"), "{err}");
+}
