@@ -294,14 +294,49 @@ fn classify(head: &[u8], encoding: Option<Encoding>) -> Kind {
         return Kind::Refused { what, hint: "" };
     }
     if memchr::memchr(0, head).is_some() {
-        let what = if at(0, b"MZ") {
-            "a Windows executable"
-        } else {
-            "a binary file (it has NUL bytes)"
+        if at(0, b"MZ") {
+            return Kind::Refused {
+                what: "a Windows executable",
+                hint: "",
+            };
+        }
+        return match bare_utf16(head) {
+            Some(Encoding::Utf16Be) => Kind::Refused {
+                what: "UTF-16BE text without a byte order mark (it has NUL bytes before its letters)",
+                hint: "; pass --encoding utf-16be",
+            },
+            Some(_) => Kind::Refused {
+                what: "UTF-16LE text without a byte order mark (it has NUL bytes after its letters)",
+                hint: "; pass --encoding utf-16le",
+            },
+            None => Kind::Refused {
+                what: "a binary file (it has NUL bytes)",
+                hint: "",
+            },
         };
-        return Kind::Refused { what, hint: "" };
     }
     Kind::Text
+}
+
+/// UTF-16 without a BOM, told by its NUL bytes: Latin text has one in
+/// nearly every code unit, always on the same side. Only named in the
+/// message; reading it takes the flag (a guess could misread a binary file).
+fn bare_utf16(head: &[u8]) -> Option<Encoding> {
+    let units = head.len() / 2;
+    if units < 4 {
+        return None;
+    }
+    let nul_at = |side: usize| head.chunks_exact(2).filter(|u| u[side] == 0).count();
+    let (first, second) = (nul_at(0), nul_at(1));
+    let mostly = |n: usize| n * 10 >= units * 8;
+    let rarely = |n: usize| n * 10 <= units;
+    if mostly(second) && rarely(first) {
+        Some(Encoding::Utf16Le)
+    } else if mostly(first) && rarely(second) {
+        Some(Encoding::Utf16Be)
+    } else {
+        None
+    }
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
@@ -382,7 +417,9 @@ mod tests {
             classify(b"n\x00a\x00", Some(Encoding::Utf16Le)),
             Kind::Utf16(Encoding::Utf16Le)
         );
-        assert!(matches!(classify(b"n\x00a\x00", None), Kind::Refused { .. }));
+        assert!(refused(b"n\x00a\x00m\x00e\x00").contains("UTF-16LE"));
+        assert!(refused(b"\x00n\x00a\x00m\x00e").contains("UTF-16BE"));
+        assert!(refused(b"\x00\x00\x00\x00\x01\x02\x03\x04").contains("binary"));
         assert!(matches!(
             classify(b"\xff\xfen\x00", Some(Encoding::Utf8)),
             Kind::Refused { .. }

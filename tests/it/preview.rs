@@ -479,9 +479,10 @@ fn utf16_unicode_text_from_excel_is_decoded() {
     let output = kontakt(dir.path()).args(["preview", "le.txt"]).output().expect("run");
     assert!(output.status.success());
     assert!(String::from_utf8_lossy(&output.stdout).contains("encoding: utf-16le"));
-    // Without the flag a BOM-less UTF-16 file is refused, not misread.
+    // Without the flag a BOM-less UTF-16 file is refused, not misread, and
+    // the message says which flag reads it.
     let err = fails(dir.path(), &["preview", "bare.txt"], 1);
-    assert!(err.contains("bare.txt") && err.contains("NUL"), "{err}");
+    assert!(err.contains("bare.txt") && err.contains("--encoding utf-16le"), "{err}");
 
     // import reads it as preview does.
     let output = kontakt(dir.path())
