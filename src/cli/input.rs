@@ -26,7 +26,8 @@ pub struct InputArgs {
     #[arg(long, value_name = "CHAR")]
     pub quote: Option<String>,
 
-    /// Text encoding: auto, utf-8, windows-1250, iso-8859-2.
+    /// Text encoding: auto, utf-8, windows-1250, iso-8859-2, utf-16le, utf-16be
+    /// (UTF-16 with a byte order mark is detected).
     #[arg(long, default_value = "auto", value_name = "NAME")]
     pub encoding: String,
 
@@ -41,6 +42,12 @@ pub struct InputArgs {
     /// XLSX sheet to read [default: the first].
     #[arg(long, value_name = "NAME")]
     pub sheet: Option<String>,
+
+    /// Skip the first N records of a CSV file (empty ones counted too) or the
+    /// first N rows of the sheet, before the header: title lines above the
+    /// table. Row numbers in outputs still count data rows after the header.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub skip_rows: usize,
 }
 
 impl InputArgs {
@@ -60,9 +67,9 @@ impl InputArgs {
             quote: self.quote.as_deref().map(|q| single_ascii("--quote", q)).transpose()?,
             encoding: match self.encoding.as_str() {
                 "auto" => None,
-                other => Some(Encoding::from_flag(other).ok_or_else(|| {
+                other => Some(Encoding::from_input_flag(other).ok_or_else(|| {
                     Error::usage(format!(
-                        "--encoding {other:?}: expected auto, utf-8, windows-1250 or iso-8859-2"
+                        "--encoding {other:?}: expected auto, utf-8, windows-1250, iso-8859-2, utf-16le or utf-16be"
                     ))
                 })?),
             },
@@ -72,6 +79,7 @@ impl InputArgs {
                 _ => None,
             },
             sheet: self.sheet.clone(),
+            skip_rows: self.skip_rows,
             ..ReadOptions::default()
         })
     }
@@ -99,6 +107,7 @@ mod tests {
             no_header: false,
             header: false,
             sheet: None,
+            skip_rows: 0,
         }
     }
 

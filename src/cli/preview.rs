@@ -40,6 +40,10 @@ struct Preview {
     delimiter: String,
     quote: String,
     header: bool,
+    /// Records (CSV) or sheet rows (XLSX) skipped above the header.
+    skip_rows: usize,
+    /// `--skip-rows` that would skip what looks like a title above the table.
+    suggested_skip_rows: Option<usize>,
     columns: Vec<String>,
     rows: Vec<Vec<String>>,
     /// Source row number of each entry of `rows` (for the text view).
@@ -116,6 +120,8 @@ fn collect(table: Table, limit: usize) -> Result<Preview> {
         delimiter: (detected.delimiter as char).to_string(),
         quote: (detected.quote as char).to_string(),
         header: detected.header,
+        skip_rows: detected.skip_rows,
+        suggested_skip_rows: detected.suggested_skip_rows,
         columns,
         rows,
         row_numbers: shown,
@@ -154,9 +160,15 @@ fn print_text(out: &mut impl Write, input: &Input, p: &Preview) -> io::Result<()
             yes_no(p.header)
         )?;
     }
+    if p.skip_rows > 0 {
+        writeln!(out, "skipped:   {} rows above the header (--skip-rows)", p.skip_rows)?;
+    }
     match p.total_rows {
         Some(n) => writeln!(out, "rows:      {n}")?,
         None => writeln!(out, "rows:      not counted (large input)")?,
+    }
+    if let Some(n) = p.suggested_skip_rows {
+        writeln!(out, "note:      {}", title_note(n))?;
     }
     writeln!(out, "\ncolumns and suggested mapping:")?;
     let name_width = p.columns.iter().map(|c| c.chars().count()).max().unwrap_or(0).min(40);
@@ -201,7 +213,16 @@ fn print_text(out: &mut impl Write, input: &Input, p: &Preview) -> io::Result<()
             writeln!(out, "  row {}: {}", bad.row, bad.detail)?;
         }
     }
+    // Again last, where the eye lands after a preview gone wrong.
+    if let Some(n) = p.suggested_skip_rows {
+        writeln!(out, "\n{}", title_note(n))?;
+    }
     Ok(())
+}
+
+fn title_note(n: usize) -> String {
+    let lines = if n == 1 { "line" } else { "lines" };
+    format!("looks like {n} title {lines} above the table: try --skip-rows {n}")
 }
 
 fn yes_no(b: bool) -> &'static str {

@@ -40,21 +40,58 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     sample.truncate(n);
     let complete = n < SAMPLE_BYTES;
 
-    if sample.starts_with(&[0xFF, 0xFE]) || sample.starts_with(&[0xFE, 0xFF]) {
-        return Err(Error::input(
-            input,
-            "is UTF-16 text; save it as UTF-8 (or Windows-1250) and try again",
-        ));
-    }
     let bom = sample.starts_with(b"\xEF\xBB\xBF");
-    let body_start = if bom { 3 } else { 0 };
+    let text_start = if bom { 3 } else { 0 };
+    let skip = options.skip_rows;
+    // Detection looks only at what follows the skipped records, so a title
+    // line cannot sway the delimiter or the encoding.
+    let skipped = if skip == 0 {
+        0
+    } else {
+        let text = &sample[text_start..];
+        let lines = skip_lines(text, skip);
+        let (delimiter, quote) = sniff::detect_dialect(&text[lines..], complete, options.delimiter, options.quote);
+        let records = leading_records(text, delimiter, quote, skip);
+        let end = records.last().map_or(0, |(_, end)| *end);
+        if !complete && (records.len() < skip || end >= text.len()) {
+            return Err(Error::input(
+                input,
+                format!(
+                    "--skip-rows {skip}: the first {skip} records are longer than {} MiB",
+                    SAMPLE_BYTES >> 20
+                ),
+            ));
+        }
+        end
+    };
+    let body_start = text_start + skipped;
     let body = &sample[body_start..];
     let encoding = match options.encoding {
         Some(e) => e,
         None if bom => Encoding::Utf8,
         None => encoding::detect(body, complete),
     };
-    let (delimiter, quote) = sniff::detect_dialect(body, complete, options.delimiter, options.quote);
+    let decode = |cells: &[Vec<u8>]| -> Vec<String> { cells.iter().map(|c| encoding.decode_lossy(c)).collect() };
+    let title_rows = |delimiter: u8, quote: u8| {
+        let records: Vec<Vec<String>> = leading_records(body, delimiter, quote, sniff::TITLE_RECORDS)
+            .iter()
+            .map(|(cells, _)| decode(cells))
+            .collect();
+        sniff::title_rows(&records)
+    };
+    let (mut delimiter, mut quote) = sniff::detect_dialect(body, complete, options.delimiter, options.quote);
+    let title = title_rows(delimiter, quote);
+    if let Some(k) = title {
+        // Read the dialect off the table below the title, as --skip-rows
+        // would; keep it when the title still reads as one there.
+        let after = leading_records(body, delimiter, quote, k)
+            .last()
+            .map_or(0, |(_, end)| *end);
+        let (d, q) = sniff::detect_dialect(&body[after..], complete, options.delimiter, options.quote);
+        if title_rows(d, q) == Some(k) {
+            (delimiter, quote) = (d, q);
+        }
+    }
 
     // The first record through the same parser the chunks use, so the data
     // starts exactly where the parser says the header ends. Leading blank
@@ -63,6 +100,12 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     let mut first_end = 0;
     loop {
         match first.next(body, first_end) {
+            None if skip > 0 => {
+                return Err(Error::input(
+                    input,
+                    format!("is empty after the {skip} records --skip-rows skips: no header and no data rows"),
+                ));
+            }
             None => return Err(Error::input(input, "is empty: no header and no data rows")),
             Some((_, next)) => {
                 first_end = next;
@@ -82,13 +125,9 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
         ));
     }
 
-    let decode = |cells: &[&[u8]]| -> Vec<String> { cells.iter().map(|c| encoding.decode_lossy(c)).collect() };
     let sample_records = sniff::split_records(body, delimiter, quote, complete, 50);
-    let first_cells = decode(&first.fields(body).collect::<Vec<_>>());
-    let rest: Vec<Vec<String>> = sample_records.iter().skip(1).map(|r| decode(r)).collect();
-    let header = options
-        .header
-        .unwrap_or_else(|| sniff::detect_header(&first_cells, &rest));
+    let first_cells: Vec<String> = first.fields(body).map(|c| encoding.decode_lossy(c)).collect();
+    let header = options.header.unwrap_or_else(|| sniff::detect_header(&first_cells));
 
     let (columns, data_start) = if header {
         (header_columns(first_cells), body_start + first_end)
@@ -120,11 +159,58 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
             quote,
             header,
             bom,
+            skip_rows: skip,
+            suggested_skip_rows: title.map(|k| skip + k),
         },
         columns,
         size: None,
         batches: Box::new(batches),
     })
+}
+
+/// The position after the first `n` lines of `text` (LF, CRLF or a lone
+/// CR each end one), or its end.
+fn skip_lines(text: &[u8], n: usize) -> usize {
+    let mut pos = 0;
+    for _ in 0..n {
+        match memchr::memchr2(b'\n', b'\r', &text[pos..]) {
+            Some(at) => {
+                pos += at + 1;
+                if text[pos - 1] == b'\r' && text.get(pos) == Some(&b'\n') {
+                    pos += 1;
+                }
+            }
+            None => return text.len(),
+        }
+    }
+    pos
+}
+
+/// Up to `limit` records from the start of `text`, each with the position
+/// after it, counted as `--skip-rows` counts them: a blank line is a record
+/// (of no fields) too.
+fn leading_records(text: &[u8], delimiter: u8, quote: u8, limit: usize) -> Vec<(Vec<Vec<u8>>, usize)> {
+    let mut parser = RecordParser::new(delimiter, quote);
+    let mut records = Vec::new();
+    let mut pos = 0;
+    while records.len() < limit && pos < text.len() {
+        match text[pos] {
+            b'\n' => pos += 1,
+            b'\r' => pos += if text.get(pos + 1) == Some(&b'\n') { 2 } else { 1 },
+            _ => {
+                let Some((_, next)) = parser.next(text, pos) else { break };
+                pos = next;
+                // csv_core may leave a CRLF's LF for the next record.
+                if text[pos - 1] == b'\r' && text.get(pos) == Some(&b'\n') {
+                    pos += 1;
+                }
+                records.push((parser.fields(text).map(<[u8]>::to_vec).collect(), pos));
+                continue;
+            }
+        }
+        records.push((Vec::new(), pos));
+    }
+    records
 }
 
 /// The most common field count among sample records (the larger on a tie).
@@ -400,6 +486,20 @@ fn bad_row(parser: &RecordParser, chunk: &[u8], row: u64, detail: String, encodi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_and_lines_count_blank_ones() {
+        let text = b"Title\r\n\r\n\"a\r\nb\",c\r\n,,\nx,y";
+        assert_eq!(skip_lines(text, 2), 9);
+        assert_eq!(skip_lines(text, 9), text.len());
+        let records = leading_records(text, b',', b'"', 10);
+        let ends: Vec<usize> = records.iter().map(|r| r.1).collect();
+        assert_eq!(ends, vec![7, 9, 19, 22, 25]);
+        assert_eq!(records[0].0, vec![b"Title".to_vec()]);
+        assert!(records[1].0.is_empty());
+        assert_eq!(records[2].0, vec![b"a\r\nb".to_vec(), b"c".to_vec()]);
+        assert_eq!(leading_records(text, b',', b'"', 2).len(), 2);
+    }
 
     #[test]
     fn boundary_skips_line_ends_inside_quotes() {

@@ -1,5 +1,7 @@
-//! Text encodings of contact files: UTF-8, and the two Central European
-//! single-byte encodings that Czech and Polish exports still use.
+//! Text encodings of contact files: UTF-8, the two Central European
+//! single-byte encodings that Czech and Polish exports still use, and UTF-16
+//! (Excel's "Unicode text"), which is transcoded to UTF-8 as it is read
+//! ([`Utf16Reader`]) so the parser only ever sees the first three.
 //!
 //! Windows-1250 and ISO-8859-2 agree on ASCII and on most letters (č ř ě ů á ł
 //! are the same bytes), but not on š ž ť ś ź ą ľ and their capitals; and bytes
@@ -12,6 +14,7 @@
 //! (delimiters and quotes are ASCII in all three) and byte offsets in error
 //! details stay offsets into the source file.
 
+use std::io::{self, Read};
 use std::sync::OnceLock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -19,6 +22,8 @@ pub enum Encoding {
     Utf8,
     Windows1250,
     Iso8859_2,
+    Utf16Le,
+    Utf16Be,
 }
 
 impl Encoding {
@@ -28,10 +33,12 @@ impl Encoding {
             Encoding::Utf8 => "utf-8",
             Encoding::Windows1250 => "windows-1250",
             Encoding::Iso8859_2 => "iso-8859-2",
+            Encoding::Utf16Le => "utf-16le",
+            Encoding::Utf16Be => "utf-16be",
         }
     }
 
-    /// Parses a `--encoding` value (`auto` is handled by the caller).
+    /// Parses an output `--encoding` value (`auto` is handled by the caller).
     pub fn from_flag(value: &str) -> Option<Self> {
         match value.to_ascii_lowercase().replace('_', "-").as_str() {
             "utf-8" | "utf8" => Some(Encoding::Utf8),
@@ -41,20 +48,36 @@ impl Encoding {
         }
     }
 
+    /// Parses an input `--encoding` value: the output ones, and UTF-16 in
+    /// either byte order (files are only ever read in it).
+    pub fn from_input_flag(value: &str) -> Option<Self> {
+        match value.to_ascii_lowercase().replace('_', "-").as_str() {
+            "utf-16le" | "utf16le" => Some(Encoding::Utf16Le),
+            "utf-16be" | "utf16be" => Some(Encoding::Utf16Be),
+            other => Self::from_flag(other),
+        }
+    }
+
+    pub fn is_utf16(self) -> bool {
+        matches!(self, Encoding::Utf16Le | Encoding::Utf16Be)
+    }
+
     fn whatwg(self) -> &'static encoding_rs::Encoding {
         match self {
             Encoding::Utf8 => encoding_rs::UTF_8,
             Encoding::Windows1250 => encoding_rs::WINDOWS_1250,
             Encoding::Iso8859_2 => encoding_rs::ISO_8859_2,
+            Encoding::Utf16Le => encoding_rs::UTF_16LE,
+            Encoding::Utf16Be => encoding_rs::UTF_16BE,
         }
     }
 
-    /// The decoding table of a single-byte encoding; `None` for UTF-8.
+    /// The decoding table of a single-byte encoding; `None` for the others.
     pub(crate) fn table(self) -> Option<&'static SingleByteTable> {
         static W1250: OnceLock<SingleByteTable> = OnceLock::new();
         static L2: OnceLock<SingleByteTable> = OnceLock::new();
         match self {
-            Encoding::Utf8 => None,
+            Encoding::Utf8 | Encoding::Utf16Le | Encoding::Utf16Be => None,
             Encoding::Windows1250 => Some(W1250.get_or_init(|| SingleByteTable::new(self))),
             Encoding::Iso8859_2 => Some(L2.get_or_init(|| SingleByteTable::new(self))),
         }
@@ -64,6 +87,13 @@ impl Encoding {
     /// become `?` (encoding_rs alone would write HTML entities).
     pub fn encode(self, utf8: &[u8]) -> Vec<u8> {
         let text = String::from_utf8_lossy(utf8);
+        // encoding_rs encodes to UTF-8 when asked for UTF-16 (as WHATWG
+        // says for the web); files want the real thing.
+        match self {
+            Encoding::Utf16Le => return text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+            Encoding::Utf16Be => return text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+            _ => {}
+        }
         let (bytes, _, unmappable) = self.whatwg().encode(&text);
         if self == Encoding::Utf8 || !unmappable {
             return bytes.into_owned();
@@ -79,6 +109,9 @@ impl Encoding {
     /// Decodes bytes to a string; for UTF-8, invalid sequences become U+FFFD
     /// (used only for messages and for the original values of bad rows).
     pub fn decode_lossy(self, bytes: &[u8]) -> String {
+        if self.is_utf16() {
+            return self.whatwg().decode_without_bom_handling(bytes).0.into_owned();
+        }
         match self.table() {
             Some(table) => {
                 let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8);
@@ -135,6 +168,55 @@ impl SingleByteTable {
                 rest = tail;
             }
         }
+    }
+}
+
+/// A UTF-16 stream (its BOM, if any, dropped) read as UTF-8. Unpaired
+/// surrogates become U+FFFD, as every UTF-16 reader does.
+pub(crate) struct Utf16Reader<R> {
+    inner: R,
+    decoder: encoding_rs::Decoder,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Bytes of `output` already handed out.
+    taken: usize,
+    finished: bool,
+}
+
+impl<R: Read> Utf16Reader<R> {
+    pub(crate) fn new(inner: R, encoding: Encoding) -> Self {
+        debug_assert!(encoding.is_utf16());
+        Utf16Reader {
+            inner,
+            decoder: encoding.whatwg().new_decoder_with_bom_removal(),
+            input: vec![0; 64 << 10],
+            output: Vec::new(),
+            taken: 0,
+            finished: false,
+        }
+    }
+}
+
+impl<R: Read> Read for Utf16Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.taken == self.output.len() && !self.finished {
+            let n = super::read_up_to(&mut self.inner, &mut self.input)?;
+            let last = n == 0;
+            let room = self
+                .decoder
+                .max_utf8_buffer_length(n)
+                .ok_or_else(|| io::Error::other("UTF-16 input too large to decode"))?;
+            self.output.resize(room, 0);
+            // The output has room for the whole input, so one call decodes it.
+            let (_, _, written, _) = self.decoder.decode_to_utf8(&self.input[..n], &mut self.output, last);
+            self.output.truncate(written);
+            self.taken = 0;
+            self.finished = last;
+        }
+        let n = buf.len().min(self.output.len() - self.taken);
+        buf[..n].copy_from_slice(&self.output[self.taken..self.taken + n]);
+        self.taken += n;
+        Ok(n)
     }
 }
 
@@ -261,6 +343,25 @@ mod tests {
         for e in [Encoding::Utf8, Encoding::Windows1250, Encoding::Iso8859_2] {
             assert_eq!(Encoding::from_flag(e.name()), Some(e));
         }
+        for e in [Encoding::Utf16Le, Encoding::Utf16Be] {
+            assert_eq!(Encoding::from_input_flag(e.name()), Some(e));
+            assert_eq!(Encoding::from_flag(e.name()), None, "output flags stay 8-bit");
+        }
         assert_eq!(Encoding::from_flag("latin1"), None);
+    }
+
+    #[test]
+    fn utf16_reads_as_utf8_across_buffer_edges() {
+        let text = "Jméno\tE-mail\nŠárka\tsarka@x.cz\n😀\n".repeat(5000);
+        for encoding in [Encoding::Utf16Le, Encoding::Utf16Be] {
+            let mut bytes = encoding.encode("\u{feff}".as_bytes());
+            bytes.extend(encoding.encode(text.as_bytes()));
+            let mut out = String::new();
+            // Over 64 KiB: the reader's buffer edges cut surrogate pairs apart.
+            Utf16Reader::new(io::Cursor::new(bytes), encoding)
+                .read_to_string(&mut out)
+                .expect("decodes");
+            assert_eq!(out, text);
+        }
     }
 }

@@ -85,6 +85,8 @@ pub struct ReadOptions {
     /// `Some(false)` for `--no-header`, `Some(true)` for `--header`.
     pub header: Option<bool>,
     pub sheet: Option<String>,
+    /// Records (CSV) or sheet rows (XLSX) above the header to skip.
+    pub skip_rows: usize,
     /// Target size of the byte chunks parsed in parallel.
     pub chunk_bytes: usize,
 }
@@ -98,6 +100,7 @@ impl Default for ReadOptions {
             encoding: None,
             header: None,
             sheet: None,
+            skip_rows: 0,
             chunk_bytes: CHUNK_BYTES,
         }
     }
@@ -117,6 +120,11 @@ pub struct Detected {
     pub header: bool,
     /// A UTF-8 byte order mark was present (and skipped).
     pub bom: bool,
+    /// Records (CSV) or sheet rows (XLSX) skipped above the header.
+    pub skip_rows: usize,
+    /// What `skip_rows` should be when the first lines look like a title
+    /// above the table (counted from the input's start); `None` otherwise.
+    pub suggested_skip_rows: Option<usize>,
 }
 
 /// An open table: what was detected, the column names, and the batches.
@@ -149,8 +157,8 @@ impl Iterator for Table {
     }
 }
 
-/// Opens an input as a table: detects what is not given, reads the header,
-/// and starts streaming batches.
+/// Opens an input as a table: refuses what is not a table, detects what is
+/// not given, reads the header, and starts streaming batches.
 pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
     let (mut reader, size): (Box<dyn Read + Send>, Option<u64>) = match input {
         Input::Stdin => (Box::new(io::stdin()), None),
@@ -163,32 +171,172 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
             (Box::new(file), Some(metadata.len()))
         }
     };
-    let format = match options.format {
-        Some(format) => format,
-        None => detect_format(input, &mut reader)?,
+    let mut head = vec![0u8; HEAD_BYTES];
+    let n = read_up_to(&mut reader, &mut head).map_err(|e| Error::io(path_of(input), e))?;
+    head.truncate(n);
+    let kind = match options.format {
+        Some(Format::Xlsx) => Kind::Xlsx,
+        _ => classify(&head, options.encoding),
     };
-    let table = match format {
-        Format::Xlsx => xlsx::open(input, reader, options)?,
-        Format::Csv => csv::open(input, reader, options)?,
+    // Put the head back in front of the rest of the stream.
+    let rest = std::mem::replace(&mut reader, Box::new(io::empty()));
+    let reader: Box<dyn Read + Send> = Box::new(io::Cursor::new(head).chain(rest));
+    let table = match kind {
+        Kind::Refused { what, hint } => {
+            return Err(Error::input(
+                input,
+                format!("looks like {what}, not a contact table (CSV/TSV text or an XLSX workbook){hint}"),
+            ));
+        }
+        Kind::Xlsx if options.format == Some(Format::Csv) => {
+            return Err(Error::input(
+                input,
+                "is a ZIP archive (an XLSX workbook?), not text; drop --format csv",
+            ));
+        }
+        Kind::Xlsx => xlsx::open(input, reader, options)?,
+        Kind::Text => csv::open(input, reader, options)?,
+        Kind::Utf16(encoding) => {
+            // The parser reads the UTF-8 it is transcoded to; the preview
+            // reports what the file is.
+            let utf8 = ReadOptions {
+                encoding: Some(Encoding::Utf8),
+                ..options.clone()
+            };
+            let mut table = csv::open(input, Box::new(encoding::Utf16Reader::new(reader, encoding)), &utf8)?;
+            table.detected.encoding = encoding;
+            table
+        }
     };
     Ok(Table { size, ..table })
 }
 
-/// XLSX files are ZIP archives: `PK\x03\x04`. The extension is a hint only;
-/// the bytes decide, so a CSV named `.xlsx` is still read as text.
-fn detect_format(input: &Input, reader: &mut Box<dyn Read + Send>) -> Result<Format> {
-    let looks_xlsx = match input {
-        Input::Stdin => false,
-        Input::Path(path) => {
-            let mut magic = [0u8; 4];
-            let n = read_up_to(reader, &mut magic).map_err(|e| Error::io(path, e))?;
-            // Put the magic back in front of the rest of the stream.
-            let rest = std::mem::replace(reader, Box::new(io::empty()));
-            *reader = Box::new(io::Cursor::new(magic[..n].to_vec()).chain(rest));
-            &magic[..n] == b"PK\x03\x04"
-        }
+/// Bytes looked at to tell a table from a file that is not one.
+const HEAD_BYTES: usize = 8 << 10;
+
+/// What the first bytes of an input say it is.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Text,
+    /// A ZIP archive that is not another known kind: calamine decides.
+    Xlsx,
+    Utf16(Encoding),
+    /// Not a table: what it looks like, and a hint for the message.
+    Refused {
+        what: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// Files that are not text, known by their first bytes (offset, magic,
+/// what it is).
+const MAGIC: &[(usize, &[u8], &str)] = &[
+    (0, b"\x7fELF", "an ELF executable"),
+    (0, b"\xcf\xfa\xed\xfe", "a Mach-O executable"),
+    (0, b"\xfe\xed\xfa\xcf", "a Mach-O executable"),
+    (0, b"\xca\xfe\xba\xbe", "an executable"),
+    (0, b"\x1f\x8b", "a gzip archive"),
+    (0, b"%PDF-", "a PDF document"),
+    (0, b"PK\x05\x06", "an empty ZIP archive"),
+    (0, b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+    (0, b"Rar!\x1a\x07", "a RAR archive"),
+    (0, b"\xfd7zXZ\x00", "an xz archive"),
+    (0, b"\x28\xb5\x2f\xfd", "a zstd archive"),
+    (4, b"1AY&SY", "a bzip2 archive"),
+    (0, b"\x89PNG", "a PNG image"),
+    (0, b"\xff\xd8\xff", "a JPEG image"),
+    (0, b"GIF8", "a GIF image"),
+    (0, b"SQLite format 3\x00", "an SQLite database"),
+    (8, b"DUCK", "a DuckDB database"),
+    (257, b"ustar", "a tar archive"),
+];
+
+/// Tells from the first bytes whether an input is a table at all, and how to
+/// read it. A UTF-16 BOM is looked at first: UTF-16 text is full of NUL
+/// bytes. Any NUL byte otherwise means binary, as for git and ripgrep: no
+/// text export writes one.
+fn classify(head: &[u8], encoding: Option<Encoding>) -> Kind {
+    let utf16_bom = if head.starts_with(&[0xFF, 0xFE]) {
+        Some(Encoding::Utf16Le)
+    } else if head.starts_with(&[0xFE, 0xFF]) {
+        Some(Encoding::Utf16Be)
+    } else {
+        None
     };
-    Ok(if looks_xlsx { Format::Xlsx } else { Format::Csv })
+    match (encoding, utf16_bom) {
+        (Some(e), _) if e.is_utf16() => return Kind::Utf16(e),
+        (None, Some(e)) => return Kind::Utf16(e),
+        (Some(_), Some(_)) => {
+            return Kind::Refused {
+                what: "UTF-16 text (it starts with a UTF-16 byte order mark)",
+                hint: "; drop --encoding or give utf-16le/utf-16be",
+            };
+        }
+        _ => {}
+    }
+    let at = |offset: usize, magic: &[u8]| head.get(offset..).is_some_and(|h| h.starts_with(magic));
+    if at(0, b"PK\x03\x04") {
+        if at(30, b"mimetypeapplication/vnd.oasis.opendocument.spreadsheet") {
+            return Kind::Refused {
+                what: "an OpenDocument spreadsheet (.ods)",
+                hint: "; save it as .xlsx or CSV",
+            };
+        }
+        return Kind::Xlsx;
+    }
+    if at(0, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") {
+        return Kind::Refused {
+            what: "an old Excel workbook (.xls) or another OLE2 document",
+            hint: "; save it as .xlsx or CSV",
+        };
+    }
+    if let Some(&(_, _, what)) = MAGIC.iter().find(|(offset, magic, _)| at(*offset, magic)) {
+        return Kind::Refused { what, hint: "" };
+    }
+    if memchr::memchr(0, head).is_some() {
+        if at(0, b"MZ") {
+            return Kind::Refused {
+                what: "a Windows executable",
+                hint: "",
+            };
+        }
+        return match bare_utf16(head) {
+            Some(Encoding::Utf16Be) => Kind::Refused {
+                what: "UTF-16BE text without a byte order mark (it has NUL bytes before its letters)",
+                hint: "; pass --encoding utf-16be",
+            },
+            Some(_) => Kind::Refused {
+                what: "UTF-16LE text without a byte order mark (it has NUL bytes after its letters)",
+                hint: "; pass --encoding utf-16le",
+            },
+            None => Kind::Refused {
+                what: "a binary file (it has NUL bytes)",
+                hint: "",
+            },
+        };
+    }
+    Kind::Text
+}
+
+/// UTF-16 without a BOM, told by its NUL bytes: Latin text has one in
+/// nearly every code unit, always on the same side. Only named in the
+/// message; reading it takes the flag (a guess could misread a binary file).
+fn bare_utf16(head: &[u8]) -> Option<Encoding> {
+    let units = head.len() / 2;
+    if units < 4 {
+        return None;
+    }
+    let nul_at = |side: usize| head.chunks_exact(2).filter(|u| u[side] == 0).count();
+    let (first, second) = (nul_at(0), nul_at(1));
+    let mostly = |n: usize| n * 10 >= units * 8;
+    let rarely = |n: usize| n * 10 <= units;
+    if mostly(second) && rarely(first) {
+        Some(Encoding::Utf16Le)
+    } else if mostly(first) && rarely(second) {
+        Some(Encoding::Utf16Be)
+    } else {
+        None
+    }
 }
 
 /// Reads until `buf` is full or the stream ends; returns the bytes read.
@@ -231,5 +379,50 @@ pub(crate) fn path_of(input: &Input) -> &Path {
     match input {
         Input::Path(p) => p,
         Input::Stdin => Path::new("<stdin>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(head: &[u8]) -> &'static str {
+        match classify(head, None) {
+            Kind::Refused { what, .. } => what,
+            other => panic!("{head:?} classified as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tells_tables_from_other_files() {
+        assert_eq!(classify(b"name,email\nJan,j@x.cz\n", None), Kind::Text);
+        assert_eq!(classify(b"", None), Kind::Text);
+        // "MZDA" (salary) is a Czech header, not an executable.
+        assert_eq!(classify(b"MZDA;Jm\xe9no\n", None), Kind::Text);
+        assert_eq!(classify(b"PK\x03\x04\x14\x00", None), Kind::Xlsx);
+        assert_eq!(refused(b"\x7fELF\x02\x01\x01\x00"), "an ELF executable");
+        assert_eq!(refused(b"MZ\x90\x00\x03\x00"), "a Windows executable");
+        assert_eq!(refused(b"\x1f\x8b\x08\x00"), "a gzip archive");
+        assert_eq!(refused(b"%PDF-1.7\n"), "a PDF document");
+        assert!(refused(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00").contains(".xls"));
+        assert_eq!(refused(b"name,email\nJan\x00,x\n"), "a binary file (it has NUL bytes)");
+    }
+
+    #[test]
+    fn utf16_is_known_by_its_bom_before_its_nul_bytes() {
+        assert_eq!(classify(b"\xff\xfen\x00a\x00", None), Kind::Utf16(Encoding::Utf16Le));
+        assert_eq!(classify(b"\xfe\xff\x00n\x00a", None), Kind::Utf16(Encoding::Utf16Be));
+        // Without a BOM only the flag says so.
+        assert_eq!(
+            classify(b"n\x00a\x00", Some(Encoding::Utf16Le)),
+            Kind::Utf16(Encoding::Utf16Le)
+        );
+        assert!(refused(b"n\x00a\x00m\x00e\x00").contains("UTF-16LE"));
+        assert!(refused(b"\x00n\x00a\x00m\x00e").contains("UTF-16BE"));
+        assert!(refused(b"\x00\x00\x00\x00\x01\x02\x03\x04").contains("binary"));
+        assert!(matches!(
+            classify(b"\xff\xfen\x00", Some(Encoding::Utf8)),
+            Kind::Refused { .. }
+        ));
     }
 }

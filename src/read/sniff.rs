@@ -3,9 +3,8 @@
 //! The delimiter is judged by how consistently each candidate splits whole
 //! records into the same number of fields, parsing quotes as the reader will
 //! (so a `;` file whose quoted fields hold commas is still `;`), never by
-//! counting characters in a fixed chunk. The header is judged by its cells:
-//! names of known fields, or cells that look like values (an email, a phone
-//! number, a date) in the first row.
+//! counting characters in a fixed chunk. The header is judged by the first
+//! row's cells alone: it is a header unless it looks like data.
 
 use crate::map;
 
@@ -179,12 +178,12 @@ pub fn detect_dialect(sample: &[u8], complete: bool, delimiter: Option<u8>, quot
     (best.map_or(b',', |(d, _)| d), quote)
 }
 
-/// Decides whether the first record is a header. It is when one of its cells
-/// names a known field (by name or synonym); it is not when one of its cells
-/// looks like a value (an email, a phone number, a number, a date) or is
-/// empty; otherwise it is when its cells are distinct and the data rows below
-/// hold value-like cells in a column where the first row does not.
-pub fn detect_header(first: &[String], rest: &[Vec<String>]) -> bool {
+/// Decides whether the first record is a header, as a CRM import wizard
+/// does with "header row" ticked: it is, unless it looks like data. A cell
+/// that names a known field (by name or synonym) settles it as a header;
+/// otherwise a cell that looks like a value (an email, a phone number, a
+/// date, a number), an empty cell or a repeated cell makes it data.
+pub fn detect_header(first: &[String]) -> bool {
     if first.iter().any(|c| map::suggest_field(c).is_some()) {
         return true;
     }
@@ -194,26 +193,42 @@ pub fn detect_header(first: &[String], rest: &[Vec<String>]) -> bool {
     let mut distinct: Vec<&str> = first.iter().map(|c| c.trim()).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    if distinct.len() != first.len() {
-        return false;
+    distinct.len() == first.len()
+}
+
+/// Records looked at for title lines above a table.
+pub const TITLE_RECORDS: usize = 10;
+
+/// How many leading records are plainly a title above the table, not the
+/// table: a first filled record of one cell (not a value, not a field name)
+/// and any more such or empty records, then a record with two filled cells
+/// or more. `records` are the first records of the input, empty ones
+/// included (as an empty record or one of empty cells), as `--skip-rows`
+/// counts them. `None` when the table starts at once, or nothing wider
+/// follows within the records given.
+pub fn title_rows(records: &[Vec<String>]) -> Option<usize> {
+    let mut titled = false;
+    for (i, record) in records.iter().enumerate() {
+        let filled: Vec<&str> = record.iter().map(|c| c.trim()).filter(|c| !c.is_empty()).collect();
+        match filled.as_slice() {
+            [] => {}
+            [cell] if !looks_like_value(cell) && map::suggest_field(cell).is_none() => titled = true,
+            [_] => return None,
+            _ => return titled.then_some(i),
+        }
     }
-    if rest.is_empty() {
-        // A lone row of distinct words: a header-only file is likelier than a
-        // one-contact file without a single value-like cell.
-        return true;
-    }
-    (0..first.len()).any(|col| rest.iter().any(|r| r.get(col).is_some_and(|c| looks_like_value(c))))
+    None
 }
 
 /// A cell that is data, not a column name: has an `@`, or is made of digits
-/// and phone/date punctuation with at least 3 digits.
-fn looks_like_value(cell: &str) -> bool {
+/// and number/phone/date punctuation (`1`, `-5`, `12.5`, `+420 777 123 456`,
+/// `14.3.1985`, `2024-01-02 13:45`).
+pub(crate) fn looks_like_value(cell: &str) -> bool {
     let cell = cell.trim();
     if cell.contains('@') {
         return true;
     }
-    let digits = cell.bytes().filter(u8::is_ascii_digit).count();
-    digits >= 3 && cell.bytes().all(|b| b.is_ascii_digit() || b" +-()./:,".contains(&b))
+    cell.bytes().any(|b| b.is_ascii_digit()) && cell.bytes().all(|b| b.is_ascii_digit() || b" +-()./:,".contains(&b))
 }
 
 #[cfg(test)]
@@ -279,13 +294,38 @@ mod tests {
     }
 
     #[test]
+    fn title_lines_above_a_table() {
+        let records = |rows: &[&[&str]]| -> Vec<Vec<String>> { rows.iter().map(|r| strings(r)).collect() };
+        let title = records(&[&["Export 2026-11-30"], &[], &["name", "email"], &["Jan", "j@x.cz"]]);
+        assert_eq!(title_rows(&title), Some(2));
+        // Excel writes the title's row as wide as the table.
+        let excel = records(&[&["Kontakty", "", ""], &["", "", ""], &["a", "b", "c"]]);
+        assert_eq!(title_rows(&excel), Some(2));
+        let two = records(&[&["Leads"], &["exported by Eva"], &["name", "email"]]);
+        assert_eq!(title_rows(&two), Some(2));
+        // The table at once, a one-column table, a lone value, a lone field name.
+        assert_eq!(title_rows(&records(&[&["name", "email"], &["Jan", "j@x.cz"]])), None);
+        assert_eq!(title_rows(&records(&[&["email"], &["j@x.cz"]])), None);
+        assert_eq!(title_rows(&records(&[&["j@x.cz", ""], &["a@x.cz", "Jan"]])), None);
+        assert_eq!(title_rows(&records(&[&["email", ""], &["a@x.cz", "Jan"]])), None);
+        // Nothing wider below: no table to be above.
+        assert_eq!(title_rows(&records(&[&["Export"], &[]])), None);
+    }
+
+    #[test]
     fn header_detection() {
-        let data = vec![strings(&["Jan", "jan@x.cz", "+420 777 123 456"])];
-        assert!(detect_header(&strings(&["Jméno", "E-mail", "Telefon"]), &data));
-        assert!(detect_header(&strings(&["who", "where", "how"]), &data));
-        assert!(!detect_header(&data[0], &data));
-        assert!(!detect_header(&strings(&["Jan", "Novák", "1985-02-03"]), &data));
-        assert!(!detect_header(&strings(&["x", "x", "y"]), &data));
-        assert!(detect_header(&strings(&["alpha", "beta"]), &[]));
+        assert!(detect_header(&strings(&["Jméno", "E-mail", "Telefon"])));
+        assert!(detect_header(&strings(&["who", "where", "how"])));
+        // Words above small numbers: the wizard's default, a header.
+        assert!(detect_header(&strings(&["a", "b", "c"])));
+        assert!(detect_header(&strings(&["alpha", "beta"])));
+        // A known field name wins over an empty cell (a trailing delimiter).
+        assert!(detect_header(&strings(&["name", "email", ""])));
+        assert!(!detect_header(&strings(&["Jan", "jan@x.cz", "+420 777 123 456"])));
+        assert!(!detect_header(&strings(&["Jan", "Novák", "1985-02-03"])));
+        assert!(!detect_header(&strings(&["1", "2", "3"])));
+        assert!(!detect_header(&strings(&["Jan", "12.5"])));
+        assert!(!detect_header(&strings(&["x", "x", "y"])));
+        assert!(!detect_header(&strings(&["who", "", "how"])));
     }
 }

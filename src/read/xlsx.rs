@@ -30,6 +30,7 @@ const HEAD_ROWS: usize = 50;
 struct Head {
     columns: Vec<String>,
     header: bool,
+    suggested_skip_rows: Option<usize>,
 }
 
 pub(super) fn open(input: &Input, reader: Box<dyn Read + Send>, options: &ReadOptions) -> Result<Table> {
@@ -38,6 +39,7 @@ pub(super) fn open(input: &Input, reader: Box<dyn Read + Send>, options: &ReadOp
     let (batch_tx, batch_rx) = sync_channel::<Result<RawBatch>>(2);
     let sheet = options.sheet.clone();
     let forced_header = options.header;
+    let skip_rows = options.skip_rows;
     let thread_source = source.clone();
     let path = match input {
         Input::Path(p) => Some(p.clone()),
@@ -53,6 +55,7 @@ pub(super) fn open(input: &Input, reader: Box<dyn Read + Send>, options: &ReadOp
                         &thread_source,
                         sheet,
                         forced_header,
+                        skip_rows,
                         &head_tx,
                         &batch_tx,
                     )
@@ -69,6 +72,7 @@ pub(super) fn open(input: &Input, reader: Box<dyn Read + Send>, options: &ReadOp
                                 &thread_source,
                                 sheet,
                                 forced_header,
+                                skip_rows,
                                 &head_tx,
                                 &batch_tx,
                             )
@@ -95,6 +99,8 @@ pub(super) fn open(input: &Input, reader: Box<dyn Read + Send>, options: &ReadOp
             quote: b'"',
             header: head.header,
             bom: false,
+            skip_rows: options.skip_rows,
+            suggested_skip_rows: head.suggested_skip_rows,
         },
         columns: head.columns,
         size: None,
@@ -118,11 +124,18 @@ fn read_workbook<RS: Read + Seek>(
     source: &str,
     sheet: Option<String>,
     forced_header: Option<bool>,
+    skip_rows: usize,
     head_tx: &SyncSender<Result<Head>>,
     batch_tx: &SyncSender<Result<RawBatch>>,
 ) -> Result<()> {
-    let mut workbook: Xlsx<RS> =
-        open_workbook_from_rs(rs).map_err(|e| Error::input(source, format!("is not a readable XLSX workbook: {e}")))?;
+    let mut workbook: Xlsx<RS> = open_workbook_from_rs(rs).map_err(|e| match e {
+        // A sound ZIP archive without a workbook's parts: some other archive.
+        calamine::XlsxError::FileNotFound(part) => Error::input(
+            source,
+            format!("looks like a ZIP archive, not an XLSX workbook (it has no {part})"),
+        ),
+        e => Error::input(source, format!("is not a readable XLSX workbook: {e}")),
+    })?;
     let names = workbook.sheet_names();
     let sheet = match sheet {
         Some(name) if names.contains(&name) => name,
@@ -175,29 +188,42 @@ fn read_workbook<RS: Read + Seek>(
             }
         }
     };
-    let mut next_nonempty = || -> Result<Option<Vec<String>>> {
-        while let Some((_, values)) = next_row()? {
-            if values.iter().any(|v| !v.trim().is_empty()) {
-                return Ok(Some(values));
+    // The sheet's rows above `skip_rows` (0-based row numbers below it) go
+    // unread; so do empty rows.
+    let mut next_nonempty = || -> Result<Option<(u32, Vec<String>)>> {
+        while let Some((r, values)) = next_row()? {
+            if r as usize >= skip_rows && values.iter().any(|v| !v.trim().is_empty()) {
+                return Ok(Some((r, values)));
             }
         }
         Ok(None)
     };
 
-    let mut head_rows = Vec::new();
-    while head_rows.len() < HEAD_ROWS {
+    let mut numbered = Vec::new();
+    while numbered.len() < HEAD_ROWS {
         match next_nonempty()? {
-            Some(r) => head_rows.push(r),
+            Some(r) => numbered.push(r),
             None => break,
         }
     }
+    // A title's row number is the --skip-rows that skips it and the rows
+    // between it and the table.
+    let head_values: Vec<Vec<String>> = numbered.iter().map(|(_, v)| v.clone()).collect();
+    let suggested_skip_rows =
+        sniff::title_rows(&head_values[..head_values.len().min(sniff::TITLE_RECORDS)]).map(|k| numbered[k].0 as usize);
+    let mut head_rows = head_values;
     let Some(first) = head_rows.first() else {
+        let after = if skip_rows > 0 {
+            format!(" after the {skip_rows} rows --skip-rows skips")
+        } else {
+            String::new()
+        };
         return Err(Error::input(
             source,
-            format!("sheet {sheet:?} is empty: no header and no data rows"),
+            format!("sheet {sheet:?} is empty{after}: no header and no data rows"),
         ));
     };
-    let header = forced_header.unwrap_or_else(|| sniff::detect_header(first, &head_rows[1..]));
+    let header = forced_header.unwrap_or_else(|| sniff::detect_header(first));
     let columns = if header {
         let mut cells = head_rows.remove(0);
         while cells.last().is_some_and(|c| c.trim().is_empty()) {
@@ -212,6 +238,7 @@ fn read_workbook<RS: Read + Seek>(
         .send(Ok(Head {
             columns: columns.clone(),
             header,
+            suggested_skip_rows,
         }))
         .is_err()
     {
@@ -226,7 +253,7 @@ fn read_workbook<RS: Read + Seek>(
         let values = match head.next() {
             Some(v) => v,
             None => match next_nonempty() {
-                Ok(Some(v)) => v,
+                Ok(Some((_, v))) => v,
                 Ok(None) => break,
                 Err(e) => {
                     let _ = batch_tx.send(Err(e));

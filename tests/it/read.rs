@@ -68,3 +68,33 @@ fn a_record_longer_than_a_chunk_is_read_whole() {
     assert_eq!(good[0].1[1], format!("{long}\nstill"));
     assert_eq!(good[1], (2, vec!["2".to_string(), "short".to_string()]));
 }
+
+#[test]
+fn skipped_title_lines_leave_rows_numbered_from_the_header() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut text = String::from("Export 2026-11-30;;\r\n\r\n;;\r\nname;email;note\r\n");
+    for i in 0..300 {
+        text.push_str(&format!("Jan {i};j{i}@x.cz;\"a\r\nb {i}\"\r\n"));
+    }
+    let path = dir.path().join("titled.csv");
+    std::fs::write(&path, &text).expect("write");
+    for chunk_bytes in [1024, 1 << 24] {
+        let options = ReadOptions {
+            skip_rows: 3,
+            chunk_bytes,
+            ..ReadOptions::default()
+        };
+        let table = read::open(&Input::Path(path.clone()), &options).expect("open");
+        assert_eq!(table.detected.delimiter, b';');
+        assert_eq!(table.detected.skip_rows, 3);
+        assert_eq!(table.detected.suggested_skip_rows, None);
+        assert_eq!(table.columns, vec!["name", "email", "note"]);
+        let mut numbers = Vec::new();
+        for batch in table {
+            let batch = batch.expect("batch");
+            assert!(batch.bad_rows.is_empty());
+            numbers.extend((0..batch.num_rows()).map(|i| batch.rows().value(i)));
+        }
+        assert_eq!(numbers, (1..=300).collect::<Vec<u64>>(), "chunk size {chunk_bytes}");
+    }
+}
