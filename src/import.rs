@@ -315,7 +315,13 @@ pub fn run(options: &ImportOptions, cancel: &Cancel) -> Result<Summary> {
 
 fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: Instant) -> Result<Summary> {
     let mut table = read::open(input, &options.read)?;
-    let mapping = map::resolve(&table.columns, &options.mapping)?;
+    let mapping = map::resolve(&table.columns, &options.mapping).map_err(|e| match (e, table.detected.suggested_skip_rows) {
+        // A title above the table was read as the header.
+        (Error::Usage(message), Some(n)) => Error::usage(format!(
+            "{message}; the file looks like it has {n} title line(s) above the table: try --skip-rows {n}"
+        )),
+        (e, _) => e,
+    })?;
     let plan = Plan::new(&mapping, options.normalize.clone())?;
     let name = match &options.name {
         Some(name) if name.trim().is_empty() => return Err(Error::usage("--name: an import name cannot be empty")),

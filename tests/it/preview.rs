@@ -601,3 +601,22 @@ fn skip_rows_on_a_sheet_counts_sheet_rows() {
     let err = fails(dir.path(), &["preview", "titled.xlsx", "--skip-rows", "5"], 1);
     assert!(err.contains("titled.xlsx") && err.contains("--skip-rows"), "{err}");
 }
+
+#[test]
+fn an_import_of_a_file_with_a_title_says_to_skip_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "titled.csv",
+        "Export 2026-11-30\n\nemail,first_name\nann@example.cz,Ann\n",
+    );
+    let stderr = fails(dir, &["import", "titled.csv"], 2);
+    assert!(stderr.contains("try --skip-rows 2"), "{stderr}");
+    let out = succeeds(dir, &["import", "titled.csv", "--skip-rows", "2", "--json"]);
+    let _ = out;
+    let rows = crate::import::csv_rows(&dir.join("kontakt-out/titled/no_match.csv"));
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["email"], "ann@example.cz");
+    assert_eq!(rows[0]["row"], "1");
+}
