@@ -319,7 +319,10 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         Some(name) => name.clone(),
         None => default_name(&options.input),
     };
-    let out_dir = options.out.clone().unwrap_or_else(|| write::default_out_dir(&name));
+    let out_dir = options
+        .out
+        .clone()
+        .unwrap_or_else(|| write::default_out_dir(&name, options.dry_run));
     let store = if options.dry_run && !options.db.exists() {
         None
     } else {

@@ -106,7 +106,8 @@ pub struct ImportArgs {
     pub in_file_duplicates: Duplicates,
 
     // Output
-    /// Output directory [default: kontakt-out/<import name>].
+    /// Output directory [default: kontakt-out/<import name>, or
+    /// kontakt-out/<import name>.dry-run with --dry-run].
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub out: Option<PathBuf>,
     /// Format of the row files.
@@ -215,7 +216,7 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
     let summary = import::run(&options, &cancel)?;
     let dir = options
         .out
-        .unwrap_or_else(|| crate::write::default_out_dir(&summary.name));
+        .unwrap_or_else(|| crate::write::default_out_dir(&summary.name, summary.dry_run));
     println!(
         "{} rows read: {} imported, {} updated, {} skipped, {} failed ({} no match, {} one match, {} multiple match){} in {:.1} s -> {}",
         summary.rows_read,
