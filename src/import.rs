@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::map::{self, MappingOptions};
 use crate::matching::{self, Category, Duplicates, FileKeys, InFile, InFileVerdict, KeyIndex, MatchedBy, StoreIndex};
 use crate::normalize::{FailedRow, NormalizeSettings, NormalizedBatch, Original, Plan, Reason, phone};
+use crate::progress::{ImportProgress, Phase};
 use crate::read::{self, Input, RawBatch, ReadOptions};
 use crate::store::Store;
 use crate::write::{self, OutputFormat, Outputs, RowOut, Summary, WriteJob};
@@ -344,6 +345,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
     let contact_type = mapping.contact_type.name();
     let (primary, secondary) = (options.normalize.primary_key, options.normalize.secondary_key);
     let mut timings = Timings::default();
+    let progress = options.progress.then(|| ImportProgress::start(table.read_position()));
     let build_started = Instant::now();
     let empty_index = || StoreIndex {
         primary: primary.map(|_| KeyIndex::default()),
@@ -468,7 +470,9 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         _ => None,
     };
 
-    let progress = options.progress.then(progress_bar);
+    if let Some(progress) = &progress {
+        progress.phase(Phase::Matching);
+    }
     let mut counts = Counts::default();
     let keys = KeyColumns::of(&plan);
     let mut summary = Summary {
@@ -519,14 +523,18 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             if let Some(tx) = commit_tx {
                 tx.send(commit).map_err(|_| Error::Stopped)?;
             }
-            if let Some(bar) = &progress {
-                bar.inc(rows);
+            if let Some(progress) = &progress {
+                progress.rows(rows);
             }
             Ok(())
         });
         drop(write_tx);
-        if let Some(bar) = &progress {
-            bar.finish_and_clear();
+        if let Some(progress) = &progress {
+            progress.phase(if committing {
+                Phase::WritingStore
+            } else {
+                Phase::WritingOutputs
+            });
         }
         let written = writer.join().unwrap_or(Err(Error::Stopped));
         if let Ok(busy) = &written {
@@ -864,16 +872,6 @@ fn spool_stdin_if_needed(options: &ImportOptions) -> Result<Option<PathBuf>> {
     let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| Error::io(&path, e))?;
     Ok(Some(path))
-}
-
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {human_pos} rows ({per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// Lowers this thread's scheduling priority (nice +10) for the rest of the

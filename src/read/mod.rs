@@ -26,6 +26,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use batch::{BadRow, ROW_COLUMN, RawBatch, raw_schema};
 pub use encoding::Encoding;
@@ -128,6 +130,9 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Size of the input in bytes, when it is a file.
     pub size: Option<u64>,
+    /// Bytes of the input read so far, updated at each read of the file
+    /// (megabytes at a time): the progress display's position.
+    pub bytes_read: Arc<AtomicU64>,
     batches: Box<dyn Iterator<Item = Result<RawBatch>> + Send>,
 }
 
@@ -138,6 +143,33 @@ impl fmt::Debug for Table {
             .field("detected", &self.detected)
             .field("columns", &self.columns)
             .finish_non_exhaustive()
+    }
+}
+
+impl Table {
+    /// The input's bytes read so far and its size, where those measure
+    /// how far the reading is: a CSV file (an XLSX file is an archive,
+    /// read by the sheet's rows; standard input has no size).
+    pub fn read_position(&self) -> Option<(Arc<AtomicU64>, u64)> {
+        match (self.detected.format, self.size) {
+            (Format::Csv, Some(size)) => Some((self.bytes_read.clone(), size)),
+            _ => None,
+        }
+    }
+}
+
+/// Counts the bytes read through it (one relaxed add per read call, each
+/// of up to a chunk).
+struct CountingReader {
+    inner: Box<dyn Read + Send>,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -152,7 +184,7 @@ impl Iterator for Table {
 /// Opens an input as a table: detects what is not given, reads the header,
 /// and starts streaming batches.
 pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
-    let (mut reader, size): (Box<dyn Read + Send>, Option<u64>) = match input {
+    let (reader, size): (Box<dyn Read + Send>, Option<u64>) = match input {
         Input::Stdin => (Box::new(io::stdin()), None),
         Input::Path(path) => {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -163,6 +195,11 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
             (Box::new(file), Some(metadata.len()))
         }
     };
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let mut reader: Box<dyn Read + Send> = Box::new(CountingReader {
+        inner: reader,
+        count: bytes_read.clone(),
+    });
     let format = match options.format {
         Some(format) => format,
         None => detect_format(input, &mut reader)?,
@@ -171,7 +208,11 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
         Format::Xlsx => xlsx::open(input, reader, options)?,
         Format::Csv => csv::open(input, reader, options)?,
     };
-    Ok(Table { size, ..table })
+    Ok(Table {
+        size,
+        bytes_read,
+        ..table
+    })
 }
 
 /// XLSX files are ZIP archives: `PK\x03\x04`. The extension is a hint only;

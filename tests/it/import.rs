@@ -802,3 +802,75 @@ fn a_dry_run_never_overwrites_a_real_imports_outputs() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.trim_end().ends_with("kontakt-out/leads.dry-run"), "{stdout}");
 }
+
+#[test]
+fn json_prints_the_summary_and_the_report_names_failed_rows_per_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let run = |extra: &[&str]| {
+        let output = kontakt(dir)
+            .args(["import", "--progress", "never", "--default-country", "CZ"])
+            .args(SECOND_ARGS)
+            .args(extra)
+            .output()
+            .expect("run kontakt");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    // SECOND fails 2 wrong_format, 1 missing_key, 1 not_unique.
+    let report = run(&["--dry-run"]);
+    assert_eq!(report.lines().count(), 1, "{report}");
+    assert!(
+        report.contains(" 4 failed (2 wrong_format, 1 missing_key, 1 not_unique); "),
+        "{report}"
+    );
+
+    let stdout = run(&["--json"]);
+    let printed: Value = serde_json::from_str(&stdout).expect("--json prints one JSON object");
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("kontakt-out/second/summary.json")).expect("summary.json"),
+    )
+    .expect("JSON");
+    assert_eq!(printed, written);
+    assert!(printed["import_id"].is_i64());
+    assert_eq!(printed["failed_by_reason"]["wrong_format"], 2);
+}
+
+#[test]
+fn progress_shows_the_percent_read_whole_rows_per_second_and_the_phase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    kontakt(dir)
+        .args(["gen", "--rows", "30000", "--seed", "5", "-o", "many.csv"])
+        .assert()
+        .success();
+    let output = kontakt(dir)
+        .args(["import", "many.csv", "--progress", "always"])
+        .output()
+        .expect("run kontakt");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Each redraw starts at a carriage return.
+    let frames: Vec<&str> = stderr.split('\r').filter(|f| f.contains("rows/s")).collect();
+    assert!(!frames.is_empty(), "no progress drawn: {stderr:?}");
+    let percent = |f: &str| {
+        f.split_whitespace()
+            .find_map(|w| w.strip_suffix('%').and_then(|p| p.parse::<u32>().ok()))
+    };
+    assert!(frames.iter().all(|f| percent(f).is_some()), "{frames:?}");
+    assert!(frames.iter().any(|f| percent(f) == Some(100)), "{frames:?}");
+    for frame in &frames {
+        // "115,921 rows  565,636 rows/s": the rate a whole number.
+        let words: Vec<&str> = frame.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "rows/s").expect("rows/s");
+        let rate = words[at - 1];
+        assert!(
+            !rate.is_empty() && rate.chars().all(|c| c.is_ascii_digit() || c == ','),
+            "{frame:?}"
+        );
+    }
+    assert!(frames.iter().any(|f| f.contains("matching")), "{frames:?}");
+    // The bar is cleared before the report, which stays on standard output.
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("30000 rows read"));
+}
