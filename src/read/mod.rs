@@ -184,7 +184,7 @@ impl Iterator for Table {
 /// Opens an input as a table: detects what is not given, reads the header,
 /// and starts streaming batches.
 pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
-    let (reader, size): (Box<dyn Read + Send>, Option<u64>) = match input {
+    let (mut reader, size): (Box<dyn Read + Send>, Option<u64>) = match input {
         Input::Stdin => (Box::new(io::stdin()), None),
         Input::Path(path) => {
             let file = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -196,7 +196,7 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
         }
     };
     let bytes_read = Arc::new(AtomicU64::new(0));
-    let mut reader: Box<dyn Read + Send> = Box::new(CountingReader {
+    reader = Box::new(CountingReader {
         inner: reader,
         count: bytes_read.clone(),
     });
