@@ -523,14 +523,14 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
             if let Some(tx) = commit_tx {
                 tx.send(commit).map_err(|_| Error::Stopped)?;
             }
-            if let Some(progress) = &progress {
-                progress.rows(rows);
+            if let Some(bar) = &progress {
+                bar.rows(rows);
             }
             Ok(())
         });
         drop(write_tx);
-        if let Some(progress) = &progress {
-            progress.phase(if committing {
+        if let Some(bar) = &progress {
+            bar.phase(if committing {
                 Phase::WritingStore
             } else {
                 Phase::WritingOutputs
