@@ -120,7 +120,7 @@ pub struct ImportArgs {
     #[arg(long, help_heading = "Output")]
     pub dry_run: bool,
     /// Progress on standard error (percent of the input read, rows/s, ETA,
-    /// phase); `auto`: only when standard error is a terminal.
+    /// phase); `auto`: only when standard error is a terminal (not `TERM=dumb`).
     #[arg(long, value_enum, default_value = "auto", help_heading = "Output")]
     pub progress: Progress,
     /// Print the summary object (the same as summary.json) on standard
@@ -196,7 +196,8 @@ impl ImportArgs {
             progress: match self.progress {
                 Progress::Always => true,
                 Progress::Never => false,
-                Progress::Auto => std::io::stderr().is_terminal(),
+                // A dumb terminal cannot redraw a line.
+                Progress::Auto => std::io::stderr().is_terminal() && !console::is_dumb(),
             },
         })
     }
