@@ -589,3 +589,41 @@ fn update_sql(master: Master, columns: &[String]) -> String {
         aggregates.join(", ")
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_dropped_names_the_note_a_custom_field_or_nothing() {
+        assert_eq!(KeepDropped::parse("none"), Ok(KeepDropped::None));
+        assert_eq!(KeepDropped::parse("note"), Ok(KeepDropped::Note));
+        assert_eq!(
+            KeepDropped::parse("custom.merged_from"),
+            Ok(KeepDropped::Custom("custom.merged_from".into()))
+        );
+        assert_eq!(KeepDropped::Custom("custom.x".into()).field(), Some("custom.x"));
+        assert_eq!(KeepDropped::None.field(), None);
+        assert!(
+            KeepDropped::parse("custom.Bad Name")
+                .unwrap_err()
+                .contains("lower-case")
+        );
+        assert!(KeepDropped::parse("custom.").is_err());
+        assert!(
+            KeepDropped::parse("email")
+                .unwrap_err()
+                .contains("note, custom.NAME or none")
+        );
+    }
+
+    #[test]
+    fn every_field_but_tags_can_be_dropped_custom_fields_last() {
+        let columns = ["id", "email", "custom.shoe_size", "email_hash"].map(String::from);
+        let fields = mergeable_fields(&columns);
+        assert_eq!(fields.first().map(String::as_str), Some("external_id"));
+        assert_eq!(fields.last().map(String::as_str), Some("custom.shoe_size"));
+        assert!(!fields.iter().any(|f| f == "tags" || f == "id" || f.ends_with("_hash")));
+        assert!(fields.iter().any(|f| f == "email_opt_in"));
+    }
+}
