@@ -29,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::map::{self, MappingOptions};
 use crate::matching::{self, Category, Duplicates, FileKeys, InFile, InFileVerdict, KeyIndex, MatchedBy, StoreIndex};
 use crate::normalize::{FailedRow, NormalizeSettings, NormalizedBatch, Original, Plan, Reason, phone};
+use crate::progress::{ImportProgress, Phase};
 use crate::read::{self, Input, RawBatch, ReadOptions};
 use crate::store::Store;
 use crate::write::{self, OutputFormat, Outputs, RowOut, Summary, WriteJob};
@@ -315,20 +316,24 @@ pub fn run(options: &ImportOptions, cancel: &Cancel) -> Result<Summary> {
 
 fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: Instant) -> Result<Summary> {
     let mut table = read::open(input, &options.read)?;
-    let mapping = map::resolve(&table.columns, &options.mapping).map_err(|e| match (e, table.detected.suggested_skip_rows) {
-        // A title above the table was read as the header.
-        (Error::Usage(message), Some(n)) => Error::usage(format!(
-            "{message}; the file looks like it has {n} title line(s) above the table: try --skip-rows {n}"
-        )),
-        (e, _) => e,
-    })?;
+    let mapping =
+        map::resolve(&table.columns, &options.mapping).map_err(|e| match (e, table.detected.suggested_skip_rows) {
+            // A title above the table was read as the header.
+            (Error::Usage(message), Some(n)) => Error::usage(format!(
+                "{message}; the file looks like it has {n} title line(s) above the table: try --skip-rows {n}"
+            )),
+            (e, _) => e,
+        })?;
     let plan = Plan::new(&mapping, options.normalize.clone())?;
     let name = match &options.name {
         Some(name) if name.trim().is_empty() => return Err(Error::usage("--name: an import name cannot be empty")),
         Some(name) => name.clone(),
         None => default_name(&options.input),
     };
-    let out_dir = options.out.clone().unwrap_or_else(|| write::default_out_dir(&name));
+    let out_dir = options
+        .out
+        .clone()
+        .unwrap_or_else(|| write::default_out_dir(&name, options.dry_run));
     let store = if options.dry_run && !options.db.exists() {
         None
     } else {
@@ -355,6 +360,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
     let contact_type = mapping.contact_type.name();
     let (primary, secondary) = (options.normalize.primary_key, options.normalize.secondary_key);
     let mut timings = Timings::default();
+    let progress = options.progress.then(|| ImportProgress::start(table.read_position()));
     let build_started = Instant::now();
     let empty_index = || StoreIndex {
         primary: primary.map(|_| KeyIndex::default()),
@@ -483,7 +489,9 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
         _ => None,
     };
 
-    let progress = options.progress.then(progress_bar);
+    if let Some(progress) = &progress {
+        progress.phase(Phase::Matching);
+    }
     let mut counts = Counts::default();
     let keys = KeyColumns::of(&plan);
     let mut summary = Summary {
@@ -536,13 +544,17 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
                 tx.send(commit).map_err(|_| Error::Stopped)?;
             }
             if let Some(bar) = &progress {
-                bar.inc(rows);
+                bar.rows(rows);
             }
             Ok(())
         });
         drop(write_tx);
         if let Some(bar) = &progress {
-            bar.finish_and_clear();
+            bar.phase(if committing {
+                Phase::WritingStore
+            } else {
+                Phase::WritingOutputs
+            });
         }
         let written = writer.join().unwrap_or(Err(Error::Stopped));
         if let Ok(busy) = &written {
@@ -880,16 +892,6 @@ fn spool_stdin_if_needed(options: &ImportOptions) -> Result<Option<PathBuf>> {
     let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
     std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| Error::io(&path, e))?;
     Ok(Some(path))
-}
-
-fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {elapsed} {human_pos} rows ({per_sec})")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(200));
-    bar
 }
 
 /// Lowers this thread's scheduling priority (nice +10) for the rest of the

@@ -13,7 +13,15 @@
 //!
 //! The audit must still describe the store: every member must exist and be
 //! unchanged since the audit began (else the merge is refused: run the
-//! audit again).
+//! audit again). An audit already merged is refused by name (exit 2).
+//!
+//! Nothing is lost without a trace: every value that does not survive in its
+//! own field (a merged contact's other email, or with `--master file` the
+//! survivor's own earlier value) is a row of `merged.csv` in the audit
+//! directory, and with `--keep-dropped note|custom.NAME` it is also appended
+//! to the survivor's note or that custom field (consents only in the file:
+//! a consent written into a note is not a consent, and could be misread as
+//! one).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +39,50 @@ use crate::store::{Store, quote_ident};
 
 /// The staging table of (member, survivor) pairs.
 const PAIRS: &str = "kontakt_merge_pairs";
+/// The survivors as they were before the merge.
+const BEFORE: &str = "kontakt_merge_before";
+/// The values that do not survive in their own field.
+const DROPPED: &str = "kontakt_merge_dropped";
+
+/// The log of dropped values, written to the audit directory.
+pub const MERGED_CSV: &str = "merged.csv";
+
+/// Where a value that does not survive in its own field is kept in the
+/// store, besides its row in `merged.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum KeepDropped {
+    /// Only in `merged.csv`.
+    #[default]
+    None,
+    /// Appended to the survivor's `note`.
+    Note,
+    /// Appended to the survivor's `custom.NAME` (the full field name).
+    Custom(String),
+}
+
+impl KeepDropped {
+    /// `none`, `note` or `custom.NAME` (NAME a custom field slug).
+    pub fn parse(text: &str) -> std::result::Result<KeepDropped, String> {
+        match text {
+            "none" => Ok(KeepDropped::None),
+            "note" => Ok(KeepDropped::Note),
+            _ if text.starts_with("custom.") => {
+                crate::map::Target::parse(text)?;
+                Ok(KeepDropped::Custom(text.to_string()))
+            }
+            _ => Err(format!("{text:?}: expected note, custom.NAME or none")),
+        }
+    }
+
+    /// The field the values are appended to.
+    fn field(&self) -> Option<&str> {
+        match self {
+            KeepDropped::None => None,
+            KeepDropped::Note => Some("note"),
+            KeepDropped::Custom(field) => Some(field),
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct MergeOptions {
@@ -39,6 +91,7 @@ pub struct MergeOptions {
     pub dry_run: bool,
     /// Default: `merge-audit-<audit id>`.
     pub name: Option<String>,
+    pub keep_dropped: KeepDropped,
 }
 
 /// What a merge did (or, with `--dry-run`, would do).
@@ -54,7 +107,26 @@ pub struct MergeSummary {
     pub survivors: u64,
     /// Contacts merged into a survivor and deleted.
     pub contacts_merged: u64,
+    /// Values that did not survive in their own field: the rows of
+    /// `merged.csv`.
+    pub values_dropped: u64,
+    /// The field those values were appended to (`--keep-dropped`), if any.
+    pub dropped_kept_in: Option<String>,
+    /// The log of those values.
+    pub merged_csv: String,
     pub elapsed_ms: u64,
+}
+
+/// One row of `merged.csv`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+struct DroppedValue {
+    survivor_id: i64,
+    /// The survivor itself for its own earlier value (`--master file`).
+    merged_id: i64,
+    field: String,
+    value: String,
+    /// The field the value was appended to; empty when only in this file.
+    kept_in: String,
 }
 
 /// One member of a cluster, as clusters.csv lists it.
@@ -166,10 +238,25 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
             )),
             e => store.error(&e),
         })?;
+    // An audit merged once lists contacts that are gone or changed: say
+    // so, rather than the first stale contact.
+    let merged_before: Option<(i64, String)> = store.query_optional(
+        "SELECT id, name FROM import_groups WHERE kind = 'merge' AND status = 'completed' \
+         AND try_cast(json_extract_string(summary, '$.audit_id') AS BIGINT) = ? ORDER BY id LIMIT 1",
+        [audit_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if let Some((id, group)) = merged_before {
+        return Err(Error::usage(format!(
+            "{}: audit {audit_id} was already merged by merge group {group:?} (id {id}); run a new audit",
+            options.audit_dir.display()
+        )));
+    }
     let name = options
         .name
         .clone()
         .unwrap_or_else(|| format!("merge-audit-{audit_id}"));
+    let log_path = options.audit_dir.join(MERGED_CSV);
     let mut summary = MergeSummary {
         merge_id: None,
         name: name.clone(),
@@ -178,6 +265,9 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
         clusters: 0,
         survivors: 0,
         contacts_merged: 0,
+        values_dropped: 0,
+        dropped_kept_in: options.keep_dropped.field().map(str::to_string),
+        merged_csv: log_path.display().to_string(),
         elapsed_ms: 0,
     };
     let merge_id = if options.dry_run {
@@ -198,9 +288,14 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
         &mut summary,
     );
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
-    let ended = result.and_then(|()| {
+    // The log is written before the commit (a merge whose log cannot be
+    // written is rolled back) and put in place after it.
+    let log_tmp = options.audit_dir.join(format!("{MERGED_CSV}.tmp"));
+    let ended = result.and_then(|dropped| {
+        write_log(&log_tmp, &dropped)?;
         let Some(id) = merge_id else {
-            return store.execute_batch("ROLLBACK");
+            store.execute_batch("ROLLBACK")?;
+            return std::fs::rename(&log_tmp, &log_path).map_err(|e| Error::io(&log_path, e));
         };
         let text = serde_json::to_string_pretty(&summary).expect("a summary serializes");
         store.execute(
@@ -218,9 +313,11 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
                 id
             ],
         )?;
-        store.execute_batch("COMMIT")
+        store.execute_batch("COMMIT")?;
+        std::fs::rename(&log_tmp, &log_path).map_err(|e| Error::io(&log_path, e))
     });
     if let Err(e) = ended {
+        let _ = std::fs::remove_file(&log_tmp);
         let _ = store.execute_batch("ROLLBACK");
         if let Some(id) = merge_id {
             let _ = end_group(store, id, Ending::of(&e), &e.to_string());
@@ -237,7 +334,7 @@ fn merge(
     audit_start: i64,
     members: &[Member],
     summary: &mut MergeSummary,
-) -> Result<()> {
+) -> Result<Vec<DroppedValue>> {
     store.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE {PAIRS} (contact_id BIGINT, survivor_id BIGINT, cluster BIGINT)"
     ))?;
@@ -280,8 +377,23 @@ fn merge(
         .map_err(|e| store.error(&e))?;
     summary.clusters = counts.0 as u64;
     summary.contacts_merged = counts.1 as u64;
+    if let KeepDropped::Custom(field) = &options.keep_dropped {
+        ensure_custom_column(store, field)?;
+    }
     let columns = store.columns("contacts")?;
+    store.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE {BEFORE} AS SELECT * FROM contacts \
+         WHERE id IN (SELECT survivor_id FROM {PAIRS})"
+    ))?;
     summary.survivors = store.execute(&update_sql(options.master, &columns), [now_micros()])? as u64;
+    store.execute_batch(&dropped_sql(&columns))?;
+    if let Some(field) = options.keep_dropped.field() {
+        let (update, mark) = keep_sql(field);
+        store.execute(&update, [now_micros()])?;
+        store.execute_batch(&mark)?;
+    }
+    let dropped = read_dropped(store)?;
+    summary.values_dropped = dropped.len() as u64;
     store.execute(
         &format!(
             "INSERT INTO merged_contacts SELECT ?, c.id, p.survivor_id, to_json(c) FROM contacts AS c \
@@ -291,8 +403,138 @@ fn merge(
     )?;
     store.execute_batch(&format!(
         "DELETE FROM contacts WHERE id IN (SELECT contact_id FROM {PAIRS} WHERE contact_id <> survivor_id); \
-         DROP TABLE {PAIRS};"
-    ))
+         DROP TABLE {PAIRS}; DROP TABLE {BEFORE}; DROP TABLE {DROPPED};"
+    ))?;
+    Ok(dropped)
+}
+
+/// Creates the custom column `--keep-dropped custom.NAME` names if the
+/// store lacks it (inside the merge's transaction).
+fn ensure_custom_column(store: &Store, field: &str) -> Result<()> {
+    if store.columns("contacts")?.iter().any(|c| c == field) {
+        return Ok(());
+    }
+    store.execute_batch(&format!(
+        "ALTER TABLE contacts ADD COLUMN {} VARCHAR",
+        quote_ident(field)
+    ))?;
+    let name = field.strip_prefix("custom.").unwrap_or(field);
+    store.execute(
+        "INSERT INTO custom_fields VALUES (?, make_timestamp(?)) ON CONFLICT DO NOTHING",
+        duckdb::params![name, now_micros()],
+    )?;
+    Ok(())
+}
+
+/// The fields whose values can be dropped by a merge, in SPEC order then
+/// the custom fields: every field but tags (unioned).
+fn mergeable_fields(columns: &[String]) -> Vec<String> {
+    STANDARD_FIELDS
+        .iter()
+        .filter(|f| !matches!(f.kind, FieldKind::Tags))
+        .map(|f| f.name.to_string())
+        .chain(columns.iter().filter(|c| c.starts_with("custom.")).cloned())
+        .collect()
+}
+
+/// Fills [`DROPPED`] (after the survivors' update, before the other
+/// members are deleted): each non-empty value of a merged contact, or of
+/// the survivor before the merge, that differs from the survivor's value
+/// now. An `unknown` consent is no value.
+fn dropped_sql(columns: &[String]) -> String {
+    let selects: Vec<String> = mergeable_fields(columns)
+        .iter()
+        .enumerate()
+        .map(|(position, name)| {
+            let q = quote_ident(name);
+            let empty = if matches!(name.as_str(), "email_opt_in" | "sms_opt_in") {
+                "'unknown'"
+            } else {
+                "''"
+            };
+            format!(
+                "SELECT m.survivor_id, m.id, {position}, {}, CAST(m.{q} AS VARCHAR) \
+                 FROM sources AS m JOIN contacts AS s ON s.id = m.survivor_id \
+                 WHERE m.{q} IS NOT NULL AND CAST(m.{q} AS VARCHAR) <> {empty} \
+                 AND CAST(m.{q} AS VARCHAR) IS DISTINCT FROM CAST(s.{q} AS VARCHAR)",
+                crate::store::literal(name)
+            )
+        })
+        .collect();
+    format!(
+        "CREATE OR REPLACE TEMP TABLE {DROPPED} (survivor_id BIGINT, merged_id BIGINT, ord INTEGER, \
+         field VARCHAR, value VARCHAR, kept_in VARCHAR); \
+         INSERT INTO {DROPPED} \
+         WITH sources AS ( \
+           SELECT p.survivor_id, c.* FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
+           WHERE p.contact_id <> p.survivor_id \
+           UNION ALL BY NAME SELECT b.id AS survivor_id, b.* FROM {BEFORE} AS b) \
+         SELECT *, NULL FROM ({})",
+        selects.join(" UNION ALL ")
+    )
+}
+
+/// Appends the dropped values (consents aside) to each survivor's `field`,
+/// one line per contact they came from: `merged from 2: email=x@y.cz;
+/// city=Brno`, and `before merge: ...` for the survivor's own; then marks
+/// them kept there.
+fn keep_sql(field: &str) -> (String, String) {
+    let q = quote_ident(field);
+    let target = crate::store::literal(field);
+    let keepable = "field NOT IN ('email_opt_in', 'sms_opt_in')";
+    let update = format!(
+        "UPDATE contacts AS s SET {q} = concat_ws(chr(10), nullif(s.{q}, ''), d.text), \
+         updated_at = make_timestamp(?) \
+         FROM (SELECT survivor_id, string_agg(line, chr(10) ORDER BY merged_id = survivor_id DESC, merged_id) AS text \
+               FROM (SELECT survivor_id, merged_id, \
+                       CASE WHEN merged_id = survivor_id THEN 'before merge' ELSE 'merged from ' || merged_id END \
+                       || ': ' || string_agg(field || '=' || value, '; ' ORDER BY ord) AS line \
+                     FROM {DROPPED} WHERE {keepable} GROUP BY survivor_id, merged_id) \
+               GROUP BY survivor_id) AS d \
+         WHERE s.id = d.survivor_id"
+    );
+    let mark = format!("UPDATE {DROPPED} SET kept_in = {target} WHERE {keepable}");
+    (update, mark)
+}
+
+/// The rows of `merged.csv`, by survivor, then the survivor's own earlier
+/// values, then each merged contact, fields in SPEC order.
+fn read_dropped(store: &Store) -> Result<Vec<DroppedValue>> {
+    let sql = format!(
+        "SELECT survivor_id, merged_id, field, value, coalesce(kept_in, '') FROM {DROPPED} \
+         ORDER BY survivor_id, merged_id <> survivor_id, merged_id, ord"
+    );
+    let conn = store.connection();
+    let mut statement = conn.prepare(&sql).map_err(|e| store.error(&e))?;
+    statement
+        .query_map([], |r| {
+            Ok(DroppedValue {
+                survivor_id: r.get(0)?,
+                merged_id: r.get(1)?,
+                field: r.get(2)?,
+                value: r.get(3)?,
+                kept_in: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(|e| store.error(&e))
+}
+
+/// Writes `merged.csv` (a header even when nothing was dropped, so that a
+/// script can always read it).
+fn write_log(path: &Path, dropped: &[DroppedValue]) -> Result<()> {
+    let mut writer = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_path(path)
+        .map_err(|e| Error::io(path, std::io::Error::other(e)))?;
+    let io = |e: csv::Error| Error::io(path, std::io::Error::other(e));
+    writer
+        .write_record(["survivor_id", "merged_id", "field", "value", "kept_in"])
+        .map_err(io)?;
+    for row in dropped {
+        writer.serialize(row).map_err(io)?;
+    }
+    writer.flush().map_err(|e| Error::io(path, e))
 }
 
 /// The set-based update of the survivors from their clusters' other
@@ -346,4 +588,42 @@ fn update_sql(master: Master, columns: &[String]) -> String {
         set.join(", "),
         aggregates.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keep_dropped_names_the_note_a_custom_field_or_nothing() {
+        assert_eq!(KeepDropped::parse("none"), Ok(KeepDropped::None));
+        assert_eq!(KeepDropped::parse("note"), Ok(KeepDropped::Note));
+        assert_eq!(
+            KeepDropped::parse("custom.merged_from"),
+            Ok(KeepDropped::Custom("custom.merged_from".into()))
+        );
+        assert_eq!(KeepDropped::Custom("custom.x".into()).field(), Some("custom.x"));
+        assert_eq!(KeepDropped::None.field(), None);
+        assert!(
+            KeepDropped::parse("custom.Bad Name")
+                .unwrap_err()
+                .contains("lower-case")
+        );
+        assert!(KeepDropped::parse("custom.").is_err());
+        assert!(
+            KeepDropped::parse("email")
+                .unwrap_err()
+                .contains("note, custom.NAME or none")
+        );
+    }
+
+    #[test]
+    fn every_field_but_tags_can_be_dropped_custom_fields_last() {
+        let columns = ["id", "email", "custom.shoe_size", "email_hash"].map(String::from);
+        let fields = mergeable_fields(&columns);
+        assert_eq!(fields.first().map(String::as_str), Some("external_id"));
+        assert_eq!(fields.last().map(String::as_str), Some("custom.shoe_size"));
+        assert!(!fields.iter().any(|f| f == "tags" || f == "id" || f.ends_with("_hash")));
+        assert!(fields.iter().any(|f| f == "email_opt_in"));
+    }
 }

@@ -3,7 +3,7 @@
 //! 2 before the store is touched), then the pipeline of [`crate::import`].
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
@@ -20,7 +20,7 @@ use crate::normalize::phone::{self, PhoneSettings, Transform, ValidRule};
 use crate::normalize::stage::key_field;
 use crate::normalize::{InvalidValues, NormalizeSettings};
 use crate::read::Input;
-use crate::write::OutputFormat;
+use crate::write::{OutputFormat, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Progress {
@@ -106,7 +106,8 @@ pub struct ImportArgs {
     pub in_file_duplicates: Duplicates,
 
     // Output
-    /// Output directory [default: kontakt-out/<import name>].
+    /// Output directory [default: kontakt-out/<import name>, or
+    /// kontakt-out/<import name>.dry-run with --dry-run].
     #[arg(long, value_name = "DIR", help_heading = "Output")]
     pub out: Option<PathBuf>,
     /// Format of the row files.
@@ -118,9 +119,14 @@ pub struct ImportArgs {
     /// Classify and write the outputs; change nothing in the store.
     #[arg(long, help_heading = "Output")]
     pub dry_run: bool,
-    /// Progress bar on standard error.
+    /// Progress on standard error (percent of the input read, rows/s, ETA,
+    /// phase); `auto`: only when standard error is a terminal (not `TERM=dumb`).
     #[arg(long, value_enum, default_value = "auto", help_heading = "Output")]
     pub progress: Progress,
+    /// Print the summary object (the same as summary.json) on standard
+    /// output instead of the one-line report.
+    #[arg(long, help_heading = "Output")]
+    pub json: bool,
     /// Prefix CSV cells that start with = + - @ with ' (spreadsheet formula
     /// injection); normalized phone columns are never changed.
     #[arg(long, help_heading = "Output")]
@@ -190,7 +196,8 @@ impl ImportArgs {
             progress: match self.progress {
                 Progress::Always => true,
                 Progress::Never => false,
-                Progress::Auto => std::io::stderr().is_terminal(),
+                // A dumb terminal cannot redraw a line.
+                Progress::Auto => std::io::stderr().is_terminal() && !console::is_dumb(),
             },
         })
     }
@@ -215,9 +222,36 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
     }
     let dir = options
         .out
-        .unwrap_or_else(|| crate::write::default_out_dir(&summary.name));
-    println!(
-        "{} rows read: {} imported, {} updated, {} skipped, {} failed ({} no match, {} one match, {} multiple match){} in {:.1} s -> {}",
+        .unwrap_or_else(|| crate::write::default_out_dir(&summary.name, summary.dry_run));
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&summary).expect("a summary serializes")
+        );
+    } else {
+        println!("{}", report(&summary, &dir));
+    }
+    Ok(())
+}
+
+/// The one-line report: counts by outcome, failed rows by reason (most
+/// first), counts by category.
+fn report(summary: &Summary, dir: &Path) -> String {
+    let mut reasons: Vec<(&str, u64)> = summary
+        .failed_by_reason
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| (*r, *n))
+        .collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let reasons = if reasons.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+        format!(" ({})", list.join(", "))
+    };
+    format!(
+        "{} rows read: {} imported, {} updated, {} skipped, {} failed{reasons}; {} no match, {} one match, {} multiple match{} in {:.1} s -> {}",
         summary.rows_read,
         summary.imported,
         summary.updated,
@@ -229,8 +263,41 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
         if summary.dry_run { " [dry run]" } else { "" },
         summary.elapsed_ms as f64 / 1000.0,
         dir.display()
-    );
-    Ok(())
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_report_names_failed_rows_per_reason_most_first() {
+        let mut summary = Summary {
+            rows_read: 40,
+            imported: 20,
+            updated: 8,
+            rows_failed: 12,
+            no_match: 20,
+            one_match: 8,
+            elapsed_ms: 1340,
+            ..Summary::default()
+        };
+        summary.failed_by_reason.insert("not_unique", 5);
+        summary.failed_by_reason.insert("wrong_format", 7);
+        summary.failed_by_reason.insert("bad_row", 0);
+        assert_eq!(
+            report(&summary, Path::new("kontakt-out/x")),
+            "40 rows read: 20 imported, 8 updated, 0 skipped, 12 failed (7 wrong_format, 5 not_unique); \
+             20 no match, 8 one match, 0 multiple match in 1.3 s -> kontakt-out/x"
+        );
+        summary.failed_by_reason.clear();
+        summary.rows_failed = 0;
+        summary.dry_run = true;
+        assert!(
+            report(&summary, Path::new("d"))
+                .contains(" 0 failed; 20 no match, 8 one match, 0 multiple match [dry run] in")
+        );
+    }
 }
 
 /// SIGINT (Ctrl-C) and SIGTERM cancel the import (SPEC: at any moment

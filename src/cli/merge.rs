@@ -1,12 +1,13 @@
 //! `kontakt merge --audit DIR [--master existing|file] [--name NAME]
-//! [--dry-run] [--json]`: merges an audit's clusters into their survivors.
+//! [--keep-dropped note|custom.NAME|none] [--dry-run] [--json]`: merges an
+//! audit's clusters into their survivors, and logs what did not survive.
 
 use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use crate::apply::Master;
-use crate::audit::merge::{self, MergeOptions};
+use crate::audit::merge::{self, KeepDropped, MergeOptions};
 use crate::error::Result;
 use crate::store::Store;
 
@@ -23,7 +24,16 @@ pub struct MergeArgs {
     /// The merge's group name (default: merge-audit-<audit id>).
     #[arg(long)]
     pub name: Option<String>,
-    /// Check and count everything; change nothing in the store.
+    /// Where a value that does not survive in its own field also goes (a
+    /// merged contact's other email, say): `note` appends "merged from 123:
+    /// email=x@y.cz" to the survivor's note, `custom.NAME` to that custom
+    /// field (created if missing), `none` nowhere else. Every such value is
+    /// always a row of merged.csv in the audit directory (survivor_id,
+    /// merged_id, field, value, kept_in); consents only there.
+    #[arg(long, value_name = "note|custom.NAME|none", default_value = "none", value_parser = KeepDropped::parse)]
+    pub keep_dropped: KeepDropped,
+    /// Check and count everything, and write merged.csv (what would be
+    /// dropped); change nothing in the store.
     #[arg(long)]
     pub dry_run: bool,
     /// Print the summary as JSON.
@@ -40,6 +50,7 @@ pub fn run(args: &MergeArgs, db: &Path) -> Result<()> {
             master: args.master,
             dry_run: args.dry_run,
             name: args.name.clone(),
+            keep_dropped: args.keep_dropped.clone(),
         },
     )?;
     if args.json {
@@ -49,7 +60,7 @@ pub fn run(args: &MergeArgs, db: &Path) -> Result<()> {
         );
     } else {
         println!(
-            "{}{}: {} clusters of audit {}, {} contacts merged into {} survivors ({} ms)",
+            "{}{}: {} clusters of audit {}, {} contacts merged into {} survivors, {} values not kept in their field{} -> {} ({} ms)",
             summary.name,
             if summary.dry_run {
                 " (dry run, nothing changed)"
@@ -60,6 +71,13 @@ pub fn run(args: &MergeArgs, db: &Path) -> Result<()> {
             summary.audit_id,
             summary.contacts_merged,
             summary.survivors,
+            summary.values_dropped,
+            summary
+                .dropped_kept_in
+                .as_deref()
+                .map(|f| format!(" (appended to {f})"))
+                .unwrap_or_default(),
+            summary.merged_csv,
             summary.elapsed_ms
         );
     }

@@ -26,6 +26,8 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use batch::{BadRow, ROW_COLUMN, RawBatch, raw_schema};
 pub use encoding::Encoding;
@@ -136,6 +138,9 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Size of the input in bytes, when it is a file.
     pub size: Option<u64>,
+    /// Bytes of the input read so far, updated at each read of the file
+    /// (megabytes at a time): the progress display's position.
+    pub bytes_read: Arc<AtomicU64>,
     batches: Box<dyn Iterator<Item = Result<RawBatch>> + Send>,
 }
 
@@ -146,6 +151,33 @@ impl fmt::Debug for Table {
             .field("detected", &self.detected)
             .field("columns", &self.columns)
             .finish_non_exhaustive()
+    }
+}
+
+impl Table {
+    /// The input's bytes read so far and its size, where those measure
+    /// how far the reading is: a CSV file (an XLSX file is an archive,
+    /// read by the sheet's rows; standard input has no size).
+    pub fn read_position(&self) -> Option<(Arc<AtomicU64>, u64)> {
+        match (self.detected.format, self.size) {
+            (Format::Csv, Some(size)) => Some((self.bytes_read.clone(), size)),
+            _ => None,
+        }
+    }
+}
+
+/// Counts the bytes read through it (one relaxed add per read call, each
+/// of up to a chunk).
+struct CountingReader {
+    inner: Box<dyn Read + Send>,
+    count: Arc<AtomicU64>,
+}
+
+impl Read for CountingReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -171,6 +203,11 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
             (Box::new(file), Some(metadata.len()))
         }
     };
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    reader = Box::new(CountingReader {
+        inner: reader,
+        count: bytes_read.clone(),
+    });
     let mut head = vec![0u8; HEAD_BYTES];
     let n = read_up_to(&mut reader, &mut head).map_err(|e| Error::io(path_of(input), e))?;
     head.truncate(n);
@@ -208,7 +245,11 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
             table
         }
     };
-    Ok(Table { size, ..table })
+    Ok(Table {
+        size,
+        bytes_read,
+        ..table
+    })
 }
 
 /// Bytes looked at to tell a table from a file that is not one.

@@ -580,9 +580,16 @@ fn is_formula_bytes(value: &[u8]) -> bool {
 
 /// The output directory for an import name that came from the user or a
 /// file name: `kontakt-out/<name>` with every character that could leave
-/// that directory (separators, `..`, control characters) replaced.
-pub fn default_out_dir(name: &str) -> PathBuf {
-    Path::new("kontakt-out").join(safe_component(name))
+/// that directory (separators, `..`, control characters) replaced. A dry
+/// run's is `kontakt-out/<name>.dry-run`, so that it never writes over the
+/// outputs of the real import of that name, their only record of what it
+/// changed.
+pub fn default_out_dir(name: &str, dry_run: bool) -> PathBuf {
+    let mut dir = safe_component(name);
+    if dry_run {
+        dir.push_str(".dry-run");
+    }
+    Path::new("kontakt-out").join(dir)
 }
 
 /// A single, harmless path component made from any text.
@@ -611,8 +618,9 @@ mod tests {
 
     #[test]
     fn names_never_leave_the_output_root() {
-        for name in ["../../x", "..", ".", "a/b", "a\\b", "..\\..\\x", "", "/etc/passwd"] {
-            let dir = default_out_dir(name);
+        let names = ["../../x", "..", ".", "a/b", "a\\b", "..\\..\\x", "", "/etc/passwd"];
+        for (name, dry_run) in names.into_iter().flat_map(|n| [(n, false), (n, true)]) {
+            let dir = default_out_dir(name, dry_run);
             let component = dir.strip_prefix("kontakt-out").expect("under kontakt-out");
             assert_eq!(component.components().count(), 1, "{name:?} -> {dir:?}");
             let c = component.to_str().expect("utf-8");
@@ -623,6 +631,8 @@ mod tests {
         }
         assert_eq!(safe_component("kontakty 2026"), "kontakty 2026");
         assert_eq!(safe_component("../../x"), "_._.._x");
+        assert_eq!(default_out_dir("leads", true), Path::new("kontakt-out/leads.dry-run"));
+        assert_eq!(default_out_dir("..", true), Path::new("kontakt-out/import__.dry-run"));
     }
 
     #[test]

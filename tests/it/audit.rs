@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::{fails, succeeds, write};
+use crate::common::{fails, kontakt, succeeds, write};
 use crate::import::{import, query};
 
 /// Persons 1-7 and a company (8). Clusters by email and phone:
@@ -299,9 +299,18 @@ fn merge_and_its_dry_run() {
     assert_eq!(export(dir), before, "a dry run changes nothing");
     let groups = query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM import_groups");
     assert_eq!(groups, [["2"]], "and records no group");
+    assert_eq!(dry["values_dropped"], 8);
+    assert_eq!(
+        merged_csv(dir, "m1"),
+        MERGED_M1,
+        "the dry run says what would be dropped"
+    );
 
+    std::fs::remove_file(dir.join("m1/merged.csv")).expect("remove");
     let done: Value = serde_json::from_slice(&succeeds(dir, &["merge", "--audit", "m1", "--json"])).expect("JSON");
     assert_eq!(done["contacts_merged"], 3);
+    assert_eq!(done["values_dropped"], 8);
+    assert_eq!(merged_csv(dir, "m1"), MERGED_M1);
     let db = dir.join("kontakt.duckdb");
     assert_eq!(
         query(&db, "SELECT id FROM contacts ORDER BY id"),
@@ -340,11 +349,124 @@ fn merge_and_its_dry_run() {
     let err = fails(dir, &["imports", "delete", "merge-audit-1"], 2);
     assert!(err.contains("is a merge"), "{err}");
 
-    // No clusters are left; the same audit cannot be merged again.
+    // No clusters are left; the same audit cannot be merged again, and
+    // the message names the audit and the merge that did it.
     let (rows, _) = audit(dir, "m2", &[]);
     assert_eq!(rows.len(), 1);
-    let err = fails(dir, &["merge", "--audit", "m1", "--name", "again"], 1);
-    assert!(err.contains("contact 1 changed since audit 1"), "{err}");
+    for args in [&["--name", "again"][..], &["--dry-run"]] {
+        let err = fails(dir, &[&["merge", "--audit", "m1"], args].concat(), 2);
+        assert!(
+            err.contains("m1: audit 1 was already merged by merge group \"merge-audit-1\""),
+            "{err}"
+        );
+    }
+    assert_eq!(merged_csv(dir, "m1"), MERGED_M1, "the log of the merge is kept");
+}
+
+/// What merging the audit of [`store`] drops (`--master existing`): the
+/// survivors' other names, emails and phones, and survivor 1's own opt-in
+/// (2 opted out: consents are never upgraded). 5's city fills 4's.
+const MERGED_M1: &str = "\
+survivor_id,merged_id,field,value,kept_in
+1,1,email_opt_in,opt-in,
+1,2,first_name,Anna B,
+1,2,phone,+420601000002,
+1,3,first_name,Anička,
+1,3,email,anicka@example.cz,
+1,3,phone,+420601000002,
+4,5,first_name,Daniel,
+4,5,email,daniel@example.cz,
+";
+
+fn merged_csv(dir: &Path, audit: &str) -> String {
+    std::fs::read_to_string(dir.join(audit).join("merged.csv")).expect("merged.csv")
+}
+
+#[test]
+fn merge_keeps_dropped_values_in_the_note_or_a_custom_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store(dir);
+    audit(dir, "k1", &[]);
+    let db = dir.join("kontakt.duckdb");
+    for (value, says) in [
+        ("custom.Bad Name", "custom field name \"Bad Name\""),
+        ("city", "note, custom.NAME or none"),
+    ] {
+        let output = kontakt(dir)
+            .args(["merge", "--audit", "k1", "--keep-dropped", value])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{err}");
+        assert!(err.contains("--keep-dropped") && err.contains(says), "{err}");
+    }
+
+    // A dry run writes the log with where each value would go, and changes nothing.
+    let before = export(dir);
+    succeeds(dir, &["merge", "--audit", "k1", "--keep-dropped", "note", "--dry-run"]);
+    assert_eq!(export(dir), before);
+    let noted = MERGED_M1
+        .lines()
+        .map(|l| match l {
+            "survivor_id,merged_id,field,value,kept_in" => l.to_string(),
+            _ if l.contains("email_opt_in") => l.to_string(),
+            _ => format!("{l}note"),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(merged_csv(dir, "k1").trim_end(), noted);
+
+    let out = String::from_utf8(succeeds(dir, &["merge", "--audit", "k1", "--keep-dropped", "note"])).expect("utf-8");
+    assert!(
+        out.contains("8 values not kept in their field (appended to note)"),
+        "{out}"
+    );
+    assert_eq!(merged_csv(dir, "k1").trim_end(), noted);
+    assert_eq!(
+        query(&db, "SELECT id, note FROM contacts WHERE id IN (1, 4) ORDER BY id"),
+        [
+            [
+                "1",
+                "merged from 2: first_name=Anna B; phone=+420601000002\n\
+                 merged from 3: first_name=Anička; email=anicka@example.cz; phone=+420601000002"
+            ],
+            ["4", "merged from 5: first_name=Daniel; email=daniel@example.cz"],
+        ]
+    );
+
+    // --master file: the survivor's own earlier values are dropped too, and
+    // go to a custom field the merge creates.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store(dir);
+    audit(dir, "k2", &[]);
+    succeeds(
+        dir,
+        &[
+            "merge",
+            "--audit",
+            "k2",
+            "--master",
+            "file",
+            "--keep-dropped",
+            "custom.merged",
+        ],
+    );
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(
+        query(&db, "SELECT email, \"custom.merged\" FROM contacts WHERE id = 1"),
+        [[
+            "anicka@example.cz",
+            "before merge: first_name=Anna; email=anna@example.cz; phone=+420601000001\n\
+             merged from 2: first_name=Anna B; email=anna@example.cz"
+        ]]
+    );
+    let log = merged_csv(dir, "k2");
+    assert!(log.contains("\n1,1,email,anna@example.cz,custom.merged\n"), "{log}");
+    assert!(log.contains("\n1,1,email_opt_in,opt-in,\n"), "{log}");
+    assert_eq!(query(&db, "SELECT name FROM custom_fields"), [["merged"]]);
+    index_is_exact(&db);
 }
 
 #[test]

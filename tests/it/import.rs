@@ -58,7 +58,12 @@ pub fn import(dir: &Path, args: &[&str]) -> Value {
         .windows(2)
         .find(|w| w[0] == "--out")
         .map(|w| dir.join(w[1]))
-        .unwrap_or_else(|| dir.join("kontakt-out").join(name));
+        .unwrap_or_else(|| {
+            // A dry run's outputs never go where a real import's are.
+            let dry_run = args.contains(&"--dry-run");
+            dir.join("kontakt-out")
+                .join(if dry_run { format!("{name}.dry-run") } else { name })
+        });
     let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
     serde_json::from_str(&text).expect("summary is JSON")
 }
@@ -261,7 +266,7 @@ fn modes_and_category_choices() {
         (Some(3), Some(1), Some(0))
     );
     assert_eq!(s["contacts_updated"], 0, "a dry run updates nothing");
-    let multiple = csv_rows(&dir.join("kontakt-out/second/multiple_match.csv"));
+    let multiple = csv_rows(&dir.join("kontakt-out/second.dry-run/multiple_match.csv"));
     assert_eq!(multiple[0]["action"], "update-all");
     let s = import(
         dir,
@@ -301,7 +306,7 @@ fn in_file_duplicates_last_and_fail() {
     let s = import(dir, &["dups.csv", "--in-file-duplicates", "last", "--dry-run"]);
     assert_eq!(s["imported"], 2);
     assert_eq!(s["failed_by_reason"]["not_unique"], 2);
-    let no = csv_rows(&dir.join("kontakt-out/dups/no_match.csv"));
+    let no = csv_rows(&dir.join("kontakt-out/dups.dry-run/no_match.csv"));
     let names: Vec<&str> = no.iter().map(|r| r["first_name"].as_str()).collect();
     assert_eq!(names, ["Other", "Third"]);
     let s = import(dir, &["dups.csv", "--in-file-duplicates", "fail", "--dry-run"]);
@@ -322,7 +327,7 @@ fn in_file_duplicates_last_and_fail() {
         .output()
         .expect("run");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let no = csv_rows(&dir.join("kontakt-out/stdin/no_match.csv"));
+    let no = csv_rows(&dir.join("kontakt-out/stdin.dry-run/no_match.csv"));
     assert_eq!(no.len(), 1);
     assert_eq!(no[0]["first_name"], "Second");
 }
@@ -443,10 +448,10 @@ fn excel_safe_prefixes_formulas_but_not_phones() {
         "E-mail,Telefon,Poznámka\na@x.cz,+420 777 000 001,=1+2\n=cmd,777000002,x\n",
     );
     import(dir, &["f.csv", "--map", "Poznámka=note", "--excel-safe", "--dry-run"]);
-    let no = csv_rows(&dir.join("kontakt-out/f/no_match.csv"));
+    let no = csv_rows(&dir.join("kontakt-out/f.dry-run/no_match.csv"));
     assert_eq!(no[0]["note"], "'=1+2");
     assert_eq!(no[0]["phone"], "+420777000001");
-    let failed = csv_rows(&dir.join("kontakt-out/f/failed.csv"));
+    let failed = csv_rows(&dir.join("kontakt-out/f.dry-run/failed.csv"));
     assert_eq!(failed[0]["E-mail"], "'=cmd");
 }
 
@@ -471,14 +476,14 @@ fn cells_that_need_quotes_come_back_as_read() {
         dir,
         &["q.csv", "--map", "Poznámka=note", "--map", "Ulice=street", "--dry-run"],
     );
-    let no = csv_rows(&dir.join("kontakt-out/q/no_match.csv"));
+    let no = csv_rows(&dir.join("kontakt-out/q.dry-run/no_match.csv"));
     let notes: Vec<&str> = no.iter().map(|r| r["note"].as_str()).collect();
     assert_eq!(notes, ["one, two", "plain", "say \"hi\"", "two\nlines"]);
     let streets: Vec<&str> = no.iter().map(|r| r["street"].as_str()).collect();
     assert_eq!(streets, ["Dlouhá 1", "Dlouhá 2", "Dlouhá 3", "Dlouhá 4"]);
-    let text = std::fs::read_to_string(dir.join("kontakt-out/q/no_match.csv")).expect("read");
+    let text = std::fs::read_to_string(dir.join("kontakt-out/q.dry-run/no_match.csv")).expect("read");
     assert!(text.contains(",plain,Dlouhá 2,"), "{text}");
-    let failed = csv_rows(&dir.join("kontakt-out/q/failed.csv"));
+    let failed = csv_rows(&dir.join("kontakt-out/q.dry-run/failed.csv"));
     assert_eq!(failed[0]["Poznámka"], "x, y");
 }
 
@@ -517,7 +522,7 @@ fn the_committed_sample_fails_only_its_planted_bad_values() {
         (25..=60).contains(&wrong),
         "{wrong} rows of 1000 with a wrong format: {s}"
     );
-    let failed = csv_rows(&dir.path().join("kontakt-out/contacts/failed.csv"));
+    let failed = csv_rows(&dir.path().join("kontakt-out/contacts.dry-run/failed.csv"));
     let bad_phones = failed
         .iter()
         .filter(|f| f["detail"].contains("phone: ") || f["detail"].contains("mobile: "))
@@ -667,7 +672,7 @@ fn primary_key_id_updates_the_contacts_an_export_names() {
     assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["6"]]);
     // Without --primary-key id, a column named ID is an external id.
     import(dir, &["ids.csv", "--name", "again", "--dry-run"]);
-    let header = std::fs::read_to_string(dir.join("kontakt-out/again/no_match.csv")).expect("output");
+    let header = std::fs::read_to_string(dir.join("kontakt-out/again.dry-run/no_match.csv")).expect("output");
     assert!(
         header.starts_with("row,action,external_id,first_name,email,"),
         "{header}"
@@ -768,4 +773,105 @@ fn indexing_only_contacts_sharing_a_secondary_key_alone_gives_the_same_result() 
         )
     });
     assert_ne!(counts.0, 0, "{counts:?}");
+}
+
+// ---- Issue 21, items 3 and 10 (dry-run directory, --json, the report,
+// progress): engineer C's block.
+
+#[test]
+fn a_dry_run_never_overwrites_a_real_imports_outputs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "leads.csv", BASE);
+    let real = import(dir, &["leads.csv"]);
+    assert!(real["import_id"].is_i64(), "{real}");
+    let summary = dir.join("kontakt-out/leads/summary.json");
+    let before = std::fs::read_to_string(&summary).expect("summary.json");
+
+    let dry = import(dir, &["leads.csv", "--dry-run"]);
+    assert_eq!(dry["import_id"], Value::Null);
+    assert_eq!(std::fs::read_to_string(&summary).expect("summary.json"), before);
+    let written = dir.join("kontakt-out/leads.dry-run");
+    let text = std::fs::read_to_string(written.join("summary.json")).expect("the dry run's summary.json");
+    assert_eq!(serde_json::from_str::<Value>(&text).expect("JSON")["dry_run"], true);
+    assert_eq!(csv_rows(&written.join("one_match.csv")).len(), 6);
+    // The report names the directory written.
+    let output = kontakt(dir)
+        .args(["import", "leads.csv", "--dry-run", "--progress", "never"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.trim_end().ends_with("kontakt-out/leads.dry-run"), "{stdout}");
+}
+
+#[test]
+fn json_prints_the_summary_and_the_report_names_failed_rows_per_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let run = |extra: &[&str]| {
+        let output = kontakt(dir)
+            .args(["import", "--progress", "never", "--default-country", "CZ"])
+            .args(SECOND_ARGS)
+            .args(extra)
+            .output()
+            .expect("run kontakt");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).expect("utf-8")
+    };
+    // SECOND fails 2 wrong_format, 1 missing_key, 1 not_unique.
+    let report = run(&["--dry-run"]);
+    assert_eq!(report.lines().count(), 1, "{report}");
+    assert!(
+        report.contains(" 4 failed (2 wrong_format, 1 missing_key, 1 not_unique); "),
+        "{report}"
+    );
+
+    let stdout = run(&["--json"]);
+    let printed: Value = serde_json::from_str(&stdout).expect("--json prints one JSON object");
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("kontakt-out/second/summary.json")).expect("summary.json"),
+    )
+    .expect("JSON");
+    assert_eq!(printed, written);
+    assert!(printed["import_id"].is_i64());
+    assert_eq!(printed["failed_by_reason"]["wrong_format"], 2);
+}
+
+#[test]
+fn progress_shows_the_percent_read_whole_rows_per_second_and_the_phase() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    kontakt(dir)
+        .args(["gen", "--rows", "30000", "--seed", "5", "-o", "many.csv"])
+        .assert()
+        .success();
+    let output = kontakt(dir)
+        .args(["import", "many.csv", "--progress", "always"])
+        .output()
+        .expect("run kontakt");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Each redraw starts at a carriage return.
+    let frames: Vec<&str> = stderr.split('\r').filter(|f| f.contains("rows/s")).collect();
+    assert!(!frames.is_empty(), "no progress drawn: {stderr:?}");
+    let percent = |f: &str| {
+        f.split_whitespace()
+            .find_map(|w| w.strip_suffix('%').and_then(|p| p.parse::<u32>().ok()))
+    };
+    assert!(frames.iter().all(|f| percent(f).is_some()), "{frames:?}");
+    assert!(frames.iter().any(|f| percent(f) == Some(100)), "{frames:?}");
+    for frame in &frames {
+        // "115,921 rows  565,636 rows/s": the rate a whole number.
+        let words: Vec<&str> = frame.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "rows/s").expect("rows/s");
+        let rate = words[at - 1];
+        assert!(
+            !rate.is_empty() && rate.chars().all(|c| c.is_ascii_digit() || c == ','),
+            "{frame:?}"
+        );
+    }
+    assert!(frames.iter().any(|f| f.contains("matching")), "{frames:?}");
+    // The bar is cleared before the report, which stays on standard output.
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("30000 rows read"));
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::common::{fails, kontakt, preview_json, rows, strings, write};
+use crate::common::{fails, kontakt, preview_json, rows, strings, succeeds, write};
 
 #[test]
 fn rfc4180_quotes_newlines_crlf_bom_and_no_final_newline() {

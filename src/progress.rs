@@ -1,0 +1,152 @@
+//! The import's progress display (`--progress`), one line on standard
+//! error: the phase, the percent of the input read, rows, rows/s and the
+//! time left:
+//!
+//! ```text
+//! ⠋ matching        42% 1,234,567 rows  612,345 rows/s  ETA 3s
+//! ```
+//!
+//! The percent is of the file's bytes read (the reader counts them, see
+//! [`crate::read::Table::read_position`]), so it moves while the store's
+//! index is built too; where the size says nothing (standard input, XLSX)
+//! only rows are shown. Drawn by indicatif; cleared when dropped, so an
+//! error line never lands on a half-drawn bar.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+
+/// The stages a user can tell apart while an import runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// The file is read (and normalized) while the store's keys are indexed.
+    Reading,
+    /// Rows are matched against the store and resolved.
+    Matching,
+    /// The stream is done; the output files are finished.
+    WritingOutputs,
+    /// The stream is done; the store's transaction is finished.
+    WritingStore,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Reading => "reading",
+            Phase::Matching => "matching",
+            Phase::WritingOutputs => "writing outputs",
+            Phase::WritingStore => "writing the store",
+        }
+    }
+}
+
+pub struct ImportProgress {
+    bar: ProgressBar,
+}
+
+impl ImportProgress {
+    /// Starts the display. `read`: the bytes read so far and the input's
+    /// size, when they measure the reading.
+    pub fn start(read: Option<(Arc<AtomicU64>, u64)>) -> ImportProgress {
+        // A draw target of indicatif's own `stderr()` hides itself when
+        // standard error is no terminal, and `--progress always` is asked
+        // for exactly then (a log, a CI job).
+        let target = ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 10);
+        let bar = ProgressBar::with_draw_target(None, target);
+        let fraction = move || {
+            read.as_ref()
+                .map(|(bytes, size)| fraction_read(bytes.load(Ordering::Relaxed), *size))
+        };
+        let percent = {
+            let fraction = fraction.clone();
+            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
+                if let Some(f) = fraction() {
+                    let _ = write!(w, "{:>3}% ", (f * 100.0).floor() as u32);
+                }
+            }
+        };
+        let eta = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            if let Some(left) = fraction().and_then(|f| time_left(f, state.elapsed())) {
+                let _ = write!(w, "  ETA {}", HumanDuration(left));
+            }
+        };
+        let rate = |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{}", HumanCount(rows_per_sec(state.pos(), state.elapsed())));
+        };
+        let style = ProgressStyle::with_template("{spinner} {msg:<17} {percent}{human_pos} rows  {rate} rows/s{eta}")
+            .map(|s| {
+                s.with_key("percent", percent)
+                    .with_key("rate", rate)
+                    .with_key("eta", eta)
+            })
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(style);
+        bar.set_message(Phase::Reading.name());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar.tick();
+        ImportProgress { bar }
+    }
+
+    pub fn phase(&self, phase: Phase) {
+        self.bar.set_message(phase.name());
+    }
+
+    /// `n` more rows handed on (read, matched and resolved).
+    pub fn rows(&self, n: u64) {
+        self.bar.inc(n);
+    }
+}
+
+impl Drop for ImportProgress {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The part of the input read, at most 1 (the size is taken when the file
+/// is opened; a file that grows after that is read to its end).
+fn fraction_read(bytes: u64, size: u64) -> f64 {
+    if size == 0 {
+        return 1.0;
+    }
+    (bytes as f64 / size as f64).min(1.0)
+}
+
+/// Rows per second, rounded to an integer.
+fn rows_per_sec(rows: u64, elapsed: Duration) -> u64 {
+    let secs = elapsed.as_secs_f64();
+    if secs <= 0.0 {
+        return 0;
+    }
+    (rows as f64 / secs).round() as u64
+}
+
+/// The time left to read the rest at the pace so far; none before
+/// anything is read or after everything is.
+fn time_left(fraction: f64, elapsed: Duration) -> Option<Duration> {
+    (fraction > 0.0 && fraction < 1.0).then(|| elapsed.mul_f64((1.0 - fraction) / fraction))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_whole_rows_and_the_eta_follows_the_bytes_read() {
+        assert_eq!(rows_per_sec(115_921, Duration::from_millis(204_940)), 566);
+        assert_eq!(rows_per_sec(10, Duration::ZERO), 0);
+        assert_eq!(
+            HumanCount(rows_per_sec(565_635, Duration::from_secs(1))).to_string(),
+            "565,635"
+        );
+        assert_eq!(fraction_read(50, 200), 0.25);
+        assert_eq!(fraction_read(300, 200), 1.0);
+        assert_eq!(fraction_read(0, 0), 1.0);
+        // A quarter read in 10 s: 30 s to go.
+        assert_eq!(time_left(0.25, Duration::from_secs(10)), Some(Duration::from_secs(30)));
+        assert_eq!(time_left(0.0, Duration::from_secs(10)), None);
+        assert_eq!(time_left(1.0, Duration::from_secs(10)), None);
+    }
+}
