@@ -266,6 +266,35 @@ fn report(summary: &Summary, dir: &Path) -> String {
     )
 }
 
+/// SIGINT (Ctrl-C) and SIGTERM cancel the import (SPEC: at any moment
+/// before the store's commit; exit 130 or 143, the store unchanged). The
+/// handler only records the signal; a thread of its own asks the import to
+/// stop, which interrupts the store's running statement. Further signals
+/// while the rollback runs are ignored: the store must be left consistent.
+fn cancel_on_signals(cancel: &Arc<Cancel>) -> Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
+    let cancel = Arc::clone(cancel);
+    // On a terminal the user sees at once that the key was heard (a
+    // rollback can take a moment); a script gets the one error line.
+    let say = std::io::stderr().is_terminal();
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let signal = if signal == SIGTERM {
+                Signal::Terminate
+            } else {
+                Signal::Interrupt
+            };
+            if say && cancel.requested().is_none() {
+                eprintln!("kontakt: {}: cancelling; the store is rolled back", signal.name());
+            }
+            cancel.request(signal);
+        }
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,33 +327,4 @@ mod tests {
                 .contains(" 0 failed; 20 no match, 8 one match, 0 multiple match [dry run] in")
         );
     }
-}
-
-/// SIGINT (Ctrl-C) and SIGTERM cancel the import (SPEC: at any moment
-/// before the store's commit; exit 130 or 143, the store unchanged). The
-/// handler only records the signal; a thread of its own asks the import to
-/// stop, which interrupts the store's running statement. Further signals
-/// while the rollback runs are ignored: the store must be left consistent.
-fn cancel_on_signals(cancel: &Arc<Cancel>) -> Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;
-    let cancel = Arc::clone(cancel);
-    // On a terminal the user sees at once that the key was heard (a
-    // rollback can take a moment); a script gets the one error line.
-    let say = std::io::stderr().is_terminal();
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            let signal = if signal == SIGTERM {
-                Signal::Terminate
-            } else {
-                Signal::Interrupt
-            };
-            if say && cancel.requested().is_none() {
-                eprintln!("kontakt: {}: cancelling; the store is rolled back", signal.name());
-            }
-            cancel.request(signal);
-        }
-    });
-    Ok(())
 }
