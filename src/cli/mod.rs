@@ -81,8 +81,50 @@ pub fn parse() -> Cli {
     if wants_version {
         command = command.version(version());
     }
-    let matches = command.get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    let matches = command.try_get_matches().unwrap_or_else(|e| usage_exit(&e));
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| usage_exit(&e))
+}
+
+/// A usage error on one line (SPEC: errors are one line on stderr), exit
+/// 2: clap's message, its tip, and where the help is; help and version
+/// print as clap prints them.
+fn usage_exit(error: &clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        error.exit();
+    }
+    let text = error.render().to_string();
+    let mut message = String::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with("Usage: ") || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.strip_prefix("error: ").unwrap_or(line);
+        if !message.is_empty() {
+            message.push_str(if message.ends_with(':') { " " } else { "; " });
+        }
+        message.push_str(line);
+    }
+    eprintln!("kontakt: {message} (see `{} --help`)", command_path());
+    std::process::exit(2);
+}
+
+/// `kontakt import`, `kontakt imports list`: the (sub)commands named on the
+/// command line, for the help to point to.
+fn command_path() -> String {
+    let mut command = Cli::command();
+    let mut path = vec!["kontakt".to_string()];
+    for arg in std::env::args().skip(1) {
+        let Some(sub) = command.find_subcommand(&arg).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        command = sub;
+    }
+    path.join(" ")
 }
 
 /// Runs the parsed command.

@@ -84,3 +84,23 @@ fn delete_removes_only_the_contacts_the_import_created() {
     kontakt(dir).args(["imports", "delete", "1"]).assert().success();
     assert_eq!(query(&db, "SELECT count(*) FROM contacts"), [["1"]]);
 }
+
+#[test]
+fn a_wrong_flag_or_value_is_one_line_with_exit_2_naming_the_help() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    for (args, says, help) in [
+        (&["import", "x.csv", "--foo"][..], "'--foo'", "kontakt import --help"),
+        (
+            &["import", "x.csv", "--mode", "bogus"],
+            "add, update, upsert",
+            "kontakt import --help",
+        ),
+        (&["imprt"], "'imports', 'import'", "kontakt --help"),
+        (&["imports", "show"], "<ID|NAME>", "kontakt imports show --help"),
+    ] {
+        let stderr = fails(dir, args, 2);
+        assert!(stderr.contains(says) && stderr.contains(help), "{args:?}: {stderr}");
+    }
+    assert!(std::fs::read_dir(dir).expect("dir").next().is_none(), "created files");
+}
