@@ -22,7 +22,7 @@ use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef}
 use duckdb::arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::consent::ConsentWords;
+use super::consent::{self, ConsentWords};
 use super::phone::{self, PhoneSettings};
 use super::{country, date, email, gender, text};
 use crate::error::{Error, Result};
@@ -142,8 +142,13 @@ pub struct NormalizeSettings {
 /// One output field: where its values come from and how they normalize.
 #[derive(Debug, Clone)]
 struct OutputField {
+    /// The stored field.
     name: String,
+    /// The field as the user named it (`email_opt_out`), for errors.
+    label: String,
     kind: FieldKind,
+    /// An opt-out column: its consent is stored the other way round.
+    inverted: bool,
     source: Source,
 }
 
@@ -174,6 +179,7 @@ fn kind_of(target: &Target) -> FieldKind {
     match target {
         Target::Standard(f) => f.kind,
         Target::Id => FieldKind::Id,
+        Target::OptOut(f) => f.kind,
         Target::Custom(_) => FieldKind::Text,
     }
 }
@@ -186,8 +192,10 @@ impl Plan {
             .columns
             .iter()
             .map(|c| OutputField {
-                name: c.target.name(),
+                name: c.target.field_name(),
+                label: c.target.name(),
                 kind: kind_of(&c.target),
+                inverted: matches!(c.target, Target::OptOut(_)),
                 source: Source::Column(c.index),
             })
             .collect();
@@ -204,11 +212,18 @@ impl Plan {
             } else {
                 let value = normalize_value(kind, value, constant_region, &settings, &mut scratch)
                     .map_err(|why| Error::usage(format!("--set {}={value}: {why}", target.name())))?;
+                let value = if matches!(target, Target::OptOut(_)) {
+                    consent::inverted(value)
+                } else {
+                    value
+                };
                 Some(value.to_string())
             };
             fields.push(OutputField {
-                name: target.name(),
+                name: target.field_name(),
+                label: target.name(),
                 kind,
+                inverted: matches!(target, Target::OptOut(_)),
                 source: Source::Constant(normalized),
             });
         }
@@ -284,9 +299,14 @@ impl Plan {
                             continue;
                         }
                         let normal = match &mut words {
-                            Some(words) => *words
-                                .entry(value)
-                                .or_insert_with(|| word(field.kind, value, &self.settings)),
+                            Some(words) => *words.entry(value).or_insert_with(|| {
+                                let normal = word(field.kind, value, &self.settings);
+                                if field.inverted {
+                                    normal.map(consent::inverted)
+                                } else {
+                                    normal
+                                }
+                            }),
                             None => normalize_value(field.kind, value, regions[i], &self.settings, &mut scratch),
                         };
                         match normal {
@@ -332,7 +352,7 @@ impl Plan {
                 let mut text = String::new();
                 for (k, (f, value, why)) in row_errors.iter().enumerate() {
                     let sep = if k > 0 { "; " } else { "" };
-                    let _ = write!(text, "{sep}{}: {value:?} ({why})", self.fields[*f].name);
+                    let _ = write!(text, "{sep}{}: {value:?} ({why})", self.fields[*f].label);
                 }
                 text
             };

@@ -128,3 +128,81 @@ fn export_writes_spec_columns_as_csv_and_parquet() {
     let err = fails(dir, &["contacts", "export", "-o", "no/such/dir/x.csv"], 1);
     assert!(err.contains("no/such/dir/x.csv"), "{err}");
 }
+
+// ---- issue 21 (engineer B): export round trip, contacts add/show/list, Excel ----
+
+/// A store with every kind of field: names, consents, a birth date, a
+/// gender, tags, a custom field, phones with a country, external ids.
+fn rich_store(dir: &std::path::Path) {
+    crate::common::write(
+        dir,
+        "rich.csv",
+        "External ID,First name,Last name,Email,Phone,Country,Gender,Birth date,Email opt in,SMS opt in,Tags,Shoe size,City\n\
+         crm-17,Anna,Nováková,anna@x.cz,777 123 456,CZ,žena,1.2.1990,ano,ne,vip;b2b,38,Brno\n\
+         crm-18,Piotr,Kowalski,piotr@x.pl,601 234 567,Polska,M,1985-07-30,false,true,,44,\"Kraków, Stare Miasto\"\n\
+         crm-19,Ola,Nordmann,ola@x.no,,NO,,,unknown,,lead,,\"=1+1\"\n",
+    );
+    let summary = import(dir, &["rich.csv", "--map", "Shoe size=custom.shoe_size"]);
+    assert_eq!(summary["imported"], 3, "{summary}");
+}
+
+/// An export's rows without `updated_at` (which an update may move).
+fn without_updated_at(path: &std::path::Path) -> Vec<Vec<(String, String)>> {
+    let mut rows: Vec<Vec<(String, String)>> = csv_rows(path)
+        .into_iter()
+        .map(|r| {
+            let mut r: Vec<(String, String)> = r.into_iter().filter(|(k, _)| k != "updated_at").collect();
+            r.sort();
+            r
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn export_imports_back_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    rich_store(dir);
+    stdout(dir, &["contacts", "export", "-o", "all.csv"]);
+    let first = without_updated_at(&dir.join("all.csv"));
+    assert_eq!(first.len(), 3);
+    let external: Vec<String> = csv_rows(&dir.join("all.csv"))
+        .iter()
+        .map(|r| r["external_id"].clone())
+        .collect();
+    assert_eq!(external, ["crm-17", "crm-18", "crm-19"]);
+
+    // Preview suggests the mapping the import uses: every field column
+    // back to its field, the store's own columns to nothing.
+    let preview = crate::common::preview_json(dir, "all.csv", &[]);
+    let mapping = preview["mapping"].as_object().expect("mapping");
+    for column in ["id", "type", "created_at", "updated_at", "import_id"] {
+        assert!(!mapping.contains_key(column), "{column}: {mapping:?}");
+    }
+    for field in kontakt::fields::STANDARD_FIELDS {
+        assert_eq!(mapping[field.name], field.name, "{mapping:?}");
+    }
+    assert_eq!(mapping["custom.shoe_size"], "custom.shoe_size");
+
+    let summary = import(dir, &["all.csv", "--name", "back"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    assert_eq!(summary["imported"], 0, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "again.csv"]);
+    assert_eq!(without_updated_at(&dir.join("again.csv")), first);
+
+    let summary = import(
+        dir,
+        &["all.csv", "--name", "by-id", "--primary-key", "id", "--mode", "update"],
+    );
+    assert_eq!(summary["updated"], 3, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "third.csv"]);
+    assert_eq!(without_updated_at(&dir.join("third.csv")), first);
+
+    // With --unmapped custom the bookkeeping columns are still not data.
+    let summary = import(dir, &["all.csv", "--name", "custom", "--unmapped", "custom"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "fourth.csv"]);
+    assert_eq!(without_updated_at(&dir.join("fourth.csv")), first);
+}
