@@ -91,44 +91,178 @@ fn select(store: &Store, filter: &Filter, text: bool) -> Result<String> {
 pub enum ExportFormat {
     Csv,
     Parquet,
+    /// An Excel workbook: one sheet, a header row, every value a text cell.
+    Xlsx,
 }
 
 impl ExportFormat {
-    /// Parquet for a `.parquet` file, else CSV.
+    /// Parquet for a `.parquet` file, a workbook for `.xlsx`, else CSV.
     pub fn of_path(path: &Path) -> ExportFormat {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("parquet") => ExportFormat::Parquet,
+            Some(e) if e.eq_ignore_ascii_case("xlsx") => ExportFormat::Xlsx,
             _ => ExportFormat::Csv,
         }
     }
 }
 
-/// Writes the selected contacts to `path`; returns how many. DuckDB's COPY
-/// streams the query straight into the file (no copy through kontakt).
-pub fn export(store: &Store, filter: &Filter, path: &Path, format: ExportFormat) -> Result<usize> {
+/// The UTF-8 byte order mark `--bom` puts before CSV text (spreadsheet
+/// programs read a file without one in the system's legacy code page).
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Rows a worksheet holds besides its header (Excel's limit).
+const XLSX_MAX_ROWS: i64 = 1_048_575;
+
+/// Writes the selected contacts to `path` (`-`: CSV on standard output);
+/// returns how many. `bom` starts CSV text with a UTF-8 BOM.
+pub fn export(store: &Store, filter: &Filter, path: &Path, format: ExportFormat, bom: bool) -> Result<usize> {
+    let stdout = path == Path::new("-");
+    match format {
+        ExportFormat::Csv if stdout => {
+            let out = std::io::stdout().lock();
+            write_csv(store, filter, std::io::BufWriter::new(out), bom, path)
+        }
+        _ if stdout => Err(Error::usage(format!(
+            "-o -: standard output takes CSV only, not {}",
+            format_name(format)
+        ))),
+        ExportFormat::Csv if bom => {
+            let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+            write_csv(store, filter, std::io::BufWriter::new(file), bom, path)
+        }
+        ExportFormat::Xlsx => write_xlsx(store, filter, path),
+        ExportFormat::Csv | ExportFormat::Parquet => copy(store, filter, path, format),
+    }
+}
+
+fn format_name(format: ExportFormat) -> &'static str {
+    match format {
+        ExportFormat::Csv => "CSV",
+        ExportFormat::Parquet => "Parquet",
+        ExportFormat::Xlsx => "a workbook",
+    }
+}
+
+/// DuckDB's COPY streams the query straight into the file (no copy
+/// through kontakt).
+fn copy(store: &Store, filter: &Filter, path: &Path, format: ExportFormat) -> Result<usize> {
     let path_text = path
         .to_str()
         .ok_or_else(|| Error::usage(format!("-o {}: the path is not valid UTF-8", path.display())))?;
     let options = match format {
-        ExportFormat::Csv => "FORMAT csv, HEADER true",
         ExportFormat::Parquet => "FORMAT parquet, COMPRESSION zstd",
+        _ => "FORMAT csv, HEADER true",
     };
     let sql = format!(
         "COPY ({}) TO {} ({options})",
         select(store, filter, false)?,
         literal(path_text)
     );
-    store.connection().execute(&sql, []).map_err(|e| {
-        let text = e.to_string();
-        Error::Store {
-            path: store.path().display().to_string(),
-            message: format!(
-                "exporting to {}: {}",
-                path.display(),
-                text.lines().next().unwrap_or(&text)
-            ),
+    store
+        .connection()
+        .execute(&sql, [])
+        .map_err(|e| export_error(store, path, &e.to_string()))
+}
+
+fn export_error(store: &Store, path: &Path, text: &str) -> Error {
+    let shown = if path == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        path.display().to_string()
+    };
+    Error::Store {
+        path: store.path().display().to_string(),
+        message: format!("exporting to {shown}: {}", text.lines().next().unwrap_or(text)),
+    }
+}
+
+/// Streams the selected contacts as text, row by row, to `each` (the
+/// column names first).
+fn for_each_row(
+    store: &Store,
+    filter: &Filter,
+    mut each: impl FnMut(&[Option<String>]) -> Result<()>,
+) -> Result<usize> {
+    let sql = select(store, filter, true)?;
+    let conn = store.connection();
+    let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
+    let mut result = stmt.query([]).map_err(|e| store.error(&e))?;
+    let names: Vec<Option<String>> = result
+        .as_ref()
+        .map(|s| s.column_names())
+        .unwrap_or_default()
+        .into_iter()
+        .map(Some)
+        .collect();
+    each(&names)?;
+    let mut n = 0;
+    let mut values: Vec<Option<String>> = Vec::with_capacity(names.len());
+    while let Some(row) = result.next().map_err(|e| store.error(&e))? {
+        values.clear();
+        for i in 0..names.len() {
+            values.push(row.get::<_, Option<String>>(i).map_err(|e| store.error(&e))?);
         }
-    })
+        each(&values)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn write_csv(store: &Store, filter: &Filter, mut out: impl std::io::Write, bom: bool, path: &Path) -> Result<usize> {
+    let io_err = |e: std::io::Error| {
+        if path == Path::new("-") {
+            export_error(store, path, &e.to_string())
+        } else {
+            Error::io(path, e)
+        }
+    };
+    if bom {
+        out.write_all(BOM).map_err(io_err)?;
+    }
+    let mut writer = csv::Writer::from_writer(out);
+    let n = for_each_row(store, filter, |values| {
+        writer
+            .write_record(values.iter().map(|v| v.as_deref().unwrap_or("")))
+            .map_err(|e| io_err(e.into()))
+    })?;
+    writer.flush().map_err(io_err)?;
+    Ok(n)
+}
+
+/// A workbook of text cells, written row by row (constant memory: the
+/// sheet goes to a temporary file, not into memory).
+fn write_xlsx(store: &Store, filter: &Filter, path: &Path) -> Result<usize> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let total = count(store, filter)?;
+    if total > XLSX_MAX_ROWS {
+        return Err(Error::usage(format!(
+            "-o {}: {total} contacts do not fit one worksheet (at most {XLSX_MAX_ROWS} rows); export CSV or Parquet, or filter",
+            path.display()
+        )));
+    }
+    let xlsx_err = |e: rust_xlsxwriter::XlsxError| Error::io(path, std::io::Error::other(e.to_string()));
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet_with_constant_memory().map_err(xlsx_err)?;
+    sheet.set_name("Contacts").map_err(xlsx_err)?;
+    let bold = Format::new().set_bold();
+    let mut line: u32 = 0;
+    let n = for_each_row(store, filter, |values| {
+        for (col, value) in values.iter().enumerate() {
+            let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let written = if line == 0 {
+                sheet.write_string_with_format(line, col as u16, value, &bold)
+            } else {
+                sheet.write_string(line, col as u16, value)
+            };
+            written.map_err(xlsx_err)?;
+        }
+        line += 1;
+        Ok(())
+    })?;
+    workbook.save(path).map_err(xlsx_err)?;
+    Ok(n)
 }
 
 /// Rows of text: the column names, then each contact's values (`None` for

@@ -46,6 +46,8 @@ pub struct ImportOptions {
     pub out: Option<PathBuf>,
     pub output_format: OutputFormat,
     pub excel_safe: bool,
+    /// CSV row files start with a UTF-8 BOM (`--bom`).
+    pub bom: bool,
     pub dry_run: bool,
     pub db: PathBuf,
     /// Show a progress bar on standard error.
@@ -450,6 +452,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &AtomicBool, starte
         &table.columns,
         options.output_format,
         options.excel_safe,
+        options.bom,
     )
     .map_err(end_group)?;
 

@@ -82,16 +82,21 @@ pub enum ContactsCommand {
         #[arg(required = true)]
         ids: Vec<i64>,
     },
-    /// Write contacts to a CSV or Parquet file.
+    /// Write contacts to a CSV, Parquet or Excel file, or CSV to standard
+    /// output. The file imports back unchanged (`kontakt import FILE`).
     Export {
         #[command(flatten)]
         filter: FilterArgs,
-        /// The file to write (`.parquet`: Parquet, else CSV).
-        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        /// The file to write (`.parquet`: Parquet, `.xlsx`: an Excel
+        /// workbook of text cells, else CSV; `-`: CSV on standard output).
+        #[arg(short = 'o', long = "output", value_name = "FILE|-")]
         output: PathBuf,
         /// File format [default: from the extension of FILE].
         #[arg(long, value_enum)]
         format: Option<ExportFormat>,
+        /// Start CSV with a UTF-8 byte order mark (for spreadsheet programs).
+        #[arg(long)]
+        bom: bool,
     },
 }
 
@@ -149,10 +154,19 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             let deleted = contacts::delete(&store, ids)?;
             println!("deleted {deleted} contacts");
         }
-        ContactsCommand::Export { filter, output, format } => {
+        ContactsCommand::Export {
+            filter,
+            output,
+            format,
+            bom,
+        } => {
             let format = format.unwrap_or_else(|| ExportFormat::of_path(output));
-            let n = contacts::export(&store, &filter.filter(), output, format)?;
-            eprintln!("exported {n} contacts to {}", output.display());
+            let n = contacts::export(&store, &filter.filter(), output, format, *bom)?;
+            if output == Path::new("-") {
+                eprintln!("exported {n} contacts to standard output");
+            } else {
+                eprintln!("exported {n} contacts to {}", output.display());
+            }
         }
     }
     Ok(())

@@ -293,7 +293,7 @@ impl Plan {
                     let mut words: Option<HashMap<&str, WordResult, foldhash::fast::FixedState>> =
                         matches!(field.kind, FieldKind::Gender | FieldKind::Consent).then(HashMap::default);
                     for (i, row_errors) in errors.iter_mut().enumerate() {
-                        let value = input.value(i);
+                        let value = without_excel_quote(input.value(i));
                         if is_blank(value) {
                             builder.append_null();
                             continue;
@@ -456,6 +456,19 @@ impl Plan {
     }
 }
 
+/// A value without the `'` that `--excel-safe` puts before a leading
+/// `=`, `+`, `-` or `@` (exactly that one quote): an excel-safe output
+/// file imports back as the values it was made from. A quote before
+/// anything else is kept; as the first character of contact data it is
+/// never meaningful, so nothing real is lost.
+#[inline]
+pub fn without_excel_quote(value: &str) -> &str {
+    match value.as_bytes() {
+        [b'\'', b'=' | b'+' | b'-' | b'@', ..] => &value[1..],
+        _ => value,
+    }
+}
+
 /// Empty or white space only. Most values start with a visible ASCII
 /// character, which decides without a Unicode trim.
 #[inline]
@@ -528,5 +541,27 @@ pub fn key_field(value: &str, flag: &str) -> Result<Option<&'static str>> {
         other => Err(Error::usage(format!(
             "{flag} {other:?}: expected email, phone, mobile, external_id, id or none"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_excel_quote;
+
+    #[test]
+    fn excel_quote_is_dropped_only_before_a_formula_character() {
+        for (value, read) in [
+            ("'=1+2", "=1+2"),
+            ("'+420777", "+420777"),
+            ("'-5", "-5"),
+            ("'@acme", "@acme"),
+            ("''=x", "''=x"),
+            ("'hello", "'hello"),
+            ("'", "'"),
+            ("=1+2", "=1+2"),
+            ("", ""),
+        ] {
+            assert_eq!(without_excel_quote(value), read, "{value}");
+        }
     }
 }

@@ -127,12 +127,14 @@ fn score(sample: &[u8], delimiter: u8, quote: u8, complete: bool) -> Option<Scor
 }
 
 /// Fields that begin right after a line start or delimiter with the quote
-/// character: evidence that this character is the enclosure.
+/// character: evidence that this character is the enclosure. A `'` before
+/// `= + - @` is the prefix `--excel-safe` writes, not an enclosure.
 fn count_enclosed(sample: &[u8], delimiter: u8, quote: u8) -> usize {
     let mut count = 0;
     let mut prev = b'\n';
-    for &b in sample {
-        if b == quote && (prev == delimiter || prev == b'\n' || prev == b'\r') {
+    for (i, &b) in sample.iter().enumerate() {
+        let excel_safe = b == b'\'' && matches!(sample.get(i + 1), Some(b'=' | b'+' | b'-' | b'@'));
+        if b == quote && !excel_safe && (prev == delimiter || prev == b'\n' || prev == b'\r') {
             count += 1;
         }
         prev = b;

@@ -206,3 +206,55 @@ fn export_imports_back_unchanged() {
     stdout(dir, &["contacts", "export", "-o", "fourth.csv"]);
     assert_eq!(without_updated_at(&dir.join("fourth.csv")), first);
 }
+
+#[test]
+fn export_writes_a_workbook_standard_output_and_a_bom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    rich_store(dir);
+    stdout(dir, &["contacts", "export", "-o", "all.csv"]);
+    let first = without_updated_at(&dir.join("all.csv"));
+
+    // A real workbook (a zip of XML parts), read back as the same table.
+    stdout(dir, &["contacts", "export", "-o", "all.xlsx"]);
+    let bytes = std::fs::read(dir.join("all.xlsx")).expect("xlsx");
+    assert!(bytes.starts_with(b"PK\x03\x04"), "not a workbook");
+    let preview = crate::common::preview_json(dir, "all.xlsx", &[]);
+    assert_eq!(preview["format"], "xlsx");
+    let csv_header: Vec<String> = csv::Reader::from_path(dir.join("all.csv"))
+        .expect("csv")
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(preview["columns"], serde_json::json!(csv_header));
+    let rows = crate::common::rows(&preview);
+    let email = csv_header.iter().position(|c| c == "email").expect("email");
+    let city = csv_header.iter().position(|c| c == "city").expect("city");
+    assert_eq!(rows[0][email], "anna@x.cz");
+    assert_eq!(rows[1][city], "Kraków, Stare Miasto");
+    assert_eq!(rows[2][city], "=1+1", "a text cell, not a formula");
+    let summary = import(dir, &["all.xlsx", "--name", "from-xlsx"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "again.csv"]);
+    assert_eq!(without_updated_at(&dir.join("again.csv")), first);
+
+    // `-o -`: CSV on standard output, the same rows.
+    let out = succeeds(dir, &["contacts", "export", "-o", "-"]);
+    crate::common::write(dir, "stdout.csv", &out);
+    assert_eq!(without_updated_at(&dir.join("stdout.csv")), first);
+    let err = fails(dir, &["contacts", "export", "-o", "-", "--format", "parquet"], 2);
+    assert!(err.contains("standard output"), "{err}");
+
+    // --bom: the file starts with a UTF-8 BOM and still imports back.
+    stdout(dir, &["contacts", "export", "--bom", "-o", "bom.csv"]);
+    let bytes = std::fs::read(dir.join("bom.csv")).expect("bom.csv");
+    assert!(bytes.starts_with(b"\xEF\xBB\xBFid,type,"), "{:?}", &bytes[..12]);
+    let out = succeeds(dir, &["contacts", "export", "--bom", "-o", "-"]);
+    assert!(out.starts_with(b"\xEF\xBB\xBFid,"));
+    let summary = import(dir, &["bom.csv", "--name", "from-bom"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    let preview = crate::common::preview_json(dir, "bom.csv", &[]);
+    assert_eq!(preview["columns"][0], "id");
+}

@@ -858,3 +858,51 @@ fn salesforce_headers_and_opt_out_columns_map() {
     let failed = csv_rows(&dir.join("kontakt-out/bad/failed.csv"));
     assert!(failed[0]["detail"].contains("email_opt_out: \"maybe\""), "{failed:?}");
 }
+
+#[test]
+fn excel_safe_outputs_import_back_as_the_original_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "f.csv",
+        "Email,Jméno,Firma,Poznámka,Město\n\
+         a@x.cz,-Anna,@acme,=1+2,Brno\n\
+         b@x.cz,Bob,+plus,-5,@home\n",
+    );
+    let summary = import(dir, &["f.csv", "--excel-safe", "--dry-run", "--out", "safe"]);
+    assert_eq!(summary["rows_failed"], 0, "{summary}");
+    let written = std::fs::read_to_string(dir.join("safe/no_match.csv")).expect("no_match");
+    assert!(written.contains("'=1+2") && written.contains("'@acme"), "{written}");
+
+    // The excel-safe file imported: every value as in f.csv.
+    import(dir, &["safe/no_match.csv", "--name", "back"]);
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT email, first_name, company, note, city FROM contacts ORDER BY email"
+        ),
+        [
+            ["a@x.cz", "-Anna", "@acme", "=1+2", "Brno"],
+            ["b@x.cz", "Bob", "+plus", "-5", "@home"],
+        ]
+    );
+}
+
+#[test]
+fn bom_starts_every_csv_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "f.csv", "Email,Jméno\na@x.cz,Anna\nbad,Bob\n");
+    import(dir, &["f.csv", "--bom"]);
+    for file in ["no_match.csv", "one_match.csv", "multiple_match.csv", "failed.csv"] {
+        let bytes = std::fs::read(dir.join("kontakt-out/f").join(file)).expect("output");
+        assert!(bytes.starts_with(b"\xEF\xBB\xBFrow,"), "{file}: {:?}", &bytes[..8]);
+    }
+    // The rows are read back as before (the BOM is not part of `row`).
+    let rows = csv_rows(&dir.join("kontakt-out/f/failed.csv"));
+    assert_eq!(rows.len(), 1);
+    import(dir, &["f.csv", "--name", "plain"]);
+    let bytes = std::fs::read(dir.join("kontakt-out/plain/no_match.csv")).expect("output");
+    assert!(bytes.starts_with(b"row,"));
+}
