@@ -16,8 +16,9 @@ use crate::apply::{Commit, GroupCounts, Master, store_fields};
 use crate::error::{Error, Result};
 use crate::fields::STANDARD_FIELDS;
 use crate::groups;
-use crate::map::{self, ContactType, MappingOptions};
-use crate::normalize::{NormalizeSettings, Plan};
+use crate::map::{self, ContactType, MappingOptions, Target};
+use crate::normalize::stage::{kind_noun, normalize_one};
+use crate::normalize::{NormalizeSettings, Plan, country};
 use crate::read::{RawBatch, raw_schema};
 use crate::store::{Store, literal, quote_ident};
 
@@ -29,6 +30,10 @@ pub struct Filter {
     /// Contacts carrying every one of these tags.
     pub tags: Vec<String>,
     pub contact_type: Option<ContactType>,
+    /// Contacts with this email (normalized, see [`normalized`]).
+    pub email: Option<String>,
+    /// Contacts with this phone or mobile number (normalized).
+    pub phone: Option<String>,
 }
 
 impl Filter {
@@ -45,6 +50,13 @@ impl Filter {
         }
         if let Some(t) = self.contact_type {
             conditions.push(format!("type = {}", literal(t.name())));
+        }
+        if let Some(email) = &self.email {
+            conditions.push(format!("email = {}", literal(email)));
+        }
+        if let Some(phone) = &self.phone {
+            let phone = literal(phone);
+            conditions.push(format!("(phone = {phone} OR mobile = {phone})"));
         }
         Ok(if conditions.is_empty() {
             String::new()
@@ -290,17 +302,44 @@ pub fn count(store: &Store, filter: &Filter) -> Result<i64> {
         .map_err(|e| store.error(&e))
 }
 
-/// One contact as text; a usage error when there is none with that id.
-pub fn show(store: &Store, id: i64) -> Result<(Vec<String>, Vec<Option<String>>)> {
-    let sql = format!(
-        "SELECT {} FROM contacts WHERE id = {id}",
-        columns(store, true)?.join(", ")
-    );
-    let (names, mut found) = rows(store, &sql)?;
-    let values = found
-        .pop()
-        .ok_or_else(|| Error::usage(format!("no contact with id {id}")))?;
-    Ok((names, values))
+/// The contacts `contacts show` finds: by id (a whole number that is a
+/// contact's id), else by normalized email (the text has an `@`), else by
+/// normalized phone or mobile; oldest first. None is a usage error.
+pub fn show(store: &Store, query: &str, settings: &NormalizeSettings) -> Result<Rows> {
+    let query = query.trim();
+    let columns = columns(store, true)?.join(", ");
+    let select = |condition: String| -> Result<Rows> {
+        rows(
+            store,
+            &format!("SELECT {columns} FROM contacts WHERE {condition} ORDER BY created_at, id"),
+        )
+    };
+    let id = query.parse::<i64>().ok();
+    if let Some(id) = id {
+        let found = select(format!("id = {id}"))?;
+        if !found.1.is_empty() {
+            return Ok(found);
+        }
+    }
+    let (field, condition) = if query.contains('@') {
+        let email = normalized("email", query, settings)?.unwrap_or_default();
+        ("email", format!("email = {}", literal(&email)))
+    } else {
+        match normalized("phone", query, settings) {
+            Ok(phone) => {
+                let phone = literal(&phone.unwrap_or_default());
+                ("phone", format!("phone = {phone} OR mobile = {phone}"))
+            }
+            Err(_) if id.is_some() => return Err(Error::usage(format!("no contact with id {query}"))),
+            Err(e) => return Err(e),
+        }
+    };
+    let found = select(condition)?;
+    if found.1.is_empty() {
+        let what = if id.is_some() { "id or phone" } else { field };
+        return Err(Error::usage(format!("no contact with {what} {query}")));
+    }
+    Ok(found)
 }
 
 fn rows(store: &Store, sql: &str) -> Result<Rows> {
@@ -321,26 +360,98 @@ fn rows(store: &Store, sql: &str) -> Result<Rows> {
     Ok((names, values))
 }
 
-/// Adds one contact from `FIELD=VALUE` pairs, normalized and validated as
-/// an import would (`--set` rules: an invalid value is a usage error).
-/// Returns the new contact's id. It belongs to no import.
+/// What `contacts add` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    Created(i64),
+    Updated(i64),
+    /// Several contacts have the email: the default `--on-multiple-match
+    /// skip`, nothing changed.
+    Skipped(Vec<i64>),
+}
+
+/// A usage error for a value the user typed: `email: "foo" is not a valid
+/// email (no @)`.
+fn invalid(target: &Target, value: &str, why: &str) -> Error {
+    Error::usage(format!(
+        "{}: {value:?} is not a valid {} ({why})",
+        target.name(),
+        kind_noun(target)
+    ))
+}
+
+/// A value typed for `field`, normalized as an import normalizes it
+/// (`None`: empty). An invalid value is a usage error naming the field.
+pub fn normalized(field: &str, value: &str, settings: &NormalizeSettings) -> Result<Option<String>> {
+    let target = Target::parse(field).map_err(|e| Error::usage(format!("{field}={value}: {e}")))?;
+    let mut scratch = String::new();
+    normalize_one(&target, value, None, settings, &mut scratch)
+        .map(|v| v.map(str::to_string))
+        .map_err(|why| invalid(&target, value, why))
+}
+
+/// The ids of the contacts whose `column` is one of `values`, oldest first.
+fn ids_where(store: &Store, condition: &str) -> Result<Vec<i64>> {
+    let sql = format!("SELECT id FROM contacts WHERE {condition} ORDER BY created_at, id");
+    let conn = store.connection();
+    let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
+    stmt.query_map([], |r| r.get(0))
+        .map_err(|e| store.error(&e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| store.error(&e))
+}
+
+/// Adds one contact from `FIELD=VALUE` pairs: a one-row import with the
+/// store's default keys and actions (key `email`; a contact with that
+/// email is updated, file values winning and tags added; none: one is
+/// created; several: skipped). Without an email there is no key, and a
+/// contact is created. Values are normalized and checked as on import; an
+/// invalid one is a usage error naming the field as typed.
 pub fn add(
     store: &Store,
     pairs: &[String],
     tags: &[String],
     contact_type: ContactType,
     settings: NormalizeSettings,
-) -> Result<i64> {
+) -> Result<Added> {
     if pairs.is_empty() && tags.is_empty() {
         return Err(Error::usage("give at least one FIELD=VALUE"));
     }
-    if let Some(pair) = pairs.iter().find(|p| p.split('=').next().map(str::trim) == Some("id")) {
-        return Err(Error::usage(format!("{pair}: the store assigns ids")));
+    let mut parsed: Vec<(Target, &str)> = Vec::new();
+    for pair in pairs {
+        let (field, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("{pair:?}: expected FIELD=VALUE")))?;
+        let target = Target::parse(field.trim()).map_err(|e| Error::usage(format!("{pair}: {e}")))?;
+        if target == Target::Id {
+            return Err(Error::usage(format!("{pair}: the store assigns ids")));
+        }
+        if let Some((other, _)) = parsed.iter().find(|(t, _)| t.field_name() == target.field_name()) {
+            return Err(Error::usage(format!(
+                "{pair}: {} is given twice (also as {})",
+                target.field_name(),
+                other.name()
+            )));
+        }
+        parsed.push((target, value));
+    }
+    let region = parsed
+        .iter()
+        .find(|(t, _)| t.name() == "country")
+        .and_then(|(_, v)| country::region_of(v));
+    let mut email = None;
+    for (target, value) in &parsed {
+        let mut scratch = String::new();
+        let normal =
+            normalize_one(target, value, region, &settings, &mut scratch).map_err(|why| invalid(target, value, why))?;
+        if target.name() == "email" {
+            email = normal.map(str::to_string);
+        }
     }
     let mapping = map::resolve(
         &[],
         &MappingOptions {
-            sets: pairs.to_vec(),
+            sets: parsed.iter().map(|(t, v)| format!("{}={v}", t.name())).collect(),
             tags: tags.to_vec(),
             contact_type,
             ..MappingOptions::default()
@@ -356,16 +467,31 @@ pub fn add(
     if let Some(failed) = normalized.failed.first() {
         return Err(Error::usage(format!("{}: {}", failed.reason.as_str(), failed.detail)));
     }
+    let matched = match &email {
+        Some(email) => ids_where(store, &format!("email = {}", literal(email)))?,
+        None => Vec::new(),
+    };
+    if matched.len() > 1 {
+        return Ok(Added::Skipped(matched));
+    }
     let names: Vec<String> = plan.field_names().map(str::to_string).collect();
     let fields = store_fields(&names, &mapping.tags);
     // The import's own transaction, without an import group: the same
-    // typed insert (consents, dates, tags) and the same id counter.
+    // typed insert and update (consents, dates, tags) and id counter.
     let added =
         Commit::begin(store, None, contact_type.name(), Master::File, fields, mapping.tags).and_then(|mut commit| {
-            commit.insert(&normalized.batch, &[0])?;
-            let id = commit.first_id();
+            let added = match matched.first() {
+                Some(&id) => {
+                    commit.update(&normalized.batch, &[0], &[id])?;
+                    Added::Updated(id)
+                }
+                None => {
+                    commit.insert(&normalized.batch, &[0])?;
+                    Added::Created(commit.first_id())
+                }
+            };
             commit.finish(&mut GroupCounts::default(), "")?;
-            Ok(id)
+            Ok(added)
         });
     if added.is_err() {
         let _ = store.execute_batch("ROLLBACK");

@@ -207,18 +207,9 @@ impl Plan {
             .and_then(|(_, v)| country::region_of(v));
         for (target, value) in &mapping.constants {
             let kind = kind_of(target);
-            let normalized = if value.trim().is_empty() {
-                None
-            } else {
-                let value = normalize_value(kind, value, constant_region, &settings, &mut scratch)
-                    .map_err(|why| Error::usage(format!("--set {}={value}: {why}", target.name())))?;
-                let value = if matches!(target, Target::OptOut(_)) {
-                    consent::inverted(value)
-                } else {
-                    value
-                };
-                Some(value.to_string())
-            };
+            let normalized = normalize_one(target, value, constant_region, &settings, &mut scratch)
+                .map_err(|why| Error::usage(format!("--set {}={value}: {why}", target.name())))?
+                .map(str::to_string);
             fields.push(OutputField {
                 name: target.field_name(),
                 label: target.name(),
@@ -528,6 +519,40 @@ fn normalize_value<'a>(
             scratch.push_str(&seen.join(";"));
             Ok(scratch.as_str())
         }
+    }
+}
+
+/// One value of a field to its normal form, as every row's value is
+/// normalized (`None`: empty); the error says why it is not valid. For
+/// `--set` constants and `contacts` commands that take single values.
+pub fn normalize_one<'a>(
+    target: &Target,
+    value: &'a str,
+    region: Option<&str>,
+    settings: &NormalizeSettings,
+    scratch: &'a mut String,
+) -> std::result::Result<Option<&'a str>, &'static str> {
+    if is_blank(value) {
+        return Ok(None);
+    }
+    let normal = normalize_value(kind_of(target), value, region, settings, scratch)?;
+    Ok(Some(if matches!(target, Target::OptOut(_)) {
+        consent::inverted(normal)
+    } else {
+        normal
+    }))
+}
+
+/// What a value of this field must be, for errors (`is not a valid ...`).
+pub fn kind_noun(target: &Target) -> &'static str {
+    match kind_of(target) {
+        FieldKind::Email => "email",
+        FieldKind::Phone => "phone number",
+        FieldKind::Gender => "gender",
+        FieldKind::Date => "date",
+        FieldKind::Consent => "consent value",
+        FieldKind::Id => "contact id",
+        FieldKind::Text | FieldKind::Name | FieldKind::Tags => "value",
     }
 }
 

@@ -29,7 +29,7 @@ fn add_normalizes_and_show_prints_every_column() {
             "manual",
         ],
     );
-    assert_eq!(id.trim(), "1");
+    assert_eq!(id.trim(), "1 created");
     let shown: Value = serde_json::from_str(&stdout(dir, &["contacts", "show", "1", "--json"])).expect("JSON");
     assert_eq!(shown["id"], 1);
     assert_eq!(shown["import_id"], Value::Null);
@@ -257,4 +257,97 @@ fn export_writes_a_workbook_standard_output_and_a_bom() {
     assert_eq!(summary["updated"], 3, "{summary}");
     let preview = crate::common::preview_json(dir, "bom.csv", &[]);
     assert_eq!(preview["columns"][0], "id");
+}
+
+#[test]
+fn add_updates_the_contact_with_that_email_and_show_finds_by_email_or_phone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let add = |args: &[&str]| stdout(dir, &[&["contacts", "add"], args].concat());
+    assert_eq!(
+        add(&["email=Jan.Novak@Example.cz", "first_name=Jan", "--tag", "a"]),
+        "1 created\n"
+    );
+    assert_eq!(
+        add(&["email= jan.novak@example.CZ ", "phone=+420 777 123 456", "--tag", "b"]),
+        "1 updated\n"
+    );
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(
+        query(
+            &db,
+            "SELECT id, email, first_name, phone, array_to_string(tags, ';') FROM contacts"
+        ),
+        [["1", "jan.novak@example.cz", "Jan", "+420777123456", "a;b"]]
+    );
+    // No email: no key, a new contact.
+    assert_eq!(
+        add(&["mobile=777123456", "full_name=Eva", "--default-country", "CZ"]),
+        "2 created\n"
+    );
+
+    // Errors name the field as typed, never --set.
+    let err = fails(dir, &["contacts", "add", "email=foo"], 2);
+    assert!(err.contains("email: \"foo\" is not a valid email"), "{err}");
+    assert!(!err.contains("--set"), "{err}");
+    let err = fails(dir, &["contacts", "add", "email=x@y.cz", "birth_date=31.2.1990"], 2);
+    assert!(err.contains("birth_date: \"31.2.1990\" is not a valid date"), "{err}");
+    let err = fails(dir, &["contacts", "add", "shoe=44"], 2);
+    assert!(err.starts_with("kontakt: shoe=44: unknown field"), "{err}");
+    assert!(!err.contains("--set"), "{err}");
+
+    // show: by id, by email (normalized), by phone or mobile (normalized).
+    let show = |args: &[&str]| -> Value {
+        serde_json::from_str(&stdout(dir, &[&["contacts", "show", "--json"], args].concat())).expect("JSON")
+    };
+    assert_eq!(show(&["1"])["email"], "jan.novak@example.cz");
+    assert_eq!(show(&["JAN.NOVAK@example.cz"])["id"], 1);
+    // Two contacts with one number (phone of one, mobile of the other): both.
+    let both = show(&["777 123 456", "--default-country", "CZ"]);
+    assert_eq!(show(&["+420 777 123 456"]), both);
+    let ids: Vec<i64> = both
+        .as_array()
+        .expect("several: an array")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    let err = fails(dir, &["contacts", "show", "nobody@x.cz"], 2);
+    assert!(err.contains("no contact with email nobody@x.cz"), "{err}");
+
+    // list --email / --phone, normalized like import.
+    let ids = |args: &[&str]| -> Vec<i64> {
+        let text = stdout(dir, &[&["contacts", "list", "--json"], args].concat());
+        let list: Value = serde_json::from_str(&text).expect("JSON");
+        list.as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["id"].as_i64().expect("id"))
+            .collect()
+    };
+    assert_eq!(ids(&["--email", " Jan.Novak@EXAMPLE.cz"]), [1]);
+    assert_eq!(ids(&["--phone", "00420777123456"]), [1, 2]);
+    assert_eq!(ids(&["--email", "other@x.cz"]), Vec::<i64>::new());
+    let err = fails(dir, &["contacts", "list", "--email", "foo"], 2);
+    assert!(err.contains("email: \"foo\" is not a valid email"), "{err}");
+}
+
+#[test]
+fn add_skips_when_several_contacts_have_the_email() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    crate::common::write(dir, "a.csv", "Email,Jméno\na@x.cz,Anna\n");
+    import(dir, &["a.csv"]);
+    import(dir, &["a.csv", "--name", "again", "--on-one-match", "import"]);
+    assert_eq!(
+        stdout(dir, &["contacts", "add", "email=A@x.cz", "first_name=Zoe"]),
+        "1;2 skipped\n"
+    );
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT first_name FROM contacts ORDER BY id"
+        ),
+        [["Anna"], ["Anna"]]
+    );
 }
