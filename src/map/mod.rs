@@ -79,10 +79,10 @@ pub fn is_export_bookkeeping(header: &str) -> bool {
 
 /// Suggests where a header's values go: a standard field by name or
 /// synonym, a consent stated as an opt-out (`HasOptedOutOfEmail`), or the
-/// custom field an export's `custom.NAME` column names. A column named
-/// `id` is never a field here (it is the store's own id, see
-/// [`MappingOptions::id_column`]), nor are the export's other
-/// bookkeeping columns.
+/// custom field an export's `custom.NAME` column names. The column `id`
+/// as `contacts export` writes it is never a field here (it is the
+/// store's own id, see [`MappingOptions::id_column`]), nor are the
+/// export's other bookkeeping columns.
 pub fn suggest(header: &str) -> Option<Target> {
     let trimmed = header.trim();
     if is_export_bookkeeping(trimmed) {
@@ -92,9 +92,6 @@ pub fn suggest(header: &str) -> Option<Target> {
         return Target::parse(trimmed).ok();
     }
     let key = header_key(header);
-    if key == "id" {
-        return None;
-    }
     if let Some((field, _)) = synonyms::OPT_OUT_SYNONYMS
         .iter()
         .find(|(_, words)| words.contains(&key.as_str()))
@@ -215,8 +212,12 @@ mod tests {
 
     #[test]
     fn export_columns_map_back() {
-        for header in ["id", "ID", "Id", "type", "created_at", "updated_at", "import_id"] {
+        for header in ["id", " id ", "type", "created_at", "updated_at", "import_id"] {
             assert_eq!(suggested_target(header), None, "{header}");
+        }
+        // Another system's record id (Salesforce `Id`) is an external id.
+        for header in ["ID", "Id", "External ID"] {
+            assert_eq!(suggested_target(header).as_deref(), Some("external_id"), "{header}");
         }
         assert_eq!(suggested_target("external_id").as_deref(), Some("external_id"));
         assert_eq!(suggested_target("tags").as_deref(), Some("tags"));

@@ -6,7 +6,7 @@
 #[rustfmt::skip]
 pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
     ("external_id", &[
-        "externalid", "extid", "customerid", "contactid", "recordid", "clientid",
+        "externalid", "extid", "id", "customerid", "contactid", "recordid", "clientid",
         "idzakaznika", "cislozakaznika", "idklienta", "identyfikator", "kundenummer",
         "kundenr", "kundennummer", "kundenid",
     ]),
@@ -93,6 +93,9 @@ pub(super) const OPT_OUT_SYNONYMS: &[(&str, &[&str])] = &[
 /// own bookkeeping. An export imports back without them becoming fields
 /// (`id` is the contact id only as a matching key; `type` comes from
 /// `--type`), so they are never auto-mapped, nor made custom fields.
+/// Matched exactly as kontakt spells them: another system's `ID` or `Id`
+/// column (Salesforce, HubSpot, the CRM a file comes from) is its record
+/// id, which is what `external_id` keeps.
 pub(super) const NOT_FIELDS: &[&str] = &["id", "type", "created_at", "updated_at", "import_id"];
 
 #[cfg(test)]

@@ -784,7 +784,7 @@ fn salesforce_headers_and_opt_out_columns_map() {
     );
     let preview = crate::common::preview_json(dir, "sf.csv", &[]);
     let expected = serde_json::json!({
-        "FirstName": "first_name", "LastName": "last_name", "Email": "email",
+        "Id": "external_id", "FirstName": "first_name", "LastName": "last_name", "Email": "email",
         "MobilePhone": "mobile", "MailingStreet": "street", "MailingCity": "city",
         "MailingPostalCode": "postal_code", "MailingCountry": "country",
         "Account.Name": "company", "HasOptedOutOfEmail": "email_opt_out",
@@ -799,8 +799,15 @@ fn salesforce_headers_and_opt_out_columns_map() {
             "SELECT external_id, company, city, mobile, email_opt_in, sms_opt_in FROM contacts ORDER BY id"
         ),
         [
-            ["", "Acme s.r.o.", "Praha", "+420777123456", "opt-out", "opt-in"],
-            ["", "Beta a.s.", "Brno", "", "opt-in", "unknown"],
+            [
+                "0035g00000AbCdE",
+                "Acme s.r.o.",
+                "Praha",
+                "+420777123456",
+                "opt-out",
+                "opt-in"
+            ],
+            ["0035g00000AbCdF", "Beta a.s.", "Brno", "", "opt-in", "unknown"],
         ]
     );
 
