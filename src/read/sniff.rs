@@ -244,6 +244,12 @@ mod tests {
     }
 
     #[test]
+    fn excel_safe_prefix_is_not_an_enclosure() {
+        let text = "row,note,company\n1,'=1+2,'@acme\n2,'-5,'+plus\n";
+        assert_eq!(dialect(text), (',', '"'));
+    }
+
+    #[test]
     fn comma_file_with_quoted_semicolons() {
         let text = "name,tags,email\nJan,\"a;b;c\",jan@x.cz\nPetr,\"d;e\",petr@y.cz\nEva,x,eva@z.cz\n";
         assert_eq!(dialect(text), (',', '"'));
