@@ -16,8 +16,9 @@ use crate::apply::{Commit, GroupCounts, Master, store_fields};
 use crate::error::{Error, Result};
 use crate::fields::STANDARD_FIELDS;
 use crate::groups;
-use crate::map::{self, ContactType, MappingOptions};
-use crate::normalize::{NormalizeSettings, Plan};
+use crate::map::{self, ContactType, MappingOptions, Target};
+use crate::normalize::stage::{kind_noun, normalize_one};
+use crate::normalize::{NormalizeSettings, Plan, country};
 use crate::read::{RawBatch, raw_schema};
 use crate::store::{Store, literal, quote_ident};
 
@@ -29,6 +30,10 @@ pub struct Filter {
     /// Contacts carrying every one of these tags.
     pub tags: Vec<String>,
     pub contact_type: Option<ContactType>,
+    /// Contacts with this email (normalized, see [`normalized`]).
+    pub email: Option<String>,
+    /// Contacts with this phone or mobile number (normalized).
+    pub phone: Option<String>,
 }
 
 impl Filter {
@@ -45,6 +50,13 @@ impl Filter {
         }
         if let Some(t) = self.contact_type {
             conditions.push(format!("type = {}", literal(t.name())));
+        }
+        if let Some(email) = &self.email {
+            conditions.push(format!("email = {}", literal(email)));
+        }
+        if let Some(phone) = &self.phone {
+            let phone = literal(phone);
+            conditions.push(format!("(phone = {phone} OR mobile = {phone})"));
         }
         Ok(if conditions.is_empty() {
             String::new()
@@ -91,44 +103,178 @@ fn select(store: &Store, filter: &Filter, text: bool) -> Result<String> {
 pub enum ExportFormat {
     Csv,
     Parquet,
+    /// An Excel workbook: one sheet, a header row, every value a text cell.
+    Xlsx,
 }
 
 impl ExportFormat {
-    /// Parquet for a `.parquet` file, else CSV.
+    /// Parquet for a `.parquet` file, a workbook for `.xlsx`, else CSV.
     pub fn of_path(path: &Path) -> ExportFormat {
         match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("parquet") => ExportFormat::Parquet,
+            Some(e) if e.eq_ignore_ascii_case("xlsx") => ExportFormat::Xlsx,
             _ => ExportFormat::Csv,
         }
     }
 }
 
-/// Writes the selected contacts to `path`; returns how many. DuckDB's COPY
-/// streams the query straight into the file (no copy through kontakt).
-pub fn export(store: &Store, filter: &Filter, path: &Path, format: ExportFormat) -> Result<usize> {
+/// The UTF-8 byte order mark `--bom` puts before CSV text (spreadsheet
+/// programs read a file without one in the system's legacy code page).
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+
+/// Rows a worksheet holds besides its header (Excel's limit).
+const XLSX_MAX_ROWS: i64 = 1_048_575;
+
+/// Writes the selected contacts to `path` (`-`: CSV on standard output);
+/// returns how many. `bom` starts CSV text with a UTF-8 BOM.
+pub fn export(store: &Store, filter: &Filter, path: &Path, format: ExportFormat, bom: bool) -> Result<usize> {
+    let stdout = path == Path::new("-");
+    match format {
+        ExportFormat::Csv if stdout => {
+            let out = std::io::stdout().lock();
+            write_csv(store, filter, std::io::BufWriter::new(out), bom, path)
+        }
+        _ if stdout => Err(Error::usage(format!(
+            "-o -: standard output takes CSV only, not {}",
+            format_name(format)
+        ))),
+        ExportFormat::Csv if bom => {
+            let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+            write_csv(store, filter, std::io::BufWriter::new(file), bom, path)
+        }
+        ExportFormat::Xlsx => write_xlsx(store, filter, path),
+        ExportFormat::Csv | ExportFormat::Parquet => copy(store, filter, path, format),
+    }
+}
+
+fn format_name(format: ExportFormat) -> &'static str {
+    match format {
+        ExportFormat::Csv => "CSV",
+        ExportFormat::Parquet => "Parquet",
+        ExportFormat::Xlsx => "a workbook",
+    }
+}
+
+/// DuckDB's COPY streams the query straight into the file (no copy
+/// through kontakt).
+fn copy(store: &Store, filter: &Filter, path: &Path, format: ExportFormat) -> Result<usize> {
     let path_text = path
         .to_str()
         .ok_or_else(|| Error::usage(format!("-o {}: the path is not valid UTF-8", path.display())))?;
     let options = match format {
-        ExportFormat::Csv => "FORMAT csv, HEADER true",
         ExportFormat::Parquet => "FORMAT parquet, COMPRESSION zstd",
+        _ => "FORMAT csv, HEADER true",
     };
     let sql = format!(
         "COPY ({}) TO {} ({options})",
         select(store, filter, false)?,
         literal(path_text)
     );
-    store.connection().execute(&sql, []).map_err(|e| {
-        let text = e.to_string();
-        Error::Store {
-            path: store.path().display().to_string(),
-            message: format!(
-                "exporting to {}: {}",
-                path.display(),
-                text.lines().next().unwrap_or(&text)
-            ),
+    store
+        .connection()
+        .execute(&sql, [])
+        .map_err(|e| export_error(store, path, &e.to_string()))
+}
+
+fn export_error(store: &Store, path: &Path, text: &str) -> Error {
+    let shown = if path == Path::new("-") {
+        "standard output".to_string()
+    } else {
+        path.display().to_string()
+    };
+    Error::Store {
+        path: store.path().display().to_string(),
+        message: format!("exporting to {shown}: {}", text.lines().next().unwrap_or(text)),
+    }
+}
+
+/// Streams the selected contacts as text, row by row, to `each` (the
+/// column names first).
+fn for_each_row(
+    store: &Store,
+    filter: &Filter,
+    mut each: impl FnMut(&[Option<String>]) -> Result<()>,
+) -> Result<usize> {
+    let sql = select(store, filter, true)?;
+    let conn = store.connection();
+    let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
+    let mut result = stmt.query([]).map_err(|e| store.error(&e))?;
+    let names: Vec<Option<String>> = result
+        .as_ref()
+        .map(|s| s.column_names())
+        .unwrap_or_default()
+        .into_iter()
+        .map(Some)
+        .collect();
+    each(&names)?;
+    let mut n = 0;
+    let mut values: Vec<Option<String>> = Vec::with_capacity(names.len());
+    while let Some(row) = result.next().map_err(|e| store.error(&e))? {
+        values.clear();
+        for i in 0..names.len() {
+            values.push(row.get::<_, Option<String>>(i).map_err(|e| store.error(&e))?);
         }
-    })
+        each(&values)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn write_csv(store: &Store, filter: &Filter, mut out: impl std::io::Write, bom: bool, path: &Path) -> Result<usize> {
+    let io_err = |e: std::io::Error| {
+        if path == Path::new("-") {
+            export_error(store, path, &e.to_string())
+        } else {
+            Error::io(path, e)
+        }
+    };
+    if bom {
+        out.write_all(BOM).map_err(io_err)?;
+    }
+    let mut writer = csv::Writer::from_writer(out);
+    let n = for_each_row(store, filter, |values| {
+        writer
+            .write_record(values.iter().map(|v| v.as_deref().unwrap_or("")))
+            .map_err(|e| io_err(e.into()))
+    })?;
+    writer.flush().map_err(io_err)?;
+    Ok(n)
+}
+
+/// A workbook of text cells, written row by row (constant memory: the
+/// sheet goes to a temporary file, not into memory).
+fn write_xlsx(store: &Store, filter: &Filter, path: &Path) -> Result<usize> {
+    use rust_xlsxwriter::{Format, Workbook};
+    let total = count(store, filter)?;
+    if total > XLSX_MAX_ROWS {
+        return Err(Error::usage(format!(
+            "-o {}: {total} contacts do not fit one worksheet (at most {XLSX_MAX_ROWS} rows); export CSV or Parquet, or filter",
+            path.display()
+        )));
+    }
+    let xlsx_err = |e: rust_xlsxwriter::XlsxError| Error::io(path, std::io::Error::other(e.to_string()));
+    let mut workbook = Workbook::new();
+    let sheet = workbook.add_worksheet_with_constant_memory().map_err(xlsx_err)?;
+    sheet.set_name("Contacts").map_err(xlsx_err)?;
+    let bold = Format::new().set_bold();
+    let mut line: u32 = 0;
+    let n = for_each_row(store, filter, |values| {
+        for (col, value) in values.iter().enumerate() {
+            let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            let written = if line == 0 {
+                sheet.write_string_with_format(line, col as u16, value, &bold)
+            } else {
+                sheet.write_string(line, col as u16, value)
+            };
+            written.map_err(xlsx_err)?;
+        }
+        line += 1;
+        Ok(())
+    })?;
+    workbook.save(path).map_err(xlsx_err)?;
+    Ok(n)
 }
 
 /// Rows of text: the column names, then each contact's values (`None` for
@@ -156,17 +302,44 @@ pub fn count(store: &Store, filter: &Filter) -> Result<i64> {
         .map_err(|e| store.error(&e))
 }
 
-/// One contact as text; a usage error when there is none with that id.
-pub fn show(store: &Store, id: i64) -> Result<(Vec<String>, Vec<Option<String>>)> {
-    let sql = format!(
-        "SELECT {} FROM contacts WHERE id = {id}",
-        columns(store, true)?.join(", ")
-    );
-    let (names, mut found) = rows(store, &sql)?;
-    let values = found
-        .pop()
-        .ok_or_else(|| Error::usage(format!("no contact with id {id}")))?;
-    Ok((names, values))
+/// The contacts `contacts show` finds: by id (a whole number that is a
+/// contact's id), else by normalized email (the text has an `@`), else by
+/// normalized phone or mobile; oldest first. None is a usage error.
+pub fn show(store: &Store, query: &str, settings: &NormalizeSettings) -> Result<Rows> {
+    let query = query.trim();
+    let columns = columns(store, true)?.join(", ");
+    let select = |condition: String| -> Result<Rows> {
+        rows(
+            store,
+            &format!("SELECT {columns} FROM contacts WHERE {condition} ORDER BY created_at, id"),
+        )
+    };
+    let id = query.parse::<i64>().ok();
+    if let Some(id) = id {
+        let found = select(format!("id = {id}"))?;
+        if !found.1.is_empty() {
+            return Ok(found);
+        }
+    }
+    let (field, condition) = if query.contains('@') {
+        let email = normalized("email", query, settings)?.unwrap_or_default();
+        ("email", format!("email = {}", literal(&email)))
+    } else {
+        match normalized("phone", query, settings) {
+            Ok(phone) => {
+                let phone = literal(&phone.unwrap_or_default());
+                ("phone", format!("phone = {phone} OR mobile = {phone}"))
+            }
+            Err(_) if id.is_some() => return Err(Error::usage(format!("no contact with id {query}"))),
+            Err(e) => return Err(e),
+        }
+    };
+    let found = select(condition)?;
+    if found.1.is_empty() {
+        let what = if id.is_some() { "id or phone" } else { field };
+        return Err(Error::usage(format!("no contact with {what} {query}")));
+    }
+    Ok(found)
 }
 
 fn rows(store: &Store, sql: &str) -> Result<Rows> {
@@ -187,26 +360,98 @@ fn rows(store: &Store, sql: &str) -> Result<Rows> {
     Ok((names, values))
 }
 
-/// Adds one contact from `FIELD=VALUE` pairs, normalized and validated as
-/// an import would (`--set` rules: an invalid value is a usage error).
-/// Returns the new contact's id. It belongs to no import.
+/// What `contacts add` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    Created(i64),
+    Updated(i64),
+    /// Several contacts have the email: the default `--on-multiple-match
+    /// skip`, nothing changed.
+    Skipped(Vec<i64>),
+}
+
+/// A usage error for a value the user typed: `email: "foo" is not a valid
+/// email (no @)`.
+fn invalid(target: &Target, value: &str, why: &str) -> Error {
+    Error::usage(format!(
+        "{}: {value:?} is not a valid {} ({why})",
+        target.name(),
+        kind_noun(target)
+    ))
+}
+
+/// A value typed for `field`, normalized as an import normalizes it
+/// (`None`: empty). An invalid value is a usage error naming the field.
+pub fn normalized(field: &str, value: &str, settings: &NormalizeSettings) -> Result<Option<String>> {
+    let target = Target::parse(field).map_err(|e| Error::usage(format!("{field}={value}: {e}")))?;
+    let mut scratch = String::new();
+    normalize_one(&target, value, None, settings, &mut scratch)
+        .map(|v| v.map(str::to_string))
+        .map_err(|why| invalid(&target, value, why))
+}
+
+/// The ids of the contacts whose `column` is one of `values`, oldest first.
+fn ids_where(store: &Store, condition: &str) -> Result<Vec<i64>> {
+    let sql = format!("SELECT id FROM contacts WHERE {condition} ORDER BY created_at, id");
+    let conn = store.connection();
+    let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
+    stmt.query_map([], |r| r.get(0))
+        .map_err(|e| store.error(&e))?
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|e| store.error(&e))
+}
+
+/// Adds one contact from `FIELD=VALUE` pairs: a one-row import with the
+/// store's default keys and actions (key `email`; a contact with that
+/// email is updated, file values winning and tags added; none: one is
+/// created; several: skipped). Without an email there is no key, and a
+/// contact is created. Values are normalized and checked as on import; an
+/// invalid one is a usage error naming the field as typed.
 pub fn add(
     store: &Store,
     pairs: &[String],
     tags: &[String],
     contact_type: ContactType,
     settings: NormalizeSettings,
-) -> Result<i64> {
+) -> Result<Added> {
     if pairs.is_empty() && tags.is_empty() {
         return Err(Error::usage("give at least one FIELD=VALUE"));
     }
-    if let Some(pair) = pairs.iter().find(|p| p.split('=').next().map(str::trim) == Some("id")) {
-        return Err(Error::usage(format!("{pair}: the store assigns ids")));
+    let mut parsed: Vec<(Target, &str)> = Vec::new();
+    for pair in pairs {
+        let (field, value) = pair
+            .split_once('=')
+            .ok_or_else(|| Error::usage(format!("{pair:?}: expected FIELD=VALUE")))?;
+        let target = Target::parse(field.trim()).map_err(|e| Error::usage(format!("{pair}: {e}")))?;
+        if target == Target::Id {
+            return Err(Error::usage(format!("{pair}: the store assigns ids")));
+        }
+        if let Some((other, _)) = parsed.iter().find(|(t, _)| t.field_name() == target.field_name()) {
+            return Err(Error::usage(format!(
+                "{pair}: {} is given twice (also as {})",
+                target.field_name(),
+                other.name()
+            )));
+        }
+        parsed.push((target, value));
+    }
+    let region = parsed
+        .iter()
+        .find(|(t, _)| t.name() == "country")
+        .and_then(|(_, v)| country::region_of(v));
+    let mut email = None;
+    for (target, value) in &parsed {
+        let mut scratch = String::new();
+        let normal =
+            normalize_one(target, value, region, &settings, &mut scratch).map_err(|why| invalid(target, value, why))?;
+        if target.name() == "email" {
+            email = normal.map(str::to_string);
+        }
     }
     let mapping = map::resolve(
         &[],
         &MappingOptions {
-            sets: pairs.to_vec(),
+            sets: parsed.iter().map(|(t, v)| format!("{}={v}", t.name())).collect(),
             tags: tags.to_vec(),
             contact_type,
             ..MappingOptions::default()
@@ -222,16 +467,31 @@ pub fn add(
     if let Some(failed) = normalized.failed.first() {
         return Err(Error::usage(format!("{}: {}", failed.reason.as_str(), failed.detail)));
     }
+    let matched = match &email {
+        Some(email) => ids_where(store, &format!("email = {}", literal(email)))?,
+        None => Vec::new(),
+    };
+    if matched.len() > 1 {
+        return Ok(Added::Skipped(matched));
+    }
     let names: Vec<String> = plan.field_names().map(str::to_string).collect();
     let fields = store_fields(&names, &mapping.tags);
     // The import's own transaction, without an import group: the same
-    // typed insert (consents, dates, tags) and the same id counter.
+    // typed insert and update (consents, dates, tags) and id counter.
     let added =
         Commit::begin(store, None, contact_type.name(), Master::File, fields, mapping.tags).and_then(|mut commit| {
-            commit.insert(&normalized.batch, &[0])?;
-            let id = commit.first_id();
+            let added = match matched.first() {
+                Some(&id) => {
+                    commit.update(&normalized.batch, &[0], &[id])?;
+                    Added::Updated(id)
+                }
+                None => {
+                    commit.insert(&normalized.batch, &[0])?;
+                    Added::Created(commit.first_id())
+                }
+            };
             commit.finish(&mut GroupCounts::default(), "")?;
-            Ok(id)
+            Ok(added)
         });
     if added.is_err() {
         let _ = store.execute_batch("ROLLBACK");

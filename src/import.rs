@@ -48,6 +48,8 @@ pub struct ImportOptions {
     pub out: Option<PathBuf>,
     pub output_format: OutputFormat,
     pub excel_safe: bool,
+    /// CSV row files start with a UTF-8 BOM (`--bom`).
+    pub bom: bool,
     pub dry_run: bool,
     pub db: PathBuf,
     /// Show a progress bar on standard error.
@@ -474,6 +476,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
         &table.columns,
         options.output_format,
         options.excel_safe,
+        options.bom,
     )
     .map_err(end_group)?;
 

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 
 use super::imports::print_fields;
 use super::print_table;
-use crate::contacts::{self, ExportFormat, Filter};
+use crate::contacts::{self, Added, ExportFormat, Filter};
 use crate::error::Result;
 use crate::map::ContactType;
 use crate::normalize::NormalizeSettings;
@@ -31,16 +31,48 @@ pub struct FilterArgs {
     /// Only contacts of this type.
     #[arg(long = "type", value_enum)]
     pub contact_type: Option<ContactType>,
+    /// Only contacts with this email (compared normalized, as on import).
+    #[arg(long, value_name = "EMAIL")]
+    pub email: Option<String>,
+    /// Only contacts with this phone or mobile number (compared normalized,
+    /// as on import: give the country code, or --default-country).
+    #[arg(long, value_name = "PHONE")]
+    pub phone: Option<String>,
+    /// Country of a --phone number without a country code (ISO code).
+    #[arg(long, value_name = "CC")]
+    pub default_country: Option<String>,
 }
 
 impl FilterArgs {
-    fn filter(&self) -> Filter {
-        Filter {
+    fn filter(&self) -> Result<Filter> {
+        let settings = settings(self.default_country.as_deref())?;
+        let value = |field: &str, value: &Option<String>| -> Result<Option<String>> {
+            match value {
+                // An empty filter value matches nothing, not everything.
+                Some(v) => Ok(Some(contacts::normalized(field, v, &settings)?.unwrap_or_default())),
+                None => Ok(None),
+            }
+        };
+        Ok(Filter {
             import: self.import.clone(),
             tags: self.tags.clone(),
             contact_type: self.contact_type,
-        }
+            email: value("email", &self.email)?,
+            phone: value("phone", &self.phone)?,
+        })
     }
+}
+
+/// Normalization settings of the `contacts` commands: the import's
+/// defaults, with `--default-country`.
+fn settings(default_country: Option<&str>) -> Result<NormalizeSettings> {
+    Ok(NormalizeSettings {
+        phone: PhoneSettings {
+            default_region: super::import::default_region(default_country)?,
+            ..PhoneSettings::default()
+        },
+        ..NormalizeSettings::default()
+    })
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,14 +88,24 @@ pub enum ContactsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// One contact, every column.
+    /// Contacts by id, email or phone, every column. An email or phone
+    /// is compared normalized, as on import; several matches print all
+    /// (JSON: an array instead of one object).
     Show {
-        id: i64,
+        #[arg(value_name = "ID|EMAIL|PHONE")]
+        query: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Country of a phone number without a country code (ISO code).
+        #[arg(long, value_name = "CC")]
+        default_country: Option<String>,
     },
-    /// Add one contact; values are normalized and checked as on import.
+    /// Add one contact, or update the one with that email: a one-row
+    /// import with the default keys and actions. Values are normalized and
+    /// checked as on import. Prints the id and `created` or `updated`
+    /// (several contacts with that email: their ids, `;`-separated, and
+    /// `skipped`; nothing changes).
     Add {
         /// Field values, e.g. email=jan@example.cz first_name=Jan custom.shoe_size=44.
         #[arg(value_name = "FIELD=VALUE", required = true)]
@@ -82,16 +124,21 @@ pub enum ContactsCommand {
         #[arg(required = true)]
         ids: Vec<i64>,
     },
-    /// Write contacts to a CSV or Parquet file.
+    /// Write contacts to a CSV, Parquet or Excel file, or CSV to standard
+    /// output. The file imports back unchanged (`kontakt import FILE`).
     Export {
         #[command(flatten)]
         filter: FilterArgs,
-        /// The file to write (`.parquet`: Parquet, else CSV).
-        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        /// The file to write (`.parquet`: Parquet, `.xlsx`: an Excel
+        /// workbook of text cells, else CSV; `-`: CSV on standard output).
+        #[arg(short = 'o', long = "output", value_name = "FILE|-")]
         output: PathBuf,
         /// File format [default: from the extension of FILE].
         #[arg(long, value_enum)]
         format: Option<ExportFormat>,
+        /// Start CSV with a UTF-8 byte order mark (for spreadsheet programs).
+        #[arg(long)]
+        bom: bool,
     },
 }
 
@@ -106,7 +153,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
     };
     match &args.command {
         ContactsCommand::List { filter, limit, json } => {
-            let filter = filter.filter();
+            let filter = filter.filter()?;
             let (names, rows) = contacts::list(&store, &filter, *limit)?;
             if *json {
                 let objects: Vec<String> = rows.iter().map(|r| json_object(&names, r)).collect();
@@ -122,17 +169,31 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
                 }
             }
         }
-        ContactsCommand::Show { id, json } => {
-            let (names, values) = contacts::show(&store, *id)?;
+        ContactsCommand::Show {
+            query,
+            json,
+            default_country,
+        } => {
+            let settings = settings(default_country.as_deref())?;
+            let (names, found) = contacts::show(&store, query, &settings)?;
             if *json {
-                println!("{}", json_object(&names, &values));
+                let objects: Vec<String> = found.iter().map(|r| json_object(&names, r)).collect();
+                match objects.as_slice() {
+                    [one] => println!("{one}"),
+                    several => println!("[{}]", several.join(",\n ")),
+                }
             } else {
-                print_fields(
-                    names
-                        .iter()
-                        .zip(&values)
-                        .map(|(n, v)| (n.as_str(), v.as_deref().unwrap_or(""))),
-                );
+                for (k, values) in found.iter().enumerate() {
+                    if k > 0 {
+                        println!();
+                    }
+                    print_fields(
+                        names
+                            .iter()
+                            .zip(values)
+                            .map(|(n, v)| (n.as_str(), v.as_deref().unwrap_or(""))),
+                    );
+                }
             }
         }
         ContactsCommand::Add {
@@ -141,25 +202,38 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             contact_type,
             default_country,
         } => {
-            let default_region = super::import::default_region(default_country.as_deref())?;
-            let settings = NormalizeSettings {
-                phone: PhoneSettings {
-                    default_region,
-                    ..PhoneSettings::default()
-                },
-                ..NormalizeSettings::default()
-            };
-            let id = contacts::add(&store, values, tags, *contact_type, settings)?;
-            println!("{id}");
+            let settings = settings(default_country.as_deref())?;
+            match contacts::add(&store, values, tags, *contact_type, settings)? {
+                Added::Created(id) => println!("{id} created"),
+                Added::Updated(id) => println!("{id} updated"),
+                Added::Skipped(ids) => {
+                    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+                    println!("{} skipped", ids.join(";"));
+                    eprintln!(
+                        "{} contacts have this email ({}); nothing changed (`kontakt audit --key email` finds them)",
+                        ids.len(),
+                        ids.join(", ")
+                    );
+                }
+            }
         }
         ContactsCommand::Delete { ids } => {
             let deleted = contacts::delete(&store, ids)?;
             println!("deleted {deleted} contacts");
         }
-        ContactsCommand::Export { filter, output, format } => {
+        ContactsCommand::Export {
+            filter,
+            output,
+            format,
+            bom,
+        } => {
             let format = format.unwrap_or_else(|| ExportFormat::of_path(output));
-            let n = contacts::export(&store, &filter.filter(), output, format)?;
-            eprintln!("exported {n} contacts to {}", output.display());
+            let n = contacts::export(&store, &filter.filter()?, output, format, *bom)?;
+            if output == Path::new("-") {
+                eprintln!("exported {n} contacts to standard output");
+            } else {
+                eprintln!("exported {n} contacts to {}", output.display());
+            }
         }
     }
     Ok(())

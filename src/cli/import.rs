@@ -128,9 +128,15 @@ pub struct ImportArgs {
     #[arg(long, help_heading = "Output")]
     pub json: bool,
     /// Prefix CSV cells that start with = + - @ with ' (spreadsheet formula
-    /// injection); normalized phone columns are never changed.
+    /// injection); normalized phone columns are never changed. Such a file
+    /// imports back as it was: on import, a leading ' before = + - @ is
+    /// dropped.
     #[arg(long, help_heading = "Output")]
     pub excel_safe: bool,
+    /// Start the CSV row files with a UTF-8 byte order mark, so that
+    /// spreadsheet programs read them as UTF-8.
+    #[arg(long, help_heading = "Output")]
+    pub bom: bool,
 }
 
 impl ImportArgs {
@@ -191,6 +197,7 @@ impl ImportArgs {
             out: self.out.clone(),
             output_format: self.output_format,
             excel_safe: self.excel_safe,
+            bom: self.bom,
             dry_run: self.dry_run,
             db,
             progress: match self.progress {

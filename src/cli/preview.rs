@@ -112,7 +112,7 @@ fn collect(table: Table, limit: usize) -> Result<Preview> {
     }
     let mapping = map::suggest_mapping(&columns)
         .into_iter()
-        .map(|(i, field)| (columns[i].clone(), serde_json::Value::from(field.name)))
+        .map(|(i, target)| (columns[i].clone(), serde_json::Value::from(target.name())))
         .collect();
     Ok(Preview {
         format: detected.format.name(),

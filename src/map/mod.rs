@@ -71,16 +71,46 @@ pub fn suggest_field(header: &str) -> Option<&'static Field> {
         .and_then(|(field, _)| standard_field(field))
 }
 
-/// The suggested mapping of a whole header row: (column index, field), each
-/// field used at most once (the first column that suggests it wins, as a
-/// person mapping columns left to right would choose).
-pub fn suggest_mapping(columns: &[String]) -> Vec<(usize, &'static Field)> {
+/// Whether a header is one of the store's own columns that `contacts
+/// export` writes and that are not fields (`id`, `created_at`, ...).
+pub fn is_export_bookkeeping(header: &str) -> bool {
+    synonyms::NOT_FIELDS.contains(&header.trim())
+}
+
+/// Suggests where a header's values go: a standard field by name or
+/// synonym, a consent stated as an opt-out (`HasOptedOutOfEmail`), or the
+/// custom field an export's `custom.NAME` column names. The column `id`
+/// as `contacts export` writes it is never a field here (it is the
+/// store's own id, see [`MappingOptions::id_column`]), nor are the
+/// export's other bookkeeping columns.
+pub fn suggest(header: &str) -> Option<Target> {
+    let trimmed = header.trim();
+    if is_export_bookkeeping(trimmed) {
+        return None;
+    }
+    if trimmed.starts_with("custom.") {
+        return Target::parse(trimmed).ok();
+    }
+    let key = header_key(header);
+    if let Some((field, _)) = synonyms::OPT_OUT_SYNONYMS
+        .iter()
+        .find(|(_, words)| words.contains(&key.as_str()))
+    {
+        return standard_field(field).map(Target::OptOut);
+    }
+    suggest_field(header).map(Target::Standard)
+}
+
+/// The suggested mapping of a whole header row: (column index, target),
+/// each field used at most once (the first column that suggests it wins,
+/// as a person mapping columns left to right would choose).
+pub fn suggest_mapping(columns: &[String]) -> Vec<(usize, Target)> {
     let mut used = HashSet::new();
     columns
         .iter()
         .enumerate()
-        .filter_map(|(i, header)| suggest_field(header).map(|f| (i, f)))
-        .filter(|(_, f)| used.insert(f.name))
+        .filter_map(|(i, header)| suggest(header).map(|t| (i, t)))
+        .filter(|(_, t)| used.insert(t.field_name()))
         .collect()
 }
 
@@ -149,8 +179,55 @@ mod tests {
             .collect();
         let mapping: Vec<_> = suggest_mapping(&columns)
             .into_iter()
-            .map(|(i, f)| (i, f.name))
+            .map(|(i, t)| (i, t.name()))
             .collect();
-        assert_eq!(mapping, vec![(0, "email"), (2, "first_name")]);
+        assert_eq!(mapping, vec![(0, "email".into()), (2, "first_name".into())]);
+    }
+
+    fn suggested_target(header: &str) -> Option<String> {
+        suggest(header).map(|t| t.name())
+    }
+
+    #[test]
+    fn salesforce_and_consent_headers() {
+        let cases = [
+            ("MailingCity", "city"),
+            ("MailingCountry", "country"),
+            ("MailingPostalCode", "postal_code"),
+            ("MailingStreet", "street"),
+            ("MobilePhone", "mobile"),
+            ("Account.Name", "company"),
+            ("Souhlas s marketingem", "email_opt_in"),
+            ("Zgoda marketingowa", "email_opt_in"),
+            ("Samtykke", "email_opt_in"),
+            ("Einwilligung", "email_opt_in"),
+            ("Email Opt In", "email_opt_in"),
+            ("HasOptedOutOfEmail", "email_opt_out"),
+            ("HasOptedOutOfSMS", "sms_opt_out"),
+        ];
+        for (header, field) in cases {
+            assert_eq!(suggested_target(header).as_deref(), Some(field), "{header}");
+        }
+    }
+
+    #[test]
+    fn export_columns_map_back() {
+        for header in ["id", " id ", "type", "created_at", "updated_at", "import_id"] {
+            assert_eq!(suggested_target(header), None, "{header}");
+        }
+        // Another system's record id (Salesforce `Id`) is an external id.
+        for header in ["ID", "Id", "External ID"] {
+            assert_eq!(suggested_target(header).as_deref(), Some("external_id"), "{header}");
+        }
+        assert_eq!(suggested_target("external_id").as_deref(), Some("external_id"));
+        assert_eq!(suggested_target("tags").as_deref(), Some("tags"));
+        assert_eq!(
+            suggested_target("custom.shoe_size").as_deref(),
+            Some("custom.shoe_size")
+        );
+        assert_eq!(suggested_target("custom.Bad Name"), None);
+        for field in crate::fields::STANDARD_FIELDS {
+            assert_eq!(suggested_target(field.name).as_deref(), Some(field.name));
+        }
     }
 }

@@ -8,9 +8,9 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{slug, suggest_field};
+use super::{is_export_bookkeeping, slug, suggest};
 use crate::error::{Error, Result};
-use crate::fields::{Field, standard_field};
+use crate::fields::{Field, FieldKind, standard_field};
 
 /// Longest custom field name (SPEC).
 const CUSTOM_NAME_MAX: usize = 64;
@@ -21,6 +21,9 @@ pub enum Target {
     Standard(&'static Field),
     /// The stored contact id ([`crate::fields::ID_FIELD`]).
     Id,
+    /// A consent stated the other way round (`email_opt_out`: true means
+    /// opt-out), stored in the consent field it inverts.
+    OptOut(&'static Field),
     /// `custom.NAME`; NAME is a checked slug, so it is safe as a quoted
     /// identifier (it still only ever reaches SQL quoted).
     Custom(String),
@@ -32,7 +35,17 @@ impl Target {
         match self {
             Target::Standard(f) => f.name.to_string(),
             Target::Id => "id".to_string(),
+            Target::OptOut(f) => f.name.replace("_opt_in", "_opt_out"),
             Target::Custom(name) => format!("custom.{name}"),
+        }
+    }
+
+    /// The field the values are stored in: [`name`](Self::name), except
+    /// that an opt-out column fills its consent field.
+    pub fn field_name(&self) -> String {
+        match self {
+            Target::OptOut(f) => f.name.to_string(),
+            other => other.name(),
         }
     }
 
@@ -54,6 +67,12 @@ impl Target {
         }
         if field == "id" {
             return Ok(Target::Id);
+        }
+        if let Some(consent) = field.strip_suffix("_opt_out") {
+            let inverted = standard_field(&format!("{consent}_opt_in")).filter(|f| f.kind == FieldKind::Consent);
+            if let Some(f) = inverted {
+                return Ok(Target::OptOut(f));
+            }
         }
         standard_field(field)
             .map(Target::Standard)
@@ -189,7 +208,7 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
     }
     // Auto-mapping never clashes: a field taken explicitly or by an earlier
     // column is not suggested again (the later column falls to --unmapped).
-    let mut taken: Vec<Target> = decided.iter().flatten().flatten().cloned().collect();
+    let mut taken: Vec<String> = decided.iter().flatten().flatten().map(Target::field_name).collect();
     for (index, column) in columns.iter().enumerate() {
         if decided[index].is_some() {
             continue;
@@ -200,16 +219,18 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
                 if options.id_column && column.trim().eq_ignore_ascii_case("id") {
                     Some(Target::Id)
                 } else {
-                    suggest_field(column).map(Target::Standard)
+                    suggest(column)
                 }
             })
             .flatten()
-            .filter(|t| !taken.contains(t));
+            .filter(|t| !taken.contains(&t.field_name()));
         decided[index] = match (auto, options.unmapped) {
             (Some(target), _) => {
-                taken.push(target.clone());
+                taken.push(target.field_name());
                 Some(Some(target))
             }
+            // An export's bookkeeping columns are not data to keep.
+            (None, Unmapped::Custom) if options.auto && is_export_bookkeeping(column) => Some(None),
             (None, Unmapped::Custom) => {
                 let name = slug(column);
                 let name = if name.is_empty() {
@@ -227,12 +248,12 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
     let mut mapped: Vec<MappedColumn> = Vec::new();
     for (index, target) in decided.into_iter().enumerate() {
         let Some(Some(target)) = target else { continue };
-        if let Some(other) = mapped.iter().find(|m| m.target == target) {
+        if let Some(other) = mapped.iter().find(|m| m.target.field_name() == target.field_name()) {
             return Err(Error::usage(format!(
                 "columns {:?} and {:?} are both mapped to {}; map one of them elsewhere or to - (skip)",
                 other.column,
                 columns[index],
-                target.name()
+                target.field_name()
             )));
         }
         mapped.push(MappedColumn {
@@ -255,7 +276,7 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
             .split_once('=')
             .ok_or_else(|| Error::usage(format!("--set {pair:?}: expected FIELD=VALUE")))?;
         let target = Target::parse(field).map_err(|e| Error::usage(format!("--set {pair}: {e}")))?;
-        if let Some(m) = mapped.iter().find(|m| m.target == target) {
+        if let Some(m) = mapped.iter().find(|m| m.target.field_name() == target.field_name()) {
             return Err(Error::usage(format!(
                 "--set {pair}: {} is already mapped from column {:?}",
                 target.name(),
@@ -354,6 +375,10 @@ mod tests {
             (vec!["Fax=phone"], "--map Fax=phone: no column \"Fax\""),
             (vec!["Phone=custom.Bad Name"], "custom field name \"Bad Name\""),
             (vec!["Phone"], "expected COLUMN=FIELD"),
+            (
+                vec!["Mail=email_opt_in", "Phone=email_opt_out"],
+                "\"Mail\" and \"Phone\" are both mapped to email_opt_in",
+            ),
         ];
         for (maps, expected) in cases {
             let options = MappingOptions {

@@ -47,18 +47,18 @@ pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
         "stronawww", "stronainternetowa", "nettside", "hjemmeside", "webseite",
     ]),
     ("street", &[
-        "street", "address", "streetaddress", "address1", "ulice", "adresa", "ulica",
+        "street", "mailingstreet", "address", "streetaddress", "address1", "ulice", "adresa", "ulica",
         "adres", "gate", "gateadresse", "adresse", "strasse",
     ]),
     ("city", &[
-        "city", "town", "mesto", "obec", "miasto", "miejscowosc", "by", "poststed", "sted",
+        "city", "mailingcity", "town", "mesto", "obec", "miasto", "miejscowosc", "by", "poststed", "sted",
         "stadt", "ort",
     ]),
     ("postal_code", &[
-        "postalcode", "zip", "zipcode", "postcode", "psc", "kodpocztowy", "postnummer",
+        "postalcode", "mailingpostalcode", "zip", "zipcode", "postcode", "psc", "kodpocztowy", "postnummer",
         "postnr", "plz", "postleitzahl",
     ]),
-    ("country", &["country", "stat", "zeme", "panstwo", "land", "staat"]),
+    ("country", &["country", "mailingcountry", "stat", "zeme", "panstwo", "land", "staat"]),
     ("gender", &["gender", "sex", "pohlavi", "pohlavie", "plec", "kjonn", "geschlecht"]),
     ("birth_date", &[
         "birthdate", "dateofbirth", "dob", "birthday", "datumnarozeni", "narozeni",
@@ -66,7 +66,9 @@ pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
     ]),
     ("email_opt_in", &[
         "emailoptin", "emailconsent", "newsletter", "souhlasemail", "souhlassemailem",
-        "zgodaemail", "epostsamtykke", "emaileinwilligung",
+        "zgodaemail", "epostsamtykke", "emaileinwilligung", "marketingconsent", "marketingoptin",
+        "souhlassmarketingem", "marketingovysouhlas", "zgodamarketingowa", "samtykke",
+        "markedsforingssamtykke", "einwilligung", "werbeeinwilligung",
     ]),
     ("sms_opt_in", &["smsoptin", "smsconsent", "souhlassms", "zgodasms", "smssamtykke", "smseinwilligung"]),
     ("tags", &["tags", "tag", "labels", "stitky", "stitek", "tagi", "etykiety", "merker", "etiketten"]),
@@ -76,15 +78,35 @@ pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
     ]),
 ];
 
+/// Headers of a consent stated the other way round (Salesforce's
+/// `HasOptedOutOfEmail`): true means opt-out. Each maps to the consent it
+/// inverts (the field names `email_opt_out`, `sms_opt_out`).
+#[rustfmt::skip]
+pub(super) const OPT_OUT_SYNONYMS: &[(&str, &[&str])] = &[
+    ("email_opt_in", &[
+        "emailoptout", "hasoptedoutofemail", "optedoutofemail", "emailoptedout", "unsubscribed",
+    ]),
+    ("sms_opt_in", &["smsoptout", "hasoptedoutofsms", "optedoutofsms", "smsoptedout"]),
+];
+
+/// The columns `contacts export` writes besides the fields: the store's
+/// own bookkeeping. An export imports back without them becoming fields
+/// (`id` is the contact id only as a matching key; `type` comes from
+/// `--type`), so they are never auto-mapped, nor made custom fields.
+/// Matched exactly as kontakt spells them: another system's `ID` or `Id`
+/// column (Salesforce, HubSpot, the CRM a file comes from) is its record
+/// id, which is what `external_id` keeps.
+pub(super) const NOT_FIELDS: &[&str] = &["id", "type", "created_at", "updated_at", "import_id"];
+
 #[cfg(test)]
 mod tests {
-    use super::SYNONYMS;
+    use super::{OPT_OUT_SYNONYMS, SYNONYMS};
     use crate::fields::standard_field;
 
     #[test]
     fn synonyms_are_folded_unique_and_name_real_fields() {
         let mut seen = std::collections::HashSet::new();
-        for (field, words) in SYNONYMS {
+        for (field, words) in SYNONYMS.iter().chain(OPT_OUT_SYNONYMS) {
             assert!(standard_field(field).is_some(), "{field}");
             for word in *words {
                 assert_eq!(super::super::header_key(word), *word, "not folded: {word}");

@@ -70,6 +70,16 @@ impl ConsentWords {
     }
 }
 
+/// A consent read from an opt-out column (`HasOptedOutOfEmail`: true
+/// means opt-out): yes and no swap, `unknown` stays.
+pub fn inverted(consent: &str) -> &str {
+    match consent {
+        "opt-in" => "opt-out",
+        "opt-out" => "opt-in",
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +95,15 @@ mod tests {
         }
         assert_eq!(words.normalize("unknown"), Some("unknown"));
         assert_eq!(words.normalize("maybe"), None);
+    }
+
+    #[test]
+    fn opt_out_columns_swap_yes_and_no() {
+        let words = ConsentWords::default();
+        let read = |v: &str| words.normalize(v).map(inverted);
+        assert_eq!(read("true"), Some("opt-out"));
+        assert_eq!(read("0"), Some("opt-in"));
+        assert_eq!(read("unknown"), Some("unknown"));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef}
 use duckdb::arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::consent::ConsentWords;
+use super::consent::{self, ConsentWords};
 use super::phone::{self, PhoneSettings};
 use super::{country, date, email, gender, text};
 use crate::error::{Error, Result};
@@ -142,8 +142,13 @@ pub struct NormalizeSettings {
 /// One output field: where its values come from and how they normalize.
 #[derive(Debug, Clone)]
 struct OutputField {
+    /// The stored field.
     name: String,
+    /// The field as the user named it (`email_opt_out`), for errors.
+    label: String,
     kind: FieldKind,
+    /// An opt-out column: its consent is stored the other way round.
+    inverted: bool,
     source: Source,
 }
 
@@ -174,6 +179,7 @@ fn kind_of(target: &Target) -> FieldKind {
     match target {
         Target::Standard(f) => f.kind,
         Target::Id => FieldKind::Id,
+        Target::OptOut(f) => f.kind,
         Target::Custom(_) => FieldKind::Text,
     }
 }
@@ -186,8 +192,10 @@ impl Plan {
             .columns
             .iter()
             .map(|c| OutputField {
-                name: c.target.name(),
+                name: c.target.field_name(),
+                label: c.target.name(),
                 kind: kind_of(&c.target),
+                inverted: matches!(c.target, Target::OptOut(_)),
                 source: Source::Column(c.index),
             })
             .collect();
@@ -199,16 +207,14 @@ impl Plan {
             .and_then(|(_, v)| country::region_of(v));
         for (target, value) in &mapping.constants {
             let kind = kind_of(target);
-            let normalized = if value.trim().is_empty() {
-                None
-            } else {
-                let value = normalize_value(kind, value, constant_region, &settings, &mut scratch)
-                    .map_err(|why| Error::usage(format!("--set {}={value}: {why}", target.name())))?;
-                Some(value.to_string())
-            };
+            let normalized = normalize_one(target, value, constant_region, &settings, &mut scratch)
+                .map_err(|why| Error::usage(format!("--set {}={value}: {why}", target.name())))?
+                .map(str::to_string);
             fields.push(OutputField {
-                name: target.name(),
+                name: target.field_name(),
+                label: target.name(),
                 kind,
+                inverted: matches!(target, Target::OptOut(_)),
                 source: Source::Constant(normalized),
             });
         }
@@ -278,15 +284,20 @@ impl Plan {
                     let mut words: Option<HashMap<&str, WordResult, foldhash::fast::FixedState>> =
                         matches!(field.kind, FieldKind::Gender | FieldKind::Consent).then(HashMap::default);
                     for (i, row_errors) in errors.iter_mut().enumerate() {
-                        let value = input.value(i);
+                        let value = without_excel_quote(input.value(i));
                         if is_blank(value) {
                             builder.append_null();
                             continue;
                         }
                         let normal = match &mut words {
-                            Some(words) => *words
-                                .entry(value)
-                                .or_insert_with(|| word(field.kind, value, &self.settings)),
+                            Some(words) => *words.entry(value).or_insert_with(|| {
+                                let normal = word(field.kind, value, &self.settings);
+                                if field.inverted {
+                                    normal.map(consent::inverted)
+                                } else {
+                                    normal
+                                }
+                            }),
                             None => normalize_value(field.kind, value, regions[i], &self.settings, &mut scratch),
                         };
                         match normal {
@@ -332,7 +343,7 @@ impl Plan {
                 let mut text = String::new();
                 for (k, (f, value, why)) in row_errors.iter().enumerate() {
                     let sep = if k > 0 { "; " } else { "" };
-                    let _ = write!(text, "{sep}{}: {value:?} ({why})", self.fields[*f].name);
+                    let _ = write!(text, "{sep}{}: {value:?} ({why})", self.fields[*f].label);
                 }
                 text
             };
@@ -436,6 +447,19 @@ impl Plan {
     }
 }
 
+/// A value without the `'` that `--excel-safe` puts before a leading
+/// `=`, `+`, `-` or `@` (exactly that one quote): an excel-safe output
+/// file imports back as the values it was made from. A quote before
+/// anything else is kept; as the first character of contact data it is
+/// never meaningful, so nothing real is lost.
+#[inline]
+pub fn without_excel_quote(value: &str) -> &str {
+    match value.as_bytes() {
+        [b'\'', b'=' | b'+' | b'-' | b'@', ..] => &value[1..],
+        _ => value,
+    }
+}
+
 /// Empty or white space only. Most values start with a visible ASCII
 /// character, which decides without a Unicode trim.
 #[inline]
@@ -498,6 +522,40 @@ fn normalize_value<'a>(
     }
 }
 
+/// One value of a field to its normal form, as every row's value is
+/// normalized (`None`: empty); the error says why it is not valid. For
+/// `--set` constants and `contacts` commands that take single values.
+pub fn normalize_one<'a>(
+    target: &Target,
+    value: &'a str,
+    region: Option<&str>,
+    settings: &NormalizeSettings,
+    scratch: &'a mut String,
+) -> std::result::Result<Option<&'a str>, &'static str> {
+    if is_blank(value) {
+        return Ok(None);
+    }
+    let normal = normalize_value(kind_of(target), value, region, settings, scratch)?;
+    Ok(Some(if matches!(target, Target::OptOut(_)) {
+        consent::inverted(normal)
+    } else {
+        normal
+    }))
+}
+
+/// What a value of this field must be, for errors (`is not a valid ...`).
+pub fn kind_noun(target: &Target) -> &'static str {
+    match kind_of(target) {
+        FieldKind::Email => "email",
+        FieldKind::Phone => "phone number",
+        FieldKind::Gender => "gender",
+        FieldKind::Date => "date",
+        FieldKind::Consent => "consent value",
+        FieldKind::Id => "contact id",
+        FieldKind::Text | FieldKind::Name | FieldKind::Tags => "value",
+    }
+}
+
 /// Checks that a field name can be a matching key (SPEC: email, phone,
 /// mobile, external_id, id; `none` for no key).
 pub fn key_field(value: &str, flag: &str) -> Result<Option<&'static str>> {
@@ -508,5 +566,27 @@ pub fn key_field(value: &str, flag: &str) -> Result<Option<&'static str>> {
         other => Err(Error::usage(format!(
             "{flag} {other:?}: expected email, phone, mobile, external_id, id or none"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_excel_quote;
+
+    #[test]
+    fn excel_quote_is_dropped_only_before_a_formula_character() {
+        for (value, read) in [
+            ("'=1+2", "=1+2"),
+            ("'+420777", "+420777"),
+            ("'-5", "-5"),
+            ("'@acme", "@acme"),
+            ("''=x", "''=x"),
+            ("'hello", "'hello"),
+            ("'", "'"),
+            ("=1+2", "=1+2"),
+            ("", ""),
+        ] {
+            assert_eq!(without_excel_quote(value), read, "{value}");
+        }
     }
 }

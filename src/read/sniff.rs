@@ -126,12 +126,14 @@ fn score(sample: &[u8], delimiter: u8, quote: u8, complete: bool) -> Option<Scor
 }
 
 /// Fields that begin right after a line start or delimiter with the quote
-/// character: evidence that this character is the enclosure.
+/// character: evidence that this character is the enclosure. A `'` before
+/// `= + - @` is the prefix `--excel-safe` writes, not an enclosure.
 fn count_enclosed(sample: &[u8], delimiter: u8, quote: u8) -> usize {
     let mut count = 0;
     let mut prev = b'\n';
-    for &b in sample {
-        if b == quote && (prev == delimiter || prev == b'\n' || prev == b'\r') {
+    for (i, &b) in sample.iter().enumerate() {
+        let excel_safe = b == b'\'' && matches!(sample.get(i + 1), Some(b'=' | b'+' | b'-' | b'@'));
+        if b == quote && !excel_safe && (prev == delimiter || prev == b'\n' || prev == b'\r') {
             count += 1;
         }
         prev = b;
@@ -254,6 +256,12 @@ mod tests {
     fn semicolon_file_with_quoted_commas() {
         let text = "name;address;email\n\"Novák, Jan\";\"Dlouhá 5, Praha\";jan@x.cz\n\"Svoboda, Petr\";\"Krátká 1, Brno\";petr@y.cz\n";
         assert_eq!(dialect(text), (';', '"'));
+    }
+
+    #[test]
+    fn excel_safe_prefix_is_not_an_enclosure() {
+        let text = "row,note,company\n1,'=1+2,'@acme\n2,'-5,'+plus\n";
+        assert_eq!(dialect(text), (',', '"'));
     }
 
     #[test]

@@ -94,12 +94,17 @@ enum RowFile {
 }
 
 impl RowFile {
-    fn create(path: PathBuf, header: &[&str], format: OutputFormat) -> Result<RowFile> {
+    /// `bom`: the CSV text starts with a UTF-8 byte order mark.
+    fn create(path: PathBuf, header: &[&str], format: OutputFormat, bom: bool) -> Result<RowFile> {
         match format {
             OutputFormat::Csv => {
+                let mut buf = Vec::with_capacity(CSV_BUFFER + (64 << 10));
+                if bom {
+                    buf.extend_from_slice(crate::contacts::BOM);
+                }
                 let mut out = RowFile::Csv {
                     file: DirectFile::create(&path).map_err(|e| Error::io(&path, e))?,
-                    buf: Vec::with_capacity(CSV_BUFFER + (64 << 10)),
+                    buf,
                     path,
                 };
                 out.record(header.iter().map(|h| Some(Cow::Borrowed(*h))), &[])?;
@@ -288,7 +293,9 @@ impl Outputs {
         input_columns: &[String],
         format: OutputFormat,
         excel_safe: bool,
+        bom: bool,
     ) -> Result<Outputs> {
+        let bom = bom && format == OutputFormat::Csv;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let fields: Vec<(String, bool)> = fields
             .iter()
@@ -299,6 +306,7 @@ impl Outputs {
                 dir.join(format!("{}.{}", category.as_str(), format.extension())),
                 &category_header(category, &fields),
                 format,
+                bom,
             )
         };
         let categories = [
@@ -312,6 +320,7 @@ impl Outputs {
             dir.join(format!("failed.{}", format.extension())),
             &failed_header,
             format,
+            bom,
         )?;
         Ok(Outputs {
             dir: dir.to_path_buf(),

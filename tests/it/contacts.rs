@@ -29,7 +29,7 @@ fn add_normalizes_and_show_prints_every_column() {
             "manual",
         ],
     );
-    assert_eq!(id.trim(), "1");
+    assert_eq!(id.trim(), "1 created");
     let shown: Value = serde_json::from_str(&stdout(dir, &["contacts", "show", "1", "--json"])).expect("JSON");
     assert_eq!(shown["id"], 1);
     assert_eq!(shown["import_id"], Value::Null);
@@ -127,4 +127,227 @@ fn export_writes_spec_columns_as_csv_and_parquet() {
     // A directory that does not exist is a one-line runtime error.
     let err = fails(dir, &["contacts", "export", "-o", "no/such/dir/x.csv"], 1);
     assert!(err.contains("no/such/dir/x.csv"), "{err}");
+}
+
+// ---- issue 21 (engineer B): export round trip, contacts add/show/list, Excel ----
+
+/// A store with every kind of field: names, consents, a birth date, a
+/// gender, tags, a custom field, phones with a country, external ids.
+fn rich_store(dir: &std::path::Path) {
+    crate::common::write(
+        dir,
+        "rich.csv",
+        "External ID,First name,Last name,Email,Phone,Country,Gender,Birth date,Email opt in,SMS opt in,Tags,Shoe size,City\n\
+         crm-17,Anna,Nováková,anna@x.cz,777 123 456,CZ,žena,1.2.1990,ano,ne,vip;b2b,38,Brno\n\
+         crm-18,Piotr,Kowalski,piotr@x.pl,601 234 567,Polska,M,1985-07-30,false,true,,44,\"Kraków, Stare Miasto\"\n\
+         crm-19,Ola,Nordmann,ola@x.no,,NO,,,unknown,,lead,,\"=1+1\"\n",
+    );
+    let summary = import(dir, &["rich.csv", "--map", "Shoe size=custom.shoe_size"]);
+    assert_eq!(summary["imported"], 3, "{summary}");
+}
+
+/// An export's rows without `updated_at` (which an update may move).
+fn without_updated_at(path: &std::path::Path) -> Vec<Vec<(String, String)>> {
+    let mut rows: Vec<Vec<(String, String)>> = csv_rows(path)
+        .into_iter()
+        .map(|r| {
+            let mut r: Vec<(String, String)> = r.into_iter().filter(|(k, _)| k != "updated_at").collect();
+            r.sort();
+            r
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn export_imports_back_unchanged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    rich_store(dir);
+    stdout(dir, &["contacts", "export", "-o", "all.csv"]);
+    let first = without_updated_at(&dir.join("all.csv"));
+    assert_eq!(first.len(), 3);
+    let external: Vec<String> = csv_rows(&dir.join("all.csv"))
+        .iter()
+        .map(|r| r["external_id"].clone())
+        .collect();
+    assert_eq!(external, ["crm-17", "crm-18", "crm-19"]);
+
+    // Preview suggests the mapping the import uses: every field column
+    // back to its field, the store's own columns to nothing.
+    let preview = crate::common::preview_json(dir, "all.csv", &[]);
+    let mapping = preview["mapping"].as_object().expect("mapping");
+    for column in ["id", "type", "created_at", "updated_at", "import_id"] {
+        assert!(!mapping.contains_key(column), "{column}: {mapping:?}");
+    }
+    for field in kontakt::fields::STANDARD_FIELDS {
+        assert_eq!(mapping[field.name], field.name, "{mapping:?}");
+    }
+    assert_eq!(mapping["custom.shoe_size"], "custom.shoe_size");
+
+    let summary = import(dir, &["all.csv", "--name", "back"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    assert_eq!(summary["imported"], 0, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "again.csv"]);
+    assert_eq!(without_updated_at(&dir.join("again.csv")), first);
+
+    let summary = import(
+        dir,
+        &["all.csv", "--name", "by-id", "--primary-key", "id", "--mode", "update"],
+    );
+    assert_eq!(summary["updated"], 3, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "third.csv"]);
+    assert_eq!(without_updated_at(&dir.join("third.csv")), first);
+
+    // With --unmapped custom the bookkeeping columns are still not data.
+    let summary = import(dir, &["all.csv", "--name", "custom", "--unmapped", "custom"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "fourth.csv"]);
+    assert_eq!(without_updated_at(&dir.join("fourth.csv")), first);
+}
+
+#[test]
+fn export_writes_a_workbook_standard_output_and_a_bom() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    rich_store(dir);
+    stdout(dir, &["contacts", "export", "-o", "all.csv"]);
+    let first = without_updated_at(&dir.join("all.csv"));
+
+    // A real workbook (a zip of XML parts), read back as the same table.
+    stdout(dir, &["contacts", "export", "-o", "all.xlsx"]);
+    let bytes = std::fs::read(dir.join("all.xlsx")).expect("xlsx");
+    assert!(bytes.starts_with(b"PK\x03\x04"), "not a workbook");
+    let preview = crate::common::preview_json(dir, "all.xlsx", &[]);
+    assert_eq!(preview["format"], "xlsx");
+    let csv_header: Vec<String> = csv::Reader::from_path(dir.join("all.csv"))
+        .expect("csv")
+        .headers()
+        .expect("header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(preview["columns"], serde_json::json!(csv_header));
+    let rows = crate::common::rows(&preview);
+    let email = csv_header.iter().position(|c| c == "email").expect("email");
+    let city = csv_header.iter().position(|c| c == "city").expect("city");
+    assert_eq!(rows[0][email], "anna@x.cz");
+    assert_eq!(rows[1][city], "Kraków, Stare Miasto");
+    assert_eq!(rows[2][city], "=1+1", "a text cell, not a formula");
+    let summary = import(dir, &["all.xlsx", "--name", "from-xlsx"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    stdout(dir, &["contacts", "export", "-o", "again.csv"]);
+    assert_eq!(without_updated_at(&dir.join("again.csv")), first);
+
+    // `-o -`: CSV on standard output, the same rows.
+    let out = succeeds(dir, &["contacts", "export", "-o", "-"]);
+    crate::common::write(dir, "stdout.csv", &out);
+    assert_eq!(without_updated_at(&dir.join("stdout.csv")), first);
+    let err = fails(dir, &["contacts", "export", "-o", "-", "--format", "parquet"], 2);
+    assert!(err.contains("standard output"), "{err}");
+
+    // --bom: the file starts with a UTF-8 BOM and still imports back.
+    stdout(dir, &["contacts", "export", "--bom", "-o", "bom.csv"]);
+    let bytes = std::fs::read(dir.join("bom.csv")).expect("bom.csv");
+    assert!(bytes.starts_with(b"\xEF\xBB\xBFid,type,"), "{:?}", &bytes[..12]);
+    let out = succeeds(dir, &["contacts", "export", "--bom", "-o", "-"]);
+    assert!(out.starts_with(b"\xEF\xBB\xBFid,"));
+    let summary = import(dir, &["bom.csv", "--name", "from-bom"]);
+    assert_eq!(summary["updated"], 3, "{summary}");
+    let preview = crate::common::preview_json(dir, "bom.csv", &[]);
+    assert_eq!(preview["columns"][0], "id");
+}
+
+#[test]
+fn add_updates_the_contact_with_that_email_and_show_finds_by_email_or_phone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let add = |args: &[&str]| stdout(dir, &[&["contacts", "add"], args].concat());
+    assert_eq!(
+        add(&["email=Jan.Novak@Example.cz", "first_name=Jan", "--tag", "a"]),
+        "1 created\n"
+    );
+    assert_eq!(
+        add(&["email= jan.novak@example.CZ ", "phone=+420 777 123 456", "--tag", "b"]),
+        "1 updated\n"
+    );
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(
+        query(
+            &db,
+            "SELECT id, email, first_name, phone, array_to_string(tags, ';') FROM contacts"
+        ),
+        [["1", "jan.novak@example.cz", "Jan", "+420777123456", "a;b"]]
+    );
+    // No email: no key, a new contact.
+    assert_eq!(
+        add(&["mobile=777123456", "full_name=Eva", "--default-country", "CZ"]),
+        "2 created\n"
+    );
+
+    // Errors name the field as typed, never --set.
+    let err = fails(dir, &["contacts", "add", "email=foo"], 2);
+    assert!(err.contains("email: \"foo\" is not a valid email"), "{err}");
+    assert!(!err.contains("--set"), "{err}");
+    let err = fails(dir, &["contacts", "add", "email=x@y.cz", "birth_date=31.2.1990"], 2);
+    assert!(err.contains("birth_date: \"31.2.1990\" is not a valid date"), "{err}");
+    let err = fails(dir, &["contacts", "add", "shoe=44"], 2);
+    assert!(err.starts_with("kontakt: shoe=44: unknown field"), "{err}");
+    assert!(!err.contains("--set"), "{err}");
+
+    // show: by id, by email (normalized), by phone or mobile (normalized).
+    let show = |args: &[&str]| -> Value {
+        serde_json::from_str(&stdout(dir, &[&["contacts", "show", "--json"], args].concat())).expect("JSON")
+    };
+    assert_eq!(show(&["1"])["email"], "jan.novak@example.cz");
+    assert_eq!(show(&["JAN.NOVAK@example.cz"])["id"], 1);
+    // Two contacts with one number (phone of one, mobile of the other): both.
+    let both = show(&["777 123 456", "--default-country", "CZ"]);
+    assert_eq!(show(&["+420 777 123 456"]), both);
+    let ids: Vec<i64> = both
+        .as_array()
+        .expect("several: an array")
+        .iter()
+        .map(|c| c["id"].as_i64().expect("id"))
+        .collect();
+    assert_eq!(ids, [1, 2]);
+    let err = fails(dir, &["contacts", "show", "nobody@x.cz"], 2);
+    assert!(err.contains("no contact with email nobody@x.cz"), "{err}");
+
+    // list --email / --phone, normalized like import.
+    let ids = |args: &[&str]| -> Vec<i64> {
+        let text = stdout(dir, &[&["contacts", "list", "--json"], args].concat());
+        let list: Value = serde_json::from_str(&text).expect("JSON");
+        list.as_array()
+            .expect("array")
+            .iter()
+            .map(|c| c["id"].as_i64().expect("id"))
+            .collect()
+    };
+    assert_eq!(ids(&["--email", " Jan.Novak@EXAMPLE.cz"]), [1]);
+    assert_eq!(ids(&["--phone", "00420777123456"]), [1, 2]);
+    assert_eq!(ids(&["--email", "other@x.cz"]), Vec::<i64>::new());
+    let err = fails(dir, &["contacts", "list", "--email", "foo"], 2);
+    assert!(err.contains("email: \"foo\" is not a valid email"), "{err}");
+}
+
+#[test]
+fn add_skips_when_several_contacts_have_the_email() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    crate::common::write(dir, "a.csv", "Email,Jméno\na@x.cz,Anna\n");
+    import(dir, &["a.csv"]);
+    import(dir, &["a.csv", "--name", "again", "--on-one-match", "import"]);
+    assert_eq!(
+        stdout(dir, &["contacts", "add", "email=A@x.cz", "first_name=Zoe"]),
+        "1;2 skipped\n"
+    );
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT first_name FROM contacts ORDER BY id"
+        ),
+        [["Anna"], ["Anna"]]
+    );
 }

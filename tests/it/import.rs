@@ -875,3 +875,148 @@ fn progress_shows_the_percent_read_whole_rows_per_second_and_the_phase() {
     // The bar is cleared before the report, which stays on standard output.
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("30000 rows read"));
 }
+
+// ---- issue 21 (engineer B): Salesforce and consent synonyms, --bom, excel-safe round trip ----
+
+#[test]
+fn salesforce_headers_and_opt_out_columns_map() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "sf.csv",
+        "Id,FirstName,LastName,Email,MobilePhone,MailingStreet,MailingCity,MailingPostalCode,MailingCountry,Account.Name,HasOptedOutOfEmail,HasOptedOutOfSMS\n\
+         0035g00000AbCdE,Jan,Novák,jan@x.cz,777 123 456,Dlouhá 1,Praha,110 00,Czech Republic,Acme s.r.o.,true,false\n\
+         0035g00000AbCdF,Eva,Malá,eva@x.cz,,Krátká 2,Brno,602 00,CZ,Beta a.s.,false,\n",
+    );
+    let preview = crate::common::preview_json(dir, "sf.csv", &[]);
+    let expected = serde_json::json!({
+        "Id": "external_id", "FirstName": "first_name", "LastName": "last_name", "Email": "email",
+        "MobilePhone": "mobile", "MailingStreet": "street", "MailingCity": "city",
+        "MailingPostalCode": "postal_code", "MailingCountry": "country",
+        "Account.Name": "company", "HasOptedOutOfEmail": "email_opt_out",
+        "HasOptedOutOfSMS": "sms_opt_out",
+    });
+    assert_eq!(preview["mapping"], expected);
+    import(dir, &["sf.csv"]);
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(
+        query(
+            &db,
+            "SELECT external_id, company, city, mobile, email_opt_in, sms_opt_in FROM contacts ORDER BY id"
+        ),
+        [
+            [
+                "0035g00000AbCdE",
+                "Acme s.r.o.",
+                "Praha",
+                "+420777123456",
+                "opt-out",
+                "opt-in"
+            ],
+            ["0035g00000AbCdF", "Beta a.s.", "Brno", "", "opt-in", "unknown"],
+        ]
+    );
+
+    // Consent headers in the five languages.
+    for header in [
+        "Souhlas s marketingem",
+        "Zgoda marketingowa",
+        "Samtykke",
+        "Einwilligung",
+        "Email Opt In",
+    ] {
+        write(dir, "c.csv", format!("Email,{header}\nx@x.cz,ano\n"));
+        let preview = crate::common::preview_json(dir, "c.csv", &[]);
+        assert_eq!(preview["mapping"][header], "email_opt_in", "{header}");
+    }
+
+    // An explicit opt-out mapping inverts; both forms of one consent clash.
+    write(dir, "o.csv", "Email,Unsub,Consent\njan@x.cz,yes,no\n");
+    import(
+        dir,
+        &[
+            "o.csv",
+            "--map",
+            "Unsub=email_opt_out",
+            "--map",
+            "Consent=-",
+            "--name",
+            "o",
+        ],
+    );
+    assert_eq!(
+        query(&db, "SELECT email_opt_in FROM contacts WHERE email = 'jan@x.cz'"),
+        [["opt-out"]]
+    );
+    let err = fails(
+        dir,
+        &[
+            "import",
+            "o.csv",
+            "--map",
+            "Unsub=email_opt_out",
+            "--map",
+            "Consent=email_opt_in",
+        ],
+        2,
+    );
+    assert!(
+        err.contains("\"Unsub\" and \"Consent\" are both mapped to email_opt_in"),
+        "{err}"
+    );
+    // A value that is no consent names the field as the user mapped it.
+    write(dir, "bad.csv", "Email,Unsub\nkarel@x.cz,maybe\n");
+    let summary = import(dir, &["bad.csv", "--map", "Unsub=email_opt_out", "--name", "bad"]);
+    assert_eq!(summary["rows_failed"], 1, "{summary}");
+    let failed = csv_rows(&dir.join("kontakt-out/bad/failed.csv"));
+    assert!(failed[0]["detail"].contains("email_opt_out: \"maybe\""), "{failed:?}");
+}
+
+#[test]
+fn excel_safe_outputs_import_back_as_the_original_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "f.csv",
+        "Email,Jméno,Firma,Poznámka,Město\n\
+         a@x.cz,-Anna,@acme,=1+2,Brno\n\
+         b@x.cz,Bob,+plus,-5,@home\n",
+    );
+    let summary = import(dir, &["f.csv", "--excel-safe", "--dry-run", "--out", "safe"]);
+    assert_eq!(summary["rows_failed"], 0, "{summary}");
+    let written = std::fs::read_to_string(dir.join("safe/no_match.csv")).expect("no_match");
+    assert!(written.contains("'=1+2") && written.contains("'@acme"), "{written}");
+
+    // The excel-safe file imported: every value as in f.csv.
+    import(dir, &["safe/no_match.csv", "--name", "back"]);
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT email, first_name, company, note, city FROM contacts ORDER BY email"
+        ),
+        [
+            ["a@x.cz", "-Anna", "@acme", "=1+2", "Brno"],
+            ["b@x.cz", "Bob", "+plus", "-5", "@home"],
+        ]
+    );
+}
+
+#[test]
+fn bom_starts_every_csv_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "f.csv", "Email,Jméno\na@x.cz,Anna\nbad,Bob\n");
+    import(dir, &["f.csv", "--bom"]);
+    for file in ["no_match.csv", "one_match.csv", "multiple_match.csv", "failed.csv"] {
+        let bytes = std::fs::read(dir.join("kontakt-out/f").join(file)).expect("output");
+        assert!(bytes.starts_with(b"\xEF\xBB\xBFrow,"), "{file}: {:?}", &bytes[..8]);
+    }
+    // The rows are read back as before (the BOM is not part of `row`).
+    let rows = csv_rows(&dir.join("kontakt-out/f/failed.csv"));
+    assert_eq!(rows.len(), 1);
+    import(dir, &["f.csv", "--name", "plain"]);
+    let bytes = std::fs::read(dir.join("kontakt-out/plain/no_match.csv")).expect("output");
+    assert!(bytes.starts_with(b"row,"));
+}

@@ -77,7 +77,7 @@ fn delete_removes_only_the_contacts_the_import_created() {
         .args(["contacts", "add", "email=new@x.cz"])
         .output()
         .expect("add");
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "8 created");
 
     let err = fails(dir, &["imports", "delete", "second"], 2);
     assert!(err.contains("no import"), "{err}");
