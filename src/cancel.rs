@@ -14,7 +14,7 @@
 //! The signal handlers themselves are installed by the command line; the
 //! library only sees this value (a front end would call `request`).
 
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -73,6 +73,9 @@ pub struct Cancel {
     requested: AtomicU8,
     armed: Mutex<Vec<(u64, Interrupt)>>,
     next_id: AtomicU64,
+    /// A connection was disarmed for its `COMMIT`: from then on the run
+    /// can no longer be rolled back, and its errors are its own.
+    committing: AtomicBool,
 }
 
 impl std::fmt::Debug for Cancel {
@@ -136,6 +139,9 @@ impl Cancel {
     /// The error a failed step reports: a statement interrupted by a
     /// request (or anything else failing after one) is the cancel.
     pub fn or_cancelled(&self, error: Error) -> Error {
+        if self.committing.load(Ordering::SeqCst) {
+            return error;
+        }
         match (self.requested(), &error) {
             (_, Error::Cancelled(_)) | (None, _) => error,
             (Some(signal), _) => Error::Cancelled(signal),
@@ -176,6 +182,9 @@ impl Armed<'_> {
         let mut armed = self.cancel.lock();
         armed.retain(|(id, _)| *id != self.id);
         let requested = self.cancel.check();
+        if requested.is_ok() {
+            self.cancel.committing.store(true, Ordering::SeqCst);
+        }
         drop(armed);
         std::mem::forget(self);
         requested
@@ -249,7 +258,8 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
         let error = cancel.or_cancelled(result.expect_err("interrupted"));
         assert_eq!(error.exit_code(), 130);
-        // Disarming for a commit after the request refuses it.
+        // Disarming for a commit after the request refuses it, and the
+        // errors stay the cancel's.
         assert!(matches!(
             armed.disarm_to_commit(),
             Err(Error::Cancelled(Signal::Interrupt))
@@ -280,6 +290,8 @@ mod tests {
         let armed = cancel.arm(store.interrupt()).expect("arm");
         armed.disarm_to_commit().expect("no request yet");
         cancel.request(Signal::Interrupt);
+        // Past the commit, an error is not reported as a rollback.
+        assert!(matches!(cancel.or_cancelled(Error::usage("x")), Error::Usage(_)));
         store
             .execute_batch("SELECT sum(i) FROM range(50000000) t(i)")
             .expect("not interrupted");

@@ -37,12 +37,18 @@ pub struct Group {
 /// record it (`Store::open`).
 fn select(store: &Store) -> String {
     let (status, reason) = if store.is_read_only() {
+        // A store of schema 5, read as it is, has no pid and host.
+        let has_pid = store
+            .columns("import_groups")
+            .is_ok_and(|c| c.iter().any(|c| c == "pid"));
+        let interrupted = if has_pid {
+            crate::store::INTERRUPTED
+        } else {
+            "'interrupted: its process ended before it finished'"
+        };
         (
             "CASE WHEN g.status = 'running' THEN 'failed' ELSE g.status END".to_string(),
-            format!(
-                "CASE WHEN g.status = 'running' THEN {} ELSE g.reason END",
-                crate::store::INTERRUPTED
-            ),
+            format!("CASE WHEN g.status = 'running' THEN {interrupted} ELSE g.reason END"),
         )
     } else {
         ("g.status".to_string(), "g.reason".to_string())

@@ -305,13 +305,19 @@ const QUEUE: usize = 4;
 /// Runs an import. Usage errors come before anything is read or written.
 pub fn run(options: &ImportOptions, cancel: &Cancel) -> Result<Summary> {
     let started = Instant::now();
-    let spooled = spool_stdin_if_needed(options)?;
+    let spooled = spool_stdin(options, cancel)?;
     let input = spooled
         .as_ref()
         .map_or(options.input.clone(), |p| Input::Path(p.clone()));
     let result = run_input(options, &input, cancel, started).map_err(|e| cancel.or_cancelled(e));
     if let Some(path) = spooled {
-        let _ = std::fs::remove_file(path);
+        let _ = std::fs::remove_file(&path);
+        // Errors name what the user gave, not the spool file.
+        let spool = path.display().to_string();
+        return result.map_err(|e| match e {
+            Error::Input { path, message } if path == spool => Error::input(&options.input, message),
+            e => e,
+        });
     }
     result
 }
@@ -337,6 +343,11 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
         .clone()
         .unwrap_or_else(|| write::default_out_dir(&name, options.dry_run));
     let store = if options.dry_run && !options.db.exists() {
+        // Nothing is created; a mistyped --db must not pass unnoticed.
+        eprintln!(
+            "kontakt: no store at {}: the dry run classifies every row against an empty store",
+            options.db.display()
+        );
         None
     } else {
         Some(if options.dry_run {
@@ -885,16 +896,35 @@ fn default_name(input: &Input) -> String {
     }
 }
 
-/// `last`/`fail` read the input twice; standard input is saved to a
-/// temporary file first.
-fn spool_stdin_if_needed(options: &ImportOptions) -> Result<Option<PathBuf>> {
-    if !matches!(options.input, Input::Stdin) || !InFile::needs_stats(options.duplicates) {
+/// Standard input is copied to a temporary file first, by a thread of its
+/// own, while this one waits for it or for a cancel: a pipe or a terminal
+/// that sends nothing more would otherwise hold a read (and every stage
+/// after it) that Ctrl-C cannot end. The import then reads a file, which
+/// also gives the progress a size and `last`/`fail` a second pass.
+fn spool_stdin(options: &ImportOptions, cancel: &Cancel) -> Result<Option<PathBuf>> {
+    if !matches!(options.input, Input::Stdin) {
         return Ok(None);
     }
     let path = std::env::temp_dir().join(format!("kontakt-stdin-{}.tsv", std::process::id()));
     let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
-    std::io::copy(&mut std::io::stdin().lock(), &mut file).map_err(|e| Error::io(&path, e))?;
-    Ok(Some(path))
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::io::copy(&mut std::io::stdin().lock(), &mut file));
+    });
+    loop {
+        if let Err(e) = cancel.check() {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(copied) => {
+                copied.map_err(|e| Error::io(&path, e))?;
+                return Ok(Some(path));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Error::Stopped),
+        }
+    }
 }
 
 /// Lowers this thread's scheduling priority (nice +10) for the rest of the

@@ -314,7 +314,15 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
             ],
         )?;
         store.execute_batch("COMMIT")?;
-        std::fs::rename(&log_tmp, &log_path).map_err(|e| Error::io(&log_path, e))
+        // Committed: the merge is complete whatever happens to its log now.
+        if let Err(e) = std::fs::rename(&log_tmp, &log_path) {
+            eprintln!(
+                "kontakt: the merge is complete, but its log could not be put in place: {}: {e} (it is in {})",
+                log_path.display(),
+                log_tmp.display()
+            );
+        }
+        Ok(())
     });
     if let Err(e) = ended {
         let _ = std::fs::remove_file(&log_tmp);

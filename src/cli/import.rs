@@ -225,7 +225,11 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
     cancel_on_signals(&cancel)?;
     let summary = import::run(&options, &cancel)?;
     if cancel.requested().is_some() {
-        eprintln!("kontakt: the import had reached its commit when the signal came; it is complete");
+        if summary.dry_run {
+            eprintln!("kontakt: the dry run had finished its work when the signal came; its files are complete");
+        } else {
+            eprintln!("kontakt: the import had reached its commit when the signal came; it is complete");
+        }
     }
     let dir = options
         .out

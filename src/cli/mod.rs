@@ -117,8 +117,9 @@ fn usage_exit(error: &clap::Error) -> ! {
 fn command_path() -> String {
     let mut command = Cli::command();
     let mut path = vec!["kontakt".to_string()];
-    for arg in std::env::args().skip(1) {
-        let Some(sub) = command.find_subcommand(&arg).cloned() else {
+    // `args_os`: an argument that is not UTF-8 (a file name) is no command.
+    for arg in std::env::args_os().skip(1) {
+        let Some(sub) = arg.to_str().and_then(|a| command.find_subcommand(a)).cloned() else {
             continue;
         };
         path.push(sub.get_name().to_string());

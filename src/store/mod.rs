@@ -213,6 +213,12 @@ impl Store {
         if current == SCHEMA_VERSION {
             return Ok(());
         }
+        // Schema 6 only added the groups' pid and host, which a read does
+        // without (see `groups`): a read-only open reads a store of 5 as
+        // it is, and the next command that writes upgrades it.
+        if self.read_only && current >= 5 {
+            return Ok(());
+        }
         if self.read_only {
             return Err(store_error(
                 &self.path,
@@ -463,10 +469,25 @@ impl Iterator for Batches<'_, '_> {
     }
 }
 
+/// A store error: DuckDB's messages can run to several lines ("Possible
+/// solutions: …"); errors are one line (SPEC), so its first is kept, with
+/// kontakt's own advice where there is some.
 fn store_error(path: &Path, message: impl Into<String>) -> Error {
+    let message = message.into();
+    let first = message
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_string();
+    let message = if first.starts_with("Out of Memory Error") {
+        format!("{first} (DuckDB's memory cap; raise it with KONTAKT_DUCKDB_MEMORY, e.g. 4GB)")
+    } else {
+        first
+    };
     Error::Store {
         path: path.display().to_string(),
-        message: message.into(),
+        message,
     }
 }
 
@@ -506,8 +527,10 @@ fn describe_open_error(e: &duckdb::Error) -> String {
     }
 }
 
-/// The command line of a process of this machine, its program named by its
-/// file name (`kontakt import leads.csv`).
+/// The command line of a kontakt process of this machine, its program
+/// named by its file name (`kontakt import leads.csv`); `None` for another
+/// program (its arguments are none of our business). A password in a
+/// connection URL is masked.
 fn command_line(pid: u32) -> Option<String> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let mut args = raw
@@ -516,12 +539,27 @@ fn command_line(pid: u32) -> Option<String> {
         .map(String::from_utf8_lossy);
     let program = args.next()?;
     let program = program.rsplit('/').next().unwrap_or(&program).to_string();
+    if program != "kontakt" {
+        return None;
+    }
     Some(
         std::iter::once(program)
-            .chain(args.map(|a| a.into_owned()))
+            .chain(args.map(|a| mask_password(&a)))
             .collect::<Vec<_>>()
             .join(" "),
     )
+}
+
+/// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`.
+fn mask_password(arg: &str) -> String {
+    let Some(scheme_end) = arg.find("://").map(|i| i + 3) else {
+        return arg.to_string();
+    };
+    let rest = &arg[scheme_end..];
+    match (rest.find('@'), rest.find(':')) {
+        (Some(at), Some(colon)) if colon < at => format!("{}{}:***{}", &arg[..scheme_end], &rest[..colon], &rest[at..]),
+        _ => arg.to_string(),
+    }
 }
 
 /// The DuckDB library version, for `kontakt --version`.
@@ -538,6 +576,61 @@ pub fn duckdb_version() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("v5.duckdb");
+        {
+            let store = Store::open(&path).expect("create");
+            // Schema 5 had no pid and host; a group left running by a
+            // process that is gone.
+            store
+                .execute_batch(
+                    "ALTER TABLE import_groups DROP COLUMN pid; ALTER TABLE import_groups DROP COLUMN host; \
+                     UPDATE kontakt_meta SET value = '5' WHERE key = 'schema_version'; \
+                     INSERT INTO import_groups (name, status, started_at) VALUES ('gone', 'running', now())",
+                )
+                .expect("make it a store of schema 5");
+        }
+        {
+            let store = Store::open_read_only(&path).expect("a read reads schema 5");
+            assert_eq!(store.schema_version().expect("version"), 5);
+            let groups = crate::groups::list(&store).expect("groups");
+            assert_eq!(groups[0].status, "failed");
+            assert!(groups[0].reason.as_deref().unwrap_or("").starts_with("interrupted"));
+        }
+        let store = Store::open(&path).expect("a write upgrades");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        assert!(
+            store
+                .columns("import_groups")
+                .expect("columns")
+                .iter()
+                .any(|c| c == "pid")
+        );
+        let groups = crate::groups::list(&store).expect("groups");
+        assert_eq!(groups[0].status, "failed");
+    }
+
+    #[test]
+    fn store_errors_are_one_line() {
+        let e = store_error(
+            Path::new("k.duckdb"),
+            "Out of Memory Error: could not allocate block\n\nPossible solutions:\n* SET threads=X\n",
+        );
+        let text = e.to_string();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("KONTAKT_DUCKDB_MEMORY"), "{text}");
+    }
+
+    #[test]
+    fn a_password_in_a_command_line_is_masked() {
+        assert_eq!(mask_password("postgresql://u:secret@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(mask_password("postgresql://u@h/db"), "postgresql://u@h/db");
+        assert_eq!(mask_password("leads.csv"), "leads.csv");
+        assert_eq!(command_line(std::process::id()), None, "the test binary is not kontakt");
+    }
 
     #[test]
     fn creates_schema_and_reopens() {

@@ -201,3 +201,43 @@ fn a_killed_import_is_reported_interrupted_and_its_name_is_free() {
     assert!(summary["updated"].as_u64().expect("updated") > 10_000, "{summary}");
     assert_eq!(group(dir, "killed")["status"], "completed");
 }
+
+#[test]
+fn ctrl_c_ends_an_import_waiting_for_standard_input() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
+        .current_dir(dir)
+        .env_remove("KONTAKT_DB")
+        .args(["import", "-", "--progress", "never"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn kontakt");
+    // A paste that has not ended: the pipe stays open.
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(b"email\tfirst_name\nann@example.cz\tAnn\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill(2) with the pid of our own child.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "still waiting for standard input"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    drop(stdin);
+    // Nothing was started: no store, no outputs.
+    assert!(std::fs::read_dir(dir).expect("dir").next().is_none(), "left files");
+}
