@@ -38,7 +38,7 @@ pub enum Error {
 
     /// Ctrl-C (SIGINT) or SIGTERM before the store's commit. Exit code 130
     /// or 143.
-    #[error("cancelled ({}): the import was rolled back, the store is as it was", .0.name())]
+    #[error("cancelled ({}): rolled back, the store is as it was", .0.name())]
     Cancelled(crate::cancel::Signal),
 }
 

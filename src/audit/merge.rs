@@ -33,6 +33,7 @@ use serde::Serialize;
 
 use crate::apply::commit::now_micros;
 use crate::apply::{Ending, Master, end_group, start_group};
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::fields::{FieldKind, KEY_FIELDS, STANDARD_FIELDS, hash_column};
 use crate::store::{Store, quote_ident};
@@ -221,7 +222,7 @@ fn read_audit(dir: &Path) -> Result<(i64, Vec<Member>)> {
 }
 
 /// Runs a merge (or its dry run: the same transaction, rolled back).
-pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
+pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<MergeSummary> {
     let started = Instant::now();
     let (audit_id, members) = read_audit(&options.audit_dir)?;
     let audit_start: i64 = store
@@ -270,6 +271,9 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
         merged_csv: log_path.display().to_string(),
         elapsed_ms: 0,
     };
+    // Ctrl-C or SIGTERM before the commit rolls the merge back, as an
+    // import's (`crate::cancel`): its statements are interrupted.
+    let armed = cancel.arm(store.interrupt())?;
     let merge_id = if options.dry_run {
         None
     } else {
@@ -279,6 +283,7 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
     };
     summary.merge_id = merge_id;
     store.execute_batch("BEGIN TRANSACTION")?;
+    crate::cancel::test_stage("merge");
     let result = merge(
         store,
         options,
@@ -294,6 +299,7 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
     let ended = result.and_then(|dropped| {
         write_log(&log_tmp, &dropped)?;
         let Some(id) = merge_id else {
+            drop(armed);
             store.execute_batch("ROLLBACK")?;
             return std::fs::rename(&log_tmp, &log_path).map_err(|e| Error::io(&log_path, e));
         };
@@ -313,6 +319,8 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
                 id
             ],
         )?;
+        crate::cancel::test_stage("merge_commit");
+        armed.disarm_to_commit()?;
         store.execute_batch("COMMIT")?;
         // Committed: the merge is complete whatever happens to its log now.
         if let Err(e) = std::fs::rename(&log_tmp, &log_path) {
@@ -325,8 +333,12 @@ pub fn run(store: &Store, options: &MergeOptions) -> Result<MergeSummary> {
         Ok(())
     });
     if let Err(e) = ended {
+        let e = cancel.or_cancelled(e);
         let _ = std::fs::remove_file(&log_tmp);
-        let _ = store.execute_batch("ROLLBACK");
+        // Tried twice: an interrupt just before the disarm fails one statement.
+        let _ = store
+            .execute_batch("ROLLBACK")
+            .or_else(|_| store.execute_batch("ROLLBACK"));
         if let Some(id) = merge_id {
             let _ = end_group(store, id, Ending::of(&e), &e.to_string());
         }

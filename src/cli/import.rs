@@ -282,7 +282,7 @@ fn report(summary: &Summary, dir: &Path) -> String {
 /// handler only records the signal; a thread of its own asks the import to
 /// stop, which interrupts the store's running statement. Further signals
 /// while the rollback runs are ignored: the store must be left consistent.
-fn cancel_on_signals(cancel: &Arc<Cancel>) -> Result<()> {
+pub(super) fn cancel_on_signals(cancel: &Arc<Cancel>) -> Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals =
         signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(|e| Error::io("signal handlers", e))?;

@@ -43,6 +43,8 @@ pub struct MergeArgs {
 
 pub fn run(args: &MergeArgs, db: &Path) -> Result<()> {
     let store = Store::open(db)?;
+    let cancel = crate::cancel::Cancel::new();
+    super::import::cancel_on_signals(&cancel)?;
     let summary = merge::run(
         &store,
         &MergeOptions {
@@ -52,6 +54,7 @@ pub fn run(args: &MergeArgs, db: &Path) -> Result<()> {
             name: args.name.clone(),
             keep_dropped: args.keep_dropped.clone(),
         },
+        &cancel,
     )?;
     if args.json {
         println!(

@@ -241,3 +241,38 @@ fn ctrl_c_ends_an_import_waiting_for_standard_input() {
     // Nothing was started: no store, no outputs.
     assert!(std::fs::read_dir(dir).expect("dir").next().is_none(), "left files");
 }
+
+#[test]
+fn a_merge_stopped_by_a_signal_is_rolled_back_and_cancelled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // Pairs of contacts sharing a phone: one cluster each.
+    let mut csv = String::from("email,first_name,phone\n");
+    for i in 0..400 {
+        csv.push_str(&format!("p{i}@example.cz,P{i},+420777{:06}\n", i / 2));
+    }
+    crate::common::write(dir, "pairs.csv", csv);
+    import(dir, &["pairs.csv", "--name", "pairs"]);
+    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
+    let before = snapshot(dir);
+    for (i, (stage, signal, code)) in [("merge", libc::SIGTERM, 143), ("merge_commit", libc::SIGINT, 130)]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("merge-{i}");
+        let child = Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
+            .current_dir(dir)
+            .env_remove("KONTAKT_DB")
+            .env("KONTAKT_TEST_STAGES", "pause")
+            .args(["merge", "--audit", "audit", "--name", &name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn kontakt");
+        assert_cancelled(dir, &name, signal_at(child, stage, signal), code, &before);
+    }
+    // Then the merge runs to its end.
+    succeeds(dir, &["merge", "--audit", "audit", "--name", "done"]);
+    assert_eq!(group(dir, "done")["status"], "completed");
+    assert_ne!(snapshot(dir).0, before.0);
+}
