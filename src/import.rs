@@ -815,16 +815,23 @@ fn resolve_batch(
         let secondary = matching::key_at(sh, sv, i);
         match infile.resolve(row, primary, secondary, probe.by == Some(MatchedBy::Primary)) {
             InFileVerdict::Duplicate { first, winner } => {
-                let (key, value) = primary
-                    .map(|(_, v)| (keys.primary, v))
-                    .or(secondary.map(|(_, v)| (keys.secondary, v)))
-                    .map_or((None, ""), |(k, v)| (k, v));
+                // The key the row shares: its primary one, unless that is
+                // new to the file and the row joined by its secondary key.
+                let (key, value) = if infile.has_primary(primary) {
+                    primary.map(|(_, v)| (keys.primary, v))
+                } else {
+                    secondary.map(|(_, v)| (keys.secondary, v))
+                }
+                .map_or((None, ""), |(k, v)| (k, v));
                 let key = key
                     .map_or("key", |c| batch.schema_ref().field(c).name().as_str())
                     .to_string();
                 let detail = match winner {
                     Some(w) if w == first => format!("{key} {value:?} already in row {first}"),
                     Some(w) => format!("{key} {value:?} also in row {w}, which wins (--in-file-duplicates last)"),
+                    None if first == row => {
+                        format!("{key} {value:?} shared with later rows (--in-file-duplicates fail)")
+                    }
                     None => format!("{key} {value:?} shared with row {first} (--in-file-duplicates fail)"),
                 };
                 duplicates.push(FailedRow {

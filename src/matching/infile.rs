@@ -153,6 +153,13 @@ impl InFile {
     /// Resolves the next row, in file order. Keys are (xxh3 hash, value);
     /// `primary_found_in_store` says whether its primary key matched a
     /// stored contact (then its secondary key is not used, as in matching).
+    /// Whether a row's primary key value is one of the file's groups: after
+    /// [`InFile::resolve`] of a duplicate, whether it was the primary key
+    /// that it shares (else the secondary).
+    pub fn has_primary(&self, primary: Option<(u64, &str)>) -> bool {
+        primary.is_some_and(|(h, v)| self.primary.find(&self.arena, h, v).is_some())
+    }
+
     pub fn resolve(
         &mut self,
         row: u64,

@@ -1020,3 +1020,33 @@ fn bom_starts_every_csv_output() {
     let bytes = std::fs::read(dir.join("kontakt-out/plain/no_match.csv")).expect("output");
     assert!(bytes.starts_with(b"row,"));
 }
+
+#[test]
+fn an_in_file_duplicate_names_the_key_it_shares() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "idup.csv",
+        "Email,Phone\n,+420777333000\nhas.email@example.com,+420777333000\n",
+    );
+    import(dir, &["idup.csv", "--secondary-key", "phone"]);
+    let failed = csv_rows(&dir.join("kontakt-out/idup/failed.csv"));
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0]["row"], "2");
+    assert_eq!(
+        failed[0]["detail"], "phone \"+420777333000\" already in row 1",
+        "{failed:?}"
+    );
+    write(dir, "both.csv", "Email\na@x.cz\na@x.cz\n");
+    import(dir, &["both.csv", "--in-file-duplicates", "fail"]);
+    let failed = csv_rows(&dir.join("kontakt-out/both/failed.csv"));
+    assert_eq!(
+        failed[0]["detail"],
+        "email \"a@x.cz\" shared with later rows (--in-file-duplicates fail)"
+    );
+    assert_eq!(
+        failed[1]["detail"],
+        "email \"a@x.cz\" shared with row 1 (--in-file-duplicates fail)"
+    );
+}
