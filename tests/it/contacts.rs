@@ -367,3 +367,50 @@ fn add_skips_when_several_contacts_have_the_email() {
         [["Anna"], ["Anna"]]
     );
 }
+
+// ---- issue 21 (engineer E): one CSV writer, add within the type, tags, SIGPIPE ----
+
+#[test]
+fn every_csv_export_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // Empty fields (and a contact without tags), commas, quotes and a
+    // line break inside values.
+    crate::common::write(
+        dir,
+        "odd.csv",
+        "Email,City,Note,Tags\n\
+         a@x.cz,\"Kraków, Stare Miasto\",\"said \"\"hi\"\"\",vip\n\
+         b@x.cz,,\"two\nlines\",\n\
+         c@x.cz,Brno,,\n",
+    );
+    import(dir, &["odd.csv"]);
+    stdout(dir, &["contacts", "export", "-o", "plain.csv"]);
+    let plain = std::fs::read(dir.join("plain.csv")).expect("plain.csv");
+    assert!(plain.windows(5).any(|w| w == b"\"two\n"), "the line break kept");
+    let piped = succeeds(dir, &["contacts", "export", "-o", "-"]);
+    assert!(
+        piped == plain,
+        "-o - differs:\n{}\n{}",
+        String::from_utf8_lossy(&piped),
+        String::from_utf8_lossy(&plain)
+    );
+    stdout(dir, &["contacts", "export", "--bom", "-o", "bom.csv"]);
+    let bom = std::fs::read(dir.join("bom.csv")).expect("bom.csv");
+    assert_eq!(&bom[..3], b"\xEF\xBB\xBF");
+    assert!(
+        bom[3..] == plain[..],
+        "--bom differs:\n{}",
+        String::from_utf8_lossy(&bom)
+    );
+    let piped_bom = succeeds(dir, &["contacts", "export", "--bom", "-o", "-"]);
+    assert!(piped_bom == bom, "--bom -o - differs");
+    // The temporary file beside the target is gone.
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".csv") || n.contains("bom"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bom.csv", "odd.csv", "plain.csv"]);
+}
