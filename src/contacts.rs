@@ -434,6 +434,7 @@ pub fn add(
     if pairs.is_empty() && tags.is_empty() {
         return Err(Error::usage("give at least one FIELD=VALUE"));
     }
+    let tags = map::checked_tags(tags)?;
     let mut parsed: Vec<(Target, &str)> = Vec::new();
     for pair in pairs {
         let (field, value) = pair
@@ -469,7 +470,7 @@ pub fn add(
         &[],
         &MappingOptions {
             sets: parsed.iter().map(|(t, v)| format!("{}={v}", t.name())).collect(),
-            tags: tags.to_vec(),
+            tags,
             contact_type,
             ..MappingOptions::default()
         },

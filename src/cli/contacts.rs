@@ -110,7 +110,8 @@ pub enum ContactsCommand {
         /// Field values, e.g. email=jan@example.cz first_name=Jan custom.shoe_size=44.
         #[arg(value_name = "FIELD=VALUE", required = true)]
         values: Vec<String>,
-        /// Tag the contact (repeatable).
+        /// Tag the contact (repeatable; a tag cannot contain `;`, which
+        /// joins tags in exports).
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
         #[arg(long = "type", value_enum, default_value = "person")]

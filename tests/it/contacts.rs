@@ -414,3 +414,31 @@ fn every_csv_export_writes_the_same_bytes() {
     names.sort();
     assert_eq!(names, ["bom.csv", "odd.csv", "plain.csv"]);
 }
+
+#[test]
+fn a_tag_with_the_export_separator_or_empty_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    crate::common::write(dir, "a.csv", "Email\na@x.cz\n");
+    for bad in ["a;b", "", "  "] {
+        let err = fails(dir, &["contacts", "add", "email=t@x.cz", "--tag", bad, "--tag", "c"], 2);
+        assert!(err.contains("--tag"), "{err}");
+        let err = fails(dir, &["import", "a.csv", "--tag", "c", "--tag", bad], 2);
+        assert!(err.contains(&format!("{bad:?}")), "{err}");
+    }
+    assert!(
+        !dir.join("kontakt.duckdb").exists()
+            || query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM contacts") == [["0"]]
+    );
+    // Tags without `;` survive an export and an import back.
+    stdout(dir, &["contacts", "add", "email=t@x.cz", "--tag", "a b", "--tag", "c"]);
+    stdout(dir, &["contacts", "export", "-o", "all.csv"]);
+    import(dir, &["all.csv", "--name", "back"]);
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT array_to_string(tags, '|') FROM contacts"
+        ),
+        [["a b|c"]]
+    );
+}
