@@ -485,8 +485,13 @@ pub fn add(
     if let Some(failed) = normalized.failed.first() {
         return Err(Error::usage(format!("{}: {}", failed.reason.as_str(), failed.detail)));
     }
+    // An import matches only within its contact type: a person's email
+    // never updates a company, nor the other way round.
     let matched = match &email {
-        Some(email) => ids_where(store, &format!("email = {}", literal(email)))?,
+        Some(email) => ids_where(
+            store,
+            &format!("email = {} AND type = {}", literal(email), literal(contact_type.name())),
+        )?,
         None => Vec::new(),
     };
     if matched.len() > 1 {

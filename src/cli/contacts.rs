@@ -114,6 +114,8 @@ pub enum ContactsCommand {
         /// joins tags in exports).
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
+        /// Contact type; only a contact of this type with the email is
+        /// updated, as on import.
         #[arg(long = "type", value_enum, default_value = "person")]
         contact_type: ContactType,
         /// Country of a phone number without a country code (ISO code).

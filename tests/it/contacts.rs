@@ -416,6 +416,30 @@ fn every_csv_export_writes_the_same_bytes() {
 }
 
 #[test]
+fn add_matches_only_contacts_of_its_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let add = |args: &[&str]| stdout(dir, &[&["contacts", "add"], args].concat());
+    assert_eq!(add(&["email=x@x.cz", "first_name=Jan"]), "1 created\n");
+    assert_eq!(
+        add(&["email=x@x.cz", "company=Acme", "--type", "company"]),
+        "2 created\n"
+    );
+    assert_eq!(add(&["email=X@x.cz", "last_name=Novák"]), "1 updated\n");
+    assert_eq!(add(&["email=x@x.cz", "city=Brno", "--type", "company"]), "2 updated\n");
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT id, type, first_name, last_name, company, city FROM contacts ORDER BY id"
+        ),
+        [
+            ["1", "person", "Jan", "Novák", "", ""],
+            ["2", "company", "", "", "Acme", "Brno"]
+        ]
+    );
+}
+
+#[test]
 fn a_tag_with_the_export_separator_or_empty_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
