@@ -466,3 +466,46 @@ fn a_tag_with_the_export_separator_or_empty_is_refused() {
         [["a b|c"]]
     );
 }
+
+#[test]
+fn a_closed_pipe_ends_the_listing_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let mut text = String::from("Email,First name\n");
+    for i in 0..3000 {
+        text.push_str(&format!("p{i}@x.cz,Name {i}\n"));
+    }
+    crate::common::write(dir, "many.csv", text);
+    import(dir, &["many.csv"]);
+    let db = dir.join("kontakt.duckdb");
+    let before = query(&db, "SELECT count(*), max(updated_at) FROM contacts");
+    {
+        let args = ["contacts", "list", "--limit", "0"];
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
+            .args(args)
+            .current_dir(dir)
+            .env_remove("KONTAKT_DB")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        {
+            let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+            let mut line = String::new();
+            out.read_line(&mut line).expect("first line");
+            assert!(!line.is_empty());
+        }
+        let output = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            output.status.success() || output.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            output.status
+        );
+    }
+    assert_eq!(query(&db, "SELECT count(*), max(updated_at) FROM contacts"), before);
+}
