@@ -130,21 +130,59 @@ const XLSX_MAX_ROWS: i64 = 1_048_575;
 pub fn export(store: &Store, filter: &Filter, path: &Path, format: ExportFormat, bom: bool) -> Result<usize> {
     let stdout = path == Path::new("-");
     match format {
-        ExportFormat::Csv if stdout => {
-            let out = std::io::stdout().lock();
-            write_csv(store, filter, std::io::BufWriter::new(out), bom, path)
-        }
-        _ if stdout => Err(Error::usage(format!(
+        _ if stdout && format != ExportFormat::Csv => Err(Error::usage(format!(
             "-o -: standard output takes CSV only, not {}",
             format_name(format)
         ))),
-        ExportFormat::Csv if bom => {
-            let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
-            write_csv(store, filter, std::io::BufWriter::new(file), bom, path)
-        }
+        ExportFormat::Csv if stdout || bom => csv_through_temp(store, filter, path, bom),
         ExportFormat::Xlsx => write_xlsx(store, filter, path),
-        ExportFormat::Csv | ExportFormat::Parquet => copy(store, filter, path, format),
+        ExportFormat::Csv | ExportFormat::Parquet => copy(store, filter, path, path, format),
     }
+}
+
+/// A file removed when dropped, whatever happened.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// CSV on standard output or behind a BOM. DuckDB's COPY is the one CSV
+/// writer (quoting, empty text against NULL), so every CSV export has the
+/// same bytes: it writes a temporary file, which is then copied out. The
+/// temporary file of a `--bom` export lies beside the target (same file
+/// system, and no space needed elsewhere).
+fn csv_through_temp(store: &Store, filter: &Filter, path: &Path, bom: bool) -> Result<usize> {
+    use std::io::Write;
+    let stdout = path == Path::new("-");
+    let temp = TempFile(if stdout {
+        std::env::temp_dir().join(format!("kontakt-export-{}.csv", std::process::id()))
+    } else {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        dir.join(format!(".{name}.{}.tmp", std::process::id()))
+    });
+    let n = copy(store, filter, &temp.0, path, ExportFormat::Csv)?;
+    let mut text = std::fs::File::open(&temp.0).map_err(|e| Error::io(&temp.0, e))?;
+    let mut write = |out: &mut dyn Write| -> std::io::Result<()> {
+        if bom {
+            out.write_all(BOM)?;
+        }
+        std::io::copy(&mut text, out)?;
+        out.flush()
+    };
+    if stdout {
+        write(&mut std::io::stdout().lock()).map_err(|e| export_error(store, path, &e.to_string()))?;
+    } else {
+        let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
+        write(&mut std::io::BufWriter::new(file)).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(n)
 }
 
 fn format_name(format: ExportFormat) -> &'static str {
@@ -155,12 +193,12 @@ fn format_name(format: ExportFormat) -> &'static str {
     }
 }
 
-/// DuckDB's COPY streams the query straight into the file (no copy
-/// through kontakt).
-fn copy(store: &Store, filter: &Filter, path: &Path, format: ExportFormat) -> Result<usize> {
-    let path_text = path
+/// DuckDB's COPY streams the query straight into the file `to` (no copy
+/// through kontakt); errors name `shown`, the path the user gave.
+fn copy(store: &Store, filter: &Filter, to: &Path, shown: &Path, format: ExportFormat) -> Result<usize> {
+    let path_text = to
         .to_str()
-        .ok_or_else(|| Error::usage(format!("-o {}: the path is not valid UTF-8", path.display())))?;
+        .ok_or_else(|| Error::usage(format!("-o {}: the path is not valid UTF-8", shown.display())))?;
     let options = match format {
         ExportFormat::Parquet => "FORMAT parquet, COMPRESSION zstd",
         _ => "FORMAT csv, HEADER true",
@@ -173,7 +211,7 @@ fn copy(store: &Store, filter: &Filter, path: &Path, format: ExportFormat) -> Re
     store
         .connection()
         .execute(&sql, [])
-        .map_err(|e| export_error(store, path, &e.to_string()))
+        .map_err(|e| export_error(store, shown, &e.to_string()))
 }
 
 fn export_error(store: &Store, path: &Path, text: &str) -> Error {
@@ -217,27 +255,6 @@ fn for_each_row(
         each(&values)?;
         n += 1;
     }
-    Ok(n)
-}
-
-fn write_csv(store: &Store, filter: &Filter, mut out: impl std::io::Write, bom: bool, path: &Path) -> Result<usize> {
-    let io_err = |e: std::io::Error| {
-        if path == Path::new("-") {
-            export_error(store, path, &e.to_string())
-        } else {
-            Error::io(path, e)
-        }
-    };
-    if bom {
-        out.write_all(BOM).map_err(io_err)?;
-    }
-    let mut writer = csv::Writer::from_writer(out);
-    let n = for_each_row(store, filter, |values| {
-        writer
-            .write_record(values.iter().map(|v| v.as_deref().unwrap_or("")))
-            .map_err(|e| io_err(e.into()))
-    })?;
-    writer.flush().map_err(io_err)?;
     Ok(n)
 }
 
@@ -417,6 +434,7 @@ pub fn add(
     if pairs.is_empty() && tags.is_empty() {
         return Err(Error::usage("give at least one FIELD=VALUE"));
     }
+    let tags = map::checked_tags(tags)?;
     let mut parsed: Vec<(Target, &str)> = Vec::new();
     for pair in pairs {
         let (field, value) = pair
@@ -452,7 +470,7 @@ pub fn add(
         &[],
         &MappingOptions {
             sets: parsed.iter().map(|(t, v)| format!("{}={v}", t.name())).collect(),
-            tags: tags.to_vec(),
+            tags,
             contact_type,
             ..MappingOptions::default()
         },
@@ -467,8 +485,13 @@ pub fn add(
     if let Some(failed) = normalized.failed.first() {
         return Err(Error::usage(format!("{}: {}", failed.reason.as_str(), failed.detail)));
     }
+    // An import matches only within its contact type: a person's email
+    // never updates a company, nor the other way round.
     let matched = match &email {
-        Some(email) => ids_where(store, &format!("email = {}", literal(email)))?,
+        Some(email) => ids_where(
+            store,
+            &format!("email = {} AND type = {}", literal(email), literal(contact_type.name())),
+        )?,
         None => Vec::new(),
     };
     if matched.len() > 1 {

@@ -110,9 +110,12 @@ pub enum ContactsCommand {
         /// Field values, e.g. email=jan@example.cz first_name=Jan custom.shoe_size=44.
         #[arg(value_name = "FIELD=VALUE", required = true)]
         values: Vec<String>,
-        /// Tag the contact (repeatable).
+        /// Tag the contact (repeatable; a tag cannot contain `;`, which
+        /// joins tags in exports).
         #[arg(long = "tag", value_name = "TAG")]
         tags: Vec<String>,
+        /// Contact type; only a contact of this type with the email is
+        /// updated, as on import.
         #[arg(long = "type", value_enum, default_value = "person")]
         contact_type: ContactType,
         /// Country of a phone number without a country code (ISO code).

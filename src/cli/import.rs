@@ -53,7 +53,8 @@ pub struct ImportArgs {
     /// A constant value for a field, for every row.
     #[arg(long = "set", value_name = "FIELD=VALUE", help_heading = "Mapping")]
     pub sets: Vec<String>,
-    /// Tag every imported or updated contact.
+    /// Tag every imported or updated contact (repeatable; a tag cannot
+    /// contain `;`, which joins tags in exports).
     #[arg(long = "tag", value_name = "TAG", help_heading = "Mapping")]
     pub tags: Vec<String>,
     /// Contact type of the imported contacts (and of those matched).
@@ -175,7 +176,7 @@ impl ImportArgs {
                 auto: !self.no_auto_map,
                 unmapped: self.unmapped,
                 sets: self.sets.clone(),
-                tags: self.tags.clone(),
+                tags: crate::map::checked_tags(&self.tags)?,
                 contact_type: self.contact_type,
                 id_column: primary_key == Some("id") || secondary_key == Some("id"),
             },

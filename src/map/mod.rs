@@ -6,7 +6,7 @@
 mod resolve;
 mod synonyms;
 
-pub use resolve::{ContactType, MappedColumn, Mapping, MappingOptions, Target, Unmapped, resolve};
+pub use resolve::{ContactType, MappedColumn, Mapping, MappingOptions, Target, Unmapped, checked_tags, resolve};
 
 use std::collections::HashSet;
 

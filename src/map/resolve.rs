@@ -285,12 +285,7 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
         }
         constants.push((target, value.to_string()));
     }
-    let tags = options
-        .tags
-        .iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .collect();
+    let tags = checked_tags(&options.tags)?;
     Ok(Mapping {
         columns: mapped,
         constants,
@@ -299,9 +294,39 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
     })
 }
 
+/// The `--tag` values, trimmed. An export joins a contact's tags with `;`,
+/// so a tag holding `;` would come back from a round trip as several tags:
+/// refused, like an empty one (a usage error naming the value).
+pub fn checked_tags(tags: &[String]) -> Result<Vec<String>> {
+    tags.iter()
+        .map(|t| {
+            let trimmed = t.trim();
+            if trimmed.is_empty() {
+                Err(Error::usage(format!("--tag {t:?}: a tag cannot be empty")))
+            } else if trimmed.contains(';') {
+                Err(Error::usage(format!(
+                    "--tag {t:?}: a tag cannot contain ';' (exports join tags with it); give each tag its own --tag"
+                )))
+            } else {
+                Ok(trimmed.to_string())
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_are_trimmed_and_refused_when_empty_or_holding_a_separator() {
+        let tags = |t: &[&str]| checked_tags(&t.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(tags(&[" vip ", "b2b"]).expect("valid"), ["vip", "b2b"]);
+        for bad in ["a;b", "", "   ", ";"] {
+            let err = tags(&["ok", bad]).expect_err(bad).to_string();
+            assert!(err.contains(&format!("{bad:?}")), "{err}");
+        }
+    }
 
     fn cols(names: &[&str]) -> Vec<String> {
         names.iter().map(|s| s.to_string()).collect()

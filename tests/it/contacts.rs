@@ -367,3 +367,145 @@ fn add_skips_when_several_contacts_have_the_email() {
         [["Anna"], ["Anna"]]
     );
 }
+
+// ---- issue 21 (engineer E): one CSV writer, add within the type, tags, SIGPIPE ----
+
+#[test]
+fn every_csv_export_writes_the_same_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // Empty fields (and a contact without tags), commas, quotes and a
+    // line break inside values.
+    crate::common::write(
+        dir,
+        "odd.csv",
+        "Email,City,Note,Tags\n\
+         a@x.cz,\"Kraków, Stare Miasto\",\"said \"\"hi\"\"\",vip\n\
+         b@x.cz,,\"two\nlines\",\n\
+         c@x.cz,Brno,,\n",
+    );
+    import(dir, &["odd.csv"]);
+    stdout(dir, &["contacts", "export", "-o", "plain.csv"]);
+    let plain = std::fs::read(dir.join("plain.csv")).expect("plain.csv");
+    assert!(plain.windows(5).any(|w| w == b"\"two\n"), "the line break kept");
+    let piped = succeeds(dir, &["contacts", "export", "-o", "-"]);
+    assert!(
+        piped == plain,
+        "-o - differs:\n{}\n{}",
+        String::from_utf8_lossy(&piped),
+        String::from_utf8_lossy(&plain)
+    );
+    stdout(dir, &["contacts", "export", "--bom", "-o", "bom.csv"]);
+    let bom = std::fs::read(dir.join("bom.csv")).expect("bom.csv");
+    assert_eq!(&bom[..3], b"\xEF\xBB\xBF");
+    assert!(
+        bom[3..] == plain[..],
+        "--bom differs:\n{}",
+        String::from_utf8_lossy(&bom)
+    );
+    let piped_bom = succeeds(dir, &["contacts", "export", "--bom", "-o", "-"]);
+    assert!(piped_bom == bom, "--bom -o - differs");
+    // The temporary file beside the target is gone.
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".csv") || n.contains("bom"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["bom.csv", "odd.csv", "plain.csv"]);
+}
+
+#[test]
+fn add_matches_only_contacts_of_its_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let add = |args: &[&str]| stdout(dir, &[&["contacts", "add"], args].concat());
+    assert_eq!(add(&["email=x@x.cz", "first_name=Jan"]), "1 created\n");
+    assert_eq!(
+        add(&["email=x@x.cz", "company=Acme", "--type", "company"]),
+        "2 created\n"
+    );
+    assert_eq!(add(&["email=X@x.cz", "last_name=Novák"]), "1 updated\n");
+    assert_eq!(add(&["email=x@x.cz", "city=Brno", "--type", "company"]), "2 updated\n");
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT id, type, first_name, last_name, company, city FROM contacts ORDER BY id"
+        ),
+        [
+            ["1", "person", "Jan", "Novák", "", ""],
+            ["2", "company", "", "", "Acme", "Brno"]
+        ]
+    );
+}
+
+#[test]
+fn a_tag_with_the_export_separator_or_empty_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    crate::common::write(dir, "a.csv", "Email\na@x.cz\n");
+    for bad in ["a;b", "", "  "] {
+        let err = fails(dir, &["contacts", "add", "email=t@x.cz", "--tag", bad, "--tag", "c"], 2);
+        assert!(err.contains("--tag"), "{err}");
+        let err = fails(dir, &["import", "a.csv", "--tag", "c", "--tag", bad], 2);
+        assert!(err.contains(&format!("{bad:?}")), "{err}");
+    }
+    assert!(
+        !dir.join("kontakt.duckdb").exists()
+            || query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM contacts") == [["0"]]
+    );
+    // Tags without `;` survive an export and an import back.
+    stdout(dir, &["contacts", "add", "email=t@x.cz", "--tag", "a b", "--tag", "c"]);
+    stdout(dir, &["contacts", "export", "-o", "all.csv"]);
+    import(dir, &["all.csv", "--name", "back"]);
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT array_to_string(tags, '|') FROM contacts"
+        ),
+        [["a b|c"]]
+    );
+}
+
+#[test]
+fn a_closed_pipe_ends_the_listing_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let mut text = String::from("Email,First name\n");
+    for i in 0..3000 {
+        text.push_str(&format!("p{i}@x.cz,Name {i}\n"));
+    }
+    crate::common::write(dir, "many.csv", text);
+    import(dir, &["many.csv"]);
+    let db = dir.join("kontakt.duckdb");
+    let before = query(&db, "SELECT count(*), max(updated_at) FROM contacts");
+    {
+        let args = ["contacts", "list", "--limit", "0"];
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
+            .args(args)
+            .current_dir(dir)
+            .env_remove("KONTAKT_DB")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        {
+            let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+            let mut line = String::new();
+            out.read_line(&mut line).expect("first line");
+            assert!(!line.is_empty());
+        }
+        let output = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            output.status.success() || output.status.signal() == Some(libc::SIGPIPE),
+            "{args:?}: {:?}",
+            output.status
+        );
+    }
+    assert_eq!(query(&db, "SELECT count(*), max(updated_at) FROM contacts"), before);
+}
