@@ -1020,3 +1020,25 @@ fn bom_starts_every_csv_output() {
     let bytes = std::fs::read(dir.join("kontakt-out/plain/no_match.csv")).expect("output");
     assert!(bytes.starts_with(b"row,"));
 }
+
+#[test]
+fn emails_in_angle_brackets_or_after_mailto_are_the_same_contact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "m.csv",
+        "Email,First name\n<jan@x.cz>,Jan\nmailto:Jan@X.cz,Jan\njan@x.cz,Jan\n.eva@x.cz,Eva\neva..m@x.cz,Eva\n",
+    );
+    let summary = import(dir, &["m.csv"]);
+    assert_eq!(summary["failed_by_reason"]["wrong_format"], 2, "{summary}");
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(query(&db, "SELECT email FROM contacts"), [["jan@x.cz"]]);
+    let failed = csv_rows(&dir.join("kontakt-out/m/failed.csv"));
+    let wrong: Vec<&str> = failed
+        .iter()
+        .filter(|f| f["reason"] == "wrong_format")
+        .map(|f| f["row"].as_str())
+        .collect();
+    assert_eq!(wrong, ["4", "5"], "{failed:?}");
+}
