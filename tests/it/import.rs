@@ -912,9 +912,9 @@ fn salesforce_headers_and_opt_out_columns_map() {
                 "Praha",
                 "+420777123456",
                 "opt-out",
-                "opt-in"
+                "unknown"
             ],
-            ["0035g00000AbCdF", "Beta a.s.", "Brno", "", "opt-in", "unknown"],
+            ["0035g00000AbCdF", "Beta a.s.", "Brno", "", "unknown", "unknown"],
         ]
     );
 
@@ -1041,4 +1041,26 @@ fn emails_in_angle_brackets_or_after_mailto_are_the_same_contact() {
         .map(|f| f["row"].as_str())
         .collect();
     assert_eq!(wrong, ["4", "5"], "{failed:?}");
+}
+
+#[test]
+fn an_opt_out_column_saying_no_never_overwrites_a_stored_opt_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "a.csv", "Email,Souhlas e-mail\njan@x.cz,ne\neva@x.cz,ano\n");
+    import(dir, &["a.csv", "--map", "Souhlas e-mail=email_opt_in"]);
+    // Salesforce writes false for everyone who never opted out.
+    write(
+        dir,
+        "sf.csv",
+        "Email,HasOptedOutOfEmail\njan@x.cz,false\neva@x.cz,false\nnew@x.cz,false\n",
+    );
+    import(dir, &["sf.csv"]);
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT email, email_opt_in FROM contacts ORDER BY id"
+        ),
+        [["jan@x.cz", "opt-out"], ["eva@x.cz", "opt-in"], ["new@x.cz", "unknown"]]
+    );
 }
