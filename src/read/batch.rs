@@ -77,6 +77,9 @@ pub(crate) struct BatchBuilder {
     columns: Vec<ColumnBuilder>,
     rows: Vec<u64>,
     bad_rows: Vec<BadRow>,
+    /// The input ended inside a quoted field that opened at this row
+    /// (numbered like the others) and column (0-based): an input error.
+    pub(crate) unclosed_quote: Option<(u64, usize)>,
 }
 
 struct ColumnBuilder {
@@ -102,6 +105,7 @@ impl BatchBuilder {
             columns,
             rows: Vec::with_capacity(rows_hint),
             bad_rows: Vec::new(),
+            unclosed_quote: None,
         }
     }
 
@@ -160,6 +164,9 @@ impl BatchBuilder {
     pub(crate) fn offset_rows(&mut self, base: u64) {
         self.rows.iter_mut().for_each(|r| *r += base);
         self.bad_rows.iter_mut().for_each(|b| b.row += base);
+        if let Some((row, _)) = &mut self.unclosed_quote {
+            *row += base;
+        }
     }
 
     /// Number of data rows (good and bad) this builder holds.

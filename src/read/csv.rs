@@ -98,7 +98,7 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     // and fully empty rows are skipped, as everywhere.
     let mut first = RecordParser::new(delimiter, quote);
     let mut first_end = 0;
-    loop {
+    let first_start = loop {
         match first.next(body, first_end) {
             None if skip > 0 => {
                 return Err(Error::input(
@@ -107,14 +107,14 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
                 ));
             }
             None => return Err(Error::input(input, "is empty: no header and no data rows")),
-            Some((_, next)) => {
+            Some((start, next)) => {
                 first_end = next;
                 if !first.is_blank(body) {
-                    break;
+                    break start;
                 }
             }
         }
-    }
+    };
     if !complete && first_end >= body.len() {
         return Err(Error::input(
             input,
@@ -129,6 +129,20 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     let first_cells: Vec<String> = first.fields(body).map(|c| encoding.decode_lossy(c)).collect();
     let header = options.header.unwrap_or_else(|| sniff::detect_header(&first_cells));
 
+    if header
+        && first_end >= body.len()
+        && let Some(column) = super::record::unclosed_quote(&body[first_start..], delimiter, quote)
+    {
+        return Err(Error::input(
+            input,
+            format!(
+                "header row, column {}: a quote opened here is never closed (a stray {} in the value?); \
+                 fix the file or pass --quote with another character",
+                column + 1,
+                quote as char
+            ),
+        ));
+    }
     let (columns, data_start) = if header {
         (header_columns(first_cells), body_start + first_end)
     } else {
@@ -266,6 +280,9 @@ impl Iterator for ChunkedBatches {
             };
             builder.offset_rows(self.rows_before);
             self.rows_before += builder.rows_counted() as u64;
+            if let Some((row, column)) = builder.unclosed_quote {
+                return Some(Err(unclosed_quote_error(&self.config, row, column)));
+            }
             if !builder.is_empty() {
                 return Some(Ok(builder.finish(Arc::clone(&self.config.schema))));
             }
@@ -435,6 +452,15 @@ fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder 
     let mut row = 0u64;
     while let Some((start, next)) = parser.next(chunk, pos) {
         pos = next;
+        // Chunks end at record boundaries, so only the input's last record
+        // can run into the end of a chunk inside quotes: a stray quote that
+        // swallowed the rest of the file. That is an input error, not a row.
+        if next == chunk.len()
+            && let Some(column) = super::record::unclosed_quote(&chunk[start..], config.delimiter, config.quote)
+        {
+            builder.unclosed_quote = Some((row + 1, column));
+            break;
+        }
         if parser.is_blank(chunk) {
             continue;
         }
@@ -474,6 +500,22 @@ fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder 
     }
     debug_assert_eq!(builder.num_columns(), columns);
     builder
+}
+
+fn unclosed_quote_error(config: &ParseConfig, row: u64, column: usize) -> Error {
+    // Field 0 of the schema is the row number.
+    let column = match config.schema.fields().get(column + 1) {
+        Some(field) => field.name().clone(),
+        None => format!("{}", column + 1),
+    };
+    Error::input(
+        &config.source,
+        format!(
+            "row {row}, column {column}: a quote opened here is never closed (a stray {q} in the value?); \
+             fix the file or pass --quote with another character",
+            q = config.quote as char
+        ),
+    )
 }
 
 fn bad_row(parser: &RecordParser, chunk: &[u8], row: u64, detail: String, encoding: Encoding) -> BadRow {

@@ -1064,3 +1064,55 @@ fn an_opt_out_column_saying_no_never_overwrites_a_stored_opt_out() {
         [["jan@x.cz", "opt-out"], ["eva@x.cz", "opt-in"], ["new@x.cz", "unknown"]]
     );
 }
+
+#[test]
+fn a_quote_that_never_closes_is_an_input_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "a.csv", "email,company,city\nold@example.com,Acme,Brno\n");
+    import(dir, &["a.csv"]);
+    // The stray quote would swallow the three good rows after it.
+    write(
+        dir,
+        "q.csv",
+        "email,company,city\nq1@example.com,A,Praha\nq2@example.com,B,Praha\nq3@example.com,\"Unclosed,Co\n\
+         q4@example.com,C,Brno\nq5@example.com,D,Brno\nq6@example.com,E,Brno\n",
+    );
+    let expected = "kontakt: q.csv: row 3, column company: a quote opened here is never closed (a stray \" in the value?); \
+                    fix the file or pass --quote with another character";
+    for args in [
+        vec!["preview", "q.csv"],
+        vec!["preview", "--json", "q.csv"],
+        vec!["import", "q.csv", "--progress", "never"],
+    ] {
+        let err = fails(dir, &args, 1);
+        assert_eq!(err.trim_end(), expected, "{args:?}");
+    }
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(query(&db, "SELECT email FROM contacts"), [["old@example.com"]]);
+    let groups: Value =
+        serde_json::from_slice(&crate::common::succeeds(dir, &["imports", "list", "--json"])).expect("JSON");
+    assert_eq!(groups[1]["name"], "q", "{groups}");
+    assert_eq!(groups[1]["status"], "failed", "{groups}");
+
+    // In a file of several chunks, the row is counted across them.
+    let mut big = String::from("email,company,city\n");
+    for i in 1..=150_000 {
+        let city = if i == 10 { "\"Praha" } else { "Praha" };
+        big.push_str(&format!("u{i}@example.com,Firma {i},{city}\n"));
+    }
+    write(dir, "bigq.csv", big);
+    let err = fails(dir, &["preview", "bigq.csv"], 1);
+    assert!(
+        err.starts_with("kontakt: bigq.csv: row 10, column city: a quote opened here is never closed"),
+        "{err}"
+    );
+
+    // A header whose quote never closes is named as the header.
+    write(dir, "h.csv", "email,\"company\nq@example.com,A\n");
+    let err = fails(dir, &["preview", "h.csv", "--header"], 1);
+    assert!(
+        err.contains("h.csv: header row, column 2: a quote opened here is never closed"),
+        "{err}"
+    );
+}
