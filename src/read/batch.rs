@@ -77,9 +77,17 @@ pub(crate) struct BatchBuilder {
     columns: Vec<ColumnBuilder>,
     rows: Vec<u64>,
     bad_rows: Vec<BadRow>,
-    /// The input ended inside a quoted field that opened at this row
-    /// (numbered like the others) and column (0-based): an input error.
-    pub(crate) unclosed_quote: Option<(u64, usize)>,
+    /// A quoted field that is surely a stray quote, at this row (numbered
+    /// like the others) and column (0-based): an input error.
+    pub(crate) quote_error: Option<(u64, usize, QuoteProblem)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QuoteProblem {
+    /// The input ends inside the quoted field.
+    NeverClosed,
+    /// The quoted field spans an absurd number of lines or bytes.
+    Spans { lines: usize, bytes: usize },
 }
 
 struct ColumnBuilder {
@@ -105,7 +113,7 @@ impl BatchBuilder {
             columns,
             rows: Vec::with_capacity(rows_hint),
             bad_rows: Vec::new(),
-            unclosed_quote: None,
+            quote_error: None,
         }
     }
 
@@ -164,7 +172,7 @@ impl BatchBuilder {
     pub(crate) fn offset_rows(&mut self, base: u64) {
         self.rows.iter_mut().for_each(|r| *r += base);
         self.bad_rows.iter_mut().for_each(|b| b.row += base);
-        if let Some((row, _)) = &mut self.unclosed_quote {
+        if let Some((row, _, _)) = &mut self.quote_error {
             *row += base;
         }
     }

@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use duckdb::arrow::datatypes::SchemaRef;
 
-use super::batch::{BadRow, BatchBuilder, raw_schema};
+use super::batch::{BadRow, BatchBuilder, QuoteProblem, raw_schema};
 use super::encoding::{self, Encoding};
 use super::record::RecordParser;
 use super::sniff::{self, SAMPLE_BYTES};
@@ -280,8 +280,8 @@ impl Iterator for ChunkedBatches {
             };
             builder.offset_rows(self.rows_before);
             self.rows_before += builder.rows_counted() as u64;
-            if let Some((row, column)) = builder.unclosed_quote {
-                return Some(Err(unclosed_quote_error(&self.config, row, column)));
+            if let Some((row, column, problem)) = builder.quote_error {
+                return Some(Err(quote_error(&self.config, row, column, problem)));
             }
             if !builder.is_empty() {
                 return Some(Ok(builder.finish(Arc::clone(&self.config.schema))));
@@ -458,7 +458,16 @@ fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder 
         if next == chunk.len()
             && let Some(column) = super::record::unclosed_quote(&chunk[start..], config.delimiter, config.quote)
         {
-            builder.unclosed_quote = Some((row + 1, column));
+            builder.quote_error = Some((row + 1, column, QuoteProblem::NeverClosed));
+            break;
+        }
+        // A quoted value over a thousand lines or a mebibyte is no contact's
+        // value but a stray quote that a later one happened to close. Only
+        // long records are looked at, so the check costs nothing per row.
+        if next - start > MAX_QUOTED_LINES
+            && let Some((column, problem)) = absurd_field(&parser, chunk)
+        {
+            builder.quote_error = Some((row + 1, column, problem));
             break;
         }
         if parser.is_blank(chunk) {
@@ -502,19 +511,46 @@ fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder 
     builder
 }
 
-fn unclosed_quote_error(config: &ParseConfig, row: u64, column: usize) -> Error {
+/// Lines and bytes past which one quoted value is taken for a stray quote.
+const MAX_QUOTED_LINES: usize = 1000;
+const MAX_QUOTED_BYTES: usize = 1 << 20;
+
+/// The first field of the current record that spans too many lines or
+/// bytes (only a quoted field can hold a line end).
+fn absurd_field(parser: &RecordParser, chunk: &[u8]) -> Option<(usize, QuoteProblem)> {
+    (0..parser.len()).find_map(|i| {
+        let field = parser.field(chunk, i);
+        if field.len() <= MAX_QUOTED_LINES {
+            return None;
+        }
+        let lines = memchr::memchr_iter(b'\n', field).count() + 1;
+        (lines > MAX_QUOTED_LINES || field.len() > MAX_QUOTED_BYTES).then_some((
+            i,
+            QuoteProblem::Spans {
+                lines,
+                bytes: field.len(),
+            },
+        ))
+    })
+}
+
+fn quote_error(config: &ParseConfig, row: u64, column: usize, problem: QuoteProblem) -> Error {
     // Field 0 of the schema is the row number.
     let column = match config.schema.fields().get(column + 1) {
         Some(field) => field.name().clone(),
         None => format!("{}", column + 1),
     };
+    let q = config.quote as char;
+    let what = match problem {
+        QuoteProblem::NeverClosed => format!("a quote opened here is never closed (a stray {q} in the value?)"),
+        QuoteProblem::Spans { lines, bytes } => format!(
+            "a quoted value opened here spans {lines} lines and {bytes} bytes \
+             (a stray {q} in the value, closed by another one much later?)"
+        ),
+    };
     Error::input(
         &config.source,
-        format!(
-            "row {row}, column {column}: a quote opened here is never closed (a stray {q} in the value?); \
-             fix the file or pass --quote with another character",
-            q = config.quote as char
-        ),
+        format!("row {row}, column {column}: {what}; fix the file or pass --quote with another character"),
     )
 }
 

@@ -1116,3 +1116,38 @@ fn a_quote_that_never_closes_is_an_input_error_and_changes_nothing() {
         "{err}"
     );
 }
+
+#[test]
+fn a_quoted_value_over_a_thousand_lines_is_a_stray_quote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // Two stray quotes 1500 rows apart: everything between would be one value.
+    let mut file = String::from("email,company,city\n");
+    for i in 1..=2000 {
+        let city = match i {
+            5 => "\"Praha",
+            1505 => "Brno\"",
+            _ => "Praha",
+        };
+        file.push_str(&format!("u{i}@example.com,Firma {i},{city}\n"));
+    }
+    write(dir, "span.csv", file);
+    for args in [
+        vec!["preview", "span.csv"],
+        vec!["import", "span.csv", "--progress", "never"],
+    ] {
+        let err = fails(dir, &args, 1);
+        assert!(
+            err.starts_with("kontakt: span.csv: row 5, column city: a quoted value opened here spans 1501 lines"),
+            "{args:?}: {err}"
+        );
+    }
+    // A long note of a few lines is a value.
+    write(
+        dir,
+        "note.csv",
+        format!("email,note\nn@example.com,\"{}\nend\"\n", "x".repeat(5000)),
+    );
+    let preview = crate::common::preview_json(dir, "note.csv", &[]);
+    assert_eq!(crate::common::rows(&preview).len(), 1, "{preview}");
+}
