@@ -39,6 +39,8 @@ pub struct ImportArgs {
 
     // Mapping
     /// Map a column (header name or colN) to a field; FIELD `-` skips the column.
+    /// `email_opt_out`/`sms_opt_out` read an opt-out column: yes stores opt-out,
+    /// no stores unknown.
     #[arg(long = "map", value_name = "COLUMN=FIELD", help_heading = "Mapping")]
     pub maps: Vec<String>,
     /// TOML file with a [map] table of COLUMN = FIELD.

@@ -79,7 +79,8 @@ pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
 ];
 
 /// Headers of a consent stated the other way round (Salesforce's
-/// `HasOptedOutOfEmail`): true means opt-out. Each maps to the consent it
+/// `HasOptedOutOfEmail`): true means opt-out, false only that the contact
+/// did not opt out (stored `unknown`). Each maps to the consent it
 /// inverts (the field names `email_opt_out`, `sms_opt_out`).
 #[rustfmt::skip]
 pub(super) const OPT_OUT_SYNONYMS: &[(&str, &[&str])] = &[

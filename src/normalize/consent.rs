@@ -70,13 +70,14 @@ impl ConsentWords {
     }
 }
 
-/// A consent read from an opt-out column (`HasOptedOutOfEmail`: true
-/// means opt-out): yes and no swap, `unknown` stays.
-pub fn inverted(consent: &str) -> &str {
+/// A consent read from an opt-out column (`HasOptedOutOfEmail`): yes is
+/// an opt-out; no is `unknown`, not an opt-in, because `false` is what
+/// such a column holds for everyone who never opted out (Salesforce's
+/// default), and `unknown` never overwrites a stored consent.
+pub fn inverted(consent: &str) -> &'static str {
     match consent {
         "opt-in" => "opt-out",
-        "opt-out" => "opt-in",
-        other => other,
+        _ => "unknown",
     }
 }
 
@@ -98,11 +99,12 @@ mod tests {
     }
 
     #[test]
-    fn opt_out_columns_swap_yes_and_no() {
+    fn opt_out_columns_read_yes_as_opt_out_and_no_as_unknown() {
         let words = ConsentWords::default();
         let read = |v: &str| words.normalize(v).map(inverted);
         assert_eq!(read("true"), Some("opt-out"));
-        assert_eq!(read("0"), Some("opt-in"));
+        assert_eq!(read("false"), Some("unknown"));
+        assert_eq!(read("0"), Some("unknown"));
         assert_eq!(read("unknown"), Some("unknown"));
     }
 

@@ -1,11 +1,15 @@
 //! Email: trimmed, lower-cased, and plausible (SPEC): exactly one `@`, a
 //! non-empty local part, a domain with a dot and no empty label, no spaces.
+//! A copied `<a@x.cz>` or `mailto:a@x.cz` is the address inside, so it
+//! matches the same contact. Neither part may start or end with a dot or
+//! hold `..`, and none of `<>()[],;:"` may appear: such values are pasted
+//! lists or display names, not one address.
 
 /// The normalized email: the trimmed input itself when it is already
 /// lower-case ASCII (most are: no copy), else written into `out`. Or why it
 /// is not plausible. One pass over the bytes checks everything.
 pub fn normalize_into<'a>(value: &'a str, out: &'a mut String) -> Result<&'a str, &'static str> {
-    let value = super::text::trim(value);
+    let value = unwrap(value);
     if value.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) {
         check(value)?;
         return Ok(value);
@@ -16,7 +20,7 @@ pub fn normalize_into<'a>(value: &'a str, out: &'a mut String) -> Result<&'a str
 
 /// Writes the normalized email into `out`, or says why it is not plausible.
 pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
-    let value = super::text::trim(value);
+    let value = unwrap(value);
     out.clear();
     out.push_str(value);
     if value.is_ascii() {
@@ -29,6 +33,41 @@ pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
         }
     }
     check(out)
+}
+
+/// The address inside one surrounding `<...>` and behind a leading
+/// `mailto:` (any case), trimmed.
+fn unwrap(value: &str) -> &str {
+    let mut value = super::text::trim(value);
+    if let Some(inner) = value.strip_prefix('<').and_then(|v| v.strip_suffix('>')) {
+        value = super::text::trim(inner);
+    }
+    if value.len() >= 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"mailto:") {
+        value = super::text::trim(&value[7..]);
+    }
+    value
+}
+
+/// Bytes that never belong in an address (outside quoted local parts,
+/// which contact data does not use).
+const FORBIDDEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let bytes = b"<>()[],;:\"";
+    let mut i = 0;
+    while i < bytes.len() {
+        table[bytes[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
+/// A dot at either end, or two in a row.
+fn bad_dots(part: &[u8]) -> bool {
+    let double = part
+        .iter()
+        .zip(part.iter().skip(1))
+        .fold(false, |double, (&a, &b)| double | (a == b'.' && b == b'.'));
+    part.first() == Some(&b'.') || part.last() == Some(&b'.') || double
 }
 
 /// The plausibility rules on an already lower-cased email. Searches
@@ -48,15 +87,17 @@ fn check(email: &str) -> Result<(), &'static str> {
     if bytes.iter().fold(false, |space, b| space | b.is_ascii_whitespace()) {
         return Err("contains a space");
     }
+    if bytes.iter().fold(false, |bad, &b| bad | FORBIDDEN[b as usize]) {
+        return Err("contains one of < > ( ) [ ] , ; : \"");
+    }
+    if bad_dots(&bytes[..at]) {
+        return Err("local part starts or ends with a dot or has two in a row");
+    }
     let domain = &bytes[at + 1..];
     if memchr::memchr(b'.', domain).is_none() {
         return Err("domain without a dot");
     }
-    let empty_label = domain
-        .iter()
-        .zip(&domain[1..])
-        .fold(false, |empty, (&a, &b)| empty | (a == b'.' && b == b'.'));
-    if domain.first() == Some(&b'.') || domain.last() == Some(&b'.') || empty_label {
+    if bad_dots(domain) {
         return Err("domain with an empty label");
     }
     Ok(())
@@ -84,6 +125,22 @@ mod tests {
     }
 
     #[test]
+    fn unwraps_angle_brackets_and_mailto() {
+        for v in [
+            "<a@x.cz>",
+            " < A@X.cz > ",
+            "mailto:a@x.cz",
+            "MailTo: a@x.cz",
+            "<mailto:a@x.cz>",
+        ] {
+            assert_eq!(norm(v).as_deref(), Ok("a@x.cz"), "{v}");
+        }
+        // Only one surrounding pair, and only a leading mailto:.
+        assert!(norm("<<a@x.cz>>").is_err());
+        assert!(norm("a@x.cz mailto:").is_err());
+    }
+
+    #[test]
     fn rejects_implausible_emails() {
         for (bad, why) in [
             ("jan.novak.seznam.cz", "no @"),
@@ -99,6 +156,18 @@ mod tests {
             ("@jan x.cz", "empty local part"),
             ("jan @x", "contains a space"),
             ("jan@x", "domain without a dot"),
+            (".a@x.cz", "local part starts or ends with a dot or has two in a row"),
+            ("a.@x.cz", "local part starts or ends with a dot or has two in a row"),
+            ("a..b@x.cz", "local part starts or ends with a dot or has two in a row"),
+            ("a@x.cz.", "domain with an empty label"),
+            ("Jan <a@x.cz>", "contains a space"),
+            ("a,b@x.cz", "contains one of < > ( ) [ ] , ; : \""),
+            ("a@x.cz;b", "contains one of < > ( ) [ ] , ; : \""),
+            ("\"jan\"@x.cz", "contains one of < > ( ) [ ] , ; : \""),
+            ("a(b)@x.cz", "contains one of < > ( ) [ ] , ; : \""),
+            ("a@[1.2.3.4]", "contains one of < > ( ) [ ] , ; : \""),
+            ("a:b@x.cz", "contains one of < > ( ) [ ] , ; : \""),
+            ("a\tb@x.cz", "contains a space"),
         ] {
             assert_eq!(norm(bad), Err(why), "{bad}");
         }

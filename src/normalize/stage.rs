@@ -147,7 +147,7 @@ struct OutputField {
     /// The field as the user named it (`email_opt_out`), for errors.
     label: String,
     kind: FieldKind,
-    /// An opt-out column: its consent is stored the other way round.
+    /// An opt-out column: yes stores opt-out, no stores unknown.
     inverted: bool,
     source: Source,
 }

@@ -77,6 +77,17 @@ pub(crate) struct BatchBuilder {
     columns: Vec<ColumnBuilder>,
     rows: Vec<u64>,
     bad_rows: Vec<BadRow>,
+    /// A quoted field that is surely a stray quote, at this row (numbered
+    /// like the others) and column (0-based): an input error.
+    pub(crate) quote_error: Option<(u64, usize, QuoteProblem)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QuoteProblem {
+    /// The input ends inside the quoted field.
+    NeverClosed,
+    /// The quoted field spans an absurd number of lines or bytes.
+    Spans { lines: usize, bytes: usize },
 }
 
 struct ColumnBuilder {
@@ -102,6 +113,7 @@ impl BatchBuilder {
             columns,
             rows: Vec::with_capacity(rows_hint),
             bad_rows: Vec::new(),
+            quote_error: None,
         }
     }
 
@@ -160,6 +172,9 @@ impl BatchBuilder {
     pub(crate) fn offset_rows(&mut self, base: u64) {
         self.rows.iter_mut().for_each(|r| *r += base);
         self.bad_rows.iter_mut().for_each(|b| b.row += base);
+        if let Some((row, _, _)) = &mut self.quote_error {
+            *row += base;
+        }
     }
 
     /// Number of data rows (good and bad) this builder holds.

@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use duckdb::arrow::datatypes::SchemaRef;
 
-use super::batch::{BadRow, BatchBuilder, raw_schema};
+use super::batch::{BadRow, BatchBuilder, QuoteProblem, raw_schema};
 use super::encoding::{self, Encoding};
 use super::record::RecordParser;
 use super::sniff::{self, SAMPLE_BYTES};
@@ -98,7 +98,7 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     // and fully empty rows are skipped, as everywhere.
     let mut first = RecordParser::new(delimiter, quote);
     let mut first_end = 0;
-    loop {
+    let first_start = loop {
         match first.next(body, first_end) {
             None if skip > 0 => {
                 return Err(Error::input(
@@ -107,14 +107,14 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
                 ));
             }
             None => return Err(Error::input(input, "is empty: no header and no data rows")),
-            Some((_, next)) => {
+            Some((start, next)) => {
                 first_end = next;
                 if !first.is_blank(body) {
-                    break;
+                    break start;
                 }
             }
         }
-    }
+    };
     if !complete && first_end >= body.len() {
         return Err(Error::input(
             input,
@@ -129,6 +129,20 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     let first_cells: Vec<String> = first.fields(body).map(|c| encoding.decode_lossy(c)).collect();
     let header = options.header.unwrap_or_else(|| sniff::detect_header(&first_cells));
 
+    if header
+        && first_end >= body.len()
+        && let Some(column) = super::record::unclosed_quote(&body[first_start..], delimiter, quote)
+    {
+        return Err(Error::input(
+            input,
+            format!(
+                "header row, column {}: a quote opened here is never closed (a stray {} in the value?); \
+                 fix the file or pass --quote with another character",
+                column + 1,
+                quote as char
+            ),
+        ));
+    }
     let (columns, data_start) = if header {
         (header_columns(first_cells), body_start + first_end)
     } else {
@@ -266,6 +280,9 @@ impl Iterator for ChunkedBatches {
             };
             builder.offset_rows(self.rows_before);
             self.rows_before += builder.rows_counted() as u64;
+            if let Some((row, column, problem)) = builder.quote_error {
+                return Some(Err(quote_error(&self.config, row, column, problem)));
+            }
             if !builder.is_empty() {
                 return Some(Ok(builder.finish(Arc::clone(&self.config.schema))));
             }
@@ -435,6 +452,24 @@ fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder 
     let mut row = 0u64;
     while let Some((start, next)) = parser.next(chunk, pos) {
         pos = next;
+        // Chunks end at record boundaries, so only the input's last record
+        // can run into the end of a chunk inside quotes: a stray quote that
+        // swallowed the rest of the file. That is an input error, not a row.
+        if next == chunk.len()
+            && let Some(column) = super::record::unclosed_quote(&chunk[start..], config.delimiter, config.quote)
+        {
+            builder.quote_error = Some((row + 1, column, QuoteProblem::NeverClosed));
+            break;
+        }
+        // A quoted value over a thousand lines or a mebibyte is no contact's
+        // value but a stray quote that a later one happened to close. Only
+        // long records are looked at, so the check costs nothing per row.
+        if next - start > MAX_QUOTED_LINES
+            && let Some((column, problem)) = absurd_field(&parser, chunk)
+        {
+            builder.quote_error = Some((row + 1, column, problem));
+            break;
+        }
         if parser.is_blank(chunk) {
             continue;
         }
@@ -474,6 +509,49 @@ fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder 
     }
     debug_assert_eq!(builder.num_columns(), columns);
     builder
+}
+
+/// Lines and bytes past which one quoted value is taken for a stray quote.
+const MAX_QUOTED_LINES: usize = 1000;
+const MAX_QUOTED_BYTES: usize = 1 << 20;
+
+/// The first field of the current record that spans too many lines or
+/// bytes (only a quoted field can hold a line end).
+fn absurd_field(parser: &RecordParser, chunk: &[u8]) -> Option<(usize, QuoteProblem)> {
+    (0..parser.len()).find_map(|i| {
+        let field = parser.field(chunk, i);
+        if field.len() <= MAX_QUOTED_LINES {
+            return None;
+        }
+        let lines = memchr::memchr_iter(b'\n', field).count() + 1;
+        (lines > MAX_QUOTED_LINES || field.len() > MAX_QUOTED_BYTES).then_some((
+            i,
+            QuoteProblem::Spans {
+                lines,
+                bytes: field.len(),
+            },
+        ))
+    })
+}
+
+fn quote_error(config: &ParseConfig, row: u64, column: usize, problem: QuoteProblem) -> Error {
+    // Field 0 of the schema is the row number.
+    let column = match config.schema.fields().get(column + 1) {
+        Some(field) => field.name().clone(),
+        None => format!("{}", column + 1),
+    };
+    let q = config.quote as char;
+    let what = match problem {
+        QuoteProblem::NeverClosed => format!("a quote opened here is never closed (a stray {q} in the value?)"),
+        QuoteProblem::Spans { lines, bytes } => format!(
+            "a quoted value opened here spans {lines} lines and {bytes} bytes \
+             (a stray {q} in the value, closed by another one much later?)"
+        ),
+    };
+    Error::input(
+        &config.source,
+        format!("row {row}, column {column}: {what}; fix the file or pass --quote with another character"),
+    )
 }
 
 fn bad_row(parser: &RecordParser, chunk: &[u8], row: u64, detail: String, encoding: Encoding) -> BadRow {

@@ -331,7 +331,18 @@ fn classify(head: &[u8], encoding: Option<Encoding>) -> Kind {
             hint: "; save it as .xlsx or CSV",
         };
     }
-    if let Some(&(_, _, what)) = MAGIC.iter().find(|(offset, magic, _)| at(*offset, magic)) {
+    // A magic of printable letters only (`%PDF-`, `GIF8`, `DUCK`, `ustar`)
+    // can open a CSV too (`SCROOGE;DUCK;...`): it counts only when the head
+    // also has a control byte, which every real such header has near its
+    // start and no text export has.
+    let binary = head
+        .iter()
+        .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f);
+    let printable = |magic: &[u8]| magic.iter().all(|&b| (0x20..0x7f).contains(&b));
+    if let Some(&(_, _, what)) = MAGIC
+        .iter()
+        .find(|(offset, magic, _)| at(*offset, magic) && (binary || !printable(magic)))
+    {
         return Kind::Refused { what, hint: "" };
     }
     if memchr::memchr(0, head).is_some() {
@@ -444,7 +455,16 @@ mod tests {
         assert_eq!(refused(b"\x7fELF\x02\x01\x01\x00"), "an ELF executable");
         assert_eq!(refused(b"MZ\x90\x00\x03\x00"), "a Windows executable");
         assert_eq!(refused(b"\x1f\x8b\x08\x00"), "a gzip archive");
-        assert_eq!(refused(b"%PDF-1.7\n"), "a PDF document");
+        assert_eq!(refused(b"%PDF-1.7\nstream\nx\x9c\x03\x00"), "a PDF document");
+        // Letters that happen to spell a magic are text.
+        assert_eq!(classify(b"SCROOGE;DUCK;s@x.cz\n", None), Kind::Text);
+        assert_eq!(classify(b"%PDF-export;email\n", None), Kind::Text);
+        assert_eq!(classify(b"GIF8 team,a@x.cz\n", None), Kind::Text);
+        assert_eq!(refused(b"GIF89a\x01\x00\x01\x00"), "a GIF image");
+        assert_eq!(
+            refused(b"\x00\x00\x00\x00\x00\x00\x00\x00DUCK\x40"),
+            "a DuckDB database"
+        );
         assert!(refused(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00").contains(".xls"));
         assert_eq!(refused(b"name,email\nJan\x00,x\n"), "a binary file (it has NUL bytes)");
     }

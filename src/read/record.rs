@@ -197,6 +197,46 @@ impl RecordParser {
     }
 }
 
+/// The field (0-based) of the record at the start of `record` whose
+/// quote is never closed before `record` ends, with the semantics of the
+/// parser: a quote opens a quoted field only as the field's first byte, a
+/// doubled quote inside is a literal, a single one closes it.
+pub(crate) fn unclosed_quote(record: &[u8], delimiter: u8, quote: u8) -> Option<usize> {
+    let mut field = 0;
+    let mut at_field_start = true;
+    let mut i = 0;
+    while i < record.len() {
+        let b = record[i];
+        if at_field_start && b == quote {
+            let mut from = i + 1;
+            loop {
+                let Some(found) = memchr::memchr(quote, &record[from..]) else {
+                    return Some(field);
+                };
+                let q = from + found;
+                if record.get(q + 1) == Some(&quote) {
+                    from = q + 2;
+                } else {
+                    i = q + 1;
+                    break;
+                }
+            }
+            at_field_start = false;
+            continue;
+        }
+        if b == delimiter {
+            field += 1;
+            at_field_start = true;
+        } else if matches!(b, b'\n' | b'\r') {
+            return None;
+        } else {
+            at_field_start = false;
+        }
+        i += 1;
+    }
+    None
+}
+
 /// Bit `k` set where `block[k]` is the delimiter `d`, the quote `q`, CR
 /// or LF: four byte compares of the whole block (SSE2, part of every
 /// x86_64 CPU), or [`specials_swar`] elsewhere.
@@ -284,6 +324,19 @@ mod tests {
             records("O\"Neil,1\nx,2\n5\" screen,3\n"),
             vec![vec!["O\"Neil", "1"], vec!["x", "2"], vec!["5\" screen", "3"]]
         );
+    }
+
+    #[test]
+    fn finds_the_field_whose_quote_never_closes() {
+        let find = |r: &str| unclosed_quote(r.as_bytes(), b',', b'"');
+        assert_eq!(find("q3@example.com,\"Unclosed,Co\nx,y,z\n"), Some(1));
+        assert_eq!(find("\"open"), Some(0));
+        assert_eq!(find("a,b,\"say \"\"hi\"\"\n"), Some(2));
+        assert_eq!(find("a,\"closed\"\"\",c\n"), None);
+        assert_eq!(find("a,\"multi\nline\",c"), None);
+        // A quote inside a field is a literal, as the parser reads it.
+        assert_eq!(find("O\"Neil,1\n"), None);
+        assert_eq!(find("a,\"x\"y\"z,b"), None);
     }
 
     #[test]

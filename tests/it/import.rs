@@ -912,9 +912,9 @@ fn salesforce_headers_and_opt_out_columns_map() {
                 "Praha",
                 "+420777123456",
                 "opt-out",
-                "opt-in"
+                "unknown"
             ],
-            ["0035g00000AbCdF", "Beta a.s.", "Brno", "", "opt-in", "unknown"],
+            ["0035g00000AbCdF", "Beta a.s.", "Brno", "", "unknown", "unknown"],
         ]
     );
 
@@ -1049,4 +1049,135 @@ fn an_in_file_duplicate_names_the_key_it_shares() {
         failed[1]["detail"],
         "email \"a@x.cz\" shared with row 1 (--in-file-duplicates fail)"
     );
+}
+
+#[test]
+fn emails_in_angle_brackets_or_after_mailto_are_the_same_contact() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "m.csv",
+        "Email,First name\n<jan@x.cz>,Jan\nmailto:Jan@X.cz,Jan\njan@x.cz,Jan\n.eva@x.cz,Eva\neva..m@x.cz,Eva\n",
+    );
+    let summary = import(dir, &["m.csv"]);
+    assert_eq!(summary["failed_by_reason"]["wrong_format"], 2, "{summary}");
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(query(&db, "SELECT email FROM contacts"), [["jan@x.cz"]]);
+    let failed = csv_rows(&dir.join("kontakt-out/m/failed.csv"));
+    let wrong: Vec<&str> = failed
+        .iter()
+        .filter(|f| f["reason"] == "wrong_format")
+        .map(|f| f["row"].as_str())
+        .collect();
+    assert_eq!(wrong, ["4", "5"], "{failed:?}");
+}
+
+#[test]
+fn an_opt_out_column_saying_no_never_overwrites_a_stored_opt_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "a.csv", "Email,Souhlas e-mail\njan@x.cz,ne\neva@x.cz,ano\n");
+    import(dir, &["a.csv", "--map", "Souhlas e-mail=email_opt_in"]);
+    // Salesforce writes false for everyone who never opted out.
+    write(
+        dir,
+        "sf.csv",
+        "Email,HasOptedOutOfEmail\njan@x.cz,false\neva@x.cz,false\nnew@x.cz,false\n",
+    );
+    import(dir, &["sf.csv"]);
+    assert_eq!(
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT email, email_opt_in FROM contacts ORDER BY id"
+        ),
+        [["jan@x.cz", "opt-out"], ["eva@x.cz", "opt-in"], ["new@x.cz", "unknown"]]
+    );
+}
+
+#[test]
+fn a_quote_that_never_closes_is_an_input_error_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "a.csv", "email,company,city\nold@example.com,Acme,Brno\n");
+    import(dir, &["a.csv"]);
+    // The stray quote would swallow the three good rows after it.
+    write(
+        dir,
+        "q.csv",
+        "email,company,city\nq1@example.com,A,Praha\nq2@example.com,B,Praha\nq3@example.com,\"Unclosed,Co\n\
+         q4@example.com,C,Brno\nq5@example.com,D,Brno\nq6@example.com,E,Brno\n",
+    );
+    let expected = "kontakt: q.csv: row 3, column company: a quote opened here is never closed (a stray \" in the value?); \
+                    fix the file or pass --quote with another character";
+    for args in [
+        vec!["preview", "q.csv"],
+        vec!["preview", "--json", "q.csv"],
+        vec!["import", "q.csv", "--progress", "never"],
+    ] {
+        let err = fails(dir, &args, 1);
+        assert_eq!(err.trim_end(), expected, "{args:?}");
+    }
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(query(&db, "SELECT email FROM contacts"), [["old@example.com"]]);
+    let groups: Value =
+        serde_json::from_slice(&crate::common::succeeds(dir, &["imports", "list", "--json"])).expect("JSON");
+    assert_eq!(groups[1]["name"], "q", "{groups}");
+    assert_eq!(groups[1]["status"], "failed", "{groups}");
+
+    // In a file of several chunks, the row is counted across them.
+    let mut big = String::from("email,company,city\n");
+    for i in 1..=150_000 {
+        let city = if i == 10 { "\"Praha" } else { "Praha" };
+        big.push_str(&format!("u{i}@example.com,Firma {i},{city}\n"));
+    }
+    write(dir, "bigq.csv", big);
+    let err = fails(dir, &["preview", "bigq.csv"], 1);
+    assert!(
+        err.starts_with("kontakt: bigq.csv: row 10, column city: a quote opened here is never closed"),
+        "{err}"
+    );
+
+    // A header whose quote never closes is named as the header.
+    write(dir, "h.csv", "email,\"company\nq@example.com,A\n");
+    let err = fails(dir, &["preview", "h.csv", "--header"], 1);
+    assert!(
+        err.contains("h.csv: header row, column 2: a quote opened here is never closed"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_quoted_value_over_a_thousand_lines_is_a_stray_quote() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // Two stray quotes 1500 rows apart: everything between would be one value.
+    let mut file = String::from("email,company,city\n");
+    for i in 1..=2000 {
+        let city = match i {
+            5 => "\"Praha",
+            1505 => "Brno\"",
+            _ => "Praha",
+        };
+        file.push_str(&format!("u{i}@example.com,Firma {i},{city}\n"));
+    }
+    write(dir, "span.csv", file);
+    for args in [
+        vec!["preview", "span.csv"],
+        vec!["import", "span.csv", "--progress", "never"],
+    ] {
+        let err = fails(dir, &args, 1);
+        assert!(
+            err.starts_with("kontakt: span.csv: row 5, column city: a quoted value opened here spans 1501 lines"),
+            "{args:?}: {err}"
+        );
+    }
+    // A long note of a few lines is a value.
+    write(
+        dir,
+        "note.csv",
+        format!("email,note\nn@example.com,\"{}\nend\"\n", "x".repeat(5000)),
+    );
+    let preview = crate::common::preview_json(dir, "note.csv", &[]);
+    assert_eq!(crate::common::rows(&preview).len(), 1, "{preview}");
 }
