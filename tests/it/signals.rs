@@ -49,27 +49,35 @@ fn group(dir: &Path, name: &str) -> Value {
     serde_json::from_slice(&succeeds(dir, &["imports", "show", name, "--json"])).expect("json")
 }
 
-/// Starts the import of big.csv (an upsert matched by email, then phone)
-/// as group `name`, with the stage hook set to `hook`.
-fn start(dir: &Path, name: &str, hook: &str) -> Child {
+/// Starts kontakt with `args` in `dir` (stderr piped, stdout discarded),
+/// the stage hook set to `hook`, and standard input piped.
+fn spawn(dir: &Path, args: &[&str], hook: &str) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
         .current_dir(dir)
         .env_remove("KONTAKT_DB")
         .env("KONTAKT_TEST_STAGES", hook)
-        .args([
-            "import",
-            "big.csv",
-            "--progress",
-            "never",
-            "--secondary-key",
-            "phone",
-            "--name",
-            name,
-        ])
+        .args(args)
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn kontakt")
+}
+
+/// Starts the import of big.csv (an upsert matched by email, then phone)
+/// as group `name`, with the stage hook set to `hook`.
+fn start(dir: &Path, name: &str, hook: &str) -> Child {
+    let args = [
+        "import",
+        "big.csv",
+        "--progress",
+        "never",
+        "--secondary-key",
+        "phone",
+        "--name",
+        name,
+    ];
+    spawn(dir, &args, hook)
 }
 
 /// Waits for the import to announce `stage`, then sends it `signal`;
@@ -207,15 +215,7 @@ fn ctrl_c_ends_an_import_waiting_for_standard_input() {
     use std::io::Write;
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
-        .current_dir(dir)
-        .env_remove("KONTAKT_DB")
-        .args(["import", "-", "--progress", "never"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn kontakt");
+    let mut child = spawn(dir, &["import", "-", "--progress", "never"], "0");
     // A paste that has not ended: the pipe stays open.
     let mut stdin = child.stdin.take().expect("stdin");
     stdin
@@ -260,15 +260,7 @@ fn a_merge_stopped_by_a_signal_is_rolled_back_and_cancelled() {
         .enumerate()
     {
         let name = format!("merge-{i}");
-        let child = Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
-            .current_dir(dir)
-            .env_remove("KONTAKT_DB")
-            .env("KONTAKT_TEST_STAGES", "pause")
-            .args(["merge", "--audit", "audit", "--name", &name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn kontakt");
+        let child = spawn(dir, &["merge", "--audit", "audit", "--name", &name], "pause");
         assert_cancelled(dir, &name, signal_at(child, stage, signal), code, &before);
     }
     // Then the merge runs to its end.

@@ -48,6 +48,16 @@ fn reading_a_store_that_does_not_exist_fails_and_creates_nothing() {
     assert!(!dir.join("typo.duckdb").exists());
 }
 
+/// A store of two contacts, imported from `a.csv` as group `name`.
+fn two_contacts(dir: &Path, name: &str) {
+    crate::common::write(
+        dir,
+        "a.csv",
+        "email,first_name\nann@example.cz,Ann\nbob@example.cz,Bob\n",
+    );
+    import(dir, &["a.csv", "--name", name]);
+}
+
 /// Makes a file immutable (even root cannot write it) until dropped.
 struct Immutable(PathBuf);
 
@@ -81,12 +91,7 @@ impl Drop for Immutable {
 fn read_commands_work_on_a_store_that_cannot_be_written() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    crate::common::write(
-        dir,
-        "a.csv",
-        "email,first_name\nann@example.cz,Ann\nbob@example.cz,Bob\n",
-    );
-    import(dir, &["a.csv"]);
+    two_contacts(dir, "a");
     let db = dir.join("kontakt.duckdb");
     let bytes = std::fs::read(&db).expect("store");
     let _guard = Immutable::new(&db);
@@ -107,12 +112,7 @@ fn read_commands_work_on_a_store_that_cannot_be_written() {
 fn a_store_held_by_an_import_is_refused_at_once_naming_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    crate::common::write(
-        dir,
-        "a.csv",
-        "email,first_name\nann@example.cz,Ann\nbob@example.cz,Bob\n",
-    );
-    import(dir, &["a.csv", "--name", "first"]);
+    two_contacts(dir, "first");
     let mut child = Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
         .current_dir(dir)
         .env_remove("KONTAKT_DB")
