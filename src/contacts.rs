@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use duckdb::arrow::array::{ArrayRef, UInt64Array};
-use duckdb::arrow::record_batch::RecordBatch;
+use arrow::array::{ArrayRef, UInt64Array};
+use arrow::record_batch::RecordBatch;
 
 use crate::apply::{Commit, GroupCounts, Master, store_fields};
 use crate::error::{Error, Result};

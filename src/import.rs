@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use duckdb::arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt64Array};
-use duckdb::arrow::buffer::NullBuffer;
-use duckdb::arrow::datatypes::UInt64Type;
-use duckdb::arrow::record_batch::RecordBatch;
+use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt64Array};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::UInt64Type;
+use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 
 use crate::apply::{self, Action, Actions, CommitJob, CommitSetup, Committed, Ending, GroupCounts, Master};

@@ -32,5 +32,5 @@ pub mod store;
 pub mod synth;
 pub mod write;
 
-pub use duckdb::arrow;
+pub use arrow;
 pub use error::{Error, Result};

@@ -17,14 +17,14 @@ use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use duckdb::arrow::array::{
+use arrow::array::{
     Array, ArrayRef, AsArray, Int64Array, ListBuilder, StringArray, StringBuilder, TimestampMicrosecondArray,
     UInt32Array, UInt64Array,
 };
-use duckdb::arrow::compute::{cast, take};
-use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
-use duckdb::arrow::error::ArrowError;
-use duckdb::arrow::record_batch::{RecordBatch, RecordBatchReader};
+use arrow::compute::{cast, take};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
+use arrow::error::ArrowError;
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
 
 use super::actions::Master;
 use crate::cancel::{Armed, Cancel};
@@ -245,7 +245,7 @@ impl Rows {
         Ok(match field.kind {
             FieldKind::Date => match values {
                 Some(v) => cast(&v, &DataType::Date32)?,
-                None => duckdb::arrow::array::new_null_array(&DataType::Date32, n),
+                None => arrow::array::new_null_array(&DataType::Date32, n),
             },
             FieldKind::Tags => {
                 let strings = values.as_ref().map(|v| v.as_string::<i32>());
@@ -277,7 +277,7 @@ impl Rows {
                     .collect();
                 Arc::new(filled)
             }
-            _ => values.unwrap_or_else(|| duckdb::arrow::array::new_null_array(&DataType::Utf8, n)),
+            _ => values.unwrap_or_else(|| arrow::array::new_null_array(&DataType::Utf8, n)),
         })
     }
 }
@@ -890,7 +890,7 @@ pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>, cancel: &Cancel
 mod tests {
     use std::sync::mpsc;
 
-    use duckdb::arrow::array::UInt64Array;
+    use arrow::array::UInt64Array;
 
     use super::*;
 

@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use duckdb::arrow::array::{ArrayRef, Int64Array};
-use duckdb::arrow::record_batch::RecordBatch;
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
 use crate::apply::commit::now_micros;

@@ -35,12 +35,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use duckdb::arrow::array::{
+use arrow::array::{
     Array, ArrayBuilder, ArrayRef, AsArray, Int64Array, Int64Builder, ListBuilder, StringArray, UInt32Array,
     UInt64Array,
 };
-use duckdb::arrow::datatypes::{Int64Type, UInt8Type, UInt32Type};
-use duckdb::arrow::record_batch::RecordBatch;
+use arrow::datatypes::{Int64Type, UInt8Type, UInt32Type};
+use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 use serde::Serialize;
 

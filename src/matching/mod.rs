@@ -15,9 +15,9 @@
 mod infile;
 mod table;
 
-use duckdb::arrow::array::{Array, AsArray, StringArray, UInt64Array};
-use duckdb::arrow::datatypes::Int64Type;
-use duckdb::arrow::record_batch::RecordBatch;
+use arrow::array::{Array, AsArray, StringArray, UInt64Array};
+use arrow::datatypes::Int64Type;
+use arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use infile::{Duplicates, InFile, InFileVerdict};

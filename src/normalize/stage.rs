@@ -17,9 +17,9 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use duckdb::arrow::array::{Array, ArrayRef, StringArray, StringBuilder, UInt64Array};
-use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
-use duckdb::arrow::record_batch::RecordBatch;
+use arrow::array::{Array, ArrayRef, StringArray, StringBuilder, UInt64Array};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef};
+use arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::consent::{self, ConsentWords};

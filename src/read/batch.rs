@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayRef, StringArray, UInt64Array};
-use duckdb::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
-use duckdb::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use duckdb::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, StringArray, UInt64Array};
+use arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::record_batch::{RecordBatch, RecordBatchOptions};
 
 /// Name of the source-row column, the first column of every batch. Input
 /// columns keep their own names after it (even one named `row`: Arrow allows

@@ -14,7 +14,7 @@ use std::io::{self, Cursor, Read};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use duckdb::arrow::datatypes::SchemaRef;
+use arrow::datatypes::SchemaRef;
 
 use super::batch::{BadRow, BatchBuilder, QuoteProblem, raw_schema};
 use super::encoding::{self, Encoding};

@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{Array, ArrayBuilder, ArrayRef, AsArray, StringArray, StringBuilder, UInt64Builder};
-use duckdb::arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, UInt64Type};
-use duckdb::arrow::record_batch::RecordBatch;
+use arrow::array::{Array, ArrayBuilder, ArrayRef, AsArray, StringArray, StringBuilder, UInt64Builder};
+use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, UInt64Type};
+use arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;

@@ -1,7 +1,7 @@
 //! The normalize stage through the library (read -> map -> normalize), until
 //! `kontakt import --dry-run` exists to show it through the binary.
 
-use duckdb::arrow::array::{Array, StringArray, UInt64Array};
+use arrow::array::{Array, StringArray, UInt64Array};
 use kontakt::map::{self, MappingOptions};
 use kontakt::normalize::{InvalidValues, NormalizeSettings, Plan, Reason};
 use kontakt::read::{self, Input, ReadOptions};

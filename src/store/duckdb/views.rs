@@ -17,8 +17,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use duckdb::arrow::ffi_stream::FFI_ArrowArrayStream;
-use duckdb::arrow::record_batch::RecordBatchReader;
+use arrow::ffi_stream::FFI_ArrowArrayStream;
+use arrow::record_batch::RecordBatchReader;
 use duckdb::ffi;
 
 /// The in-memory catalog the views live in (attached to the store's
@@ -193,9 +193,9 @@ impl std::fmt::Debug for ArrowViews {
 
 #[cfg(test)]
 mod tests {
-    use duckdb::arrow::array::{ArrayRef, Int64Array, RecordBatchIterator};
-    use duckdb::arrow::datatypes::{DataType, Field, Schema};
-    use duckdb::arrow::record_batch::RecordBatch;
+    use arrow::array::{ArrayRef, Int64Array, RecordBatchIterator};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::record_batch::RecordBatch;
 
     use super::*;
 

@@ -1,7 +1,7 @@
 //! Sets of contact ids as filters DuckDB pushes into a table scan.
 
+use super::DuckDb as Store;
 use crate::error::Result;
-use crate::store::Store;
 
 /// A set of contact ids (an audit's `--since-last` universe or the
 /// candidates whose values it fetches, the contacts an import's semi-join
@@ -93,8 +93,8 @@ impl IdBitmap {
 
 #[cfg(test)]
 mod tests {
-    use duckdb::arrow::array::AsArray;
-    use duckdb::arrow::datatypes::Int64Type;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
 
     use super::*;
 
