@@ -137,123 +137,32 @@ fn read_workbook<RS: Read + Seek>(
         ),
         e => Error::input(source, format!("is not a readable XLSX workbook: {e}")),
     })?;
-    let names = workbook.sheet_names();
-    let sheet = match sheet {
-        Some(name) if names.contains(&name) => name,
-        Some(name) => {
-            return Err(Error::usage(format!(
-                "{source}: no sheet named {name:?}; the sheets are {}",
-                names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
-            )));
-        }
-        None => names
-            .first()
-            .cloned()
-            .ok_or_else(|| Error::input(source, "the workbook has no sheets"))?,
-    };
-    let mut cells = workbook
+    let sheet = pick_sheet(&workbook.sheet_names(), sheet, source)?;
+    let cells = workbook
         .worksheet_cells_reader(&sheet)
         .map_err(|e| Error::input(source, format!("sheet {sheet:?}: {e}")))?;
-    let cell_error = |e: calamine::XlsxError| Error::input(source, format!("sheet {sheet:?}: {e}"));
-
-    // Rows arrive as (sheet row, cells); `next_row` gathers one row. The
-    // cell reader must not be asked again once it has said it is done.
-    let mut pending: Option<(u32, u32, String)> = None;
-    let mut done = false;
-    let mut next_row = || -> Result<Option<(u32, Vec<String>)>> {
-        let mut row: Option<(u32, Vec<String>)> = None;
-        loop {
-            let cell = match pending.take() {
-                Some(c) => Some(c),
-                None if done => None,
-                None => cells.next_cell().map_err(cell_error)?.map(|c| {
-                    let (r, col) = c.get_position();
-                    (r, col, cell_text(c.get_value()))
-                }),
-            };
-            let Some((r, col, text)) = cell else {
-                done = true;
-                return Ok(row);
-            };
-            match &mut row {
-                Some((current, _)) if *current != r => {
-                    pending = Some((r, col, text));
-                    return Ok(row);
-                }
-                Some((_, values)) => set(values, col as usize, text),
-                None => {
-                    let mut values = Vec::new();
-                    set(&mut values, col as usize, text);
-                    row = Some((r, values));
-                }
-            }
-        }
+    let mut rows = SheetRows {
+        cells,
+        pending: None,
+        done: false,
+        skip_rows,
+        source,
+        sheet: &sheet,
     };
-    // The sheet's rows above `skip_rows` (0-based row numbers below it) go
-    // unread; so do empty rows.
-    let mut next_nonempty = || -> Result<Option<(u32, Vec<String>)>> {
-        while let Some((r, values)) = next_row()? {
-            if r as usize >= skip_rows && values.iter().any(|v| !v.trim().is_empty()) {
-                return Ok(Some((r, values)));
-            }
-        }
-        Ok(None)
-    };
-
-    let mut numbered = Vec::new();
-    while numbered.len() < HEAD_ROWS {
-        match next_nonempty()? {
-            Some(r) => numbered.push(r),
-            None => break,
-        }
-    }
-    // A title's row number is the --skip-rows that skips it and the rows
-    // between it and the table.
-    let head_values: Vec<Vec<String>> = numbered.iter().map(|(_, v)| v.clone()).collect();
-    let suggested_skip_rows =
-        sniff::title_rows(&head_values[..head_values.len().min(sniff::TITLE_RECORDS)]).map(|k| numbered[k].0 as usize);
-    let mut head_rows = head_values;
-    let Some(first) = head_rows.first() else {
-        let after = if skip_rows > 0 {
-            format!(" after the {skip_rows} rows --skip-rows skips")
-        } else {
-            String::new()
-        };
-        return Err(Error::input(
-            source,
-            format!("sheet {sheet:?} is empty{after}: no header and no data rows"),
-        ));
-    };
-    let header = forced_header.unwrap_or_else(|| sniff::detect_header(first));
-    let columns = if header {
-        let mut cells = head_rows.remove(0);
-        while cells.last().is_some_and(|c| c.trim().is_empty()) {
-            cells.pop();
-        }
-        header_columns(cells)
-    } else {
-        numbered_columns(head_rows.iter().map(|r| trimmed_width(r)).max().unwrap_or(1))
-    };
-    let schema = raw_schema(&columns);
-    if head_tx
-        .send(Ok(Head {
-            columns: columns.clone(),
-            header,
-            suggested_skip_rows,
-        }))
-        .is_err()
-    {
+    let (head, head_rows) = read_head(&mut rows, forced_header)?;
+    let schema = raw_schema(&head.columns);
+    let width = head.columns.len();
+    if head_tx.send(Ok(head)).is_err() {
         return Ok(());
     }
 
-    let width = columns.len();
     let mut builder = BatchBuilder::new(width, BATCH_ROWS, BATCH_ROWS * width * 16);
     let mut row = 0u64;
     let mut head = head_rows.into_iter();
     loop {
         let values = match head.next() {
             Some(v) => v,
-            None => match next_nonempty() {
+            None => match rows.next_nonempty() {
                 Ok(Some((_, v))) => v,
                 Ok(None) => break,
                 Err(e) => {
@@ -278,6 +187,129 @@ fn read_workbook<RS: Read + Seek>(
         let _ = batch_tx.send(Ok(builder.finish(schema)));
     }
     Ok(())
+}
+
+/// The sheet asked for (`--sheet`), or the workbook's first.
+fn pick_sheet(names: &[String], sheet: Option<String>, source: &str) -> Result<String> {
+    match sheet {
+        Some(name) if names.contains(&name) => Ok(name),
+        Some(name) => Err(Error::usage(format!(
+            "{source}: no sheet named {name:?}; the sheets are {}",
+            names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+        ))),
+        None => names
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::input(source, "the workbook has no sheets")),
+    }
+}
+
+/// The rows of a sheet, gathered from its cells as (sheet row, values).
+struct SheetRows<'a, 'w, RS: Read + Seek> {
+    cells: calamine::XlsxCellReader<'w, RS>,
+    /// A cell read ahead: the first of the next row.
+    pending: Option<(u32, u32, String)>,
+    /// The cell reader must not be asked again once it has said it is done.
+    done: bool,
+    skip_rows: usize,
+    source: &'a str,
+    sheet: &'a str,
+}
+
+impl<RS: Read + Seek> SheetRows<'_, '_, RS> {
+    fn next_row(&mut self) -> Result<Option<(u32, Vec<String>)>> {
+        let mut row: Option<(u32, Vec<String>)> = None;
+        loop {
+            let cell = match self.pending.take() {
+                Some(c) => Some(c),
+                None if self.done => None,
+                None => self
+                    .cells
+                    .next_cell()
+                    .map_err(|e| Error::input(self.source, format!("sheet {:?}: {e}", self.sheet)))?
+                    .map(|c| {
+                        let (r, col) = c.get_position();
+                        (r, col, cell_text(c.get_value()))
+                    }),
+            };
+            let Some((r, col, text)) = cell else {
+                self.done = true;
+                return Ok(row);
+            };
+            match &mut row {
+                Some((current, _)) if *current != r => {
+                    self.pending = Some((r, col, text));
+                    return Ok(row);
+                }
+                Some((_, values)) => set(values, col as usize, text),
+                None => {
+                    let mut values = Vec::new();
+                    set(&mut values, col as usize, text);
+                    row = Some((r, values));
+                }
+            }
+        }
+    }
+
+    /// The next row below `skip_rows` (0-based row numbers) with a value:
+    /// the rows above it and empty rows go unread.
+    fn next_nonempty(&mut self) -> Result<Option<(u32, Vec<String>)>> {
+        while let Some((r, values)) = self.next_row()? {
+            if r as usize >= self.skip_rows && values.iter().any(|v| !v.trim().is_empty()) {
+                return Ok(Some((r, values)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// The sheet's first rows: its columns (from the header row, detected or
+/// forced, or numbered), the title rows it suggests skipping, and the data
+/// rows read so far.
+fn read_head<RS: Read + Seek>(
+    rows: &mut SheetRows<'_, '_, RS>,
+    forced_header: Option<bool>,
+) -> Result<(Head, Vec<Vec<String>>)> {
+    let mut numbered = Vec::new();
+    while numbered.len() < HEAD_ROWS {
+        match rows.next_nonempty()? {
+            Some(r) => numbered.push(r),
+            None => break,
+        }
+    }
+    // A title's row number is the --skip-rows that skips it and the rows
+    // between it and the table.
+    let head_values: Vec<Vec<String>> = numbered.iter().map(|(_, v)| v.clone()).collect();
+    let suggested_skip_rows =
+        sniff::title_rows(&head_values[..head_values.len().min(sniff::TITLE_RECORDS)]).map(|k| numbered[k].0 as usize);
+    let mut head_rows = head_values;
+    let Some(first) = head_rows.first() else {
+        let after = if rows.skip_rows > 0 {
+            format!(" after the {} rows --skip-rows skips", rows.skip_rows)
+        } else {
+            String::new()
+        };
+        return Err(Error::input(
+            rows.source,
+            format!("sheet {:?} is empty{after}: no header and no data rows", rows.sheet),
+        ));
+    };
+    let header = forced_header.unwrap_or_else(|| sniff::detect_header(first));
+    let columns = if header {
+        let mut cells = head_rows.remove(0);
+        while cells.last().is_some_and(|c| c.trim().is_empty()) {
+            cells.pop();
+        }
+        header_columns(cells)
+    } else {
+        numbered_columns(head_rows.iter().map(|r| trimmed_width(r)).max().unwrap_or(1))
+    };
+    let head = Head {
+        columns,
+        header,
+        suggested_skip_rows,
+    };
+    Ok((head, head_rows))
 }
 
 fn push_row(builder: &mut BatchBuilder, values: Vec<String>, row: u64, width: usize) {
