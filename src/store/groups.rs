@@ -106,6 +106,15 @@ impl Store {
         dispatch!(self, db => db.insert_running_group(name, source, now_micros(), std::process::id(), &host_name()))
     }
 
+    /// Records a new `kontakt merge` as a group of kind `merge`, as
+    /// [`Store::start_group`] records an import (its name checked the same
+    /// way).
+    pub fn start_merge_group(&self, name: &str, source: &str) -> Result<i64> {
+        let id = self.start_group(name, source)?;
+        dispatch!(self, db => db.mark_merge_group(id))?;
+        Ok(id)
+    }
+
     /// Records a group as `completed` with its counts and summary (inside
     /// the transaction of the work it records, so both commit together).
     pub fn complete_group(&self, id: i64, counts: &GroupCounts, summary: &str) -> Result<()> {

@@ -38,6 +38,12 @@ impl DuckDb {
             .map_err(|e| self.error(&e))
     }
 
+    /// Records a group as a merge's.
+    pub(crate) fn mark_merge_group(&self, id: i64) -> Result<()> {
+        self.execute("UPDATE import_groups SET kind = 'merge' WHERE id = ?", [id])
+            .map(|_| ())
+    }
+
     /// Records a group as `completed`, with its counts and summary.
     pub(crate) fn complete_group(&self, id: i64, counts: &GroupCounts, summary: &str, finished_at: i64) -> Result<()> {
         self.execute(
