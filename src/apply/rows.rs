@@ -264,3 +264,109 @@ pub fn store_fields(names: &[String], tags: &[String]) -> Vec<StoreField> {
     }
     fields
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{ListArray, StringArray, UInt64Array};
+    use arrow::datatypes::{Int64Type, UInt64Type};
+
+    use super::*;
+
+    /// A normalized batch: `__row`, email, email_opt_in, tags.
+    fn batch() -> RecordBatch {
+        RecordBatch::try_from_iter([
+            ("__row", Arc::new(UInt64Array::from(vec![1, 2])) as ArrayRef),
+            (
+                "email",
+                Arc::new(StringArray::from(vec![Some("a@x.cz"), None])) as ArrayRef,
+            ),
+            (
+                "email_opt_in",
+                Arc::new(StringArray::from(vec![None, Some("yes")])) as ArrayRef,
+            ),
+            (
+                "tags",
+                Arc::new(StringArray::from(vec![Some("vip;b2b"), None])) as ArrayRef,
+            ),
+        ])
+        .expect("batch")
+    }
+
+    fn rows(tags: &[&str]) -> Rows {
+        let names = ["email", "email_opt_in", "tags"].map(String::from);
+        let tags: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let mut rows = Rows::new(Some(7), 1_000, "person", store_fields(&names, &tags), tags);
+        rows.start_at(41);
+        rows
+    }
+
+    fn tags_of(batch: &RecordBatch, column: &str) -> Vec<String> {
+        let list = batch
+            .column_by_name(column)
+            .expect("tags")
+            .as_any()
+            .downcast_ref::<ListArray>()
+            .expect("a list");
+        (0..list.len())
+            .map(|i| {
+                let values = list.value(i);
+                let values = values.as_string::<i32>();
+                values.iter().flatten().collect::<Vec<_>>().join(";")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn new_contacts_take_ids_from_the_counter_and_their_keys_hashes() {
+        let mut rows = rows(&[]);
+        let staged = rows.staged(&batch(), &[0, 1], &[], &[]).expect("rows");
+        assert!(staged.updates.is_none());
+        let inserts = staged.inserts.expect("inserts");
+        let ids = inserts.column_by_name("id").expect("id").as_primitive::<Int64Type>();
+        assert_eq!(ids.values(), &[41, 42]);
+        assert_eq!((rows.first_id, rows.next_id), (41, 43));
+        let hashes = inserts
+            .column_by_name(&hash_column("email"))
+            .expect("email hash")
+            .as_primitive::<UInt64Type>();
+        assert_eq!(hashes.iter().collect::<Vec<_>>(), [Some(key_hash("a@x.cz")), None]);
+        let import = inserts.column_by_name("import_id").expect("import_id");
+        assert_eq!(import.as_primitive::<Int64Type>().values(), &[7, 7]);
+    }
+
+    #[test]
+    fn a_new_contact_without_consent_is_unknown_but_an_update_leaves_it_alone() {
+        let mut rows = rows(&[]);
+        let staged = rows.staged(&batch(), &[0, 1], &[0, 1], &[5, 6]).expect("rows");
+        let consent = |b: &RecordBatch| -> Vec<Option<String>> {
+            let c = b.column_by_name("email_opt_in").expect("consent").as_string::<i32>();
+            c.iter().map(|v| v.map(str::to_string)).collect()
+        };
+        let inserts = staged.inserts.expect("inserts");
+        let updates = staged.updates.expect("updates");
+        assert_eq!(consent(&inserts), [Some("unknown".into()), Some("yes".into())]);
+        assert_eq!(consent(&updates), [None, Some("yes".into())]);
+        let targets = updates.column_by_name("contact_id").expect("contact_id");
+        assert_eq!(targets.as_primitive::<Int64Type>().values(), &[5, 6]);
+        assert_eq!(rows.next_id, 43, "updates take no ids");
+    }
+
+    #[test]
+    fn tag_option_values_are_added_once_to_the_files_tags() {
+        let mut rows = rows(&["b2b", "new"]);
+        let staged = rows.staged(&batch(), &[0, 1], &[], &[]).expect("rows");
+        assert_eq!(
+            tags_of(&staged.inserts.expect("inserts"), "tags"),
+            ["vip;b2b;new", "b2b;new"]
+        );
+    }
+
+    #[test]
+    fn the_contact_id_field_is_not_stored_and_tag_option_alone_adds_tags() {
+        let names = ["id", "email"].map(String::from);
+        let fields = store_fields(&names, &["vip".to_string()]);
+        let named: Vec<(&str, Option<usize>)> = fields.iter().map(|f| (f.name.as_str(), f.column)).collect();
+        assert_eq!(named, [("email", Some(2)), ("tags", None)]);
+        assert_eq!(store_fields(&names, &[]).len(), 1);
+    }
+}
