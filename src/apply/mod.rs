@@ -1,11 +1,11 @@
-//! Apply: what to do with each categorized row ([`actions`], pure) and the
-//! store writes of one import ([`commit`], one transaction).
+//! Apply: what to do with each categorized row ([`actions`], pure), the
+//! store's rows built from it ([`rows`], pure) and the store writes of one
+//! import ([`commit`], one transaction).
 
 pub mod actions;
 pub mod commit;
+pub mod rows;
 
 pub use actions::{Action, Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
-pub use commit::{
-    Commit, CommitJob, CommitSetup, Committed, Ending, GroupCounts, StoreField, end_group, run_commit, start_group,
-    store_fields,
-};
+pub use commit::{Commit, CommitJob, CommitSetup, Committed, Ending, GroupCounts, end_group, run_commit, start_group};
+pub use rows::{StoreField, store_fields};

@@ -103,3 +103,7 @@ impl std::ops::Deref for Store {
         }
     }
 }
+
+// The interface, by domain.
+pub mod commit;
+pub mod groups;

@@ -5,6 +5,8 @@
 //! kontakt store (has tables but no `kontakt_meta`), is refused without being
 //! changed.
 
+pub(crate) mod commit;
+mod groups;
 mod id_bitmap;
 pub(crate) mod schema;
 mod views;
