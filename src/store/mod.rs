@@ -40,6 +40,10 @@ macro_rules! dispatch {
     };
 }
 
+// The interface, by domain.
+pub mod audit;
+pub mod merge;
+
 impl Store {
     /// Opens the store at `path`, creating it (and its schema) when missing,
     /// and bringing an older schema up to date; groups left `running` by a

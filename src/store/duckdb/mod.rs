@@ -5,7 +5,9 @@
 //! kontakt store (has tables but no `kontakt_meta`), is refused without being
 //! changed.
 
+mod audit;
 mod id_bitmap;
+mod merge;
 pub(crate) mod schema;
 mod views;
 
