@@ -191,14 +191,13 @@ fn read_audit(dir: &Path) -> Result<(i64, Vec<Member>)> {
     Ok((audit_id, members))
 }
 
-/// Runs a merge (or its dry run: the same transaction, rolled back).
-pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<MergeSummary> {
-    let started = Instant::now();
-    let (audit_id, members) = read_audit(&options.audit_dir)?;
+/// When audit `audit_id` began, checked: an audit of this store, not
+/// merged before.
+fn check_audit(store: &Store, dir: &Path, audit_id: i64) -> Result<i64> {
     let audit_start = store.audit_started(audit_id)?.ok_or_else(|| {
         Error::usage(format!(
             "{}: audit {audit_id} is not an audit of this store",
-            options.audit_dir.display()
+            dir.display()
         ))
     })?;
     // An audit merged once lists contacts that are gone or changed: say
@@ -206,9 +205,17 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
     if let Some((id, group)) = store.merge_of_audit(audit_id)? {
         return Err(Error::usage(format!(
             "{}: audit {audit_id} was already merged by merge group {group:?} (id {id}); run a new audit",
-            options.audit_dir.display()
+            dir.display()
         )));
     }
+    Ok(audit_start)
+}
+
+/// Runs a merge (or its dry run: the same transaction, rolled back).
+pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<MergeSummary> {
+    let started = Instant::now();
+    let (audit_id, members) = read_audit(&options.audit_dir)?;
+    let audit_start = check_audit(store, &options.audit_dir, audit_id)?;
     let name = options
         .name
         .clone()
@@ -238,7 +245,7 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
         Some(id)
     };
     summary.merge_id = merge_id;
-    store.begin_merge()?;
+    store.begin()?;
     crate::cancel::test_stage("merge");
     let result = merge(
         store,
@@ -256,7 +263,7 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
         write_log(&log_tmp, &dropped)?;
         let Some(id) = merge_id else {
             drop(armed);
-            store.rollback_merge()?;
+            store.rollback()?;
             return std::fs::rename(&log_tmp, &log_path).map_err(|e| Error::io(&log_path, e));
         };
         let text = serde_json::to_string_pretty(&summary).expect("a summary serializes");
@@ -275,7 +282,7 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
         )?;
         crate::cancel::test_stage("merge_commit");
         armed.disarm_to_commit()?;
-        store.commit_merge()?;
+        store.commit()?;
         // Committed: the merge is complete whatever happens to its log now.
         if let Err(e) = std::fs::rename(&log_tmp, &log_path) {
             eprintln!(
@@ -290,7 +297,7 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
         let e = cancel.or_cancelled(e);
         let _ = std::fs::remove_file(&log_tmp);
         // Tried twice: an interrupt just before the disarm fails one statement.
-        let _ = store.rollback_merge().or_else(|_| store.rollback_merge());
+        let _ = store.rollback().or_else(|_| store.rollback());
         if let Some(id) = merge_id {
             let _ = end_group(store, id, Ending::of(&e), &e.to_string());
         }

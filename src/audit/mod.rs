@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::fields::KEY_FIELDS;
 use crate::map::ContactType;
 use crate::store::Store;
-use crate::store::audit::{AuditRecord, AuditScope, ClusterChunk};
+use crate::store::audit::{AffectedUniverse, AuditRecord, AuditScope, ClusterChunk};
 use cluster::{Clusters, Pairs, Shared};
 use scan::{Fetched, Universe};
 
@@ -262,10 +262,10 @@ pub fn run(store: &Store, options: &AuditOptions) -> Result<AuditSummary> {
         .clone()
         .unwrap_or_else(|| Path::new("kontakt-out").join(format!("audit-{audit_id}")));
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    store.begin_audit()?;
+    store.begin()?;
     let result = audit(store, options, audit_id, &out, started);
     if result.is_err() {
-        let _ = store.rollback_audit();
+        let _ = store.rollback();
     }
     result
 }
@@ -286,20 +286,12 @@ fn audit(store: &Store, options: &AuditOptions, audit_id: i64, out: &Path, start
     // What this audit sees of the whole store, for the next --since-last.
     let next_contact_id = crate::apply::commit::next_contact_id(store)?;
     let all_contacts = store.count("contacts")?;
-    let previous = if options.since_last {
-        store.latest_audit(&name)?
+    let (mut since, affected) = if options.since_last {
+        since_last(store, &scope)?
     } else {
-        None
+        (None, None)
     };
-    let mut since = options.since_last.then(SinceLast::default);
-    let mut affected = None;
-    if let (Some(previous), Some(since)) = (&previous, since.as_mut()) {
-        since.since_audit = Some(previous.id);
-        let universe = store.find_affected(&scope, previous)?;
-        since.contacts_changed = universe.changed;
-        since.contacts_deleted = universe.deleted;
-        affected = Some(universe);
-    }
+    let incremental = affected.is_some();
     stages.lap("affected");
     // A --since-last universe is small: its values come with the scan.
     let (universe, pairs, scanned) = scan::scan(store, &scope, affected)?;
@@ -308,7 +300,6 @@ fn audit(store: &Store, options: &AuditOptions, audit_id: i64, out: &Path, start
         cluster(store, &scope, options.survivor, &universe, pairs, scanned, &mut stages)?;
 
     // The old clusters of the universe's contacts (with --since-last).
-    let incremental = previous.is_some();
     let report = match since.as_mut() {
         Some(since) => {
             let old = if incremental {
@@ -381,8 +372,23 @@ fn audit(store: &Store, options: &AuditOptions, audit_id: i64, out: &Path, start
     })?;
     let path = out.join("summary.json");
     std::fs::write(&path, &text).map_err(|e| Error::io(&path, e))?;
-    store.commit_audit()?;
+    store.commit()?;
     Ok(summary)
+}
+
+/// With `--since-last`: what is compared with (the latest audit of the
+/// scope), and the universe of the contacts affected since (`None` for a
+/// first audit of the scope, which clusters the whole scope).
+fn since_last(store: &Store, scope: &AuditScope) -> Result<(Option<SinceLast>, Option<AffectedUniverse>)> {
+    let mut since = SinceLast::default();
+    let Some(previous) = store.latest_audit(scope.name)? else {
+        return Ok((Some(since), None));
+    };
+    since.since_audit = Some(previous.id);
+    let universe = store.find_affected(scope, &previous)?;
+    since.contacts_changed = universe.changed;
+    since.contacts_deleted = universe.deleted;
+    Ok((Some(since), Some(universe)))
 }
 
 /// The previous state's clusters that the universe touched: each member's

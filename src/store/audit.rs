@@ -109,22 +109,6 @@ impl Store {
         dispatch!(self, db => db.next_audit_id())
     }
 
-    /// Starts the audit's transaction: its reads see one snapshot, and its
-    /// state and record are saved together (or not at all).
-    pub fn begin_audit(&self) -> Result<()> {
-        dispatch!(self, db => db.begin_audit())
-    }
-
-    /// Saves the audit's state and record.
-    pub fn commit_audit(&self) -> Result<()> {
-        dispatch!(self, db => db.commit_audit())
-    }
-
-    /// Leaves the state as it was before the audit.
-    pub fn rollback_audit(&self) -> Result<()> {
-        dispatch!(self, db => db.rollback_audit())
-    }
-
     /// The latest audit of a scope (by its name); `None` before the first.
     pub fn latest_audit(&self, scope: &str) -> Result<Option<PreviousAudit>> {
         dispatch!(self, db => db.latest_audit(scope))
@@ -187,7 +171,7 @@ impl Store {
         dispatch!(self, db => db.save_audit_state(scope, incremental, clusters))
     }
 
-    /// Records a finished audit (before [`Store::commit_audit`]).
+    /// Records a finished audit (before the transaction commits).
     pub fn record_audit(&self, record: &AuditRecord) -> Result<()> {
         dispatch!(self, db => db.record_audit(record))
     }

@@ -84,21 +84,6 @@ impl Store {
         dispatch!(self, db => db.mark_merge_group(group))
     }
 
-    /// Starts the merge's transaction.
-    pub fn begin_merge(&self) -> Result<()> {
-        dispatch!(self, db => db.begin_merge())
-    }
-
-    /// Commits the merge.
-    pub fn commit_merge(&self) -> Result<()> {
-        dispatch!(self, db => db.commit_merge())
-    }
-
-    /// Undoes the merge (a dry run, a failure, a cancel).
-    pub fn rollback_merge(&self) -> Result<()> {
-        dispatch!(self, db => db.rollback_merge())
-    }
-
     /// Records the merge's group as completed, with its counts.
     pub fn complete_merge_group(&self, group: i64, end: &MergeGroupEnd) -> Result<()> {
         dispatch!(self, db => db.complete_merge_group(group, end))

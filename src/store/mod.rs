@@ -40,10 +40,6 @@ macro_rules! dispatch {
     };
 }
 
-// The interface, by domain.
-pub mod audit;
-pub mod merge;
-
 impl Store {
     /// Opens the store at `path`, creating it (and its schema) when missing,
     /// and bringing an older schema up to date; groups left `running` by a
@@ -107,3 +103,8 @@ impl std::ops::Deref for Store {
         }
     }
 }
+
+// The interface, by domain.
+pub mod audit;
+pub mod merge;
+mod transaction;

@@ -31,18 +31,6 @@ impl DuckDb {
         self.query_i64("SELECT nextval('audit_id_seq')", [])
     }
 
-    pub(crate) fn begin_audit(&self) -> Result<()> {
-        self.execute_batch("BEGIN TRANSACTION")
-    }
-
-    pub(crate) fn commit_audit(&self) -> Result<()> {
-        self.execute_batch("COMMIT")
-    }
-
-    pub(crate) fn rollback_audit(&self) -> Result<()> {
-        self.execute_batch("ROLLBACK")
-    }
-
     pub(crate) fn latest_audit(&self, scope: &str) -> Result<Option<PreviousAudit>> {
         self.query_optional(
             "SELECT id, epoch_us(started_at), next_contact_id, all_contacts FROM audits \

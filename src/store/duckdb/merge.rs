@@ -43,18 +43,6 @@ impl DuckDb {
         Ok(())
     }
 
-    pub(crate) fn begin_merge(&self) -> Result<()> {
-        self.execute_batch("BEGIN TRANSACTION")
-    }
-
-    pub(crate) fn commit_merge(&self) -> Result<()> {
-        self.execute_batch("COMMIT")
-    }
-
-    pub(crate) fn rollback_merge(&self) -> Result<()> {
-        self.execute_batch("ROLLBACK")
-    }
-
     pub(crate) fn complete_merge_group(&self, group: i64, end: &MergeGroupEnd) -> Result<()> {
         self.execute(
             "UPDATE import_groups SET status = 'completed', finished_at = make_timestamp(?), rows_read = ?, \

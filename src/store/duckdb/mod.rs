@@ -9,6 +9,7 @@ mod audit;
 mod id_bitmap;
 mod merge;
 pub(crate) mod schema;
+mod transaction;
 mod views;
 
 use std::path::{Path, PathBuf};
