@@ -270,6 +270,10 @@ pub fn run(store: &Store, options: &AuditOptions) -> Result<AuditSummary> {
     result
 }
 
+/// The audit inside its transaction: the universe scanned and clustered,
+/// the clusters to report diffed against the old state, clusters.csv
+/// written while the new state is saved, then the audit recorded and its
+/// summary.json written.
 fn audit(store: &Store, options: &AuditOptions, audit_id: i64, out: &Path, started: Instant) -> Result<AuditSummary> {
     let mut stages = Stages {
         last: started,
