@@ -24,26 +24,16 @@
 //! one).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
-use arrow::array::{ArrayRef, Int64Array};
-use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
-use crate::apply::commit::now_micros;
-use crate::apply::{Ending, Master, end_group, start_group};
+use crate::apply::Master;
+use crate::store::groups::{Ending, GroupCounts, now_micros};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::fields::{FieldKind, KEY_FIELDS, STANDARD_FIELDS, hash_column};
-use crate::store::{Store, quote_ident};
-
-/// The staging table of (member, survivor) pairs.
-const PAIRS: &str = "kontakt_merge_pairs";
-/// The survivors as they were before the merge.
-const BEFORE: &str = "kontakt_merge_before";
-/// The values that do not survive in their own field.
-const DROPPED: &str = "kontakt_merge_dropped";
+use crate::store::Store;
+use crate::store::merge::{ClusterMember as Member, DroppedValue, StaleMember};
 
 /// The log of dropped values, written to the audit directory.
 pub const MERGED_CSV: &str = "merged.csv";
@@ -116,26 +106,6 @@ pub struct MergeSummary {
     /// The log of those values.
     pub merged_csv: String,
     pub elapsed_ms: u64,
-}
-
-/// One row of `merged.csv`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-struct DroppedValue {
-    survivor_id: i64,
-    /// The survivor itself for its own earlier value (`--master file`).
-    merged_id: i64,
-    field: String,
-    value: String,
-    /// The field the value was appended to; empty when only in this file.
-    kept_in: String,
-}
-
-/// One member of a cluster, as clusters.csv lists it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Member {
-    cluster: i64,
-    contact: i64,
-    survivor: i64,
 }
 
 /// Reads an audit's directory: its id (summary.json) and the members of
@@ -221,38 +191,31 @@ fn read_audit(dir: &Path) -> Result<(i64, Vec<Member>)> {
     Ok((audit_id, members))
 }
 
+/// When audit `audit_id` began, checked: an audit of this store, not
+/// merged before.
+fn check_audit(store: &Store, dir: &Path, audit_id: i64) -> Result<i64> {
+    let audit_start = store.audit_started(audit_id)?.ok_or_else(|| {
+        Error::usage(format!(
+            "{}: audit {audit_id} is not an audit of this store",
+            dir.display()
+        ))
+    })?;
+    // An audit merged once lists contacts that are gone or changed: say
+    // so, rather than the first stale contact.
+    if let Some((id, group)) = store.merge_of_audit(audit_id)? {
+        return Err(Error::usage(format!(
+            "{}: audit {audit_id} was already merged by merge group {group:?} (id {id}); run a new audit",
+            dir.display()
+        )));
+    }
+    Ok(audit_start)
+}
+
 /// Runs a merge (or its dry run: the same transaction, rolled back).
 pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<MergeSummary> {
     let started = Instant::now();
     let (audit_id, members) = read_audit(&options.audit_dir)?;
-    let audit_start: i64 = store
-        .connection()
-        .query_row(
-            "SELECT epoch_us(started_at) FROM audits WHERE id = ?",
-            [audit_id],
-            |r| r.get(0),
-        )
-        .map_err(|e| match e {
-            duckdb::Error::QueryReturnedNoRows => Error::usage(format!(
-                "{}: audit {audit_id} is not an audit of this store",
-                options.audit_dir.display()
-            )),
-            e => store.error(&e),
-        })?;
-    // An audit merged once lists contacts that are gone or changed: say
-    // so, rather than the first stale contact.
-    let merged_before: Option<(i64, String)> = store.query_optional(
-        "SELECT id, name FROM import_groups WHERE kind = 'merge' AND status = 'completed' \
-         AND try_cast(json_extract_string(summary, '$.audit_id') AS BIGINT) = ? ORDER BY id LIMIT 1",
-        [audit_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    if let Some((id, group)) = merged_before {
-        return Err(Error::usage(format!(
-            "{}: audit {audit_id} was already merged by merge group {group:?} (id {id}); run a new audit",
-            options.audit_dir.display()
-        )));
-    }
+    let audit_start = check_audit(store, &options.audit_dir, audit_id)?;
     let name = options
         .name
         .clone()
@@ -277,12 +240,10 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
     let merge_id = if options.dry_run {
         None
     } else {
-        let id = start_group(store, &name, &options.audit_dir.display().to_string())?;
-        store.execute("UPDATE import_groups SET kind = 'merge' WHERE id = ?", [id])?;
-        Some(id)
+        Some(store.start_merge_group(&name, &options.audit_dir.display().to_string())?)
     };
     summary.merge_id = merge_id;
-    store.execute_batch("BEGIN TRANSACTION")?;
+    store.begin()?;
     crate::cancel::test_stage("merge");
     let result = merge(
         store,
@@ -300,28 +261,26 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
         write_log(&log_tmp, &dropped)?;
         let Some(id) = merge_id else {
             drop(armed);
-            store.execute_batch("ROLLBACK")?;
+            store.rollback()?;
             return std::fs::rename(&log_tmp, &log_path).map_err(|e| Error::io(&log_path, e));
         };
         let text = serde_json::to_string_pretty(&summary).expect("a summary serializes");
-        store.execute(
-            // As for an import, rows_read = updated + skipped: each listed
-            // member was merged into its survivor or is the survivor.
-            "UPDATE import_groups SET status = 'completed', finished_at = make_timestamp(?), rows_read = ?, \
-             updated = ?, skipped = ?, contacts_updated = ?, summary = ? WHERE id = ?",
-            duckdb::params![
-                now_micros(),
-                members.len() as i64,
-                summary.contacts_merged as i64,
-                members.len() as i64 - summary.contacts_merged as i64,
-                summary.survivors as i64,
-                text,
-                id
-            ],
+        // As for an import, rows_read = updated + skipped: each listed
+        // member was merged into its survivor or is the survivor.
+        store.complete_group(
+            id,
+            &GroupCounts {
+                rows_read: members.len() as u64,
+                updated: summary.contacts_merged,
+                skipped: members.len() as u64 - summary.contacts_merged,
+                contacts_updated: summary.survivors,
+                ..GroupCounts::default()
+            },
+            &text,
         )?;
         crate::cancel::test_stage("merge_commit");
         armed.disarm_to_commit()?;
-        store.execute_batch("COMMIT")?;
+        store.commit()?;
         // Committed: the merge is complete whatever happens to its log now.
         if let Err(e) = std::fs::rename(&log_tmp, &log_path) {
             eprintln!(
@@ -336,17 +295,18 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
         let e = cancel.or_cancelled(e);
         let _ = std::fs::remove_file(&log_tmp);
         // Tried twice: an interrupt just before the disarm fails one statement.
-        let _ = store
-            .execute_batch("ROLLBACK")
-            .or_else(|_| store.execute_batch("ROLLBACK"));
+        let _ = store.rollback().or_else(|_| store.rollback());
         if let Some(id) = merge_id {
-            let _ = end_group(store, id, Ending::of(&e), &e.to_string());
+            let _ = store.end_group(id, Ending::of(&e), &e.to_string());
         }
         return Err(e);
     }
     Ok(summary)
 }
 
+/// The merge inside its transaction: the members staged and checked, the
+/// survivors updated, the dropped values collected (and kept where
+/// `--keep-dropped` says), the other members deleted.
 fn merge(
     store: &Store,
     options: &MergeOptions,
@@ -355,189 +315,30 @@ fn merge(
     members: &[Member],
     summary: &mut MergeSummary,
 ) -> Result<Vec<DroppedValue>> {
-    store.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE {PAIRS} (contact_id BIGINT, survivor_id BIGINT, cluster BIGINT)"
-    ))?;
-    let batches = members.chunks(1 << 16).map(|chunk| {
-        let column = |f: fn(&Member) -> i64| Arc::new(chunk.iter().map(f).collect::<Int64Array>()) as ArrayRef;
-        RecordBatch::try_from_iter([
-            ("contact_id", column(|m| m.contact)),
-            ("survivor_id", column(|m| m.survivor)),
-            ("cluster", column(|m| m.cluster)),
-        ])
-        .map_err(|e| store.arrow_error(&e))
-    });
-    store.append_temp(PAIRS, batches)?;
+    store.stage_merge(members)?;
     // The audit must still describe the store.
-    let stale: Option<(i64, bool)> = store.query_optional(
-        &format!(
-            "SELECT p.contact_id, c.id IS NULL FROM {PAIRS} AS p LEFT JOIN contacts AS c ON c.id = p.contact_id \
-             WHERE c.id IS NULL OR c.updated_at >= make_timestamp(?) ORDER BY p.contact_id LIMIT 1"
-        ),
-        [audit_start],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    if let Some((contact, gone)) = stale {
+    if let Some(StaleMember { contact, deleted }) = store.first_stale_member(audit_start)? {
         return Err(Error::Store {
             path: store.path().display().to_string(),
             message: format!(
                 "contact {contact} {} since audit {}; run the audit again",
-                if gone { "was deleted" } else { "changed" },
+                if deleted { "was deleted" } else { "changed" },
                 summary.audit_id
             ),
         });
     }
-    let counts: (i64, i64) = store
-        .connection()
-        .query_row(
-            &format!("SELECT count(DISTINCT cluster), count(*) FILTER (WHERE contact_id <> survivor_id) FROM {PAIRS}"),
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(|e| store.error(&e))?;
-    summary.clusters = counts.0 as u64;
-    summary.contacts_merged = counts.1 as u64;
+    (summary.clusters, summary.contacts_merged) = store.merge_counts()?;
     if let KeepDropped::Custom(field) = &options.keep_dropped {
-        ensure_custom_column(store, field)?;
+        store.add_custom_columns([field.as_str()])?;
     }
-    let columns = store.columns("contacts")?;
-    store.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE {BEFORE} AS SELECT * FROM contacts \
-         WHERE id IN (SELECT survivor_id FROM {PAIRS})"
-    ))?;
-    summary.survivors = store.execute(&update_sql(options.master, &columns), [now_micros()])? as u64;
-    store.execute_batch(&dropped_sql(&columns))?;
+    summary.survivors = store.merge_survivors(options.master, now_micros())?;
     if let Some(field) = options.keep_dropped.field() {
-        let (update, mark) = keep_sql(field);
-        store.execute(&update, [now_micros()])?;
-        store.execute_batch(&mark)?;
+        store.keep_dropped_in(field, now_micros())?;
     }
-    let dropped = read_dropped(store)?;
+    let dropped = store.dropped_values()?;
     summary.values_dropped = dropped.len() as u64;
-    store.execute(
-        &format!(
-            "INSERT INTO merged_contacts SELECT ?, c.id, p.survivor_id, to_json(c) FROM contacts AS c \
-             JOIN {PAIRS} AS p ON p.contact_id = c.id WHERE p.contact_id <> p.survivor_id"
-        ),
-        [merge_id],
-    )?;
-    store.execute_batch(&format!(
-        "DELETE FROM contacts WHERE id IN (SELECT contact_id FROM {PAIRS} WHERE contact_id <> survivor_id); \
-         DROP TABLE {PAIRS}; DROP TABLE {BEFORE}; DROP TABLE {DROPPED};"
-    ))?;
+    store.delete_merged(merge_id)?;
     Ok(dropped)
-}
-
-/// Creates the custom column `--keep-dropped custom.NAME` names if the
-/// store lacks it (inside the merge's transaction).
-fn ensure_custom_column(store: &Store, field: &str) -> Result<()> {
-    if store.columns("contacts")?.iter().any(|c| c == field) {
-        return Ok(());
-    }
-    store.execute_batch(&format!(
-        "ALTER TABLE contacts ADD COLUMN {} VARCHAR",
-        quote_ident(field)
-    ))?;
-    let name = field.strip_prefix("custom.").unwrap_or(field);
-    store.execute(
-        "INSERT INTO custom_fields VALUES (?, make_timestamp(?)) ON CONFLICT DO NOTHING",
-        duckdb::params![name, now_micros()],
-    )?;
-    Ok(())
-}
-
-/// The fields whose values can be dropped by a merge, in SPEC order then
-/// the custom fields: every field but tags (unioned).
-fn mergeable_fields(columns: &[String]) -> Vec<String> {
-    STANDARD_FIELDS
-        .iter()
-        .filter(|f| !matches!(f.kind, FieldKind::Tags))
-        .map(|f| f.name.to_string())
-        .chain(columns.iter().filter(|c| c.starts_with("custom.")).cloned())
-        .collect()
-}
-
-/// Fills [`DROPPED`] (after the survivors' update, before the other
-/// members are deleted): each non-empty value of a merged contact, or of
-/// the survivor before the merge, that differs from the survivor's value
-/// now. An `unknown` consent is no value.
-fn dropped_sql(columns: &[String]) -> String {
-    let selects: Vec<String> = mergeable_fields(columns)
-        .iter()
-        .enumerate()
-        .map(|(position, name)| {
-            let q = quote_ident(name);
-            let empty = if matches!(name.as_str(), "email_opt_in" | "sms_opt_in") {
-                "'unknown'"
-            } else {
-                "''"
-            };
-            format!(
-                "SELECT m.survivor_id, m.id, {position}, {}, CAST(m.{q} AS VARCHAR) \
-                 FROM sources AS m JOIN contacts AS s ON s.id = m.survivor_id \
-                 WHERE m.{q} IS NOT NULL AND CAST(m.{q} AS VARCHAR) <> {empty} \
-                 AND CAST(m.{q} AS VARCHAR) IS DISTINCT FROM CAST(s.{q} AS VARCHAR)",
-                crate::store::literal(name)
-            )
-        })
-        .collect();
-    format!(
-        "CREATE OR REPLACE TEMP TABLE {DROPPED} (survivor_id BIGINT, merged_id BIGINT, ord INTEGER, \
-         field VARCHAR, value VARCHAR, kept_in VARCHAR); \
-         INSERT INTO {DROPPED} \
-         WITH sources AS ( \
-           SELECT p.survivor_id, c.* FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
-           WHERE p.contact_id <> p.survivor_id \
-           UNION ALL BY NAME SELECT b.id AS survivor_id, b.* FROM {BEFORE} AS b) \
-         SELECT *, NULL FROM ({})",
-        selects.join(" UNION ALL ")
-    )
-}
-
-/// Appends the dropped values (consents aside) to each survivor's `field`,
-/// one line per contact they came from: `merged from 2: email=x@y.cz;
-/// city=Brno`, and `before merge: ...` for the survivor's own; then marks
-/// them kept there.
-fn keep_sql(field: &str) -> (String, String) {
-    let q = quote_ident(field);
-    let target = crate::store::literal(field);
-    let keepable = "field NOT IN ('email_opt_in', 'sms_opt_in')";
-    let update = format!(
-        "UPDATE contacts AS s SET {q} = concat_ws(chr(10), nullif(s.{q}, ''), d.text), \
-         updated_at = make_timestamp(?) \
-         FROM (SELECT survivor_id, string_agg(line, chr(10) ORDER BY merged_id = survivor_id DESC, merged_id) AS text \
-               FROM (SELECT survivor_id, merged_id, \
-                       CASE WHEN merged_id = survivor_id THEN 'before merge' ELSE 'merged from ' || merged_id END \
-                       || ': ' || string_agg(field || '=' || value, '; ' ORDER BY ord) AS line \
-                     FROM {DROPPED} WHERE {keepable} GROUP BY survivor_id, merged_id) \
-               GROUP BY survivor_id) AS d \
-         WHERE s.id = d.survivor_id"
-    );
-    let mark = format!("UPDATE {DROPPED} SET kept_in = {target} WHERE {keepable}");
-    (update, mark)
-}
-
-/// The rows of `merged.csv`, by survivor, then the survivor's own earlier
-/// values, then each merged contact, fields in SPEC order.
-fn read_dropped(store: &Store) -> Result<Vec<DroppedValue>> {
-    let sql = format!(
-        "SELECT survivor_id, merged_id, field, value, coalesce(kept_in, '') FROM {DROPPED} \
-         ORDER BY survivor_id, merged_id <> survivor_id, merged_id, ord"
-    );
-    let conn = store.connection();
-    let mut statement = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-    statement
-        .query_map([], |r| {
-            Ok(DroppedValue {
-                survivor_id: r.get(0)?,
-                merged_id: r.get(1)?,
-                field: r.get(2)?,
-                value: r.get(3)?,
-                kept_in: r.get(4)?,
-            })
-        })
-        .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
-        .map_err(|e| store.error(&e))
 }
 
 /// Writes `merged.csv` (a header even when nothing was dropped, so that a
@@ -555,59 +356,6 @@ fn write_log(path: &Path, dropped: &[DroppedValue]) -> Result<()> {
         writer.serialize(row).map_err(io)?;
     }
     writer.flush().map_err(|e| Error::io(path, e))
-}
-
-/// The set-based update of the survivors from their clusters' other
-/// members (`d`, aggregated per survivor).
-fn update_sql(master: Master, columns: &[String]) -> String {
-    let order = match master {
-        Master::Existing => "c.created_at, c.id",
-        Master::File => "c.created_at DESC, c.id DESC",
-    };
-    let mut aggregates: Vec<String> = Vec::new();
-    let mut set: Vec<String> = Vec::new();
-    let plain = STANDARD_FIELDS
-        .iter()
-        .filter(|f| !matches!(f.kind, FieldKind::Tags | FieldKind::Consent))
-        .map(|f| f.name.to_string())
-        .chain(columns.iter().filter(|c| c.starts_with("custom.")).cloned());
-    for name in plain {
-        let q = quote_ident(&name);
-        aggregates.push(format!(
-            "first(c.{q} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL) AS {q}"
-        ));
-        let (value, from_d) = match master {
-            Master::Existing => (format!("coalesce(s.{q}, d.{q})"), format!("s.{q} IS NULL")),
-            Master::File => (format!("coalesce(d.{q}, s.{q})"), format!("d.{q} IS NOT NULL")),
-        };
-        set.push(format!("{q} = {value}"));
-        if KEY_FIELDS.contains(&name.as_str()) {
-            let h = quote_ident(&hash_column(&name));
-            aggregates.push(format!(
-                "first(c.{h} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL) AS {h}"
-            ));
-            set.push(format!("{h} = CASE WHEN {from_d} THEN d.{h} ELSE s.{h} END"));
-        }
-    }
-    aggregates.push("list_sort(list_distinct(flatten(list(c.tags)))) AS tags".to_string());
-    set.push("tags = list_concat(s.tags, list_filter(d.tags, x -> NOT list_contains(s.tags, x)))".to_string());
-    for consent in ["email_opt_in", "sms_opt_in"] {
-        aggregates.push(format!(
-            "bool_or(c.{consent} = 'opt-out') AS {consent}_out, bool_or(c.{consent} = 'opt-in') AS {consent}_in"
-        ));
-        set.push(format!(
-            "{consent} = CASE WHEN s.{consent} = 'opt-out' OR d.{consent}_out THEN 'opt-out' \
-             WHEN s.{consent} = 'opt-in' OR d.{consent}_in THEN 'opt-in' ELSE 'unknown' END"
-        ));
-    }
-    format!(
-        "UPDATE contacts AS s SET {}, updated_at = make_timestamp(?) \
-         FROM (SELECT p.survivor_id, {} FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
-               WHERE p.contact_id <> p.survivor_id GROUP BY p.survivor_id) AS d \
-         WHERE s.id = d.survivor_id",
-        set.join(", "),
-        aggregates.join(", ")
-    )
 }
 
 #[cfg(test)]
@@ -635,15 +383,5 @@ mod tests {
                 .unwrap_err()
                 .contains("note, custom.NAME or none")
         );
-    }
-
-    #[test]
-    fn every_field_but_tags_can_be_dropped_custom_fields_last() {
-        let columns = ["id", "email", "custom.shoe_size", "email_hash"].map(String::from);
-        let fields = mergeable_fields(&columns);
-        assert_eq!(fields.first().map(String::as_str), Some("external_id"));
-        assert_eq!(fields.last().map(String::as_str), Some("custom.shoe_size"));
-        assert!(!fields.iter().any(|f| f == "tags" || f == "id" || f.ends_with("_hash")));
-        assert!(fields.iter().any(|f| f == "email_opt_in"));
     }
 }

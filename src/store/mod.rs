@@ -107,3 +107,6 @@ impl std::ops::Deref for Store {
 // The interface, by domain.
 pub mod commit;
 pub mod groups;
+pub mod audit;
+pub mod merge;
+mod transaction;

@@ -7,8 +7,11 @@
 
 pub(crate) mod commit;
 mod groups;
+mod audit;
 mod id_bitmap;
+mod merge;
 pub(crate) mod schema;
+mod transaction;
 mod views;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,18 @@
+//! Transactions on DuckDB: one per connection, by statement.
+
+use super::DuckDb;
+use crate::error::Result;
+
+impl DuckDb {
+    pub(crate) fn begin(&self) -> Result<()> {
+        self.execute_batch("BEGIN TRANSACTION")
+    }
+
+    pub(crate) fn commit(&self) -> Result<()> {
+        self.execute_batch("COMMIT")
+    }
+
+    pub(crate) fn rollback(&self) -> Result<()> {
+        self.execute_batch("ROLLBACK")
+    }
+}

@@ -1,0 +1,22 @@
+//! The store's transactions: an audit's or a merge's statements are one
+//! unit, seen by others (and kept) all together or not at all.
+
+use super::{Backend, Store};
+use crate::error::Result;
+
+impl Store {
+    /// Starts a transaction on this connection.
+    pub fn begin(&self) -> Result<()> {
+        dispatch!(self, db => db.begin())
+    }
+
+    /// Makes the transaction's changes durable and visible.
+    pub fn commit(&self) -> Result<()> {
+        dispatch!(self, db => db.commit())
+    }
+
+    /// Undoes the transaction's changes.
+    pub fn rollback(&self) -> Result<()> {
+        dispatch!(self, db => db.rollback())
+    }
+}
