@@ -67,9 +67,9 @@ pub enum Command {
 /// `kontakt 0.1.0 (DuckDB v1.5.6)`: our version and the linked library's.
 fn version() -> String {
     format!(
-        "{} (DuckDB {})",
+        "{} ({})",
         env!("CARGO_PKG_VERSION"),
-        crate::store::duckdb_version()
+        crate::store::backend_versions()
     )
 }
 

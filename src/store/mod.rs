@@ -91,6 +91,12 @@ impl Store {
     }
 }
 
+/// The linked store libraries and their versions, for `kontakt --version`
+/// (e.g. `DuckDB v1.5.6`).
+pub fn backend_versions() -> String {
+    format!("DuckDB {}", duckdb_version())
+}
+
 /// Transitional, while callers move to the interface's own methods: the
 /// DuckDB backend's low-level calls. Removed once nothing outside
 /// `src/store/` uses them.
@@ -103,3 +109,7 @@ impl std::ops::Deref for Store {
         }
     }
 }
+
+// The interface, by domain.
+pub mod contacts;
+pub mod export;

@@ -5,6 +5,8 @@
 //! kontakt store (has tables but no `kontakt_meta`), is refused without being
 //! changed.
 
+mod contacts;
+mod export;
 mod id_bitmap;
 pub(crate) mod schema;
 mod views;
