@@ -247,10 +247,12 @@ pub fn show(store: &Store, query: &str, settings: &NormalizeSettings) -> Result<
             Err(e) => return Err(e),
         }
     };
-    let found = store.contacts_by(match field {
-        "email" => ContactKey::Email(&value),
-        _ => ContactKey::Phone(&value),
-    })?;
+    let key = if field == "email" {
+        ContactKey::Email(&value)
+    } else {
+        ContactKey::Phone(&value)
+    };
+    let found = store.contacts_by(key)?;
     if found.1.is_empty() {
         let what = if id.is_some() { "id or phone" } else { field };
         return Err(Error::usage(format!("no contact with {what} {query}")));

@@ -41,7 +41,7 @@ pub type ContactRows = (Vec<String>, Vec<Vec<Option<String>>>);
 /// `id`, `type`, `created_at`, `updated_at`, `import_id`, the standard
 /// fields, then the `custom.NAME` columns of `stored` (the contacts
 /// table's columns) in the order they were created.
-pub(crate) fn column_names(stored: &[String]) -> Vec<&str> {
+pub fn column_names(stored: &[String]) -> Vec<&str> {
     let mut names: Vec<&str> = vec!["id", "type", "created_at", "updated_at", "import_id"];
     names.extend(STANDARD_FIELDS.iter().map(|f| f.name));
     names.extend(stored.iter().map(String::as_str).filter(|c| c.starts_with("custom.")));
