@@ -1,11 +1,12 @@
 //! `kontakt contacts`: list, show, add, delete and export stored contacts
 //! (SPEC, Export).
 //!
-//! Every read goes through one column list ([`columns`]): `id`, `type`,
-//! `created_at`, `updated_at`, `import_id`, the standard fields in SPEC order
-//! with `tags` joined by `;`, then the `custom.NAME` columns in the order
-//! they were created. Filters (`--import`, `--tag`, `--type`) become SQL
-//! literals only after they are checked or quoted.
+//! Every read shows the store's one column list
+//! ([`crate::store::contacts::column_names`]): `id`, `type`, `created_at`,
+//! `updated_at`, `import_id`, the standard fields in SPEC order with `tags`
+//! joined by `;`, then the `custom.NAME` columns in the order they were
+//! created. Filters (`--import`, `--tag`, `--type`, `--email`, `--phone`)
+//! reach the store as a [`ContactFilter`], the import resolved to its id.
 
 use std::path::Path;
 
@@ -14,13 +15,14 @@ use arrow::record_batch::RecordBatch;
 
 use crate::apply::{Commit, GroupCounts, Master, store_fields};
 use crate::error::{Error, Result};
-use crate::fields::STANDARD_FIELDS;
 use crate::groups;
 use crate::map::{self, ContactType, MappingOptions, Target};
 use crate::normalize::stage::{kind_noun, normalize_one};
 use crate::normalize::{NormalizeSettings, Plan, country};
 use crate::read::{RawBatch, raw_schema};
-use crate::store::{Store, literal, quote_ident};
+use crate::store::Store;
+use crate::store::contacts::{ContactFilter, ContactKey, ContactRows};
+use crate::store::export::FileFormat;
 
 /// Which contacts a command works on.
 #[derive(Debug, Clone, Default)]
@@ -37,65 +39,21 @@ pub struct Filter {
 }
 
 impl Filter {
-    /// The `WHERE` clause (empty when nothing filters). An unknown import
-    /// is a usage error.
-    fn sql(&self, store: &Store) -> Result<String> {
-        let mut conditions = Vec::new();
-        if let Some(import) = &self.import {
-            let group = groups::find(store, import)?;
-            conditions.push(format!("import_id = {}", group.id));
-        }
-        for tag in &self.tags {
-            conditions.push(format!("list_contains(tags, {})", literal(tag)));
-        }
-        if let Some(t) = self.contact_type {
-            conditions.push(format!("type = {}", literal(t.name())));
-        }
-        if let Some(email) = &self.email {
-            conditions.push(format!("email = {}", literal(email)));
-        }
-        if let Some(phone) = &self.phone {
-            let phone = literal(phone);
-            conditions.push(format!("(phone = {phone} OR mobile = {phone})"));
-        }
-        Ok(if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
+    /// The filter as the store takes it: the import resolved to its group's
+    /// id. An unknown import is a usage error.
+    fn resolve(&self, store: &Store) -> Result<ContactFilter> {
+        let import_id = match &self.import {
+            Some(import) => Some(groups::find(store, import)?.id),
+            None => None,
+        };
+        Ok(ContactFilter {
+            import_id,
+            tags: self.tags.clone(),
+            contact_type: self.contact_type,
+            email: self.email.clone(),
+            phone: self.phone.clone(),
         })
     }
-}
-
-/// The exported columns as SQL expressions, each named as SPEC names it.
-/// `text` casts every value to text (for printing); otherwise columns keep
-/// their store types (for Parquet) except `tags`, which is joined.
-fn columns(store: &Store, text: bool) -> Result<Vec<String>> {
-    let stored = store.columns("contacts")?;
-    let mut names: Vec<&str> = vec!["id", "type", "created_at", "updated_at", "import_id"];
-    names.extend(STANDARD_FIELDS.iter().map(|f| f.name));
-    names.extend(stored.iter().map(String::as_str).filter(|c| c.starts_with("custom.")));
-    Ok(names
-        .into_iter()
-        .map(|name| {
-            let q = quote_ident(name);
-            if name == "tags" {
-                format!("array_to_string({q}, ';') AS {q}")
-            } else if text {
-                format!("CAST({q} AS VARCHAR) AS {q}")
-            } else {
-                q
-            }
-        })
-        .collect())
-}
-
-/// The contacts a filter selects, as a query ordered by id.
-fn select(store: &Store, filter: &Filter, text: bool) -> Result<String> {
-    Ok(format!(
-        "SELECT {} FROM contacts{} ORDER BY contacts.id",
-        columns(store, text)?.join(", "),
-        filter.sql(store)?
-    ))
 }
 
 /// Export file formats.
@@ -136,7 +94,8 @@ pub fn export(store: &Store, filter: &Filter, path: &Path, format: ExportFormat,
         ))),
         ExportFormat::Csv if stdout || bom => csv_through_temp(store, filter, path, bom),
         ExportFormat::Xlsx => write_xlsx(store, filter, path),
-        ExportFormat::Csv | ExportFormat::Parquet => copy(store, filter, path, path, format),
+        ExportFormat::Csv => copy(store, filter, path, path, FileFormat::Csv),
+        ExportFormat::Parquet => copy(store, filter, path, path, FileFormat::Parquet),
     }
 }
 
@@ -149,9 +108,9 @@ impl Drop for TempFile {
     }
 }
 
-/// CSV on standard output or behind a BOM. DuckDB's COPY is the one CSV
-/// writer (quoting, empty text against NULL), so every CSV export has the
-/// same bytes: it writes a temporary file, which is then copied out. The
+/// CSV on standard output or behind a BOM. The store's export is the one
+/// CSV writer (quoting, empty text against NULL), so every CSV export has
+/// the same bytes: it writes a temporary file, which is then copied out. The
 /// temporary file of a `--bom` export lies beside the target (same file
 /// system, and no space needed elsewhere).
 fn csv_through_temp(store: &Store, filter: &Filter, path: &Path, bom: bool) -> Result<usize> {
@@ -167,7 +126,7 @@ fn csv_through_temp(store: &Store, filter: &Filter, path: &Path, bom: bool) -> R
             .unwrap_or(Path::new("."));
         dir.join(format!(".{name}.{}.tmp", std::process::id()))
     });
-    let n = copy(store, filter, &temp.0, path, ExportFormat::Csv)?;
+    let n = copy(store, filter, &temp.0, path, FileFormat::Csv)?;
     let mut text = std::fs::File::open(&temp.0).map_err(|e| Error::io(&temp.0, e))?;
     let mut write = |out: &mut dyn Write| -> std::io::Result<()> {
         if bom {
@@ -193,25 +152,15 @@ fn format_name(format: ExportFormat) -> &'static str {
     }
 }
 
-/// DuckDB's COPY streams the query straight into the file `to` (no copy
-/// through kontakt); errors name `shown`, the path the user gave.
-fn copy(store: &Store, filter: &Filter, to: &Path, shown: &Path, format: ExportFormat) -> Result<usize> {
+/// The store writes the selected contacts into the file `to` itself (no
+/// copy through kontakt); errors name `shown`, the path the user gave.
+fn copy(store: &Store, filter: &Filter, to: &Path, shown: &Path, format: FileFormat) -> Result<usize> {
     let path_text = to
         .to_str()
         .ok_or_else(|| Error::usage(format!("-o {}: the path is not valid UTF-8", shown.display())))?;
-    let options = match format {
-        ExportFormat::Parquet => "FORMAT parquet, COMPRESSION zstd",
-        _ => "FORMAT csv, HEADER true",
-    };
-    let sql = format!(
-        "COPY ({}) TO {} ({options})",
-        select(store, filter, false)?,
-        literal(path_text)
-    );
-    store
-        .connection()
-        .execute(&sql, [])
-        .map_err(|e| export_error(store, shown, &e.to_string()))
+    store.export_contacts(&filter.resolve(store)?, format, path_text, |message| {
+        export_error(store, shown, message)
+    })
 }
 
 fn export_error(store: &Store, path: &Path, text: &str) -> Error {
@@ -226,43 +175,12 @@ fn export_error(store: &Store, path: &Path, text: &str) -> Error {
     }
 }
 
-/// Streams the selected contacts as text, row by row, to `each` (the
-/// column names first).
-fn for_each_row(
-    store: &Store,
-    filter: &Filter,
-    mut each: impl FnMut(&[Option<String>]) -> Result<()>,
-) -> Result<usize> {
-    let sql = select(store, filter, true)?;
-    let conn = store.connection();
-    let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-    let mut result = stmt.query([]).map_err(|e| store.error(&e))?;
-    let names: Vec<Option<String>> = result
-        .as_ref()
-        .map(|s| s.column_names())
-        .unwrap_or_default()
-        .into_iter()
-        .map(Some)
-        .collect();
-    each(&names)?;
-    let mut n = 0;
-    let mut values: Vec<Option<String>> = Vec::with_capacity(names.len());
-    while let Some(row) = result.next().map_err(|e| store.error(&e))? {
-        values.clear();
-        for i in 0..names.len() {
-            values.push(row.get::<_, Option<String>>(i).map_err(|e| store.error(&e))?);
-        }
-        each(&values)?;
-        n += 1;
-    }
-    Ok(n)
-}
-
 /// A workbook of text cells, written row by row (constant memory: the
 /// sheet goes to a temporary file, not into memory).
 fn write_xlsx(store: &Store, filter: &Filter, path: &Path) -> Result<usize> {
     use rust_xlsxwriter::{Format, Workbook};
-    let total = count(store, filter)?;
+    let filter = filter.resolve(store)?;
+    let total = store.count_contacts(&filter)?;
     if total > XLSX_MAX_ROWS {
         return Err(Error::usage(format!(
             "-o {}: {total} contacts do not fit one worksheet (at most {XLSX_MAX_ROWS} rows); export CSV or Parquet, or filter",
@@ -275,7 +193,7 @@ fn write_xlsx(store: &Store, filter: &Filter, path: &Path) -> Result<usize> {
     sheet.set_name("Contacts").map_err(xlsx_err)?;
     let bold = Format::new().set_bold();
     let mut line: u32 = 0;
-    let n = for_each_row(store, filter, |values| {
+    let n = store.for_each_contact(&filter, |values| {
         for (col, value) in values.iter().enumerate() {
             let Some(value) = value.as_deref().filter(|v| !v.is_empty()) else {
                 continue;
@@ -295,28 +213,17 @@ fn write_xlsx(store: &Store, filter: &Filter, path: &Path) -> Result<usize> {
 }
 
 /// Rows of text: the column names, then each contact's values (`None` for
-/// empty), at most `limit` contacts (0: all).
-pub type Rows = (Vec<String>, Vec<Vec<Option<String>>>);
+/// empty).
+pub type Rows = ContactRows;
 
-/// The selected contacts as text.
+/// The selected contacts as text, at most `limit` of them (0: all).
 pub fn list(store: &Store, filter: &Filter, limit: usize) -> Result<Rows> {
-    let mut sql = select(store, filter, true)?;
-    if limit > 0 {
-        sql.push_str(&format!(" LIMIT {limit}"));
-    }
-    rows(store, &sql)
+    store.find_contacts(&filter.resolve(store)?, limit)
 }
 
 /// The number of contacts a filter selects.
 pub fn count(store: &Store, filter: &Filter) -> Result<i64> {
-    store
-        .connection()
-        .query_row(
-            &format!("SELECT count(*) FROM contacts{}", filter.sql(store)?),
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| store.error(&e))
+    store.count_contacts(&filter.resolve(store)?)
 }
 
 /// The contacts `contacts show` finds: by id (a whole number that is a
@@ -324,57 +231,33 @@ pub fn count(store: &Store, filter: &Filter) -> Result<i64> {
 /// normalized phone or mobile; oldest first. None is a usage error.
 pub fn show(store: &Store, query: &str, settings: &NormalizeSettings) -> Result<Rows> {
     let query = query.trim();
-    let columns = columns(store, true)?.join(", ");
-    let select = |condition: String| -> Result<Rows> {
-        rows(
-            store,
-            &format!("SELECT {columns} FROM contacts WHERE {condition} ORDER BY created_at, id"),
-        )
-    };
     let id = query.parse::<i64>().ok();
     if let Some(id) = id {
-        let found = select(format!("id = {id}"))?;
+        let found = store.contacts_by(ContactKey::Id(id))?;
         if !found.1.is_empty() {
             return Ok(found);
         }
     }
-    let (field, condition) = if query.contains('@') {
-        let email = normalized("email", query, settings)?.unwrap_or_default();
-        ("email", format!("email = {}", literal(&email)))
+    let (field, value) = if query.contains('@') {
+        ("email", normalized("email", query, settings)?.unwrap_or_default())
     } else {
         match normalized("phone", query, settings) {
-            Ok(phone) => {
-                let phone = literal(&phone.unwrap_or_default());
-                ("phone", format!("phone = {phone} OR mobile = {phone}"))
-            }
+            Ok(phone) => ("phone", phone.unwrap_or_default()),
             Err(_) if id.is_some() => return Err(Error::usage(format!("no contact with id {query}"))),
             Err(e) => return Err(e),
         }
     };
-    let found = select(condition)?;
+    let key = if field == "email" {
+        ContactKey::Email(&value)
+    } else {
+        ContactKey::Phone(&value)
+    };
+    let found = store.contacts_by(key)?;
     if found.1.is_empty() {
         let what = if id.is_some() { "id or phone" } else { field };
         return Err(Error::usage(format!("no contact with {what} {query}")));
     }
     Ok(found)
-}
-
-fn rows(store: &Store, sql: &str) -> Result<Rows> {
-    let conn = store.connection();
-    let mut stmt = conn.prepare(sql).map_err(|e| store.error(&e))?;
-    let mut result = stmt.query([]).map_err(|e| store.error(&e))?;
-    let mut values = Vec::new();
-    while let Some(row) = result.next().map_err(|e| store.error(&e))? {
-        let width = row.as_ref().column_count();
-        values.push(
-            (0..width)
-                .map(|i| row.get::<_, Option<String>>(i))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| store.error(&e))?,
-        );
-    }
-    let names = result.as_ref().map(|s| s.column_names()).unwrap_or_default();
-    Ok((names, values))
 }
 
 /// What `contacts add` did.
@@ -405,17 +288,6 @@ pub fn normalized(field: &str, value: &str, settings: &NormalizeSettings) -> Res
     normalize_one(&target, value, None, settings, &mut scratch)
         .map(|v| v.map(str::to_string))
         .map_err(|why| invalid(&target, value, why))
-}
-
-/// The ids of the contacts whose `column` is one of `values`, oldest first.
-fn ids_where(store: &Store, condition: &str) -> Result<Vec<i64>> {
-    let sql = format!("SELECT id FROM contacts WHERE {condition} ORDER BY created_at, id");
-    let conn = store.connection();
-    let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-    stmt.query_map([], |r| r.get(0))
-        .map_err(|e| store.error(&e))?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|e| store.error(&e))
 }
 
 /// Adds one contact from `FIELD=VALUE` pairs: a one-row import with the
@@ -488,10 +360,7 @@ pub fn add(
     // An import matches only within its contact type: a person's email
     // never updates a company, nor the other way round.
     let matched = match &email {
-        Some(email) => ids_where(
-            store,
-            &format!("email = {} AND type = {}", literal(email), literal(contact_type.name())),
-        )?,
+        Some(email) => store.contact_ids_with_email(email, contact_type)?,
         None => Vec::new(),
     };
     if matched.len() > 1 {
@@ -517,7 +386,7 @@ pub fn add(
             Ok(added)
         });
     if added.is_err() {
-        let _ = store.execute_batch("ROLLBACK");
+        let _ = store.rollback();
     }
     added
 }
@@ -528,16 +397,7 @@ pub fn delete(store: &Store, ids: &[i64]) -> Result<usize> {
     if ids.is_empty() {
         return Err(Error::usage("give at least one contact id"));
     }
-    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-    let missing: Vec<i64> = {
-        let sql = format!("SELECT x FROM unnest([{list}]) t(x) WHERE x NOT IN (SELECT id FROM contacts) ORDER BY x");
-        let conn = store.connection();
-        let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-        stmt.query_map([], |r| r.get(0))
-            .map_err(|e| store.error(&e))?
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|e| store.error(&e))?
-    };
+    let missing = store.missing_contact_ids(ids)?;
     if !missing.is_empty() {
         let missing: Vec<String> = missing.iter().map(i64::to_string).collect();
         return Err(Error::usage(format!(
@@ -545,5 +405,5 @@ pub fn delete(store: &Store, ids: &[i64]) -> Result<usize> {
             missing.join(", ")
         )));
     }
-    store.execute(&format!("DELETE FROM contacts WHERE id IN ({list})"), [])
+    store.delete_contacts(ids)
 }

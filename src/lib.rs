@@ -8,10 +8,13 @@
 //! map       columns -> fields (auto synonyms, --map, --mapping)
 //! normalize values -> normal forms, failures -> failed rows          (issue 3)
 //! matching  xxh3 key index of the store, probe per batch              (issue 4)
-//! apply     plan actions per row, commit in one DuckDB transaction    (issue 4)
+//! apply     plan actions per row, commit in one store transaction    (issue 4)
 //! write     no/one/multiple_match, failed, summary.json               (issue 4)
 //! ```
-//! This crate holds all of it; `main.rs` only dispatches commands.
+//! Every stage reaches the contact store through one interface
+//! ([`store::Store`], in the pipeline's words); the backends and all their
+//! SQL live behind it, under `src/store/` (issue 22). This crate holds all
+//! of it; `main.rs` only dispatches commands.
 
 pub mod apply;
 pub mod audit;

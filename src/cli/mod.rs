@@ -64,13 +64,10 @@ pub enum Command {
     Gen(synth::GenArgs),
 }
 
-/// `kontakt 0.1.0 (DuckDB v1.5.6)`: our version and the linked library's.
+/// `kontakt 0.1.0 (DuckDB v1.5.6)`: our version and the linked store
+/// libraries'.
 fn version() -> String {
-    format!(
-        "{} (DuckDB {})",
-        env!("CARGO_PKG_VERSION"),
-        crate::store::duckdb_version()
-    )
+    format!("{} ({})", env!("CARGO_PKG_VERSION"), crate::store::backend_versions())
 }
 
 /// Parses the command line. Help and version print and exit 0; usage errors

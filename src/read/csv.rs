@@ -10,11 +10,15 @@
 //! one-shot channel through a bounded channel: the consumer waits on chunks in
 //! the order they were cut, and the bound caps the chunks in flight.
 
+mod boundary;
+
 use std::io::{self, Cursor, Read};
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use arrow::datatypes::SchemaRef;
+
+use boundary::last_record_boundary;
 
 use super::batch::{BadRow, BatchBuilder, QuoteProblem, raw_schema};
 use super::encoding::{self, Encoding};
@@ -43,55 +47,14 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     let bom = sample.starts_with(b"\xEF\xBB\xBF");
     let text_start = if bom { 3 } else { 0 };
     let skip = options.skip_rows;
-    // Detection looks only at what follows the skipped records, so a title
-    // line cannot sway the delimiter or the encoding.
-    let skipped = if skip == 0 {
-        0
-    } else {
-        let text = &sample[text_start..];
-        let lines = skip_lines(text, skip);
-        let (delimiter, quote) = sniff::detect_dialect(&text[lines..], complete, options.delimiter, options.quote);
-        let records = leading_records(text, delimiter, quote, skip);
-        let end = records.last().map_or(0, |(_, end)| *end);
-        if !complete && (records.len() < skip || end >= text.len()) {
-            return Err(Error::input(
-                input,
-                format!(
-                    "--skip-rows {skip}: the first {skip} records are longer than {} MiB",
-                    SAMPLE_BYTES >> 20
-                ),
-            ));
-        }
-        end
-    };
-    let body_start = text_start + skipped;
+    let body_start = text_start + skipped_bytes(input, &sample[text_start..], complete, options)?;
     let body = &sample[body_start..];
     let encoding = match options.encoding {
         Some(e) => e,
         None if bom => Encoding::Utf8,
         None => encoding::detect(body, complete),
     };
-    let decode = |cells: &[Vec<u8>]| -> Vec<String> { cells.iter().map(|c| encoding.decode_lossy(c)).collect() };
-    let title_rows = |delimiter: u8, quote: u8| {
-        let records: Vec<Vec<String>> = leading_records(body, delimiter, quote, sniff::TITLE_RECORDS)
-            .iter()
-            .map(|(cells, _)| decode(cells))
-            .collect();
-        sniff::title_rows(&records)
-    };
-    let (mut delimiter, mut quote) = sniff::detect_dialect(body, complete, options.delimiter, options.quote);
-    let title = title_rows(delimiter, quote);
-    if let Some(k) = title {
-        // Read the dialect off the table below the title, as --skip-rows
-        // would; keep it when the title still reads as one there.
-        let after = leading_records(body, delimiter, quote, k)
-            .last()
-            .map_or(0, |(_, end)| *end);
-        let (d, q) = sniff::detect_dialect(&body[after..], complete, options.delimiter, options.quote);
-        if title_rows(d, q) == Some(k) {
-            (delimiter, quote) = (d, q);
-        }
-    }
+    let (delimiter, quote, title) = dialect_below_title(body, complete, options, encoding);
 
     // The first record through the same parser the chunks use, so the data
     // starts exactly where the parser says the header ends. Leading blank
@@ -181,6 +144,62 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
         bytes_read: Default::default(),
         batches: Box::new(batches),
     })
+}
+
+/// The bytes of `text` (the sample after any BOM) that `--skip-rows`
+/// skips. Detection looks only at what follows the skipped records, so a
+/// title line cannot sway the delimiter or the encoding.
+fn skipped_bytes(input: &Input, text: &[u8], complete: bool, options: &ReadOptions) -> Result<usize> {
+    let skip = options.skip_rows;
+    if skip == 0 {
+        return Ok(0);
+    }
+    let lines = skip_lines(text, skip);
+    let (delimiter, quote) = sniff::detect_dialect(&text[lines..], complete, options.delimiter, options.quote);
+    let records = leading_records(text, delimiter, quote, skip);
+    let end = records.last().map_or(0, |(_, end)| *end);
+    if !complete && (records.len() < skip || end >= text.len()) {
+        return Err(Error::input(
+            input,
+            format!(
+                "--skip-rows {skip}: the first {skip} records are longer than {} MiB",
+                SAMPLE_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(end)
+}
+
+/// The delimiter and quote of `body`, and the title rows above its table
+/// if it seems to have some (see [`sniff::title_rows`]).
+fn dialect_below_title(
+    body: &[u8],
+    complete: bool,
+    options: &ReadOptions,
+    encoding: Encoding,
+) -> (u8, u8, Option<usize>) {
+    let decode = |cells: &[Vec<u8>]| -> Vec<String> { cells.iter().map(|c| encoding.decode_lossy(c)).collect() };
+    let title_rows = |delimiter: u8, quote: u8| {
+        let records: Vec<Vec<String>> = leading_records(body, delimiter, quote, sniff::TITLE_RECORDS)
+            .iter()
+            .map(|(cells, _)| decode(cells))
+            .collect();
+        sniff::title_rows(&records)
+    };
+    let (mut delimiter, mut quote) = sniff::detect_dialect(body, complete, options.delimiter, options.quote);
+    let title = title_rows(delimiter, quote);
+    if let Some(k) = title {
+        // Read the dialect off the table below the title, as --skip-rows
+        // would; keep it when the title still reads as one there.
+        let after = leading_records(body, delimiter, quote, k)
+            .last()
+            .map_or(0, |(_, end)| *end);
+        let (d, q) = sniff::detect_dialect(&body[after..], complete, options.delimiter, options.quote);
+        if title_rows(d, q) == Some(k) {
+            (delimiter, quote) = (d, q);
+        }
+    }
+    (delimiter, quote, title)
 }
 
 /// The position after the first `n` lines of `text` (LF, CRLF or a lone
@@ -370,71 +389,6 @@ fn fill(reader: &mut dyn Read, buf: &mut Vec<u8>, target: usize, eof: &mut bool)
     Ok(())
 }
 
-/// The position just after the last line end that lies outside quotes, so
-/// that `buf[..pos]` holds only whole records; `None` when there is none.
-///
-/// `buf` starts at a record start. Only quotes matter for the state: a quote
-/// opens a quoted field when it is the field's first byte (after a delimiter
-/// or a line end, or at the start); inside, a doubled quote is a literal and
-/// a single one closes. A quote elsewhere is a literal, as in RFC 4180
-/// parsers. So the scan jumps from quote to quote with memchr and never looks
-/// at the bytes between, then looks back for the last line end after the
-/// last quoted region.
-fn last_record_boundary(buf: &[u8], delimiter: u8, quote: u8) -> Option<usize> {
-    // `outside_from`: bytes from here on are outside quotes (up to `open`).
-    let mut outside_from = 0;
-    let mut open: Option<usize> = None;
-    let mut pos = 0;
-    while let Some(found) = memchr::memchr(quote, &buf[pos..]) {
-        let q = pos + found;
-        match open {
-            None => {
-                let at_field_start = q == 0 || matches!(buf[q - 1], b'\n' | b'\r') || buf[q - 1] == delimiter;
-                if at_field_start {
-                    open = Some(q);
-                }
-                pos = q + 1;
-            }
-            Some(_) => {
-                if buf.get(q + 1) == Some(&quote) {
-                    pos = q + 2;
-                } else {
-                    open = None;
-                    outside_from = q + 1;
-                    pos = q + 1;
-                }
-            }
-        }
-        if pos >= buf.len() {
-            break;
-        }
-    }
-    let end = open.unwrap_or(buf.len());
-    if let Some(nl) = memchr::memrchr(b'\n', &buf[outside_from..end]) {
-        return Some(outside_from + nl + 1);
-    }
-    // No line end after the last quoted region: look before it, in the
-    // stretch between the previous region and this one. Rare (a very long
-    // quoted field); a rescan from the start finds the last safe line end.
-    last_boundary_before(&buf[..outside_from.min(end)], delimiter, quote)
-}
-
-/// Slow path of `last_record_boundary`: walk every record with the parser
-/// and keep the end of the last one that ended at a line end before the end
-/// of `buf` (the one running into the end may be cut).
-fn last_boundary_before(buf: &[u8], delimiter: u8, quote: u8) -> Option<usize> {
-    let mut parser = RecordParser::new(delimiter, quote);
-    let mut pos = 0;
-    let mut last = None;
-    while let Some((_, next)) = parser.next(buf, pos) {
-        if next < buf.len() || matches!(buf.last(), Some(b'\n')) {
-            last = Some(next);
-        }
-        pos = next;
-    }
-    last.filter(|&end| end < buf.len() || matches!(buf.last(), Some(b'\n')))
-}
-
 /// Parses one chunk of whole records into a batch builder. Rows are numbered
 /// from 1 within the chunk; the consumer shifts them into place.
 fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder {
@@ -578,39 +532,5 @@ mod tests {
         assert!(records[1].0.is_empty());
         assert_eq!(records[2].0, vec![b"a\r\nb".to_vec(), b"c".to_vec()]);
         assert_eq!(leading_records(text, b',', b'"', 2).len(), 2);
-    }
-
-    #[test]
-    fn boundary_skips_line_ends_inside_quotes() {
-        let buf = b"a,\"x\ny\"\nb,\"p\nq";
-        // The last record is cut inside its quoted field: cut after "y"\n.
-        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(8));
-        assert_eq!(last_record_boundary(b"a,b\nc,d\ne", b',', b'"'), Some(8));
-        assert_eq!(last_record_boundary(b"a,\"b\nc", b',', b'"'), None);
-    }
-
-    #[test]
-    fn boundary_treats_mid_field_quotes_as_literals() {
-        // O"Neil has a stray quote; the line end after it is a boundary.
-        let buf = b"O\"Neil,1\nx,2\ny";
-        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(13));
-        // Doubled quotes inside a quoted field do not close it.
-        let buf = b"\"a\"\"\n\"\"b\",1\nc";
-        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(12));
-    }
-
-    #[test]
-    fn boundary_search_falls_back_to_the_parser() {
-        // The only line end after the last-but-one quoted region is inside
-        // quotes, so the cut goes before it, found by the slow path.
-        let buf = b"\"x\",1\n\"a\",\"b\nc";
-        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(6));
-    }
-
-    #[test]
-    fn boundary_before_a_long_quoted_field() {
-        // A line end before a quoted field that spans the rest of the chunk.
-        let buf = b"a,\"1\"\nb,\"long\nfield";
-        assert_eq!(last_record_boundary(buf, b',', b'"'), Some(6));
     }
 }

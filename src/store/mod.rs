@@ -91,6 +91,12 @@ impl Store {
     }
 }
 
+/// The linked store libraries and their versions, for `kontakt --version`
+/// (e.g. `DuckDB v1.5.6`).
+pub fn backend_versions() -> String {
+    format!("DuckDB {}", duckdb_version())
+}
+
 /// Transitional, while callers move to the interface's own methods: the
 /// DuckDB backend's low-level calls. Removed once nothing outside
 /// `src/store/` uses them.
@@ -110,3 +116,5 @@ pub mod groups;
 pub mod audit;
 pub mod merge;
 mod transaction;
+pub mod contacts;
+pub mod export;

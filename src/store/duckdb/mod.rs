@@ -8,6 +8,8 @@
 pub(crate) mod commit;
 mod groups;
 mod audit;
+mod contacts;
+mod export;
 mod id_bitmap;
 mod merge;
 pub(crate) mod schema;
