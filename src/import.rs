@@ -17,22 +17,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, AsArray, StringArray, UInt64Array};
+use arrow::array::{Array, ArrayRef, StringArray, UInt64Array};
 use arrow::buffer::NullBuffer;
-use arrow::datatypes::UInt64Type;
 use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 
-use crate::apply::{self, Action, Actions, CommitJob, CommitSetup, Committed, Ending, GroupCounts, Master};
+use crate::apply::{self, Actions, CommitJob, CommitSetup, Committed, Counts, Ending, Master};
 use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::map::{self, MappingOptions};
-use crate::matching::{self, Category, Duplicates, FileKeys, InFile, InFileVerdict, KeyIndex, MatchedBy, StoreIndex};
-use crate::normalize::{FailedRow, NormalizeSettings, NormalizedBatch, Original, Plan, Reason, phone};
+use crate::matching::{Duplicates, FileKeys, InFile, KeyIndex, Prepared, StoreIndex};
+use crate::normalize::{NormalizeSettings, NormalizedBatch, Plan, phone};
 use crate::progress::{ImportProgress, Phase};
 use crate::read::{self, Input, RawBatch, ReadOptions};
 use crate::store::Store;
-use crate::write::{self, OutputFormat, Outputs, RowOut, Summary, WriteJob};
+use crate::write::{self, OutputFormat, Outputs, Summary, WriteJob};
 
 /// Everything `kontakt import` was asked to do, resolved from flags.
 #[derive(Debug, Clone)]
@@ -54,88 +53,6 @@ pub struct ImportOptions {
     pub db: PathBuf,
     /// Show a progress bar on standard error.
     pub progress: bool,
-}
-
-/// One batch after the parallel step: normalized, and each kept row's
-/// store matches (contact ordinals in `matched[start..start + len]`).
-struct Prepared {
-    norm: NormalizedBatch,
-    probes: Vec<Probe>,
-    matched: Vec<u32>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Probe {
-    by: Option<MatchedBy>,
-    start: u32,
-    len: u32,
-}
-
-/// Where a batch's key values and hashes are.
-struct KeyColumns {
-    primary: Option<usize>,
-    secondary: Option<usize>,
-    primary_hash: usize,
-    secondary_hash: usize,
-}
-
-impl KeyColumns {
-    fn of(plan: &Plan) -> KeyColumns {
-        let width = plan.schema().fields().len();
-        let (primary, secondary) = plan.key_columns();
-        KeyColumns {
-            primary,
-            secondary,
-            primary_hash: width - 2,
-            secondary_hash: width - 1,
-        }
-    }
-
-    /// (hashes, values) of the primary and secondary key of a batch.
-    fn arrays<'a>(&self, norm: &'a NormalizedBatch) -> [(&'a UInt64Array, Option<&'a StringArray>); 2] {
-        let b = &norm.batch;
-        [
-            (
-                b.column(self.primary_hash).as_primitive::<UInt64Type>(),
-                self.primary.map(|c| b.column(c).as_string::<i32>()),
-            ),
-            (
-                b.column(self.secondary_hash).as_primitive::<UInt64Type>(),
-                self.secondary.map(|c| b.column(c).as_string::<i32>()),
-            ),
-        ]
-    }
-}
-
-fn prepare(plan: &Plan, keys: &KeyColumns, index: &StoreIndex, raw: &RawBatch) -> Prepared {
-    probe(keys, index, plan.normalize(raw))
-}
-
-/// Each row's store matches, for a normalized batch.
-fn probe(keys: &KeyColumns, index: &StoreIndex, norm: NormalizedBatch) -> Prepared {
-    let [(ph, pv), (sh, sv)] = keys.arrays(&norm);
-    let n = norm.batch.num_rows();
-    let mut probes = Vec::with_capacity(n);
-    let mut matched = Vec::new();
-    let mut found = Vec::new();
-    for i in 0..n {
-        let ahead = i + matching::AHEAD;
-        index.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
-        // A failed row matches nothing (it is only in `failed`).
-        found.clear();
-        let by = if norm.is_kept(i) {
-            index.probe(matching::key_at(ph, pv, i), matching::key_at(sh, sv, i), &mut found)
-        } else {
-            None
-        };
-        probes.push(Probe {
-            by,
-            start: matched.len() as u32,
-            len: found.len() as u32,
-        });
-        matched.extend_from_slice(&found);
-    }
-    Prepared { norm, probes, matched }
 }
 
 /// Raw batches read and prepared together: two per rayon worker.
@@ -217,7 +134,6 @@ fn for_each_prepared(
     timings: &mut Timings,
     mut each: impl FnMut(Prepared, &mut Timings) -> Result<()>,
 ) -> Result<()> {
-    let keys = KeyColumns::of(plan);
     let group = group_size();
     // A producer thread reads and prepares the next group while this
     // thread hands the last one on, so the workers do not wait for it.
@@ -227,7 +143,7 @@ fn for_each_prepared(
             let (mut read, mut prepare_time) = (Duration::ZERO, Duration::ZERO);
             let (normalized, error) = ahead;
             let started = Instant::now();
-            let prepared: Vec<Prepared> = normalized.into_par_iter().map(|n| probe(&keys, index, n)).collect();
+            let prepared: Vec<Prepared> = normalized.into_par_iter().map(|n| index.probe_batch(n)).collect();
             prepare_time += started.elapsed();
             for p in prepared {
                 if tx.send(Ok(p)).is_err() {
@@ -250,7 +166,7 @@ fn for_each_prepared(
                     return (read, prepare_time);
                 }
                 let started = Instant::now();
-                let prepared: Vec<Prepared> = raws.par_iter().map(|raw| prepare(plan, &keys, index, raw)).collect();
+                let prepared: Vec<Prepared> = raws.par_iter().map(|raw| index.probe_batch(plan.normalize(raw))).collect();
                 prepare_time += started.elapsed();
                 for p in prepared {
                     if tx.send(Ok(p)).is_err() {
@@ -274,28 +190,6 @@ fn for_each_prepared(
         timings.normalize_match += prepare_time;
         result
     })
-}
-
-/// Counts of one import run.
-#[derive(Debug, Default)]
-struct Counts {
-    group: GroupCounts,
-    categories: [u64; 3],
-    failed_by_reason: std::collections::BTreeMap<&'static str, u64>,
-}
-
-impl Counts {
-    fn fill(&self, summary: &mut Summary) {
-        summary.rows_read = self.group.rows_read;
-        summary.rows_failed = self.group.rows_failed;
-        summary.failed_by_reason = self.failed_by_reason.clone();
-        summary.no_match = self.categories[Category::NoMatch as usize];
-        summary.one_match = self.categories[Category::OneMatch as usize];
-        summary.multiple_match = self.categories[Category::MultipleMatch as usize];
-        summary.imported = self.group.imported;
-        summary.updated = self.group.updated;
-        summary.skipped = self.group.skipped;
-    }
 }
 
 /// Batches queued between the resolving thread and the writer or the
@@ -412,7 +306,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
                 let _armed = cancel.arm(store.interrupt())?;
                 cancel::test_stage("build_index");
                 let file_keys = match (&held, semi_join) {
-                    (Some(((batches, _), _)), _) => Some(file_keys(store, options, &KeyColumns::of(&plan), |add| {
+                    (Some(((batches, _), _)), _) => Some(file_keys(store, options, |add| {
                         batches.iter().try_for_each(add)
                     })?),
                     (None, true) => Some(read_file_keys(store, input, options, &mapping, &empty_index(), cancel)?),
@@ -447,7 +341,6 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
     let known = if InFile::needs_stats(options.duplicates) {
         let mut first_run = InFile::new(options.duplicates, None);
         let mut again = read::open(input, &options.read).map_err(end_group)?;
-        let keys = KeyColumns::of(&plan);
         let none = (Vec::new(), None);
         for_each_prepared(
             &mut again,
@@ -457,7 +350,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
             cancel,
             &mut Timings::default(),
             |p, _| {
-                resolve_rows(&p, &keys, &mut first_run);
+                apply::resolve_in_file(&p, &mut first_run);
                 Ok(())
             },
         )
@@ -473,14 +366,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
         infile.reserve(usize::try_from(bytes / 128).unwrap_or(0).min(1 << 26));
     }
 
-    let normalized_fields: Vec<String> = plan
-        .schema()
-        .fields()
-        .iter()
-        .skip(1)
-        .take(plan.schema().fields().len() - 3)
-        .map(|f| f.name().clone())
-        .collect();
+    let normalized_fields: Vec<String> = plan.output_names().map(str::to_string).collect();
     let mut outputs = Outputs::create(
         &out_dir,
         &normalized_fields,
@@ -497,7 +383,7 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
             import_id: id,
             contact_type,
             master: options.master,
-            fields: apply::store_fields(&normalized_fields[..normalized_fields.len() - 1], &mapping.tags),
+            fields: apply::store_fields(&plan.field_names().map(str::to_string).collect::<Vec<_>>(), &mapping.tags),
             tags: mapping.tags.clone(),
         }),
         _ => None,
@@ -507,7 +393,6 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
         progress.phase(Phase::Matching);
     }
     let mut counts = Counts::default();
-    let keys = KeyColumns::of(&plan);
     let mut summary = Summary {
         import_id,
         name,
@@ -551,7 +436,8 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
         cancel::test_stage("stream");
         let streamed = for_each_prepared(&mut table, &plan, &index, ahead, cancel, &mut timings, |p, timings| {
             let started = Instant::now();
-            let (write, commit, rows) = resolve_batch(p, &keys, ids, &options.actions, &mut infile, &mut counts);
+            let apply::Resolved { write, commit, rows } =
+                apply::resolve_batch(p, ids, &options.actions, &mut infile, &mut counts);
             timings.resolve += started.elapsed();
             write_tx.send(write).map_err(|_| Error::Stopped)?;
             if let Some(tx) = commit_tx {
@@ -678,7 +564,7 @@ fn read_file_keys(
         name == "country" || keys.contains(&Some(name.as_str()))
     });
     let plan = Plan::new(&key_mapping, options.normalize.clone())?;
-    file_keys(store, options, &KeyColumns::of(&plan), |add| {
+    file_keys(store, options, |add| {
         let mut table = read::open(input, &options.read)?;
         let none = (Vec::new(), None);
         for_each_prepared(
@@ -702,7 +588,6 @@ fn read_file_keys(
 fn file_keys(
     store: &Store,
     options: &ImportOptions,
-    columns: &KeyColumns,
     batches: impl FnOnce(&mut dyn FnMut(&NormalizedBatch) -> Result<()>) -> Result<()>,
 ) -> Result<Vec<FileKeys>> {
     let keys: Vec<&str> = [options.normalize.primary_key, options.normalize.secondary_key]
@@ -733,8 +618,9 @@ fn file_keys(
         .map_err(|e| store.error(&e))?;
     batches(&mut |norm| {
         // The arrays of the keys in use, in the order of `tables`.
-        let arrays = columns
-            .arrays(norm)
+        let arrays = norm
+            .keys()
+            .map(|k| (k.hashes, k.values))
             .into_iter()
             .zip(in_use)
             .filter_map(|(a, used)| used.then_some(a));
@@ -764,131 +650,6 @@ fn file_keys(
         appender.flush().map_err(|e| store.error(&e))?;
     }
     Ok(tables)
-}
-
-/// In-file resolution only (the first run of `last`/`fail`).
-fn resolve_rows(p: &Prepared, keys: &KeyColumns, infile: &mut InFile) {
-    let [(ph, pv), (sh, sv)] = keys.arrays(&p.norm);
-    let rows = p.norm.batch.column(0).as_primitive::<UInt64Type>();
-    for (i, probe) in p.probes.iter().enumerate() {
-        let ahead = i + matching::AHEAD;
-        infile.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
-        if !p.norm.is_kept(i) {
-            continue;
-        }
-        infile.resolve(
-            rows.value(i),
-            matching::key_at(ph, pv, i),
-            matching::key_at(sh, sv, i),
-            probe.by == Some(MatchedBy::Primary),
-        );
-    }
-}
-
-/// Resolves one prepared batch in file order: in-file duplicates, category,
-/// action. Returns the work for the writer and for the store, and the
-/// batch's rows (good and failed).
-fn resolve_batch(
-    p: Prepared,
-    keys: &KeyColumns,
-    ids: &[i64],
-    actions: &Actions,
-    infile: &mut InFile,
-    counts: &mut Counts,
-) -> (WriteJob, CommitJob, u64) {
-    let norm = &p.norm;
-    let batch = &norm.batch;
-    let [(ph, pv), (sh, sv)] = keys.arrays(norm);
-    let rows = batch.column(0).as_primitive::<UInt64Type>();
-    let mut categories: [Vec<RowOut>; 3] = Default::default();
-    let mut inserts: Vec<u32> = Vec::new();
-    let (mut update_rows, mut update_ids): (Vec<u32>, Vec<i64>) = (Vec::new(), Vec::new());
-    let mut duplicates: Vec<FailedRow> = Vec::new();
-    for (i, probe) in p.probes.iter().enumerate() {
-        let ahead = i + matching::AHEAD;
-        infile.prefetch(matching::hash_at(ph, pv, ahead), matching::hash_at(sh, sv, ahead));
-        if !norm.is_kept(i) {
-            continue;
-        }
-        let row = rows.value(i);
-        let primary = matching::key_at(ph, pv, i);
-        let secondary = matching::key_at(sh, sv, i);
-        match infile.resolve(row, primary, secondary, probe.by == Some(MatchedBy::Primary)) {
-            InFileVerdict::Duplicate { first, winner } => {
-                // The key the row shares: its primary one, unless that is
-                // new to the file and the row joined by its secondary key.
-                let (key, value) = if infile.has_primary(primary) {
-                    primary.map(|(_, v)| (keys.primary, v))
-                } else {
-                    secondary.map(|(_, v)| (keys.secondary, v))
-                }
-                .map_or((None, ""), |(k, v)| (k, v));
-                let key = key
-                    .map_or("key", |c| batch.schema_ref().field(c).name().as_str())
-                    .to_string();
-                let detail = match winner {
-                    Some(w) if w == first => format!("{key} {value:?} already in row {first}"),
-                    Some(w) => format!("{key} {value:?} also in row {w}, which wins (--in-file-duplicates last)"),
-                    None if first == row => {
-                        format!("{key} {value:?} shared with later rows (--in-file-duplicates fail)")
-                    }
-                    None => format!("{key} {value:?} shared with row {first} (--in-file-duplicates fail)"),
-                };
-                duplicates.push(FailedRow {
-                    row,
-                    reason: Reason::NotUnique,
-                    detail,
-                    original: Original::RawRow(norm.raw_index(row).unwrap_or_default()),
-                });
-            }
-            InFileVerdict::Keep => {
-                let category = Category::of(probe.len as usize);
-                let action = actions.action(category);
-                match action {
-                    Action::Import => {
-                        inserts.push(i as u32);
-                        counts.group.imported += 1;
-                    }
-                    Action::Skip => counts.group.skipped += 1,
-                    _ => {
-                        let ordinals = &p.matched[probe.start as usize..(probe.start + probe.len) as usize];
-                        for &ordinal in action.targets(ordinals) {
-                            update_rows.push(i as u32);
-                            update_ids.push(ids[ordinal as usize]);
-                        }
-                        counts.group.updated += 1;
-                    }
-                }
-                counts.categories[category as usize] += 1;
-                categories[category as usize].push(RowOut {
-                    index: i as u32,
-                    action,
-                    start: probe.start,
-                    len: probe.len,
-                    matched_by: probe.by,
-                });
-            }
-        }
-    }
-    for f in norm.failed.iter().chain(&duplicates) {
-        *counts.failed_by_reason.entry(f.reason.as_str()).or_default() += 1;
-    }
-    let n = (norm.kept_rows() + norm.failed.len()) as u64;
-    counts.group.rows_read += n;
-    counts.group.rows_failed += (norm.failed.len() + duplicates.len()) as u64;
-    let commit = CommitJob::Rows {
-        batch: batch.clone(),
-        inserts,
-        update_rows,
-        update_ids,
-    };
-    let write = WriteJob {
-        norm: p.norm,
-        matched: p.matched,
-        categories,
-        duplicates,
-    };
-    (write, commit, n)
 }
 
 /// The import name when `--name` is not given: the file's stem.

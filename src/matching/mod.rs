@@ -13,14 +13,16 @@
 //! prefetch the slots of the row [`AHEAD`] of the one they probe.
 
 mod infile;
+mod probe;
 mod table;
 
-use arrow::array::{Array, AsArray, StringArray, UInt64Array};
+use arrow::array::{Array, AsArray, StringArray};
 use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub use infile::{Duplicates, InFile, InFileVerdict};
+pub use probe::{Prefetch, Prepared, Probe, RowKeys, walk};
 use table::{Arena, SpanTable, reserve_on_huge_pages};
 
 use crate::error::Result;
@@ -458,18 +460,6 @@ impl Category {
             Category::MultipleMatch => "multiple_match",
         }
     }
-}
-
-/// A key's value in row `i` of a normalized batch: its hash (from the
-/// stage's hash column) and its value; `None` when empty.
-pub fn key_at<'a>(hashes: &UInt64Array, values: Option<&'a StringArray>, i: usize) -> Option<(u64, &'a str)> {
-    let values = values?;
-    (values.is_valid(i)).then(|| (hashes.value(i), values.value(i)))
-}
-
-/// The hash of a key's value in row `i`, if it has one (for a prefetch).
-pub fn hash_at(hashes: &UInt64Array, values: Option<&StringArray>, i: usize) -> Option<u64> {
-    values.filter(|v| i < v.len() && v.is_valid(i)).map(|_| hashes.value(i))
 }
 
 #[cfg(test)]
