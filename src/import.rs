@@ -14,19 +14,16 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use arrow::array::{Array, ArrayRef, StringArray, UInt64Array};
-use arrow::buffer::NullBuffer;
-use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 
 use crate::apply::{self, Actions, CommitJob, CommitSetup, Committed, Counts, Ending, Master};
 use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::map::{self, MappingOptions};
-use crate::matching::{Duplicates, FileKeys, InFile, KeyIndex, Prepared, StoreIndex};
+use crate::matching::{self, Duplicates, FileKeys, InFile, Prepared, StoreIndex};
 use crate::normalize::{NormalizeSettings, NormalizedBatch, Plan, phone};
 use crate::progress::{ImportProgress, Phase};
 use crate::read::{self, Input, RawBatch, ReadOptions};
@@ -269,11 +266,6 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
     let mut timings = Timings::default();
     let progress = options.progress.then(|| ImportProgress::start(table.read_position()));
     let build_started = Instant::now();
-    let empty_index = || StoreIndex {
-        primary: primary.map(|_| KeyIndex::default()),
-        secondary: secondary.map(|_| KeyIndex::default()),
-        ..StoreIndex::default()
-    };
     let semi_join = match &store {
         Some(store) => semi_join_pays(store, &table, contact_type).map_err(end_group)?,
         None => false,
@@ -306,19 +298,15 @@ fn run_input(options: &ImportOptions, input: &Input, cancel: &Cancel, started: I
                 let _armed = cancel.arm(store.interrupt())?;
                 cancel::test_stage("build_index");
                 let file_keys = match (&held, semi_join) {
-                    (Some(((batches, _), _)), _) => Some(file_keys(store, options, |add| {
+                    (Some(((batches, _), _)), _) => Some(matching::load_file_keys(store, [primary, secondary], |add| {
                         batches.iter().try_for_each(add)
                     })?),
-                    (None, true) => Some(read_file_keys(store, input, options, &mapping, &empty_index(), cancel)?),
+                    (None, true) => Some(read_file_keys(store, input, options, &mapping, cancel)?),
                     (None, false) => None,
                 };
-                let built = StoreIndex::build(store, contact_type, primary, secondary, file_keys.as_deref());
-                for keys in file_keys.iter().flatten() {
-                    let _ = store.execute_batch(&format!("DROP TABLE IF EXISTS {}", keys.table));
-                }
-                built
+                StoreIndex::build(store, contact_type, primary, secondary, file_keys)
             })(),
-            None => Ok(empty_index()),
+            None => Ok(StoreIndex::empty(primary, secondary)),
         };
         built.store(true, Ordering::Relaxed);
         let ahead = ahead.map(|ahead| {
@@ -529,12 +517,7 @@ fn semi_join_pays(store: &Store, table: &read::Table, contact_type: &str) -> Res
     let (Some(bytes), read::Format::Csv) = (table.size, table.detected.format) else {
         return Ok(false);
     };
-    let stored: i64 = store
-        .connection()
-        .query_row("SELECT count(*) FROM contacts WHERE type = ?", [contact_type], |r| {
-            r.get(0)
-        })
-        .map_err(|e| store.error(&e))?;
+    let stored = store.count_contacts_of_type(contact_type)?;
     // Contact rows of generated and real files run 100 to 200 bytes.
     Ok(stored as u64 > 2 * (bytes / 100).max(10_000))
 }
@@ -554,9 +537,8 @@ fn read_file_keys(
     input: &Input,
     options: &ImportOptions,
     mapping: &map::Mapping,
-    empty: &StoreIndex,
     cancel: &Cancel,
-) -> Result<Vec<FileKeys>> {
+) -> Result<FileKeys> {
     let keys = [options.normalize.primary_key, options.normalize.secondary_key];
     let mut key_mapping = mapping.clone();
     key_mapping.columns.retain(|c| {
@@ -564,92 +546,21 @@ fn read_file_keys(
         name == "country" || keys.contains(&Some(name.as_str()))
     });
     let plan = Plan::new(&key_mapping, options.normalize.clone())?;
-    file_keys(store, options, |add| {
+    let (primary, secondary) = (options.normalize.primary_key, options.normalize.secondary_key);
+    let empty = StoreIndex::empty(primary, secondary);
+    matching::load_file_keys(store, [primary, secondary], |add| {
         let mut table = read::open(input, &options.read)?;
         let none = (Vec::new(), None);
         for_each_prepared(
             &mut table,
             &plan,
-            empty,
+            &empty,
             none,
             cancel,
             &mut Timings::default(),
             |p, _| add(&p.norm),
         )
     })
-}
-
-/// Appends the file's keys, from the normalized batches `batches` hands
-/// to its argument, to temporary tables, one per key; returns their
-/// names. A key with a hash column in the store (`email_hash`, …) is sent
-/// as its xxh3 hash (`h UBIGINT`), so the semi-join compares integers and
-/// never reads the stored strings; others (the contact `id`) as text
-/// (`v VARCHAR`). See [`FileKeys`].
-fn file_keys(
-    store: &Store,
-    options: &ImportOptions,
-    batches: impl FnOnce(&mut dyn FnMut(&NormalizedBatch) -> Result<()>) -> Result<()>,
-) -> Result<Vec<FileKeys>> {
-    let keys: Vec<&str> = [options.normalize.primary_key, options.normalize.secondary_key]
-        .into_iter()
-        .flatten()
-        .collect();
-    let in_use = [
-        options.normalize.primary_key.is_some(),
-        options.normalize.secondary_key.is_some(),
-    ];
-    let tables: Vec<FileKeys> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| FileKeys {
-            table: format!("kontakt_file_keys_{i}"),
-            hashed: crate::fields::KEY_FIELDS.contains(key),
-        })
-        .collect();
-    for keys in &tables {
-        let column = if keys.hashed { "h UBIGINT" } else { "v VARCHAR" };
-        store.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {} ({column})", keys.table))?;
-    }
-    let conn = store.connection();
-    let mut appenders = tables
-        .iter()
-        .map(|t| conn.appender_to_catalog_and_db(&t.table, "temp", "main"))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| store.error(&e))?;
-    batches(&mut |norm| {
-        // The arrays of the keys in use, in the order of `tables`.
-        let arrays = norm
-            .keys()
-            .map(|k| (k.hashes, k.values))
-            .into_iter()
-            .zip(in_use)
-            .filter_map(|(a, used)| used.then_some(a));
-        // A failed row's keys are not the file's.
-        let kept =
-            (!norm.dropped.is_empty()).then(|| NullBuffer::from_iter(norm.dropped.iter().map(|&dropped| !dropped)));
-        for ((appender, keys), (hashes, values)) in appenders.iter_mut().zip(&tables).zip(arrays) {
-            let Some(values) = values else { continue };
-            // The hash of an empty key is not a key: null with its value.
-            let nulls = NullBuffer::union(values.nulls(), kept.as_ref());
-            let column: ArrayRef = if keys.hashed {
-                Arc::new(UInt64Array::new(hashes.values().clone(), nulls))
-            } else {
-                Arc::new(StringArray::new(
-                    values.offsets().clone(),
-                    values.values().clone(),
-                    nulls,
-                ))
-            };
-            let name = if keys.hashed { "h" } else { "v" };
-            let batch = RecordBatch::try_from_iter([(name, column)]).map_err(|e| store.arrow_error(&e))?;
-            appender.append_record_batch(batch).map_err(|e| store.error(&e))?;
-        }
-        Ok(())
-    })?;
-    for appender in &mut appenders {
-        appender.flush().map_err(|e| store.error(&e))?;
-    }
-    Ok(tables)
 }
 
 /// The import name when `--name` is not given: the file's stem.

@@ -103,3 +103,6 @@ impl std::ops::Deref for Store {
         }
     }
 }
+
+// The interface, by domain.
+pub mod keys;

@@ -6,6 +6,7 @@
 //! changed.
 
 mod id_bitmap;
+mod keys;
 pub(crate) mod schema;
 mod views;
 
