@@ -63,7 +63,13 @@ pub fn resolve_in_file(p: &Prepared, infile: &mut InFile) {
 
 /// Resolves one probed batch in file order: in-file duplicates, category,
 /// action. `ids`: the stored contact ids, by the store index's ordinals.
-pub fn resolve_batch(p: Prepared, ids: &[i64], actions: &Actions, infile: &mut InFile, counts: &mut Counts) -> Resolved {
+pub fn resolve_batch(
+    p: Prepared,
+    ids: &[i64],
+    actions: &Actions,
+    infile: &mut InFile,
+    counts: &mut Counts,
+) -> Resolved {
     let norm = &p.norm;
     let key_columns = norm.keys();
     let rows = norm.row_numbers();
@@ -279,10 +285,16 @@ mod tests {
         let (resolved, counts) = resolve(rows, Actions::default(), Duplicates::First);
         assert_eq!(store_work(&resolved), (&[][..], &[0][..], &[102][..]));
         assert_eq!(category(&resolved, Category::OneMatch), vec![(0, Action::Update)]);
-        assert_eq!(resolved.write.categories[0].len() + resolved.write.categories[2].len(), 0);
+        assert_eq!(
+            resolved.write.categories[0].len() + resolved.write.categories[2].len(),
+            0
+        );
         let out = resolved.write.categories[Category::OneMatch as usize][0];
         assert_eq!((out.start, out.len, out.matched_by), (0, 1, BY_EMAIL));
-        assert_eq!((counts.group.updated, counts.group.imported, counts.group.skipped), (1, 0, 0));
+        assert_eq!(
+            (counts.group.updated, counts.group.imported, counts.group.skipped),
+            (1, 0, 0)
+        );
         assert_eq!(counts.categories, [0, 1, 0]);
 
         let add = Actions::resolve(Some(crate::apply::Mode::Add), None, None, None);
@@ -302,8 +314,16 @@ mod tests {
         // Matched contacts 3, 1, 0 in created order.
         let rows: &[Row] = &[("b@x.cz", "", &[1, 0], BY_EMAIL), ("a@x.cz", "", &[3, 1, 0], BY_EMAIL)];
         for (policy, action, rows_ids) in [
-            (OnMultipleMatch::UpdateFirst, Action::UpdateFirst, vec![(0, 101), (1, 103)]),
-            (OnMultipleMatch::UpdateLast, Action::UpdateLast, vec![(0, 100), (1, 100)]),
+            (
+                OnMultipleMatch::UpdateFirst,
+                Action::UpdateFirst,
+                vec![(0, 101), (1, 103)],
+            ),
+            (
+                OnMultipleMatch::UpdateLast,
+                Action::UpdateLast,
+                vec![(0, 100), (1, 100)],
+            ),
             (
                 OnMultipleMatch::UpdateAll,
                 Action::UpdateAll,
@@ -323,7 +343,11 @@ mod tests {
             );
             assert_eq!(counts.categories, [0, 0, 2]);
             let updated = if policy == OnMultipleMatch::Skip { 0 } else { 2 };
-            assert_eq!((counts.group.updated, counts.group.skipped), (updated, 2 - updated), "{policy:?}");
+            assert_eq!(
+                (counts.group.updated, counts.group.skipped),
+                (updated, 2 - updated),
+                "{policy:?}"
+            );
         }
     }
 
@@ -369,8 +393,14 @@ mod tests {
         assert_eq!(
             failed(&resolved),
             vec![
-                (1, "email \"a@x.cz\" also in row 3, which wins (--in-file-duplicates last)"),
-                (2, "email \"b@x.cz\" also in row 4, which wins (--in-file-duplicates last)"),
+                (
+                    1,
+                    "email \"a@x.cz\" also in row 3, which wins (--in-file-duplicates last)"
+                ),
+                (
+                    2,
+                    "email \"b@x.cz\" also in row 4, which wins (--in-file-duplicates last)"
+                ),
             ]
         );
         assert_eq!(store_work(&resolved).0, &[2, 3]);
@@ -399,7 +429,11 @@ mod tests {
 
     #[test]
     fn failed_rows_count_as_read_and_failed_by_reason_and_match_nothing() {
-        let rows: &[Row] = &[("a@x.cz", "", &[], None), ("", "", &[], None), ("not an email", "", &[], None)];
+        let rows: &[Row] = &[
+            ("a@x.cz", "", &[], None),
+            ("", "", &[], None),
+            ("not an email", "", &[], None),
+        ];
         let (resolved, counts) = resolve(rows, Actions::default(), Duplicates::First);
         assert_eq!(store_work(&resolved).0, &[0]);
         assert_eq!(resolved.rows, 3);
@@ -410,6 +444,14 @@ mod tests {
         );
         let mut summary = Summary::default();
         counts.fill(&mut summary);
-        assert_eq!((summary.rows_read, summary.rows_failed, summary.no_match, summary.imported), (3, 2, 1, 1));
+        assert_eq!(
+            (
+                summary.rows_read,
+                summary.rows_failed,
+                summary.no_match,
+                summary.imported
+            ),
+            (3, 2, 1, 1)
+        );
     }
 }

@@ -38,11 +38,15 @@ pub fn load_file_keys(
         .collect();
     store.load_file_keys(&hashed, |add| {
         batches(&mut |norm| {
-            let kept = (!norm.dropped.is_empty())
-                .then(|| NullBuffer::from_iter(norm.dropped.iter().map(|&dropped| !dropped)));
+            let kept =
+                (!norm.dropped.is_empty()).then(|| NullBuffer::from_iter(norm.dropped.iter().map(|&dropped| !dropped)));
             let mut columns: Vec<ArrayRef> = Vec::with_capacity(hashed.len());
             // The columns of the keys in use, in the order of `hashed`.
-            let used = norm.keys().into_iter().zip(in_use).filter_map(|(k, used)| used.then_some(k));
+            let used = norm
+                .keys()
+                .into_iter()
+                .zip(in_use)
+                .filter_map(|(k, used)| used.then_some(k));
             for (key, &hashed) in used.zip(&hashed) {
                 let Some(values) = key.values else { continue };
                 let nulls = NullBuffer::union(values.nulls(), kept.as_ref());
@@ -84,7 +88,7 @@ impl StoreIndex {
         file_keys: Option<FileKeys>,
     ) -> Result<Self> {
         let built = Self::build_from(store, contact_type, primary, secondary, file_keys.as_ref());
-        if let Some(keys) = &file_keys {
+        if let Some(keys) = file_keys {
             store.drop_file_keys(keys);
         }
         built

@@ -25,7 +25,6 @@ pub use infile::{Duplicates, InFile, InFileVerdict};
 pub use probe::{Prefetch, Prepared, Probe, RowKeys, walk};
 use table::{Arena, SpanTable, reserve_on_huge_pages};
 
-
 const END: u32 = u32::MAX;
 
 /// The stored contacts the build side read, by ordinal (`u32`).

@@ -33,7 +33,11 @@ impl Prefetch for &mut InFile {
 /// keys (`None` for a failed row, which matches nothing), after asking
 /// `table` to prefetch the slots of the row [`AHEAD`].
 #[inline]
-pub fn walk<'a, T: Prefetch>(norm: &'a NormalizedBatch, mut table: T, mut each: impl FnMut(&mut T, usize, Option<RowKeys<'a>>)) {
+pub fn walk<'a, T: Prefetch>(
+    norm: &'a NormalizedBatch,
+    mut table: T,
+    mut each: impl FnMut(&mut T, usize, Option<RowKeys<'a>>),
+) {
     let [primary, secondary] = norm.keys();
     for i in 0..norm.batch.num_rows() {
         let ahead = i + AHEAD;

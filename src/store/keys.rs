@@ -59,7 +59,7 @@ impl Store {
 
     /// Lets go of the file's keys (errors are of no consequence: they
     /// belong to this connection and end with it).
-    pub fn drop_file_keys(&self, keys: &FileKeys) {
+    pub fn drop_file_keys(&self, keys: FileKeys) {
         dispatch!(self, db => db.drop_file_keys(keys))
     }
 

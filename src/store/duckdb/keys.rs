@@ -56,9 +56,14 @@ impl DuckDb {
                 let name = if keys.hashed { "h" } else { "v" };
                 debug_assert_eq!(
                     column.data_type(),
-                    if keys.hashed { &DataType::UInt64 } else { &DataType::Utf8 }
+                    if keys.hashed {
+                        &DataType::UInt64
+                    } else {
+                        &DataType::Utf8
+                    }
                 );
-                let batch = RecordBatch::try_from_iter([(name, Arc::clone(column))]).map_err(|e| self.arrow_error(&e))?;
+                let batch =
+                    RecordBatch::try_from_iter([(name, Arc::clone(column))]).map_err(|e| self.arrow_error(&e))?;
                 appender.append_record_batch(batch).map_err(|e| self.error(&e))?;
             }
             Ok(())
@@ -69,8 +74,8 @@ impl DuckDb {
         Ok(FileKeys { tables })
     }
 
-    pub(crate) fn drop_file_keys(&self, keys: &FileKeys) {
-        for keys in &keys.tables {
+    pub(crate) fn drop_file_keys(&self, keys: FileKeys) {
+        for keys in keys.tables {
             let _ = self.execute_batch(&format!("DROP TABLE IF EXISTS {}", keys.table));
         }
     }
