@@ -1,9 +1,10 @@
 //! Matching: which stored contacts a normalized row matches, by its keys.
 //!
-//! Build side ([`build`]): the key columns of every stored contact of the
+//! Build side (`build.rs`): the key columns of every stored contact of the
 //! import's type (`id`, `created_at`, and the stored, already normalized
-//! key values), scanned once from the store into one [`KeyIndex`] per key. Probe side: the
-//! normalized batches, in parallel (the index is read-only).
+//! key values), scanned once from the store into one [`KeyIndex`] per key.
+//! Probe side (`probe.rs`): the normalized batches, in parallel (the index
+//! is read-only).
 //!
 //! An index is a [`SpanTable`] of distinct key values, hashed with the same
 //! xxh3 the normalize stage writes into `__primary_hash` /

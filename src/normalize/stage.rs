@@ -80,6 +80,9 @@ enum Source {
     Constant(Option<String>),
 }
 
+/// Per row of a batch: the errors its values gave (field index, value, why).
+type RowErrors<'a> = Vec<Vec<(usize, &'a str, &'static str)>>;
+
 /// The stage for one import: the mapping and settings, checked, with the
 /// output schema. Build it once; `normalize` each batch.
 #[derive(Debug)]
@@ -184,13 +187,12 @@ impl Plan {
         self.field_names().chain([WARNINGS_COLUMN])
     }
 
-    /// Normalizes one batch.
-    pub fn normalize(&self, raw: &RawBatch) -> NormalizedBatch {
+    /// Each field's normalized values (a constant's repeated), and per
+    /// row the errors found (field index, value, why).
+    fn normalize_columns<'a>(&self, raw: &'a RawBatch) -> (Vec<StringArray>, RowErrors<'a>) {
         let n = raw.num_rows();
         let regions = self.row_regions(raw);
-        let only_constants = self.fields.iter().all(|f| matches!(f.source, Source::Constant(_)));
-        // Per row: the errors found (field index, value, why).
-        let mut errors: Vec<Vec<(usize, &str, &'static str)>> = vec![Vec::new(); n];
+        let mut errors: RowErrors = vec![Vec::new(); n];
         let mut columns: Vec<StringArray> = Vec::with_capacity(self.fields.len());
         let mut scratch = String::new();
         for (f, field) in self.fields.iter().enumerate() {
@@ -234,6 +236,14 @@ impl Plan {
             };
             columns.push(column);
         }
+        (columns, errors)
+    }
+
+    /// Normalizes one batch.
+    pub fn normalize(&self, raw: &RawBatch) -> NormalizedBatch {
+        let n = raw.num_rows();
+        let (columns, errors) = self.normalize_columns(raw);
+        let only_constants = self.fields.iter().all(|f| matches!(f.source, Source::Constant(_)));
 
         let rows = raw.rows();
         let keys: Vec<usize> = [self.primary, self.secondary].into_iter().flatten().collect();

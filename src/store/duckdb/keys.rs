@@ -139,14 +139,38 @@ impl DuckDb {
             "SELECT id, epoch_us(created_at) AS created, {} FROM {source}",
             columns.join(", ")
         );
-        // The selected contacts are counted in their table (it bounds the
-        // values of each key), all of the type's by one aggregate scan,
-        // where a key field's values are counted in its hash column, a scan
-        // of integers where the text would be decompressed (at 10M contacts
-        // the count took 0.3-0.6 s that way).
-        let (rows, sizes): (usize, Vec<usize>) = if semi_join {
+        let (rows, sizes) = self.key_counts(contact_type, keys, semi_join)?;
+        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.error(&e))?;
+        // A few selected contacts are read whole, which DuckDB does on all
+        // its threads (1M x 10M, 4 alternating runs: user CPU 5.3-5.8 s
+        // against 5.7-5.9 s streamed); all of a type's, streamed.
+        let whole = semi_join && rows <= WHOLE_ROWS;
+        let mut batches = self.batches(&mut stmt, duckdb::params_from_iter(params), !whole)?;
+        let read = read(KeyScan {
+            rows,
+            sizes,
+            batches: &mut batches,
+        })?;
+        drop(stmt);
+        if semi_join {
+            self.execute_batch(&format!("DROP TABLE IF EXISTS {PICKED}"))?;
+        }
+        if let Some(bitmap) = bitmap {
+            bitmap.reset(self)?;
+        }
+        Ok(read)
+    }
+
+    /// How many contacts the scan returns, and how many hold each key, at
+    /// most ([`KeyScan`]): the selected contacts counted in their table (it
+    /// bounds the values of each key), all of the type's by one aggregate scan,
+    /// where a key field's values are counted in its hash column, a scan
+    /// of integers where the text would be decompressed (at 10M contacts
+    /// the count took 0.3-0.6 s that way).
+    fn key_counts(&self, contact_type: &str, keys: &[&str], semi_join: bool) -> Result<(usize, Vec<usize>)> {
+        if semi_join {
             let rows = self.query_i64(&format!("SELECT count(*) FROM {PICKED}"), [])? as usize;
-            (rows, vec![rows; keys.len()])
+            Ok((rows, vec![rows; keys.len()]))
         } else {
             let counts: Vec<String> = keys
                 .iter()
@@ -171,26 +195,7 @@ impl DuckDb {
                         Ok((rows as usize, sizes))
                     },
                 )
-                .map_err(|e| self.error(&e))?
-        };
-        let mut stmt = self.conn.prepare(&sql).map_err(|e| self.error(&e))?;
-        // A few selected contacts are read whole, which DuckDB does on all
-        // its threads (1M x 10M, 4 alternating runs: user CPU 5.3-5.8 s
-        // against 5.7-5.9 s streamed); all of a type's, streamed.
-        let whole = semi_join && rows <= WHOLE_ROWS;
-        let mut batches = self.batches(&mut stmt, duckdb::params_from_iter(params), !whole)?;
-        let read = read(KeyScan {
-            rows,
-            sizes,
-            batches: &mut batches,
-        })?;
-        drop(stmt);
-        if semi_join {
-            self.execute_batch(&format!("DROP TABLE IF EXISTS {PICKED}"))?;
+                .map_err(|e| self.error(&e))
         }
-        if let Some(bitmap) = bitmap {
-            bitmap.reset(self)?;
-        }
-        Ok(read)
     }
 }
