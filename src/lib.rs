@@ -29,7 +29,6 @@ pub mod map;
 pub mod matching;
 pub mod normalize;
 pub mod prefetch;
-pub mod progress;
 pub mod read;
 pub mod store;
 pub mod synth;

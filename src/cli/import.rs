@@ -5,14 +5,17 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use clap::{Args, ValueEnum};
+
+mod progress;
 
 use super::InputArgs;
 use crate::apply::{Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
 use crate::cancel::{Cancel, Signal};
 use crate::error::{Error, Result};
-use crate::import::{self, ImportOptions};
+use crate::import::{self, ImportOptions, Run};
 use crate::map::{ContactType, MappingOptions, Unmapped};
 use crate::matching::Duplicates;
 use crate::normalize::consent::ConsentWords;
@@ -203,13 +206,17 @@ impl ImportArgs {
             bom: self.bom,
             dry_run: self.dry_run,
             db,
-            progress: match self.progress {
-                Progress::Always => true,
-                Progress::Never => false,
-                // A dumb terminal cannot redraw a line.
-                Progress::Auto => std::io::stderr().is_terminal() && !console::is_dumb(),
-            },
         })
+    }
+
+    /// Whether to show the progress on standard error.
+    fn shows_progress(&self) -> bool {
+        match self.progress {
+            Progress::Always => true,
+            Progress::Never => false,
+            // A dumb terminal cannot redraw a line.
+            Progress::Auto => std::io::stderr().is_terminal() && !console::is_dumb(),
+        }
     }
 }
 
@@ -226,7 +233,12 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
     let options = args.resolve(db)?;
     let cancel = Cancel::new();
     cancel_on_signals(&cancel)?;
-    let summary = import::run(&options, &cancel)?;
+    let bar = progress::Bar::default();
+    let shown: &dyn import::Progress = if args.shows_progress() { &bar } else { &() };
+    let summary = run_spooled(&options, &cancel, shown);
+    // Cleared before anything else is printed (an error line included).
+    drop(bar);
+    let summary = summary?;
     if cancel.requested().is_some() {
         if summary.dry_run {
             eprintln!("kontakt: the dry run had finished its work when the signal came; its files are complete");
@@ -246,6 +258,33 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
         println!("{}", report(&summary, &dir));
     }
     Ok(())
+}
+
+/// Runs the import of `options`, standard input copied to a file first
+/// ([`super::input::spool_stdin`], removed after).
+fn run_spooled(options: &ImportOptions, cancel: &Cancel, progress: &dyn import::Progress) -> Result<Summary> {
+    let started = Instant::now();
+    let spooled = super::input::spool_stdin(&options.input, cancel)?;
+    let input = spooled
+        .as_ref()
+        .map_or(options.input.clone(), |p| Input::Path(p.clone()));
+    let run = Run {
+        input: &input,
+        cancel,
+        progress,
+        started,
+    };
+    let result = import::run(options, &run);
+    if let Some(path) = spooled {
+        let _ = std::fs::remove_file(&path);
+        // Errors name what the user gave, not the spool file.
+        let spool = path.display().to_string();
+        return result.map_err(|e| match e {
+            Error::Input { path, message } if path == spool => Error::input(&options.input, message),
+            e => e,
+        });
+    }
+    result
 }
 
 /// The one-line report: counts by outcome, failed rows by reason (most

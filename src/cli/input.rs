@@ -1,9 +1,14 @@
 //! The input flags of SPEC, shared by `preview` and `import`.
 
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
 use clap::{Args, ValueEnum};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
-use crate::read::{Encoding, Format, ReadOptions};
+use crate::read::{Encoding, Format, Input, ReadOptions};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FormatArg {
@@ -91,6 +96,38 @@ fn single_ascii(flag: &str, value: &str) -> Result<u8> {
         _ => Err(Error::usage(format!(
             "{flag} {value:?}: expected one ASCII character (or `tab`)"
         ))),
+    }
+}
+
+/// Standard input is copied to a temporary file first, by a thread of its
+/// own, while this one waits for it or for a cancel: a pipe or a terminal
+/// that sends nothing more would otherwise hold a read (and every stage
+/// after it) that Ctrl-C cannot end. The import then reads a file, which
+/// also gives the progress a size and `last`/`fail` a second pass. `None`
+/// for a file (nothing to copy).
+pub(super) fn spool_stdin(input: &Input, cancel: &Cancel) -> Result<Option<PathBuf>> {
+    if !matches!(input, Input::Stdin) {
+        return Ok(None);
+    }
+    let path = std::env::temp_dir().join(format!("kontakt-stdin-{}.tsv", std::process::id()));
+    let mut file = std::fs::File::create(&path).map_err(|e| Error::io(&path, e))?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::io::copy(&mut std::io::stdin().lock(), &mut file));
+    });
+    loop {
+        if let Err(e) = cancel.check() {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        match rx.recv_timeout(Duration::from_millis(20)) {
+            Ok(copied) => {
+                copied.map_err(|e| Error::io(&path, e))?;
+                return Ok(Some(path));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Error::Stopped),
+        }
     }
 }
 

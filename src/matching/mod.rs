@@ -1,9 +1,10 @@
 //! Matching: which stored contacts a normalized row matches, by its keys.
 //!
-//! Build side: the key columns of every stored contact of the import's type
-//! (`id`, `created_at`, and the stored, already normalized key values), read
-//! once through `query_arrow` into one [`KeyIndex`] per key. Probe side: the
-//! normalized batches, in parallel (the index is read-only).
+//! Build side (`build.rs`): the key columns of every stored contact of the
+//! import's type (`id`, `created_at`, and the stored, already normalized
+//! key values), scanned once from the store into one [`KeyIndex`] per key.
+//! Probe side (`probe.rs`): the normalized batches, in parallel (the index
+//! is read-only).
 //!
 //! An index is a [`SpanTable`] of distinct key values, hashed with the same
 //! xxh3 the normalize stage writes into `__primary_hash` /
@@ -12,29 +13,20 @@
 //! share a value are chained behind the first (`next`). Loops over rows
 //! prefetch the slots of the row [`AHEAD`] of the one they probe.
 
+mod build;
 mod infile;
+mod probe;
 mod table;
 
-use arrow::array::{Array, AsArray, StringArray, UInt64Array};
-use arrow::datatypes::Int64Type;
-use arrow::record_batch::RecordBatch;
+use arrow::array::{Array, StringArray};
 use xxhash_rust::xxh3::xxh3_64;
 
+pub use build::{FileKeys, load_file_keys};
 pub use infile::{Duplicates, InFile, InFileVerdict};
+pub use probe::{Prefetch, Prepared, Probe, RowKeys, walk};
 use table::{Arena, SpanTable, reserve_on_huge_pages};
 
-use crate::error::Result;
-use crate::store::{IdBitmap, Store};
-
 const END: u32 = u32::MAX;
-
-/// Temporary table of the ids of the contacts a semi-join with the file
-/// selected.
-const PICKED: &str = "kontakt_build_ids";
-
-/// Selected contacts up to this many are read into memory whole rather
-/// than streamed (~120 MB of ids, timestamps and key values at most).
-const WHOLE_ROWS: usize = 2_000_000;
 
 /// The stored contacts the build side read, by ordinal (`u32`).
 #[derive(Debug, Default)]
@@ -171,15 +163,6 @@ impl KeyIndex {
     }
 }
 
-/// The file's values of one key, in a temporary table of the store's
-/// connection, for the semi-join: their xxh3 hashes (column `h`) when the
-/// key has a hash column in the store, else the values as text (`v`).
-#[derive(Debug, Clone)]
-pub struct FileKeys {
-    pub table: String,
-    pub hashed: bool,
-}
-
 /// The build side: stored contacts and an index per matching key.
 #[derive(Debug, Default)]
 pub struct StoreIndex {
@@ -189,189 +172,6 @@ pub struct StoreIndex {
 }
 
 impl StoreIndex {
-    /// Reads the key columns of every contact of `contact_type` and indexes
-    /// them. Keys are field names checked by the normalize plan (never user
-    /// text), so they can name columns.
-    /// `file_keys`: temporary tables (one per key) of the keys in the
-    /// file; when given, only the contacts sharing one of them (by hash, a
-    /// superset the index then checks value by value) are indexed.
-    pub fn build(
-        store: &Store,
-        contact_type: &str,
-        primary: Option<&str>,
-        secondary: Option<&str>,
-        file_keys: Option<&[FileKeys]>,
-    ) -> Result<Self> {
-        let keys: Vec<&str> = [primary, secondary].into_iter().flatten().collect();
-        let mut index = StoreIndex {
-            primary: primary.map(|_| KeyIndex::default()),
-            secondary: secondary.map(|_| KeyIndex::default()),
-            ..StoreIndex::default()
-        };
-        if keys.is_empty() {
-            return Ok(index);
-        }
-        // Keys compare as text (the contact id too).
-        let columns: Vec<String> = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| format!("CAST(\"{k}\" AS VARCHAR) AS k{i}"))
-            .collect();
-        let conn = store.connection();
-        // The rows to index: every contact of the type with a key, or (with
-        // the file's keys) only those sharing a key value with the file. The
-        // semi-join that selects them, run by DuckDB in parallel, reads the
-        // integer columns only (the ids it keeps go to a temporary table);
-        // their ids then filter the scan that reads the values
-        // ([`IdBitmap`]), so only the selected rows' text is decompressed.
-        // `bitmap`: the selected ids' (none without the file's keys, when
-        // no contact is selected, or when their ids span too wide).
-        let semi_join = file_keys.is_some();
-        let (source, params, bitmap) = match file_keys {
-            None => {
-                let filter: Vec<String> = keys.iter().map(|k| format!("\"{k}\" IS NOT NULL")).collect();
-                let source = format!("contacts WHERE type = ? AND ({})", filter.join(" OR "));
-                (source, vec![contact_type], None)
-            }
-            Some(tables) => {
-                let filter: Vec<String> = keys
-                    .iter()
-                    .zip(tables)
-                    .map(|(k, t)| {
-                        if t.hashed {
-                            format!("\"{k}_hash\" IN (SELECT h FROM {})", t.table)
-                        } else {
-                            format!("CAST(\"{k}\" AS VARCHAR) IN (SELECT v FROM {})", t.table)
-                        }
-                    })
-                    .collect();
-                store.execute(
-                    &format!(
-                        "CREATE OR REPLACE TEMP TABLE {PICKED} AS SELECT id FROM contacts WHERE type = ? AND ({})",
-                        filter.join(" OR ")
-                    ),
-                    [contact_type],
-                )?;
-                let bitmap = IdBitmap::of(store, PICKED)?;
-                let source = format!(
-                    "contacts WHERE {}",
-                    IdBitmap::filter_or_semi_join(bitmap.as_ref(), "id", PICKED)
-                );
-                (source, Vec::new(), bitmap)
-            }
-        };
-        let sql = format!(
-            "SELECT id, epoch_us(created_at) AS created, {} FROM {source}",
-            columns.join(", ")
-        );
-        // Sized once, so nothing is regrown (or rehashed): the selected
-        // contacts by a count of their table (it bounds the values of each
-        // key), all of the type's by one aggregate scan, where a key
-        // field's values are counted in its hash column, a scan of
-        // integers where the text would be decompressed (at 10M contacts
-        // the count took 0.3-0.6 s that way). Then the rows are read (all
-        // of a type's streamed, not materialized), and each key's index is
-        // filled on a thread of its own. An arena is reserved for [`VALUE_BYTES`] a value: pages
-        // reserved and never written cost nothing, and longer values grow
-        // it.
-        let (rows, sizes): (usize, Vec<usize>) = if semi_join {
-            let rows = store.query_i64(&format!("SELECT count(*) FROM {PICKED}"), [])? as usize;
-            (rows, vec![rows; keys.len()])
-        } else {
-            let counts: Vec<String> = keys
-                .iter()
-                .map(|k| {
-                    let column = if crate::fields::KEY_FIELDS.contains(k) {
-                        crate::fields::hash_column(k)
-                    } else {
-                        k.to_string()
-                    };
-                    format!("count(\"{column}\")")
-                })
-                .collect();
-            conn.query_row(
-                &format!("SELECT count(*), {} FROM contacts WHERE type = ?", counts.join(", ")),
-                [contact_type],
-                |r| {
-                    let rows: i64 = r.get(0)?;
-                    let sizes = (0..keys.len())
-                        .map(|k| r.get::<_, i64>(1 + k).map(|n| n as usize))
-                        .collect::<duckdb::Result<Vec<usize>>>()?;
-                    Ok((rows as usize, sizes))
-                },
-            )
-            .map_err(|e| store.error(&e))?
-        };
-        reserve_on_huge_pages(&mut index.contacts.ids, rows);
-        reserve_on_huge_pages(&mut index.contacts.created, rows);
-        let sized = |n: usize| KeyIndex::with_capacity(n, n.saturating_mul(VALUE_BYTES));
-        let mut primary = index.primary.as_ref().map(|_| sized(sizes[0]));
-        let mut secondary = index.secondary.as_ref().map(|_| sized(sizes[sizes.len() - 1]));
-        let mut stmt = conn.prepare(&sql).map_err(|e| store.error(&e))?;
-        // A few selected contacts are read whole, which DuckDB does on all
-        // its threads (1M x 10M, 4 alternating runs: user CPU 5.3-5.8 s
-        // against 5.7-5.9 s streamed); all of a type's, streamed.
-        let whole = semi_join && rows <= WHOLE_ROWS;
-        let stream = store.batches(&mut stmt, duckdb::params_from_iter(params), !whole)?;
-        // Streamed chunks are small (2048 rows); they are indexed in groups
-        // of about 128k rows, each key's on a thread of its own, while this
-        // thread reads the next group from DuckDB.
-        let mut stream = stream.peekable();
-        let mut next_group = || -> Result<Vec<RecordBatch>> {
-            let mut group = Vec::new();
-            let mut rows = 0;
-            while rows < 128 * 1024
-                && let Some(batch) = stream.next()
-            {
-                let batch = batch?;
-                rows += batch.num_rows();
-                group.push(batch);
-            }
-            Ok(group)
-        };
-        let secondary_column = 2 + usize::from(primary.is_some());
-        let mut group = next_group()?;
-        while !group.is_empty() {
-            let first = index.contacts.ids.len();
-            for batch in &group {
-                index
-                    .contacts
-                    .ids
-                    .extend(batch.column(0).as_primitive::<Int64Type>().values().iter().copied());
-                index
-                    .contacts
-                    .created
-                    .extend(batch.column(1).as_primitive::<Int64Type>().values().iter().copied());
-            }
-            let fill = |key_index: Option<&mut KeyIndex>, column: usize| {
-                let Some(key_index) = key_index else { return };
-                let mut ordinal = first;
-                let mut hashes = Vec::new();
-                for batch in &group {
-                    let values: &StringArray = batch.column(column).as_string::<i32>();
-                    key_index.insert_column(values, ordinal, &mut hashes);
-                    ordinal += values.len();
-                }
-            };
-            let (primary, secondary) = (primary.as_mut(), secondary.as_mut());
-            group = std::thread::scope(|scope| {
-                scope.spawn(|| fill(primary, 2));
-                scope.spawn(|| fill(secondary, secondary_column));
-                next_group()
-            })?;
-        }
-        drop(stmt);
-        if semi_join {
-            store.execute_batch(&format!("DROP TABLE IF EXISTS {PICKED}"))?;
-        }
-        if let Some(bitmap) = bitmap {
-            bitmap.reset(store)?;
-        }
-        index.primary = primary;
-        index.secondary = secondary;
-        Ok(index)
-    }
-
     /// Asks the CPU to load where a row's key hashes would be, for a
     /// [`probe`](Self::probe) soon.
     pub fn prefetch(&self, primary: Option<u64>, secondary: Option<u64>) {
@@ -458,18 +258,6 @@ impl Category {
             Category::MultipleMatch => "multiple_match",
         }
     }
-}
-
-/// A key's value in row `i` of a normalized batch: its hash (from the
-/// stage's hash column) and its value; `None` when empty.
-pub fn key_at<'a>(hashes: &UInt64Array, values: Option<&'a StringArray>, i: usize) -> Option<(u64, &'a str)> {
-    let values = values?;
-    (values.is_valid(i)).then(|| (hashes.value(i), values.value(i)))
-}
-
-/// The hash of a key's value in row `i`, if it has one (for a prefetch).
-pub fn hash_at(hashes: &UInt64Array, values: Option<&StringArray>, i: usize) -> Option<u64> {
-    values.filter(|v| i < v.len() && v.is_valid(i)).map(|_| hashes.value(i))
 }
 
 #[cfg(test)]

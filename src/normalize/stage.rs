@@ -30,6 +30,10 @@ use crate::fields::{Field, FieldKind, standard_field};
 use crate::map::{Mapping, Target};
 use crate::read::{ROW_COLUMN, RawBatch};
 
+mod batch;
+
+pub use batch::{FailedRow, KeyColumn, NormalizedBatch, Original, Reason};
+
 /// Name of the `warnings` column (values dropped under `--invalid-values drop`).
 pub const WARNINGS_COLUMN: &str = "warnings";
 /// Names of the key hash columns (UInt64, null when the key is empty).
@@ -41,90 +45,6 @@ pub enum InvalidValues {
     #[default]
     Fail,
     Drop,
-}
-
-/// Why a row failed (SPEC, `failed.csv` reasons).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    WrongFormat,
-    MissingKey,
-    NoFields,
-    NotUnique,
-    BadRow,
-}
-
-impl Reason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reason::WrongFormat => "wrong_format",
-            Reason::MissingKey => "missing_key",
-            Reason::NoFields => "no_fields",
-            Reason::NotUnique => "not_unique",
-            Reason::BadRow => "bad_row",
-        }
-    }
-}
-
-/// A row that goes to `failed.csv`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FailedRow {
-    pub row: u64,
-    pub reason: Reason,
-    /// Names the field(s) and the offending value(s).
-    pub detail: String,
-    /// Where the row's values as read are (see [`NormalizedBatch::original`]).
-    pub original: Original,
-}
-
-/// The original values of a failed row: a bad row's own fields, or its
-/// index in the raw batch (not copied: most failed rows are read fine).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Original {
-    Fields(Vec<String>),
-    RawRow(usize),
-}
-
-/// A normalized batch: `__row`, one nullable Utf8 column per mapped field
-/// (mapping order, then `--set` fields), `warnings`, and the key hashes.
-#[derive(Debug, Clone)]
-pub struct NormalizedBatch {
-    /// Every row read as a row of the table (a bad row is only in
-    /// `failed`), failed ones included (see `dropped`).
-    pub batch: RecordBatch,
-    pub failed: Vec<FailedRow>,
-    /// Per row of `batch`: it failed (it is in `failed`), and whatever
-    /// reads the batch skips it ([`is_kept`](Self::is_kept)). Empty when
-    /// no row of the batch failed.
-    pub dropped: Vec<bool>,
-    /// The input batch (shared, not copied), for failed rows' values.
-    pub raw: RawBatch,
-}
-
-impl NormalizedBatch {
-    /// Whether row `i` of `batch` goes on (it did not fail).
-    pub fn is_kept(&self, i: usize) -> bool {
-        self.dropped.get(i).is_none_or(|&dropped| !dropped)
-    }
-
-    /// The rows of `batch` that go on.
-    pub fn kept_rows(&self) -> usize {
-        self.batch.num_rows() - self.dropped.iter().filter(|&&dropped| dropped).count()
-    }
-
-    /// The index in the raw batch of a row read fine (by its row number).
-    pub fn raw_index(&self, row: u64) -> Option<usize> {
-        self.raw.rows().values().binary_search(&row).ok()
-    }
-
-    /// A failed row's values as read, in input column order.
-    pub fn original<'a>(&'a self, failed: &'a FailedRow) -> Vec<&'a str> {
-        match &failed.original {
-            Original::Fields(fields) => fields.iter().map(String::as_str).collect(),
-            Original::RawRow(i) => (0..self.raw.batch.num_columns() - 1)
-                .map(|c| self.raw.column(c).value(*i))
-                .collect(),
-        }
-    }
 }
 
 /// Settings of the normalize stage, resolved from flags.
@@ -159,6 +79,9 @@ enum Source {
     /// A `--set` value, already normalized (None: empty).
     Constant(Option<String>),
 }
+
+/// Per row of a batch: the errors its values gave (field index, value, why).
+type RowErrors<'a> = Vec<Vec<(usize, &'a str, &'static str)>>;
 
 /// The stage for one import: the mapping and settings, checked, with the
 /// output schema. Build it once; `normalize` each batch.
@@ -253,23 +176,23 @@ impl Plan {
         &self.schema
     }
 
-    /// Columns of the primary and secondary key values in a normalized batch.
-    pub fn key_columns(&self) -> (Option<usize>, Option<usize>) {
-        (self.primary.map(|k| k + 1), self.secondary.map(|k| k + 1))
-    }
-
     /// Output field names, in column order (after `__row`).
     pub fn field_names(&self) -> impl Iterator<Item = &str> {
         self.fields.iter().map(|f| f.name.as_str())
     }
 
-    /// Normalizes one batch.
-    pub fn normalize(&self, raw: &RawBatch) -> NormalizedBatch {
+    /// The normalized columns' names in the output files: the fields, then
+    /// `warnings`.
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.field_names().chain([WARNINGS_COLUMN])
+    }
+
+    /// Each field's normalized values (a constant's repeated), and per
+    /// row the errors found (field index, value, why).
+    fn normalize_columns<'a>(&self, raw: &'a RawBatch) -> (Vec<StringArray>, RowErrors<'a>) {
         let n = raw.num_rows();
         let regions = self.row_regions(raw);
-        let only_constants = self.fields.iter().all(|f| matches!(f.source, Source::Constant(_)));
-        // Per row: the errors found (field index, value, why).
-        let mut errors: Vec<Vec<(usize, &str, &'static str)>> = vec![Vec::new(); n];
+        let mut errors: RowErrors = vec![Vec::new(); n];
         let mut columns: Vec<StringArray> = Vec::with_capacity(self.fields.len());
         let mut scratch = String::new();
         for (f, field) in self.fields.iter().enumerate() {
@@ -313,6 +236,14 @@ impl Plan {
             };
             columns.push(column);
         }
+        (columns, errors)
+    }
+
+    /// Normalizes one batch.
+    pub fn normalize(&self, raw: &RawBatch) -> NormalizedBatch {
+        let n = raw.num_rows();
+        let (columns, errors) = self.normalize_columns(raw);
+        let only_constants = self.fields.iter().all(|f| matches!(f.source, Source::Constant(_)));
 
         let rows = raw.rows();
         let keys: Vec<usize> = [self.primary, self.secondary].into_iter().flatten().collect();
@@ -425,6 +356,7 @@ impl Plan {
             failed,
             dropped,
             raw: raw.clone(),
+            keys: [self.primary, self.secondary],
         }
     }
 

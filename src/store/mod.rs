@@ -111,10 +111,11 @@ impl std::ops::Deref for Store {
 }
 
 // The interface, by domain.
-pub mod commit;
-pub mod groups;
 pub mod audit;
-pub mod merge;
-mod transaction;
+pub mod commit;
 pub mod contacts;
 pub mod export;
+pub mod groups;
+pub mod keys;
+pub mod merge;
+mod transaction;

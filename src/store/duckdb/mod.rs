@@ -5,12 +5,13 @@
 //! kontakt store (has tables but no `kontakt_meta`), is refused without being
 //! changed.
 
-pub(crate) mod commit;
-mod groups;
 mod audit;
+pub(crate) mod commit;
 mod contacts;
 mod export;
+mod groups;
 mod id_bitmap;
+mod keys;
 mod merge;
 pub(crate) mod schema;
 mod transaction;

@@ -12,44 +12,55 @@
 //! only rows are shown. Drawn by indicatif; cleared when dropped, so an
 //! error line never lands on a half-drawn bar.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use indicatif::{HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-/// The stages a user can tell apart while an import runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Phase {
-    /// The file is read (and normalized) while the store's keys are indexed.
-    Reading,
-    /// Rows are matched against the store and resolved.
-    Matching,
-    /// The stream is done; the output files are finished.
-    WritingOutputs,
-    /// The stream is done; the store's transaction is finished.
-    WritingStore,
+use crate::import::{Phase, Progress};
+
+/// What the bar calls each phase.
+fn name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Reading => "reading",
+        Phase::Matching => "matching",
+        Phase::WritingOutputs => "writing outputs",
+        Phase::WritingStore => "writing the store",
+    }
 }
 
-impl Phase {
-    fn name(self) -> &'static str {
-        match self {
-            Phase::Reading => "reading",
-            Phase::Matching => "matching",
-            Phase::WritingOutputs => "writing outputs",
-            Phase::WritingStore => "writing the store",
+/// The import's [`Progress`] on standard error: the bar, drawn from the
+/// import's start until this is dropped.
+#[derive(Default)]
+pub struct Bar(OnceLock<ImportProgress>);
+
+impl Progress for Bar {
+    fn start(&self, read: Option<(Arc<AtomicU64>, u64)>) {
+        let _ = self.0.set(ImportProgress::start(read));
+    }
+
+    fn phase(&self, phase: Phase) {
+        if let Some(bar) = self.0.get() {
+            bar.phase(phase);
+        }
+    }
+
+    fn rows(&self, n: u64) {
+        if let Some(bar) = self.0.get() {
+            bar.rows(n);
         }
     }
 }
 
-pub struct ImportProgress {
+struct ImportProgress {
     bar: ProgressBar,
 }
 
 impl ImportProgress {
     /// Starts the display. `read`: the bytes read so far and the input's
     /// size, when they measure the reading.
-    pub fn start(read: Option<(Arc<AtomicU64>, u64)>) -> ImportProgress {
+    fn start(read: Option<(Arc<AtomicU64>, u64)>) -> ImportProgress {
         // A draw target of indicatif's own `stderr()` hides itself when
         // standard error is no terminal, and `--progress always` is asked
         // for exactly then (a log, a CI job).
@@ -83,18 +94,18 @@ impl ImportProgress {
             })
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
-        bar.set_message(Phase::Reading.name());
+        bar.set_message(name(Phase::Reading));
         bar.enable_steady_tick(Duration::from_millis(200));
         bar.tick();
         ImportProgress { bar }
     }
 
-    pub fn phase(&self, phase: Phase) {
-        self.bar.set_message(phase.name());
+    fn phase(&self, phase: Phase) {
+        self.bar.set_message(name(phase));
     }
 
     /// `n` more rows handed on (read, matched and resolved).
-    pub fn rows(&self, n: u64) {
+    fn rows(&self, n: u64) {
         self.bar.inc(n);
     }
 }
