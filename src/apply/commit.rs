@@ -22,31 +22,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::commit::{RowSource, StagedImport, StagedRows};
 pub use crate::store::groups::{Ending, GroupCounts};
-
-/// Now, in microseconds since the epoch (UTC), as timestamps are stored.
-// transitional: callers switch to crate::store::groups::now_micros
-pub use crate::store::groups::now_micros;
-
-/// The id the next new contact gets (ids are never reused).
-// transitional: callers switch to Store::next_contact_id
-pub(crate) fn next_contact_id(store: &Store) -> Result<i64> {
-    store.next_contact_id()
-}
-
-/// Records a new import group as `running` (autocommitted) after checking
-/// its name: a running or completed group of that name is a usage error; a
-/// failed or cancelled one is replaced.
-// transitional: callers switch to Store::start_group
-pub fn start_group(store: &Store, name: &str, source: &str) -> Result<i64> {
-    store.start_group(name, source)
-}
-
-/// Records a group as failed or cancelled (outside any transaction),
-/// tried twice.
-// transitional: callers switch to Store::end_group
-pub fn end_group(store: &Store, import_id: i64, ending: Ending, reason: &str) -> Result<()> {
-    store.end_group(import_id, ending, reason)
-}
+use crate::store::groups::now_micros;
 
 /// How the jobs sent to the commit thread ended.
 #[derive(Debug)]

@@ -8,6 +8,6 @@ mod plan;
 pub mod rows;
 
 pub use actions::{Action, Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
-pub use commit::{Commit, CommitJob, CommitSetup, Committed, Ending, GroupCounts, end_group, run_commit, start_group};
+pub use commit::{Commit, CommitJob, CommitSetup, Committed, Ending, GroupCounts, run_commit};
 pub use plan::{Counts, Resolved, resolve_batch, resolve_in_file};
 pub use rows::{StoreField, store_fields};

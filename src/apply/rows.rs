@@ -15,6 +15,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use super::actions::Master;
+use crate::normalize::NormalizedBatch;
 use crate::fields::{FieldKind, KEY_FIELDS, hash_column, key_hash, standard_field};
 use crate::store::commit::{ImportSpec, StagedRows};
 
@@ -163,7 +164,7 @@ impl Rows {
     /// contact `contact_ids[k]`.
     fn updates(&self, batch: &RecordBatch, indices: &[u32], contact_ids: &[i64]) -> Result<RecordBatch, ArrowError> {
         let indices = UInt32Array::from(indices.to_vec());
-        let rows = take(batch.column(0), &indices, None)?;
+        let rows = take(batch.column(NormalizedBatch::ROW_NUMBERS), &indices, None)?;
         let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(contact_ids.to_vec())), rows];
         for field in &self.fields {
             columns.push(self.field_values(batch, field, &indices, false)?);
@@ -252,7 +253,7 @@ pub fn store_fields(names: &[String], tags: &[String]) -> Vec<StoreField> {
         .map(|(i, name)| StoreField {
             name: name.clone(),
             kind: standard_field(name).map_or(FieldKind::Text, |f| f.kind),
-            column: Some(i + 1),
+            column: Some(NormalizedBatch::field_column(i)),
         })
         .collect();
     if !tags.is_empty() && !names.iter().any(|n| n == "tags") {

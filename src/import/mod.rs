@@ -206,7 +206,7 @@ impl Group {
     fn end(&self, cancel: &Cancel, e: Error) -> Error {
         let e = cancel.or_cancelled(e);
         if let (Some(store), Some(id)) = (&self.store, self.id) {
-            let _ = apply::end_group(store, id, Ending::of(&e), &e.to_string());
+            let _ = store.end_group(id, Ending::of(&e), &e.to_string());
         }
         e
     }
@@ -251,7 +251,7 @@ impl Opened {
         // The name is checked and the group recorded before anything is
         // written, so a taken name leaves an earlier import's outputs alone.
         let id = match &store {
-            Some(store) if !options.dry_run => Some(apply::start_group(store, &name, &options.input.to_string())?),
+            Some(store) if !options.dry_run => Some(store.start_group(&name, &options.input.to_string())?),
             _ => None,
         };
         Ok(Opened {

@@ -2,8 +2,7 @@
 //! crate writes them), and the category files' row loop: most of what an
 //! import writes, so written for speed.
 
-use arrow::array::{Array, AsArray, StringArray};
-use arrow::datatypes::UInt64Type;
+use arrow::array::{Array, StringArray};
 
 use super::{RowOut, WriteJob, is_formula_bytes, safe_cell, write_matched_ids};
 use crate::error::Result;
@@ -70,7 +69,7 @@ pub(super) fn csv_rows(
         excel_safe,
         matches,
     } = *cells;
-    let row_numbers = job.norm.batch.column(0).as_primitive::<UInt64Type>();
+    let row_numbers = job.norm.row_numbers();
     let mut number = itoa::Buffer::new();
     for (k, out) in rows.iter().enumerate() {
         // The cells of the rows a block ahead: each column is read in a

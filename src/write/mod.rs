@@ -18,8 +18,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, StringArray};
-use arrow::datatypes::UInt64Type;
+use arrow::array::{Array, StringArray};
 
 pub(crate) use csv_format::push_csv_field;
 use csv_format::{Cells, csv_rows, needs_quoting};
@@ -237,10 +236,11 @@ impl Outputs {
         // One check per column of the batch instead of one per cell: a
         // column whose bytes hold nothing to quote is copied as it is.
         // (Parquet has no quoting: nothing to check.)
-        let batch = &job.norm.batch;
         let csv = matches!(self.failed, RowFile::Csv { .. });
-        let plain: Vec<bool> = (1..=self.fields.len())
-            .map(|c| csv && !needs_quoting(batch.column(c).as_string::<i32>().value_data()))
+        let plain: Vec<bool> = job
+            .norm
+            .output_columns()
+            .map(|column| csv && !needs_quoting(column.value_data()))
             .collect();
         // The matches' contact ids, gathered in one loop: `ids` is indexed
         // at random (a cache miss each), and loads of a loop that does
@@ -271,12 +271,9 @@ impl Outputs {
         matched_ids: &[i64],
         plain: &[bool],
     ) -> Result<()> {
-        let batch = &job.norm.batch;
         let rows = &job.categories[category as usize];
-        let row_numbers = batch.column(0).as_primitive::<UInt64Type>();
-        let columns: Vec<&StringArray> = (1..=self.fields.len())
-            .map(|c| batch.column(c).as_string::<i32>())
-            .collect();
+        let row_numbers = job.norm.row_numbers();
+        let columns: Vec<&StringArray> = job.norm.output_columns().collect();
         let matches = category != Category::NoMatch;
         match &mut self.categories[category as usize] {
             RowFile::Csv { path, file, buf } => {
