@@ -236,67 +236,6 @@ mod tests {
         ));
     }
 
-    /// A store with one long statement to run (seconds unless stopped).
-    fn long_statement(store: &crate::store::Store) -> Result<()> {
-        store.execute_batch("SELECT sum(i % 7) FROM range(20000000000) t(i)")
-    }
-
-    #[test]
-    fn a_request_interrupts_the_running_statement_of_an_armed_connection() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(&dir.path().join("k.duckdb")).expect("store");
-        let cancel = Cancel::new();
-        let armed = cancel.arm(store.interrupt()).expect("arm");
-        let requester = Arc::clone(&cancel);
-        let started = std::time::Instant::now();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(200));
-            requester.request(Signal::Interrupt);
-        });
-        let result = long_statement(&store);
-        assert!(result.is_err(), "the statement ran to its end");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-        let error = cancel.or_cancelled(result.expect_err("interrupted"));
-        assert_eq!(error.exit_code(), 130);
-        // Disarming for a commit after the request refuses it, and the
-        // errors stay the cancel's.
-        assert!(matches!(
-            armed.disarm_to_commit(),
-            Err(Error::Cancelled(Signal::Interrupt))
-        ));
-        // The connection works again once disarmed (the rollback runs).
-        store.execute_batch("SELECT 1").expect("usable after the interrupt");
-        // Arming after a request fails at once.
-        assert!(cancel.arm(store.interrupt()).is_err());
-    }
-
-    #[test]
-    fn a_statement_begun_after_the_request_is_interrupted_too() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(&dir.path().join("k.duckdb")).expect("store");
-        let cancel = Cancel::new();
-        let _armed = cancel.arm(store.interrupt()).expect("arm");
-        cancel.request(Signal::Terminate);
-        let started = std::time::Instant::now();
-        assert!(long_statement(&store).is_err(), "the statement ran to its end");
-        assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    }
-
-    #[test]
-    fn a_disarmed_connection_is_never_interrupted() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = crate::store::Store::open(&dir.path().join("k.duckdb")).expect("store");
-        let cancel = Cancel::new();
-        let armed = cancel.arm(store.interrupt()).expect("arm");
-        armed.disarm_to_commit().expect("no request yet");
-        cancel.request(Signal::Interrupt);
-        // Past the commit, an error is not reported as a rollback.
-        assert!(matches!(cancel.or_cancelled(Error::usage("x")), Error::Usage(_)));
-        store
-            .execute_batch("SELECT sum(i) FROM range(50000000) t(i)")
-            .expect("not interrupted");
-    }
-
     #[test]
     fn without_a_request_errors_are_kept() {
         let cancel = Cancel::new();

@@ -21,8 +21,8 @@ use crate::cancel::{Armed, Cancel};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::store::commit::{RowSource, StagedImport, StagedRows};
-pub use crate::store::groups::{Ending, GroupCounts};
 use crate::store::groups::now_micros;
+pub use crate::store::groups::{Ending, GroupCounts};
 
 /// How the jobs sent to the commit thread ended.
 #[derive(Debug)]

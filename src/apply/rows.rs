@@ -15,8 +15,8 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use super::actions::Master;
-use crate::normalize::NormalizedBatch;
 use crate::fields::{FieldKind, KEY_FIELDS, hash_column, key_hash, standard_field};
+use crate::normalize::NormalizedBatch;
 use crate::store::commit::{ImportSpec, StagedRows};
 
 /// A stored field the import writes: its name and kind.

@@ -29,10 +29,10 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::apply::Master;
-use crate::store::groups::{Ending, GroupCounts, now_micros};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::store::groups::{Ending, GroupCounts, now_micros};
 use crate::store::merge::{ClusterMember as Member, DroppedValue, StaleMember};
 
 /// The log of dropped values, written to the audit directory.

@@ -40,12 +40,12 @@ use arrow::record_batch::RecordBatch;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::store::groups::now_micros;
 use crate::error::{Error, Result};
 use crate::fields::KEY_FIELDS;
 use crate::map::ContactType;
 use crate::store::Store;
 use crate::store::audit::{AffectedUniverse, AuditRecord, AuditScope, ClusterChunk};
+use crate::store::groups::now_micros;
 use cluster::{Clusters, Pairs, Shared};
 use scan::{Fetched, Universe};
 

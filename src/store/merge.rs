@@ -63,8 +63,6 @@ impl Store {
         dispatch!(self, db => db.merge_of_audit(audit_id))
     }
 
-
-
     /// Stages the clusters' members for the statements that follow.
     pub fn stage_merge(&self, members: &[ClusterMember]) -> Result<()> {
         dispatch!(self, db => db.stage_merge(members))
@@ -80,7 +78,6 @@ impl Store {
     pub fn merge_counts(&self) -> Result<(u64, u64)> {
         dispatch!(self, db => db.merge_counts())
     }
-
 
     /// Updates each survivor from its cluster's other members as `master`
     /// says (tags unioned, a consent never upgraded), `updated_at` = `now`,

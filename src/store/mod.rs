@@ -15,10 +15,9 @@ use std::path::Path;
 
 use crate::error::Result;
 
+use self::duckdb::DuckDb;
+pub use self::duckdb::Interrupt;
 pub use self::duckdb::schema::SCHEMA_VERSION;
-pub use self::duckdb::{
-    ArrowViews, Batches, DuckDb, INTERRUPTED, IdBitmap, Interrupt, duckdb_version, literal, quote_ident,
-};
 
 /// An open contact store.
 #[derive(Debug)]
@@ -94,16 +93,13 @@ impl Store {
 /// The linked store libraries and their versions, for `kontakt --version`
 /// (e.g. `DuckDB v1.5.6`).
 pub fn backend_versions() -> String {
-    format!("DuckDB {}", duckdb_version())
+    format!("DuckDB {}", duckdb::duckdb_version())
 }
 
-/// Transitional, while callers move to the interface's own methods: the
-/// DuckDB backend's low-level calls. Removed once nothing outside
-/// `src/store/` uses them.
-impl std::ops::Deref for Store {
-    type Target = DuckDb;
-
-    fn deref(&self) -> &DuckDb {
+#[cfg(test)]
+impl Store {
+    /// The DuckDB backend, for the backend's own tests.
+    pub(crate) fn duckdb(&self) -> &DuckDb {
         match &self.backend {
             Backend::DuckDb(db) => db,
         }

@@ -38,8 +38,6 @@ impl DuckDb {
         )
     }
 
-
-
     pub(crate) fn stage_merge(&self, members: &[ClusterMember]) -> Result<()> {
         self.execute_batch(&format!(
             "CREATE OR REPLACE TEMP TABLE {PAIRS} (contact_id BIGINT, survivor_id BIGINT, cluster BIGINT)"
@@ -86,7 +84,6 @@ impl DuckDb {
             .map_err(|e| self.error(&e))?;
         Ok((counts.0 as u64, counts.1 as u64))
     }
-
 
     /// Keeps the survivors as they were (in a temporary table), updates
     /// them in one statement, then fills the dropped values' table.

@@ -1,6 +1,10 @@
 //! The DuckDB backend's open, migrations and lock messages.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::*;
+use crate::cancel::{Cancel, Signal};
 use crate::store::Store;
 
 #[test]
@@ -12,6 +16,7 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
         // Schema 5 had no pid and host; a group left running by a
         // process that is gone.
         store
+            .duckdb()
             .execute_batch(
                 "ALTER TABLE import_groups DROP COLUMN pid; ALTER TABLE import_groups DROP COLUMN host; \
                  UPDATE kontakt_meta SET value = '5' WHERE key = 'schema_version'; \
@@ -30,6 +35,7 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     assert!(
         store
+            .duckdb()
             .columns("import_groups")
             .expect("columns")
             .iter()
@@ -66,7 +72,7 @@ fn creates_schema_and_reopens() {
         let store = Store::open(&path).expect("create");
         assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
         assert_eq!(store.count("contacts").expect("count"), 0);
-        let columns = store.columns("contacts").expect("columns");
+        let columns = store.duckdb().columns("contacts").expect("columns");
         for field in crate::fields::STANDARD_FIELDS {
             assert!(columns.iter().any(|c| c == field.name), "{}", field.name);
         }
@@ -101,6 +107,7 @@ fn migration_2_fills_the_key_index_of_stored_contacts() {
     type Row = (i64, Option<u64>, Option<u64>, Option<u64>);
     let rows: Vec<Row> = {
         let mut stmt = store
+            .duckdb()
             .connection()
             .prepare("SELECT id, email_hash, phone_hash, mobile_hash FROM contacts WHERE id < 3 ORDER BY id")
             .expect("prepare");
@@ -120,10 +127,12 @@ fn migration_2_fills_the_key_index_of_stored_contacts() {
     // Many contacts (more than the appender buffers between flushes):
     // every one gets its hash.
     let hashed = store
+        .duckdb()
         .query_i64("SELECT count(*) FROM contacts WHERE email_hash IS NOT NULL", [])
         .expect("count");
     assert_eq!(hashed, 300_001);
     let last: u64 = store
+        .duckdb()
         .connection()
         .query_row("SELECT email_hash FROM contacts WHERE id = 300002", [], |r| r.get(0))
         .expect("last");
@@ -153,14 +162,15 @@ fn text_columns_keep_their_compression_whatever_the_values() {
     // a set of three, and FSST (or nothing) for first names that are
     // all different: fixed, each keeps its own method.
     store
+        .duckdb()
         .execute_batch(
             "INSERT INTO contacts (id, created_at, updated_at, first_name, email) \
              SELECT i, now(), now(), 'name-' || i || '-' || md5(i::VARCHAR), 'same' || (i % 3) || '@x.cz' \
              FROM range(1, 150001) AS t(i); CHECKPOINT",
         )
         .expect("contacts");
-    assert_eq!(compressions(&store, "email"), ["FSST"]);
-    assert_eq!(compressions(&store, "first_name"), ["Dictionary"]);
+    assert_eq!(compressions(store.duckdb(), "email"), ["FSST"]);
+    assert_eq!(compressions(store.duckdb(), "first_name"), ["Dictionary"]);
 }
 
 /// A store as schema version `version` (3 or 4) left it, with a
@@ -195,13 +205,14 @@ fn migrates_every_contact_and_custom_column_from(version: usize) {
     }
     let store = Store::open(&path).expect("migrate");
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
-    let columns = store.columns("contacts").expect("columns");
+    let columns = store.duckdb().columns("contacts").expect("columns");
     assert_eq!(columns.last().map(String::as_str), Some("custom.shoe_size"));
     for table in ["contacts_v4", "contacts_v5"] {
-        assert!(store.columns(table).expect("columns").is_empty(), "{table}");
+        assert!(store.duckdb().columns(table).expect("columns").is_empty(), "{table}");
     }
     assert_eq!(store.count("contacts").expect("count"), 1001);
     let row: String = store
+        .duckdb()
         .connection()
         .query_row(
             "SELECT concat_ws('|', type, created_at, updated_at, import_id, first_name, email, gender, \
@@ -217,11 +228,12 @@ fn migrates_every_contact_and_custom_column_from(version: usize) {
     );
     assert_eq!(
         store
+            .duckdb()
             .query_i64("SELECT sum(id) FROM contacts WHERE email = 'c' || id || '@x.cz'", [])
             .expect("sum"),
         (8..1008).sum::<i64>()
     );
-    let types = store.typed_columns("contacts").expect("types");
+    let types = store.duckdb().typed_columns("contacts").expect("types");
     for (column, expected) in [
         ("type", "ENUM('person', 'company')"),
         ("gender", "ENUM('F', 'M')"),
@@ -236,6 +248,7 @@ fn migrates_every_contact_and_custom_column_from(version: usize) {
     for (column, value) in [("gender", "X"), ("type", "robot"), ("sms_opt_in", "yes")] {
         assert!(
             store
+                .duckdb()
                 .execute_batch(&format!(
                     "INSERT INTO contacts (id, created_at, updated_at, {column}) VALUES (9999, now(), now(), '{value}')"
                 ))
@@ -270,4 +283,74 @@ fn refuses_foreign_files_unchanged() {
         .expect("foreign db");
     let err = Store::open(&other).expect_err("foreign db refused");
     assert!(err.to_string().contains("not a kontakt store"), "{err}");
+}
+
+// A cancel interrupts the statement running on an armed connection
+// (see crate::cancel).
+
+/// A store with one long statement to run (seconds unless stopped).
+fn long_statement(store: &Store) -> Result<()> {
+    store
+        .duckdb()
+        .execute_batch("SELECT sum(i % 7) FROM range(20000000000) t(i)")
+}
+
+#[test]
+fn a_request_interrupts_the_running_statement_of_an_armed_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+    let cancel = Cancel::new();
+    let armed = cancel.arm(store.interrupt()).expect("arm");
+    let requester = Arc::clone(&cancel);
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        requester.request(Signal::Interrupt);
+    });
+    let result = long_statement(&store);
+    assert!(result.is_err(), "the statement ran to its end");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    let error = cancel.or_cancelled(result.expect_err("interrupted"));
+    assert_eq!(error.exit_code(), 130);
+    // Disarming for a commit after the request refuses it, and the
+    // errors stay the cancel's.
+    assert!(matches!(
+        armed.disarm_to_commit(),
+        Err(Error::Cancelled(Signal::Interrupt))
+    ));
+    // The connection works again once disarmed (the rollback runs).
+    store
+        .duckdb()
+        .execute_batch("SELECT 1")
+        .expect("usable after the interrupt");
+    // Arming after a request fails at once.
+    assert!(cancel.arm(store.interrupt()).is_err());
+}
+
+#[test]
+fn a_statement_begun_after_the_request_is_interrupted_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+    let cancel = Cancel::new();
+    let _armed = cancel.arm(store.interrupt()).expect("arm");
+    cancel.request(Signal::Terminate);
+    let started = std::time::Instant::now();
+    assert!(long_statement(&store).is_err(), "the statement ran to its end");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_disarmed_connection_is_never_interrupted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+    let cancel = Cancel::new();
+    let armed = cancel.arm(store.interrupt()).expect("arm");
+    armed.disarm_to_commit().expect("no request yet");
+    cancel.request(Signal::Interrupt);
+    // Past the commit, an error is not reported as a rollback.
+    assert!(matches!(cancel.or_cancelled(Error::usage("x")), Error::Usage(_)));
+    store
+        .duckdb()
+        .execute_batch("SELECT sum(i) FROM range(50000000) t(i)")
+        .expect("not interrupted");
 }
