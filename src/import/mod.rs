@@ -9,7 +9,7 @@
 //! stream   reader thread ──RawBatch──▶ rayon: normalize + probe the store index ──▶
 //!            resolving thread, in file order: the plan (apply::resolve_batch)
 //!              ──WriteJob──▶ writer thread: outputs (CSV or Parquet)
-//!              ──CommitJob─▶ commit thread: appender, staged updates, one transaction
+//!              ──CommitJob─▶ commit thread: insert stream, staged updates, one transaction
 //! summary  counts, timings, summary.json
 //! ```
 //! Batches are taken a few at a time (two per worker thread), prepared in

@@ -320,7 +320,7 @@ fn yielding_pool() -> Option<rayon::ThreadPool> {
 
 /// Lowers this thread's scheduling priority (nice +10) for the rest of its
 /// life; only threads of the import's own, which end with it, call it. The
-/// commit thread (DuckDB's appender) is the one serial stage: whenever it
+/// commit thread (the store's insert) is the one serial stage: whenever it
 /// can run it should, and the other stages, which have work queued, fill
 /// the cores around it instead of leaving it a long tail of appends at the
 /// end (1M x 1M skip, alternating runs: 3.78-3.95 s without, 3.66-3.73 s
