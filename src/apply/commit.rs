@@ -253,7 +253,7 @@ pub enum CommitJob {
 }
 
 /// What the commit thread needs to begin: its own connection to the store
-/// (a DuckDB transaction belongs to one connection) and the import's fields.
+/// (a store transaction belongs to one connection) and the import's fields.
 #[derive(Debug)]
 pub struct CommitSetup {
     pub store: Store,

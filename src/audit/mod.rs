@@ -289,7 +289,7 @@ fn audit(store: &Store, options: &AuditOptions, audit_id: i64, out: &Path, start
     };
     // What this audit sees of the whole store, for the next --since-last.
     let next_contact_id = store.next_contact_id()?;
-    let all_contacts = store.count("contacts")?;
+    let all_contacts = store.count_all_contacts()?;
     let (mut since, affected) = if options.since_last {
         since_last(store, &scope)?
     } else {

@@ -48,7 +48,9 @@ pub fn load_file_keys(
                 .zip(in_use)
                 .filter_map(|(k, used)| used.then_some(k));
             for (key, &hashed) in used.zip(&hashed) {
-                let Some(values) = key.values else { continue };
+                // A key in use is mapped (`Plan::new` refuses one that is not), and
+                // the store pairs these columns with the keys by position.
+                let values = key.values.expect("a key in use is mapped");
                 let nulls = NullBuffer::union(values.nulls(), kept.as_ref());
                 columns.push(if hashed {
                     Arc::new(UInt64Array::new(key.hashes.values().clone(), nulls))

@@ -64,11 +64,6 @@ impl Store {
         })
     }
 
-    /// Whether the store was opened with [`Store::open_read_only`].
-    pub fn is_read_only(&self) -> bool {
-        dispatch!(self, db => db.is_read_only())
-    }
-
     /// The interrupt of this connection's running statement.
     pub fn interrupt(&self) -> Interrupt {
         dispatch!(self, db => db.interrupt())
@@ -84,9 +79,9 @@ impl Store {
         dispatch!(self, db => db.schema_version())
     }
 
-    /// Counts rows of a table of the store's own schema.
-    pub fn count(&self, table: &str) -> Result<i64> {
-        dispatch!(self, db => db.count(table))
+    /// How many contacts the store holds (of every type).
+    pub fn count_all_contacts(&self) -> Result<i64> {
+        dispatch!(self, db => db.count("contacts"))
     }
 }
 

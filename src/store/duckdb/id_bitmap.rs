@@ -1,6 +1,6 @@
 //! Sets of contact ids as filters DuckDB pushes into a table scan.
 
-use super::DuckDb as Store;
+use super::DuckDb;
 use crate::error::Result;
 
 /// A set of contact ids (an audit's `--since-last` universe or the
@@ -26,13 +26,13 @@ impl IdBitmap {
 
     /// The ids in column `id` of `table`; `None` when there are none or
     /// they span too wide a range.
-    pub fn of(store: &Store, table: &str) -> Result<Option<IdBitmap>> {
-        let (first, last): (Option<i64>, Option<i64>) = store
+    pub fn of(db: &DuckDb, table: &str) -> Result<Option<IdBitmap>> {
+        let (first, last): (Option<i64>, Option<i64>) = db
             .connection()
             .query_row(&format!("SELECT min(id), max(id) FROM {table}"), [], |r| {
                 Ok((r.get(0)?, r.get(1)?))
             })
-            .map_err(|e| store.error(&e))?;
+            .map_err(|e| db.error(&e))?;
         let (Some(first), Some(last)) = (first, last) else {
             return Ok(None);
         };
@@ -44,7 +44,7 @@ impl IdBitmap {
         let mut start = first;
         while start <= last {
             let name = format!("{table}_ids_{}", pieces.len());
-            store.execute_batch(&format!(
+            db.execute_batch(&format!(
                 "SET VARIABLE {name} = (SELECT bitstring_agg((id - {start})::INTEGER, 0, {}) FROM {table} \
                  WHERE id >= {start} AND id < {})",
                 span - 1,
@@ -83,9 +83,9 @@ impl IdBitmap {
     }
 
     /// Resets the session variables.
-    pub fn reset(self, store: &Store) -> Result<()> {
+    pub fn reset(self, db: &DuckDb) -> Result<()> {
         for (_, name) in self.pieces {
-            store.execute_batch(&format!("RESET VARIABLE {name}"))?;
+            db.execute_batch(&format!("RESET VARIABLE {name}"))?;
         }
         Ok(())
     }
@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn id_bitmap_selects_exactly_the_universe() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+        let store = DuckDb::open(&dir.path().join("k.duckdb")).expect("store");
         let ids: Vec<i64> = vec![40, 41, 41, 57, 58, 999, 1000, 1001, 4095, 4096, 70_000, 70_001, 99_999];
         let values: Vec<String> = ids.iter().map(|i| format!("({i})")).collect();
         store

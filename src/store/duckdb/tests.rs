@@ -71,7 +71,7 @@ fn creates_schema_and_reopens() {
     {
         let store = Store::open(&path).expect("create");
         assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
-        assert_eq!(store.count("contacts").expect("count"), 0);
+        assert_eq!(store.duckdb().count("contacts").expect("count"), 0);
         let columns = store.duckdb().columns("contacts").expect("columns");
         for field in crate::fields::STANDARD_FIELDS {
             assert!(columns.iter().any(|c| c == field.name), "{}", field.name);
@@ -79,7 +79,7 @@ fn creates_schema_and_reopens() {
         for c in ["id", "type", "created_at", "updated_at", "import_id"] {
             assert!(columns.iter().any(|x| x == c), "{c}");
         }
-        assert!(store.count("nope").is_err());
+        assert!(store.duckdb().count("nope").is_err());
     }
     let store = Store::open(&path).expect("reopen");
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
@@ -210,7 +210,7 @@ fn migrates_every_contact_and_custom_column_from(version: usize) {
     for table in ["contacts_v4", "contacts_v5"] {
         assert!(store.duckdb().columns(table).expect("columns").is_empty(), "{table}");
     }
-    assert_eq!(store.count("contacts").expect("count"), 1001);
+    assert_eq!(store.duckdb().count("contacts").expect("count"), 1001);
     let row: String = store
         .duckdb()
         .connection()
