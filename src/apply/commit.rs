@@ -279,7 +279,7 @@ pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>, cancel: &Cancel
     let store = &setup.store;
     let fail = |e: Error| -> Error {
         let e = cancel.or_cancelled(e);
-        let _ = store.roll_back_import();
+        let _ = store.rollback_after_failure();
         let _ = store.end_group(setup.import_id, Ending::of(&e), &e.to_string());
         e
     };

@@ -294,8 +294,7 @@ pub fn run(store: &Store, options: &MergeOptions, cancel: &Cancel) -> Result<Mer
     if let Err(e) = ended {
         let e = cancel.or_cancelled(e);
         let _ = std::fs::remove_file(&log_tmp);
-        // Tried twice: an interrupt just before the disarm fails one statement.
-        let _ = store.rollback().or_else(|_| store.rollback());
+        let _ = store.rollback_after_failure();
         if let Some(id) = merge_id {
             let _ = store.end_group(id, Ending::of(&e), &e.to_string());
         }

@@ -75,13 +75,6 @@ impl Store {
         Ok(StagedImport { backend })
     }
 
-    /// Rolls an import's transaction back when its [`StagedImport`] is
-    /// gone (tried twice, as [`Store::end_group`]); an error when none was
-    /// open.
-    pub fn roll_back_import(&self) -> Result<()> {
-        dispatch!(self, db => db.roll_back_import())
-    }
-
     /// The id the next new contact gets (ids are never reused).
     pub fn next_contact_id(&self) -> Result<i64> {
         dispatch!(self, db => db.next_contact_id())

@@ -1,4 +1,4 @@
-//! The store's transactions: an audit's or a merge's statements are one
+//! The store's transactions: an import's, an audit's or a merge's statements are one
 //! unit, seen by others (and kept) all together or not at all.
 
 use super::{Backend, Store};
@@ -18,5 +18,13 @@ impl Store {
     /// Undoes the transaction's changes.
     pub fn rollback(&self) -> Result<()> {
         dispatch!(self, db => db.rollback())
+    }
+
+    /// Rolls back after a failure or a cancel: tried twice, as
+    /// [`Store::end_group`] (a cancel's interrupt that reached the
+    /// connection just before it was disarmed fails the next statement
+    /// once); an error when no transaction was open.
+    pub fn rollback_after_failure(&self) -> Result<()> {
+        dispatch!(self, db => db.rollback_after_failure())
     }
 }

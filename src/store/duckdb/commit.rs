@@ -67,14 +67,6 @@ impl DuckDb {
         .map(|_| ())
     }
 
-    /// Rolls the connection's transaction back, tried twice: a cancel's
-    /// interrupt that reached the connection just before it was disarmed
-    /// fails the next statement once.
-    pub(crate) fn roll_back_import(&self) -> Result<()> {
-        self.execute_batch("ROLLBACK")
-            .or_else(|_| self.execute_batch("ROLLBACK"))
-    }
-
     /// Begins an import's transaction: custom fields are created on demand,
     /// the id counter read, the staging table made.
     pub(crate) fn begin_import(&self, spec: ImportSpec<'_>) -> Result<DuckDbImport<'_>> {
@@ -302,7 +294,7 @@ impl DuckDbImport<'_> {
     pub(crate) fn roll_back(self) -> Result<()> {
         let db = self.db;
         drop(self);
-        db.roll_back_import()
+        db.rollback_after_failure()
     }
 
     #[cfg(test)]

@@ -15,4 +15,8 @@ impl DuckDb {
     pub(crate) fn rollback(&self) -> Result<()> {
         self.execute_batch("ROLLBACK")
     }
+
+    pub(crate) fn rollback_after_failure(&self) -> Result<()> {
+        self.rollback().or_else(|_| self.rollback())
+    }
 }
