@@ -8,7 +8,9 @@
 //! COPY each category to CSV, INSERT the no-match rows. kontakt does more
 //! (validation, phone normalization to E.164, in-file duplicates, failed
 //! rows), and is compared like with like: `--on-one-match skip` (inserts
-//! only, as the peer) is the ratio; the full upsert is reported beside it.
+//! only) against that peer, and kontakt's default upsert against the upsert
+//! peer: the same SQL plus one `UPDATE contacts … FROM` of the one-match
+//! rows in the same transaction (file values overwrite, tags appended).
 //!
 //! Scenarios (import rows x store contacts): 1M x 1M, 10M x 10M, 1M x 10M.
 //! Data from `kontakt gen --seed 42` into `bench-data/e2e/` (ignored by
@@ -131,10 +133,11 @@ fn kontakt_run(kontakt: &Path, scenario: &Scenario, extra: &[&str], result: &mut
     );
 }
 
-fn peer_run(scenario: &Scenario, result: &mut Result) {
+fn peer_run(scenario: &Scenario, upsert: bool, result: &mut Result) {
     let db = scenario.fresh_store();
+    let mode = Path::new(if upsert { "upsert" } else { "insert" });
     let (seconds, peak, stdout) = timed_peer(
-        &[db.as_path(), scenario.input().as_path()],
+        &[mode, db.as_path(), scenario.input().as_path()],
         &Scenario::dir().join("out-peer"),
     );
     result.seconds.push(seconds);
@@ -142,8 +145,9 @@ fn peer_run(scenario: &Scenario, result: &mut Result) {
     result.detail = stdout.trim().to_string();
 }
 
-/// The peer job, in this process: plain DuckDB SQL.
-fn peer(db: &Path, input: &Path, out: &Path) {
+/// The peer job, in this process: plain DuckDB SQL (with `upsert`, the
+/// one-match rows also update their contacts).
+fn peer(upsert: bool, db: &Path, input: &Path, out: &Path) {
     let conn = duckdb::Connection::open(db).expect("open store");
     let mut stages = Vec::new();
     let mut stage = |name: &str, sql: &str| {
@@ -183,8 +187,7 @@ fn peer(db: &Path, input: &Path, out: &Path) {
             o("multiple_match.csv")
         ),
     );
-    stage(
-        "insert",
+    let insert = format!(
         "BEGIN; \
          INSERT INTO contacts (id, type, created_at, updated_at, external_id, first_name, last_name, email, phone, \
                                mobile, company, street, city, postal_code, country, note) \
@@ -192,9 +195,11 @@ fn peer(db: &Path, input: &Path, out: &Path) {
                     + row_number() OVER () - 1, 'person', now()::TIMESTAMP, now()::TIMESTAMP, \"ID\", \
                   \"First name\", \"Last name\", k_email, k_phone, regexp_replace(\"Mobile\", '[^0-9]', '', 'g'), \
                   \"Company\", \"Street\", \"City\", \"Postal code\", \"Country\", \"Note\" \
-           FROM f ANTI JOIN m USING (\"row\"); \
+           FROM f ANTI JOIN m USING (\"row\"); {} \
          COMMIT;",
+        if upsert { UPSERT_PEER } else { "" }
     );
+    stage("insert", &insert);
     let counts: (i64, i64, i64) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM f ANTI JOIN m USING (\"row\")), \
@@ -212,11 +217,27 @@ fn peer(db: &Path, input: &Path, out: &Path) {
     );
 }
 
+/// The upsert peer's update: each one-match row's values overwrite its
+/// contact's (a value the file leaves empty keeps the stored one), its
+/// tags are appended to the stored ones, `updated_at` is the import's.
+const UPSERT_PEER: &str = "UPDATE contacts AS c SET \
+       external_id = coalesce(f.\"ID\", c.external_id), first_name = coalesce(f.\"First name\", c.first_name), \
+       last_name = coalesce(f.\"Last name\", c.last_name), email = coalesce(nullif(f.k_email, ''), c.email), \
+       phone = coalesce(nullif(f.k_phone, ''), c.phone), \
+       mobile = coalesce(nullif(regexp_replace(f.\"Mobile\", '[^0-9]', '', 'g'), ''), c.mobile), \
+       company = coalesce(f.\"Company\", c.company), street = coalesce(f.\"Street\", c.street), \
+       city = coalesce(f.\"City\", c.city), postal_code = coalesce(f.\"Postal code\", c.postal_code), \
+       country = coalesce(f.\"Country\", c.country), note = coalesce(f.\"Note\", c.note), \
+       tags = list_distinct(list_concat(c.tags, coalesce(string_split(f.\"Tags\", ';'), []))), \
+       updated_at = now()::TIMESTAMP \
+     FROM f JOIN m USING (\"row\") \
+     WHERE m.n = 1 AND c.id = CAST(m.matched_ids AS BIGINT);";
+
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not used here.
     if std::env::var_os(PEER_ENV).is_some() {
         let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
-        peer(&args[0], &args[1], &args[2]);
+        peer(args[0] == Path::new("upsert"), &args[1], &args[2], &args[3]);
         return;
     }
     let kontakt = kontakt_bin();
@@ -244,24 +265,28 @@ fn main() {
     let mut details = String::new();
     for scenario in &scenarios {
         scenario.prepare(&kontakt);
-        let mut results = [Result::default(), Result::default(), Result::default()];
+        let mut results: [Result; 4] = Default::default();
         let runs = runs_env
             .unwrap_or(if scenario.rows <= 1_000_000 { 3 } else { 1 })
             .max(1);
         for _ in 0..runs {
-            peer_run(scenario, &mut results[0]);
+            peer_run(scenario, false, &mut results[0]);
             kontakt_run(&kontakt, scenario, &["--on-one-match", "skip"], &mut results[1]);
-            kontakt_run(&kontakt, scenario, &[], &mut results[2]);
+            peer_run(scenario, true, &mut results[2]);
+            kontakt_run(&kontakt, scenario, &[], &mut results[3]);
         }
-        let peer_seconds = results[0].median();
-        for (job, result) in [
+        let peers = [results[0].median(), results[2].median()];
+        for (k, (job, result)) in [
             "DuckDB SQL peer (insert only)",
             "kontakt --on-one-match skip",
+            "DuckDB SQL peer (upsert)",
             "kontakt upsert",
         ]
         .iter()
         .zip(&results)
+        .enumerate()
         {
+            let peer_seconds = peers[k / 2];
             let seconds = result.median();
             let line = format!(
                 "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",

@@ -167,12 +167,6 @@ impl<'s> Commit<'s> {
         self.staged.push(rows)
     }
 
-    /// Pauses the stream for the staged updates every `rows` rows.
-    #[cfg(test)]
-    pub(crate) fn pause_every(&self, rows: usize) {
-        self.staged.pause_every(rows);
-    }
-
     /// Inserts and stages everything `jobs` sends, until it sends `Finish`
     /// or `Abort` or goes away. Returns how it ended and the time spent
     /// waiting for jobs.

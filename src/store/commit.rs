@@ -100,8 +100,8 @@ impl StagedImport<'_> {
         staging!(&self.backend, s => s.push(rows))
     }
 
-    /// Writes everything `source` gives until it has no more (pausing now
-    /// and then to move the staged updates to the store).
+    /// Writes everything `source` gives until it has no more (new
+    /// contacts to the store, updates staged for the end).
     pub fn stream(&mut self, source: Box<dyn RowSource>) -> Result<()> {
         staging!(&mut self.backend, s => s.stream(source))
     }
@@ -138,12 +138,6 @@ impl StagedImport<'_> {
     /// Rolls the transaction back (tried twice, as [`Store::end_group`]).
     pub fn roll_back(self) -> Result<()> {
         staging!(self.backend, s => s.roll_back())
-    }
-
-    /// Pauses the stream for the staged updates every `rows` rows.
-    #[cfg(test)]
-    pub(crate) fn pause_every(&self, rows: usize) {
-        staging!(&self.backend, s => s.pause_every(rows));
     }
 }
 

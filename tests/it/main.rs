@@ -12,3 +12,4 @@ mod read;
 mod signals;
 mod store;
 mod synth;
+mod upsert;

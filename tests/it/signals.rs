@@ -52,8 +52,14 @@ fn group(dir: &Path, name: &str) -> Value {
 /// Starts kontakt with `args` in `dir` (stderr piped, stdout discarded),
 /// the stage hook set to `hook`, and standard input piped.
 fn spawn(dir: &Path, args: &[&str], hook: &str) -> Child {
+    spawn_with(dir, args, hook, &[])
+}
+
+/// As [`spawn`], with `env` set too.
+fn spawn_with(dir: &Path, args: &[&str], hook: &str, env: &[(&str, &str)]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env_remove("KONTAKT_DB")
         .env("KONTAKT_TEST_STAGES", hook)
         .args(args)
@@ -67,6 +73,11 @@ fn spawn(dir: &Path, args: &[&str], hook: &str) -> Child {
 /// Starts the import of big.csv (an upsert matched by email, then phone)
 /// as group `name`, with the stage hook set to `hook`.
 fn start(dir: &Path, name: &str, hook: &str) -> Child {
+    start_with(dir, name, hook, &[])
+}
+
+/// As [`start`], with `env` set too.
+fn start_with(dir: &Path, name: &str, hook: &str, env: &[(&str, &str)]) -> Child {
     let args = [
         "import",
         "big.csv",
@@ -77,17 +88,23 @@ fn start(dir: &Path, name: &str, hook: &str) -> Child {
         "--name",
         name,
     ];
-    spawn(dir, &args, hook)
+    spawn_with(dir, &args, hook, env)
 }
 
 /// Waits for the import to announce `stage`, then sends it `signal`;
 /// returns the exit code and everything it wrote to stderr.
-fn signal_at(mut child: Child, stage: &str, signal: i32) -> (Option<i32>, String) {
+fn signal_at(child: Child, stage: &str, signal: i32) -> (Option<i32>, String) {
+    signal_at_nth(child, stage, 1, signal)
+}
+
+/// As [`signal_at`], at the `nth` time the import announces `stage`.
+fn signal_at_nth(mut child: Child, stage: &str, nth: usize, signal: i32) -> (Option<i32>, String) {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = String::new();
     let marker = format!("kontakt: stage {stage}");
     let started = Instant::now();
+    let mut seen_stage = 0;
     loop {
         let line = lines
             .next()
@@ -96,7 +113,10 @@ fn signal_at(mut child: Child, stage: &str, signal: i32) -> (Option<i32>, String
         seen.push_str(&line);
         seen.push('\n');
         if line == marker {
-            break;
+            seen_stage += 1;
+            if seen_stage == nth {
+                break;
+            }
         }
         assert!(started.elapsed() < Duration::from_secs(120), "no stage {stage}: {seen}");
     }
@@ -167,6 +187,24 @@ fn ctrl_c_at_every_stage_of_an_upsert_leaves_the_store_as_it_was() {
     let summary = import(dir, &["big.csv", "--secondary-key", "phone", "--name", "after"]);
     assert!(summary["updated"].as_u64().expect("updated") > 10_000, "{summary}");
     assert_eq!(group(dir, "after")["status"], "completed");
+}
+
+#[test]
+fn ctrl_c_between_and_during_the_parts_of_a_large_update_leaves_the_store_as_it_was() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store_and_file(dir);
+    let before = snapshot(dir);
+    // 2000 staged rows per part: the update of about 16k contacts is
+    // applied in several parts; the signal comes after some of them were
+    // applied, between two (pause) or while one runs.
+    let parts = [("KONTAKT_TEST_UPDATE_PART_ROWS", "2000")];
+    for (i, (nth, hook)) in [(3, "pause"), (2, "1"), (4, "1")].into_iter().enumerate() {
+        let name = format!("part-{i}");
+        let child = start_with(dir, &name, hook, &parts);
+        let outcome = signal_at_nth(child, "commit_update_part", nth, libc::SIGINT);
+        assert_cancelled(dir, &name, outcome, 130, &before);
+    }
 }
 
 #[test]

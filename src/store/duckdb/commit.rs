@@ -3,30 +3,28 @@
 //! New contacts go in by one `INSERT … SELECT` whose source is an Arrow
 //! stream DuckDB scans in parallel (a [`Feed`] registered as a view, see
 //! [`ArrowViews`]): the stream pulls the import's rows from its
-//! [`RowSource`] as DuckDB asks for them. Updates are staged the same way
-//! into a temporary table (the insert scan pauses every [`STAGED_ROWS`] for
-//! it) and applied at the end by one set-based `UPDATE … FROM`.
+//! [`RowSource`] as DuckDB asks for them. Updates are written to files by
+//! range of contact ids as they come, and applied at the end by set-based
+//! `UPDATE … FROM`s, one range at a time, each reading its files through
+//! a second view ([`super::updates`]).
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::AsArray;
+use arrow::datatypes::{Int64Type, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::record_batch::{RecordBatch, RecordBatchReader};
 
+use super::updates::{Buckets, UpdateSql};
+
+/// The staged rows of the part being applied (dropped before commit).
+const PART_TABLE: &str = "kontakt_update_part";
 use super::{ArrowViews, DuckDb, quote_ident};
-use crate::apply::{Master, StoreField};
 use crate::error::Result;
-use crate::fields::{FieldKind, hash_column};
 use crate::store::commit::{ImportSpec, RowSource, StagedRows};
 use crate::store::groups::now_micros;
-
-/// The staging table of updates (dropped before commit).
-const UPDATES: &str = "kontakt_pending_updates";
-
-/// Update rows held in memory before they are moved to the staging table
-/// (which pauses the insert scan for a moment).
-const STAGED_ROWS: usize = 256 * 1024;
 
 impl DuckDb {
     /// Creates the `custom.NAME` columns among `names` that the contacts table
@@ -85,14 +83,11 @@ impl DuckDb {
             .iter()
             .map(|f| quote_ident(f.name()))
             .collect();
-        let mut staged: Vec<String> = fields.iter().map(|f| quote_ident(&f.name)).collect();
-        staged.extend(spec.hashed.iter().map(|&i| hash_column(&fields[i].name)));
         let feed = Arc::new(Mutex::new(Feed {
             source: None,
             inserts: VecDeque::new(),
-            updates: VecDeque::new(),
-            staged: 0,
-            staged_limit: STAGED_ROWS,
+            updates: Buckets::new(1, spec.update_schema.clone()),
+            store: self.path.clone(),
             ended: false,
             error: None,
         }));
@@ -115,11 +110,7 @@ impl DuckDb {
         self.execute_batch("BEGIN TRANSACTION")?;
         self.add_custom_columns(fields.iter().map(|f| f.name.as_str()))?;
         let first_id = self.next_contact_id()?;
-        self.execute_batch(&format!(
-            "CREATE TEMP TABLE {UPDATES} AS SELECT id AS contact_id, CAST(0 AS UBIGINT) AS \"row\"{}{} FROM contacts LIMIT 0",
-            if staged.is_empty() { "" } else { ", " },
-            staged.join(", ")
-        ))?;
+        lock(&feed).updates = Buckets::new(first_id, spec.update_schema.clone());
         Ok(DuckDbImport {
             db: self,
             first_id,
@@ -129,8 +120,8 @@ impl DuckDb {
                 "INSERT INTO contacts ({}) SELECT * FROM {inserts_view}",
                 insert_columns.join(", ")
             ),
-            stage_sql: format!("INSERT INTO {UPDATES} SELECT * FROM {updates_view}"),
-            update_sql: update_sql(fields, spec.hashed, spec.master),
+            updates_view,
+            update_sql: UpdateSql::new(fields, spec.hashed, spec.master),
         })
     }
 }
@@ -141,11 +132,9 @@ impl DuckDb {
 struct Feed {
     source: Option<Box<dyn RowSource>>,
     inserts: VecDeque<RecordBatch>,
-    updates: VecDeque<RecordBatch>,
-    /// Rows in `updates`; at `staged_limit` ([`STAGED_ROWS`]) the insert
-    /// scan pauses so they can be moved to the staging table.
-    staged: usize,
-    staged_limit: usize,
+    updates: Buckets,
+    /// The store's file (the updates' scratch directory is made beside it).
+    store: PathBuf,
     /// The source has no more rows.
     ended: bool,
     /// Rows that could not be built; the scan ends and the flush fails
@@ -154,28 +143,32 @@ struct Feed {
 }
 
 impl Feed {
-    fn push(&mut self, rows: StagedRows) {
+    fn push(&mut self, rows: StagedRows) -> std::result::Result<(), ArrowError> {
         if let Some(inserts) = rows.inserts {
             self.inserts.push_back(inserts);
         }
         if let Some(updates) = rows.updates {
-            self.staged += updates.num_rows();
-            self.updates.push_back(updates);
+            self.updates.push(&updates, &self.store)?;
         }
+        Ok(())
     }
 
     /// The next batch of new contacts; `None` ends the scan (nothing
-    /// queued and no source, the source ended, or updates to move).
+    /// queued and no source, or the source ended).
     fn next_insert(&mut self) -> Option<RecordBatch> {
         loop {
             if let Some(rows) = self.inserts.pop_front() {
                 return Some(rows);
             }
-            if self.staged >= self.staged_limit || self.ended || self.error.is_some() {
+            if self.ended || self.error.is_some() {
                 return None;
             }
             match self.source.as_mut()?.next_rows() {
-                Some(Ok(rows)) => self.push(rows),
+                Some(Ok(rows)) => {
+                    if let Err(e) = self.push(rows) {
+                        self.error = Some(e);
+                    }
+                }
                 Some(Err(e)) => self.error = Some(e),
                 None => self.ended = true,
             }
@@ -202,7 +195,7 @@ impl Iterator for Scan {
     fn next(&mut self) -> Option<Self::Item> {
         let mut feed = lock(&self.feed);
         if self.updates {
-            feed.updates.pop_front().map(Ok)
+            feed.updates.next()
         } else {
             feed.next_insert().map(Ok)
         }
@@ -224,10 +217,10 @@ pub(crate) struct DuckDbImport<'s> {
     _views: ArrowViews,
     /// `INSERT INTO contacts … SELECT * FROM` the inserts' view.
     insert_sql: String,
-    /// `INSERT INTO` the staging table `SELECT * FROM` the updates' view.
-    stage_sql: String,
+    /// The view the updates' scan is registered as.
+    updates_view: String,
     /// The set-based update of the staged rows.
-    update_sql: String,
+    update_sql: UpdateSql,
 }
 
 impl DuckDbImport<'_> {
@@ -241,48 +234,81 @@ impl DuckDbImport<'_> {
 
     pub(crate) fn push(&self, rows: std::result::Result<StagedRows, ArrowError>) -> Result<()> {
         let rows = rows.map_err(|e| self.db.arrow_error(&e))?;
-        self.feed().push(rows);
-        Ok(())
+        self.feed().push(rows).map_err(|e| self.db.arrow_error(&e))
     }
 
-    /// Moves what the feed holds into the store: the new contacts (with a
-    /// source, everything it gives until it ends or the staged updates
-    /// fill up), then the staged updates.
+    /// Moves the new contacts the feed holds into the store (with a
+    /// source, everything it gives until it ends); updates were staged
+    /// as they came.
     pub(crate) fn flush(&mut self) -> Result<()> {
         self.db.execute_batch(&self.insert_sql)?;
-        if let Some(e) = self.feed().error.take() {
-            return Err(self.db.arrow_error(&e));
+        match self.feed().error.take() {
+            Some(e) => Err(self.db.arrow_error(&e)),
+            None => Ok(()),
         }
-        if !self.feed().updates.is_empty() {
-            self.db.execute_batch(&self.stage_sql)?;
-            self.feed().staged = 0;
-        }
-        Ok(())
     }
 
     pub(crate) fn stream(&mut self, source: Box<dyn RowSource>) -> Result<()> {
         self.feed().source = Some(source);
-        loop {
-            self.flush()?;
-            let mut feed = self.feed();
-            if feed.ended {
-                feed.ended = false;
-                feed.source = None;
-                return Ok(());
-            }
-        }
+        self.flush()?;
+        let mut feed = self.feed();
+        feed.ended = false;
+        feed.source = None;
+        Ok(())
     }
 
     pub(crate) fn staged_updates(&self) -> Result<i64> {
-        self.db.query_i64(&format!("SELECT count(*) FROM {UPDATES}"), [])
+        Ok(self.feed().updates.staged() as i64)
     }
 
+    /// Applies the staged updates part by part ([`super::updates`]); a
+    /// part of one bucket with more rows than a part holds is applied by
+    /// ranges between the quantiles of its ids.
     pub(crate) fn apply_updates(&self, now: i64) -> Result<u64> {
-        Ok(self.db.execute(&self.update_sql, [now])? as u64)
+        let arrow = |e: ArrowError| self.db.arrow_error(&e);
+        let parts = {
+            let mut feed = self.feed();
+            feed.updates.finish().map_err(arrow)?;
+            feed.updates.parts()
+        };
+        let source = PART_TABLE;
+        let mut changed = 0;
+        for part in parts {
+            self.feed().updates.read(&part).map_err(arrow)?;
+            self.db.execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE {PART_TABLE} AS SELECT * FROM {}",
+                self.updates_view
+            ))?;
+            let mut bounds = vec![part.low];
+            if part.split > 1 {
+                let quantiles: Vec<String> = (1..part.split)
+                    .map(|k| format!("{}", k as f64 / part.split as f64))
+                    .collect();
+                for batch in self.db.query_arrow(
+                    &format!(
+                        "SELECT unnest(quantile_disc(contact_id, [{}])) FROM {source}",
+                        quantiles.join(", ")
+                    ),
+                    &[],
+                )? {
+                    bounds.extend(batch.column(0).as_primitive::<Int64Type>().iter().flatten());
+                }
+                bounds.sort_unstable();
+            }
+            bounds.push(part.high);
+            for range in bounds.windows(2) {
+                if range[1] > range[0] {
+                    crate::cancel::test_stage("commit_update_part");
+                    let sql = self.update_sql.part(&part, source, range[0], range[1]);
+                    changed += self.db.execute(&sql, [now])? as u64;
+                }
+            }
+        }
+        self.db.execute_batch(&format!("DROP TABLE IF EXISTS {PART_TABLE}"))?;
+        Ok(changed)
     }
 
     pub(crate) fn end_staging(&self, next_id: i64) -> Result<()> {
-        self.db.execute_batch(&format!("DROP TABLE {UPDATES}"))?;
         self.db.set_next_contact_id(next_id)
     }
 
@@ -296,70 +322,6 @@ impl DuckDbImport<'_> {
         drop(self);
         db.rollback_after_failure()
     }
-
-    #[cfg(test)]
-    pub(crate) fn pause_every(&self, rows: usize) {
-        self.feed().staged_limit = rows;
-    }
-}
-
-/// The set-based update: the last staged row per contact wins; `--master`
-/// decides between file and stored values; tags are only added.
-///
-/// `tags` is always set, to itself when the file gives none: DuckDB
-/// updates a row in place unless the update sets a list column, when it
-/// deletes the row and inserts it anew, and in place is the slower way for
-/// the many contacts an import updates (1M x 1M upsert of 268k contacts,
-/// from a file without tags: commit stage 4.1-4.2 s in place, 2.8 s
-/// rewritten; at 10M x 10M, 2.75M contacts updated in place had spilled
-/// 12 GB to disk under the 512 MB cap after 4 minutes, where rewritten
-/// the whole upsert takes 84 s).
-fn update_sql(fields: &[StoreField], hashed: &[usize], master: Master) -> String {
-    let value = |f: &StoreField| {
-        let q = quote_ident(&f.name);
-        match (f.kind, master) {
-            (FieldKind::Tags, _) => {
-                format!("list_concat(c.{q}, list_filter(coalesce(u.{q}, []), x -> NOT list_contains(c.{q}, x)))")
-            }
-            (FieldKind::Consent, Master::File) => {
-                format!("CASE WHEN u.{q} IS NULL OR u.{q} = 'unknown' THEN c.{q} ELSE u.{q} END")
-            }
-            (FieldKind::Consent, Master::Existing) => {
-                format!("CASE WHEN c.{q} = 'unknown' AND u.{q} IS NOT NULL THEN u.{q} ELSE c.{q} END")
-            }
-            (_, Master::File) => format!("coalesce(u.{q}, c.{q})"),
-            (_, Master::Existing) => format!("coalesce(c.{q}, u.{q})"),
-        }
-    };
-    // A key's hash column follows its value column (both null together),
-    // so only the fields tell whether a contact changes.
-    let hashes = hashed.iter().map(|&i| StoreField {
-        name: hash_column(&fields[i].name),
-        kind: FieldKind::Text,
-        column: None,
-    });
-    let set: Vec<String> = fields
-        .iter()
-        .cloned()
-        .chain(hashes)
-        .map(|f| format!("{} = {}", quote_ident(&f.name), value(&f)))
-        .chain((!fields.iter().any(|f| f.kind == FieldKind::Tags)).then(|| "tags = c.tags".to_string()))
-        .collect();
-    let changes: Vec<String> = fields
-        .iter()
-        .map(|f| format!("c.{} IS DISTINCT FROM {}", quote_ident(&f.name), value(f)))
-        .collect();
-    format!(
-        "UPDATE contacts AS c SET {}updated_at = make_timestamp(?) \
-         FROM (SELECT * FROM {UPDATES} QUALIFY row_number() OVER (PARTITION BY contact_id ORDER BY \"row\" DESC) = 1) AS u \
-         WHERE c.id = u.contact_id AND ({})",
-        set.iter().map(|s| format!("{s}, ")).collect::<String>(),
-        if changes.is_empty() {
-            "false".to_string()
-        } else {
-            changes.join(" OR ")
-        }
-    )
 }
 
 #[cfg(test)]
@@ -369,6 +331,7 @@ mod tests {
     use arrow::array::{ArrayRef, StringArray, UInt64Array};
 
     use super::*;
+    use crate::apply::Master;
     use crate::apply::commit::{Commit, CommitJob, End, Ending, GroupCounts};
     use crate::apply::store_fields;
     use crate::fields::key_hash;
@@ -460,14 +423,12 @@ mod tests {
     }
 
     #[test]
-    fn streamed_rows_land_in_the_store_across_pauses_for_staged_updates() {
+    fn streamed_rows_land_in_the_store_with_their_updates() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
         store_ann_and_bob(&store);
 
         let mut commit = begin(&store);
-        // Every staged update pauses the insert scan.
-        commit.pause_every(1);
         let (tx, rx) = mpsc::channel();
         for (emails, names, update_id) in [
             (["c@x.cz", "a@x.cz"], ["Cid", "Anna"], 1),

@@ -15,6 +15,7 @@ mod keys;
 mod merge;
 pub(crate) mod schema;
 mod transaction;
+mod updates;
 mod views;
 
 use std::path::{Path, PathBuf};
