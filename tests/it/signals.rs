@@ -146,6 +146,7 @@ fn assert_cancelled(
         last.contains("cancelled") && last.contains("rolled back"),
         "{name}: {stderr}"
     );
+    assert_eq!(scratch(dir), 0, "{name}: staged updates left behind");
     let (contacts, groups) = snapshot(dir);
     assert!(contacts == before.0, "{name}: the contacts changed");
     let group = group(dir, name);
@@ -232,6 +233,9 @@ fn a_killed_import_is_reported_interrupted_and_its_name_is_free() {
     let before = snapshot(dir);
     let (code, _) = signal_at(start(dir, "killed", "pause"), "commit_update", libc::SIGKILL);
     assert_eq!(code, None, "killed by a signal");
+    // Its staged updates are left beside the store until the store is
+    // next opened to be written.
+    assert_eq!(scratch(dir), 1, "the killed import's staged updates");
 
     // A command that only reads shows it as failed (no process holds the
     // store), and changes nothing.
@@ -246,6 +250,18 @@ fn a_killed_import_is_reported_interrupted_and_its_name_is_free() {
     let summary = import(dir, &["big.csv", "--secondary-key", "phone", "--name", "killed"]);
     assert!(summary["updated"].as_u64().expect("updated") > 10_000, "{summary}");
     assert_eq!(group(dir, "killed")["status"], "completed");
+    assert_eq!(scratch(dir), 0, "the stale staged updates were removed");
+}
+
+/// The scratch directories of staged updates beside the store.
+fn scratch(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().starts_with(".kontakt-updates-"))
+        })
+        .count()
 }
 
 #[test]

@@ -83,10 +83,12 @@ impl DuckDb {
     /// Only one process opens a store this way at a time (DuckDB locks the
     /// file), so an import group still `running` belongs to a process that
     /// ended without finishing (killed, power loss): it is recorded as
-    /// `failed` ("interrupted") here, and its name is free again.
+    /// `failed` ("interrupted") here, and its name is free again; the
+    /// updates it staged beside the store are removed.
     pub fn open(path: &Path) -> Result<DuckDb> {
         let store = DuckDb::open_as(path, false)?;
         store.fail_interrupted_groups()?;
+        updates::remove_stale_scratch(path);
         Ok(store)
     }
 

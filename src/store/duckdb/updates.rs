@@ -60,6 +60,40 @@ fn sizes() -> (usize, i64) {
 
 type Rows = Result<RecordBatch, ArrowError>;
 
+/// Random characters that end a scratch directory's name.
+const SCRATCH_RANDOM: usize = 6;
+
+/// Where the scratch directories of the store at `store` are made, and the
+/// start of their names: `.kontakt-updates-<store's file name>.`.
+fn scratch(store: &Path) -> (&Path, String) {
+    let parent = store
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = store.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    (parent, format!(".kontakt-updates-{name}."))
+}
+
+/// Removes the scratch directories a killed import of the store at `store`
+/// left: called where no other process can write the store (DuckDB's
+/// lock), so none of them is in use.
+pub(super) fn remove_stale_scratch(store: &Path) {
+    let (parent, prefix) = scratch(store);
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        // Only this store's: `<prefix>` and the random part, nothing more.
+        if rest.len() == SCRATCH_RANDOM && rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The staged update rows by range of contact ids: bucket `k` holds the
 /// updates of the ids from `1 + k * width` (the last one up to the first
 /// new id; only stored contacts are updated).
@@ -154,12 +188,10 @@ impl Buckets {
             }
         }
         if self.dir.is_none() {
-            let parent = store
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
+            let (parent, prefix) = scratch(store);
             let dir = tempfile::Builder::new()
-                .prefix(".kontakt-updates-")
+                .prefix(&prefix)
+                .rand_bytes(SCRATCH_RANDOM)
                 .tempdir_in(parent)
                 .map_err(|e| ArrowError::IoError(format!("{}: {e}", parent.display()), e))?;
             self.dir = Some(dir);
