@@ -20,6 +20,7 @@ pub mod apply;
 pub mod audit;
 pub mod cancel;
 pub mod cli;
+pub mod config;
 pub mod contacts;
 pub mod error;
 pub mod fields;

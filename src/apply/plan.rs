@@ -6,10 +6,14 @@
 //! thread ([`CommitJob`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, StringArray};
+use arrow::record_batch::RecordBatch;
 
 use super::{Action, Actions, CommitJob, GroupCounts};
 use crate::matching::{Category, InFile, InFileVerdict, MatchedBy, Prepared, RowKeys, walk};
-use crate::normalize::stage::KeyColumn;
+use crate::normalize::stage::{KeyColumn, SetOn};
 use crate::normalize::{FailedRow, Original, Reason};
 use crate::write::{RowOut, Summary, WriteJob};
 
@@ -64,9 +68,10 @@ pub fn resolve_in_file(p: &Prepared, infile: &mut InFile) {
 /// Resolves one probed batch in file order: in-file duplicates, category,
 /// action. `ids`: the stored contact ids, by the store index's ordinals.
 pub fn resolve_batch(
-    p: Prepared,
+    mut p: Prepared,
     ids: &[i64],
     actions: &Actions,
+    set_on: &[SetOn],
     infile: &mut InFile,
     counts: &mut Counts,
 ) -> Resolved {
@@ -125,8 +130,11 @@ pub fn resolve_batch(
     let n = (norm.kept_rows() + norm.failed.len()) as u64;
     counts.group.rows_read += n;
     counts.group.rows_failed += (norm.failed.len() + duplicates.len()) as u64;
+    if !set_on.is_empty() {
+        p.norm.batch = with_set_on(&p.norm.batch, set_on, &categories);
+    }
     let commit = CommitJob::Rows {
-        batch: norm.batch.clone(),
+        batch: p.norm.batch.clone(),
         inserts,
         update_rows,
         update_ids,
@@ -138,6 +146,26 @@ pub fn resolve_batch(
         duplicates,
     };
     Resolved { write, commit, rows: n }
+}
+
+/// The batch with the `--set-on` values in the rows of their category:
+/// the row files and the store get the same values.
+fn with_set_on(batch: &RecordBatch, set_on: &[SetOn], categories: &[Vec<RowOut>; 3]) -> RecordBatch {
+    let mut columns = batch.columns().to_vec();
+    for (k, rule) in set_on.iter().enumerate() {
+        if set_on[..k].iter().any(|r| r.column == rule.column) {
+            continue;
+        }
+        let old = Arc::clone(&columns[rule.column]);
+        let mut values: Vec<Option<&str>> = old.as_string::<i32>().iter().collect();
+        for rule in set_on[k..].iter().filter(|r| r.column == rule.column) {
+            for row in &categories[rule.category as usize] {
+                values[row.index as usize] = rule.value.as_deref();
+            }
+        }
+        columns[rule.column] = Arc::new(StringArray::from(values));
+    }
+    RecordBatch::try_new(batch.schema(), columns).expect("the batch's own schema")
 }
 
 /// What `failed.csv` says of an in-file duplicate: the key it shares (its
@@ -170,10 +198,7 @@ fn duplicate_detail(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use arrow::array::{ArrayRef, StringArray, UInt64Array};
-    use arrow::record_batch::RecordBatch;
+    use arrow::array::{ArrayRef, UInt64Array};
 
     use super::*;
     use crate::apply::{OnMultipleMatch, OnNoMatch, OnOneMatch};
@@ -201,6 +226,7 @@ mod tests {
         let mapping = Mapping {
             columns: vec![column("email", 0), column("external_id", 1)],
             constants: Vec::new(),
+            set_on: Vec::new(),
             tags: Vec::new(),
             contact_type: ContactType::Person,
         };
@@ -241,7 +267,7 @@ mod tests {
         });
         let mut infile = InFile::new(duplicates, known);
         let mut counts = Counts::default();
-        let resolved = resolve_batch(prepared(rows), &IDS, &actions, &mut infile, &mut counts);
+        let resolved = resolve_batch(prepared(rows), &IDS, &actions, &[], &mut infile, &mut counts);
         (resolved, counts)
     }
 

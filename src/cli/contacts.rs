@@ -6,10 +6,12 @@ use clap::{Args, Subcommand};
 
 use super::imports::print_fields;
 use super::print_table;
+use crate::config::Config;
 use crate::contacts::{self, Added, ExportFormat, Filter};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::map::ContactType;
 use crate::normalize::NormalizeSettings;
+use crate::normalize::consent::ConsentWords;
 use crate::normalize::phone::PhoneSettings;
 use crate::store::Store;
 
@@ -118,9 +120,15 @@ pub enum ContactsCommand {
         /// updated, as on import.
         #[arg(long = "type", value_enum, default_value = "person")]
         contact_type: ContactType,
-        /// Country of a phone number without a country code (ISO code).
+        /// Country of a phone number without a country code (ISO code)
+        /// [default: the store's `config default-country`].
         #[arg(long, value_name = "CC")]
         default_country: Option<String>,
+        /// The compliance items (gdpr, tcpa) whose rules you have read, when
+        /// the store asks it of a contact given a consent (`config set
+        /// compliance`).
+        #[arg(long, value_name = "ITEM[,ITEM]")]
+        acknowledge: Vec<String>,
     },
     /// Delete contacts by id, in one transaction (all or none).
     Delete {
@@ -204,8 +212,22 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             tags,
             contact_type,
             default_country,
+            acknowledge,
         } => {
-            let settings = settings(default_country.as_deref())?;
+            // The store's settings, unless a flag says otherwise.
+            let config = Config::of(&store)?;
+            let mut settings = settings(default_country.as_deref().or(config.default_country.as_deref()))?;
+            let (yes, no) = config.consent_words(&[], &[]);
+            settings.consent = ConsentWords::new(&yes, &no).map_err(Error::usage)?;
+            let consents = values.iter().any(|pair| {
+                pair.split_once('=').is_some_and(|(field, _)| {
+                    matches!(
+                        field.trim(),
+                        "email_opt_in" | "sms_opt_in" | "email_opt_out" | "sms_opt_out"
+                    )
+                })
+            });
+            config.check_acknowledged(consents, acknowledge)?;
             match contacts::add(&store, values, tags, *contact_type, settings)? {
                 Added::Created(id) => println!("{id} created"),
                 Added::Updated(id) => println!("{id} updated"),

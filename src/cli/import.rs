@@ -14,6 +14,7 @@ mod progress;
 use super::InputArgs;
 use crate::apply::{Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
 use crate::cancel::{Cancel, Signal};
+use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::import::{self, ImportOptions, Run};
 use crate::map::{ContactType, MappingOptions, Unmapped};
@@ -58,6 +59,12 @@ pub struct ImportArgs {
     /// A constant value for a field, for every row.
     #[arg(long = "set", value_name = "FIELD=VALUE", help_heading = "Mapping")]
     pub sets: Vec<String>,
+    /// `--set` for the rows of one category only (no_match, one_match,
+    /// multiple_match), e.g. `one_match:email_opt_in=yes`: on one_match and
+    /// multiple_match rows that update, it overwrites what the stored
+    /// contacts have (repeatable).
+    #[arg(long = "set-on", value_name = "CATEGORY:FIELD=VALUE", help_heading = "Mapping")]
+    pub set_on: Vec<String>,
     /// Tag every imported or updated contact (repeatable; a tag cannot
     /// contain `;`, which joins tags in exports).
     #[arg(long = "tag", value_name = "TAG", help_heading = "Mapping")]
@@ -74,22 +81,32 @@ pub struct ImportArgs {
     /// Phone digit-count rule, e.g. '[11]' or '[9-12]' (repeatable; any may match).
     #[arg(long = "phone-valid", value_name = "RULE", help_heading = "Mapping")]
     pub phone_valid: Vec<String>,
-    /// Country of phone numbers without a country code or a country field (ISO code).
+    /// Country of phone numbers without a country code or a country field
+    /// (ISO code) [default: the store's `config default-country`].
     #[arg(long, value_name = "CC", help_heading = "Mapping")]
     pub default_country: Option<String>,
-    /// Another value meaning consent given (repeatable).
+    /// The compliance items (gdpr, tcpa) whose rules you have read, when
+    /// the store asks it of an import that maps or sets a consent (`config
+    /// set compliance`); recorded with the import.
+    #[arg(long, value_name = "ITEM[,ITEM]", help_heading = "Mapping")]
+    pub acknowledge: Vec<String>,
+    /// Another value meaning consent given (repeatable; added to the
+    /// defaults and the store's `config consent-yes`).
     #[arg(long = "consent-yes", value_name = "WORD", help_heading = "Mapping")]
     pub consent_yes: Vec<String>,
-    /// Another value meaning consent refused (repeatable).
+    /// Another value meaning consent refused (repeatable; added to the
+    /// defaults and the store's `config consent-no`).
     #[arg(long = "consent-no", value_name = "WORD", help_heading = "Mapping")]
     pub consent_no: Vec<String>,
 
     // Matching
     /// Key a row is matched by: email, phone, mobile, external_id, id (the
-    /// stored contact id, e.g. from `contacts export`) or none.
-    #[arg(long, default_value = "email", value_name = "FIELD", help_heading = "Matching")]
-    pub primary_key: String,
-    /// Key for rows whose primary key is empty or finds nothing.
+    /// stored contact id, e.g. from `contacts export`) or none [default:
+    /// the store's `config primary-key`, else email].
+    #[arg(long, value_name = "FIELD", help_heading = "Matching")]
+    pub primary_key: Option<String>,
+    /// Key for rows whose primary key is empty or finds nothing [default:
+    /// the store's `config secondary-key`, else none].
     #[arg(long, value_name = "FIELD", help_heading = "Matching")]
     pub secondary_key: Option<String>,
     /// add = import/skip/skip, update = skip/update/skip, upsert = import/update/skip.
@@ -119,6 +136,10 @@ pub struct ImportArgs {
     /// Format of the row files.
     #[arg(long, value_enum, default_value = "csv", help_heading = "Output")]
     pub output_format: OutputFormat,
+    /// What this import is, recorded with its group (`imports list|show`,
+    /// summary.json).
+    #[arg(long, value_name = "TEXT", help_heading = "Output")]
+    pub description: Option<String>,
     /// Import group name [default: the file's stem]; unique among running and completed imports.
     #[arg(long, value_name = "NAME", help_heading = "Output")]
     pub name: Option<String>,
@@ -146,7 +167,7 @@ pub struct ImportArgs {
 }
 
 impl ImportArgs {
-    fn resolve(&self, db: PathBuf) -> Result<ImportOptions> {
+    fn resolve(&self, db: PathBuf, config: Config) -> Result<ImportOptions> {
         let transforms = self
             .phone_transforms
             .iter()
@@ -157,21 +178,33 @@ impl ImportArgs {
             .iter()
             .map(|r| ValidRule::parse(r).map_err(Error::usage))
             .collect::<Result<Vec<_>>>()?;
-        let default_region = default_region(self.default_country.as_deref())?;
-        let consent = ConsentWords::new(&self.consent_yes, &self.consent_no).map_err(Error::usage)?;
-        let primary_key = key_field(&self.primary_key, "--primary-key")?;
-        let secondary_key = self
-            .secondary_key
-            .as_deref()
-            .map(|k| key_field(k, "--secondary-key"))
-            .transpose()?
-            .flatten();
+        let default_region = default_region(self.default_country.as_deref().or(config.default_country.as_deref()))?;
+        let (yes, no) = config.consent_words(&self.consent_yes, &self.consent_no);
+        let consent = ConsentWords::new(&yes, &no).map_err(Error::usage)?;
+        // A flag says otherwise than the store's settings.
+        let (primary_flag, primary) = match (&self.primary_key, &config.primary_key) {
+            (Some(flag), _) => ("--primary-key", flag.as_str()),
+            (None, Some(stored)) => ("config primary-key", stored.as_str()),
+            (None, None) => ("--primary-key", "email"),
+        };
+        let (secondary_flag, secondary) = match (&self.secondary_key, &config.secondary_key) {
+            (Some(flag), _) => ("--secondary-key", Some(flag.as_str())),
+            (None, stored) => ("config secondary-key", stored.as_deref()),
+        };
+        let primary_key = key_field(primary, primary_flag)?;
+        let secondary_key = secondary.map(|k| key_field(k, secondary_flag)).transpose()?.flatten();
         if primary_key.is_some() && primary_key == secondary_key {
             return Err(Error::usage(format!(
-                "--secondary-key {}: the same field as --primary-key",
-                self.primary_key
+                "{secondary_flag} {}: the same field as {primary_flag}",
+                secondary.unwrap_or_default()
             )));
         }
+        if let Some(description) = &self.description
+            && description.trim().is_empty()
+        {
+            return Err(Error::usage("--description: empty"));
+        }
+        let acknowledged = config.check_acknowledged(false, &self.acknowledge)?;
         Ok(ImportOptions {
             input: Input::from_arg(&self.file),
             read: self.input.resolve()?,
@@ -181,6 +214,7 @@ impl ImportArgs {
                 auto: !self.no_auto_map,
                 unmapped: self.unmapped,
                 sets: self.sets.clone(),
+                set_on: self.set_on.clone(),
                 tags: crate::map::checked_tags(&self.tags)?,
                 contact_type: self.contact_type,
                 id_column: primary_key == Some("id") || secondary_key == Some("id"),
@@ -205,6 +239,9 @@ impl ImportArgs {
             excel_safe: self.excel_safe,
             bom: self.bom,
             dry_run: self.dry_run,
+            description: self.description.clone(),
+            acknowledged,
+            compliance: config.compliance,
             db,
         })
     }
@@ -230,7 +267,9 @@ pub(super) fn default_region(flag: Option<&str>) -> Result<Option<&'static str>>
 }
 
 pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
-    let options = args.resolve(db)?;
+    let config = Config::of_store_at(&db)?;
+    let options = args.resolve(db, config)?;
+
     let cancel = Cancel::new();
     cancel_on_signals(&cancel)?;
     let bar = progress::Bar::default();
@@ -239,6 +278,13 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
     // Cleared before anything else is printed (an error line included).
     drop(bar);
     let summary = summary?;
+    // Reago's warning: a value set on matched rows overwrites the stored one.
+    for rule in &args.set_on {
+        let matched = rule.starts_with("one_match:") || rule.starts_with("multiple_match:");
+        if matched && options.master == Master::File && !summary.dry_run {
+            eprintln!("kontakt: note: --set-on {rule} overwrote that field of every stored contact such a row updated");
+        }
+    }
     if cancel.requested().is_some() {
         if summary.dry_run {
             eprintln!("kontakt: the dry run had finished its work when the signal came; its files are complete");

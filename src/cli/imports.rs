@@ -113,6 +113,7 @@ fn print_groups(list: &[Group]) {
         "updated",
         "skipped",
         "contacts",
+        "description",
     ];
     let rows: Vec<Vec<String>> = list
         .iter()
@@ -130,14 +131,31 @@ fn print_groups(list: &[Group]) {
                 g.updated.to_string(),
                 g.skipped.to_string(),
                 g.contacts.to_string(),
+                g.description.clone().unwrap_or_default(),
             ]
         })
         .collect();
     print_table(&header, &rows);
 }
 
+/// The recorded settings `imports show` prints (key, label).
+const SETTINGS: &[(&str, &str)] = &[
+    ("primary_key", "primary_key"),
+    ("secondary_key", "secondary_key"),
+    ("on_no_match", "on_no_match"),
+    ("on_one_match", "on_one_match"),
+    ("on_multiple_match", "on_multiple_match"),
+    ("master", "master"),
+    ("in_file_duplicates", "in_file_duplicates"),
+    ("type", "type"),
+    ("tags", "tags"),
+    ("set", "set"),
+    ("set_on", "set_on"),
+    ("out", "output_directory"),
+];
+
 fn print_group(g: &Group) {
-    let fields: [(&str, String); 15] = [
+    let mut fields: Vec<(&str, String)> = vec![
         ("id", g.id.to_string()),
         ("name", g.name.clone()),
         ("kind", g.kind.clone()),
@@ -153,7 +171,25 @@ fn print_group(g: &Group) {
         ("skipped", g.skipped.to_string()),
         ("contacts_updated", g.contacts_updated.to_string()),
         ("contacts", g.contacts.to_string()),
+        ("description", g.description.clone().unwrap_or_default()),
+        ("acknowledged", g.acknowledged.clone().unwrap_or_default()),
     ];
+    // The settings it ran with, one line each, in this order.
+    if let Some(serde_json::Value::Object(settings)) = &g.settings {
+        for (key, label) in SETTINGS {
+            let text = match settings.get(*key) {
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Array(items)) => items
+                    .iter()
+                    .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                Some(other) => other.to_string(),
+            };
+            fields.push((label, text));
+        }
+    }
     print_fields(fields.iter().map(|(k, v)| (*k, v.as_str())));
 }
 

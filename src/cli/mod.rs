@@ -3,6 +3,7 @@
 //! exits 2 before a file or the store is touched. One file per command.
 
 mod audit;
+mod config;
 mod contacts;
 mod import;
 mod imports;
@@ -62,6 +63,9 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Generate synthetic, realistically messy contacts (seeded).
     Gen(synth::GenArgs),
+    /// Store settings: the defaults of every import of this store (keys,
+    /// default country, consent words, compliance).
+    Config(config::ConfigArgs),
 }
 
 /// `kontakt 0.1.0 (DuckDB v1.5.6)`: our version and the linked store
@@ -141,6 +145,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Audit(args) => audit::run(&args, &cli.db),
         Command::Merge(args) => merge::run(&args, &cli.db),
         Command::Gen(args) => synth::run(&args),
+        Command::Config(args) => config::run(&args, &cli.db),
     }
 }
 

@@ -31,10 +31,11 @@ use crate::apply::{self, Actions, Counts, Ending, Master};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::map::{self, Mapping, MappingOptions};
-use crate::matching::{Duplicates, InFile, StoreIndex};
+use crate::matching::{Category, Duplicates, InFile, StoreIndex};
 use crate::normalize::{NormalizeSettings, Plan, phone};
 use crate::read::{self, Input, ReadOptions};
 use crate::store::Store;
+use crate::store::groups::GroupInfo;
 use crate::write::{self, OutputFormat, Outputs, Summary};
 
 /// Everything `kontakt import` was asked to do, resolved from flags.
@@ -56,7 +57,51 @@ pub struct ImportOptions {
     /// CSV row files start with a UTF-8 BOM (`--bom`).
     pub bom: bool,
     pub dry_run: bool,
+    /// `--description`.
+    pub description: Option<String>,
+    /// The compliance items `--acknowledge` names (checked names).
+    pub acknowledged: Vec<String>,
+    /// The items the store asks an import of consents to acknowledge
+    /// (`config compliance`).
+    pub compliance: Vec<String>,
     pub db: PathBuf,
+}
+
+impl ImportOptions {
+    /// The settings the import runs with, as its group records them
+    /// (`imports show`).
+    fn settings(&self, mapping: &Mapping, out_dir: &std::path::Path) -> serde_json::Value {
+        use clap::ValueEnum;
+        let name = |v: &dyn Fn() -> Option<clap::builder::PossibleValue>| v().map(|v| v.get_name().to_string());
+        let action = |c| self.actions.action(c).as_str();
+        let set_on: Vec<String> = mapping
+            .set_on
+            .iter()
+            .map(|(c, t, v)| format!("{}:{}={v}", c.as_str(), t.name()))
+            .collect();
+        let sets: Vec<String> = mapping
+            .constants
+            .iter()
+            .map(|(t, v)| format!("{}={v}", t.name()))
+            .collect();
+        serde_json::json!({
+            "source": self.input.to_string(),
+            "primary_key": self.normalize.primary_key.unwrap_or("none"),
+            "secondary_key": self.normalize.secondary_key,
+            "on_no_match": action(Category::NoMatch),
+            "on_one_match": action(Category::OneMatch),
+            "on_multiple_match": action(Category::MultipleMatch),
+            "master": name(&|| self.master.to_possible_value()),
+            "in_file_duplicates": name(&|| self.duplicates.to_possible_value()),
+            "type": mapping.contact_type.name(),
+            "tags": mapping.tags,
+            "set": sets,
+            "set_on": set_on,
+            "description": self.description,
+            "acknowledged": self.acknowledged,
+            "out": out_dir.display().to_string(),
+        })
+    }
 }
 
 /// The stages a user can tell apart while an import runs.
@@ -153,6 +198,8 @@ fn run_stages(options: &ImportOptions, run: &Run) -> Result<Summary> {
         name: opened.name.clone(),
         source: options.input.to_string(),
         dry_run: options.dry_run,
+        description: options.description.clone(),
+        acknowledged: options.acknowledged.clone(),
         phone_metadata: phone::METADATA_VERSION,
         ..Summary::default()
     };
@@ -225,6 +272,13 @@ impl Opened {
             }
         })?;
         let plan = Plan::new(&mapping, options.normalize.clone())?;
+        // A store that asks it: before any row is read (SPEC, Store settings).
+        let consents = plan.field_names().any(|f| f == "email_opt_in" || f == "sms_opt_in");
+        let compliance = crate::config::Config {
+            compliance: options.compliance.clone(),
+            ..Default::default()
+        };
+        compliance.check_acknowledged(consents, &options.acknowledged)?;
         let name = match &options.name {
             Some(name) if name.trim().is_empty() => return Err(Error::usage("--name: an import name cannot be empty")),
             Some(name) => name.clone(),
@@ -251,7 +305,14 @@ impl Opened {
         // The name is checked and the group recorded before anything is
         // written, so a taken name leaves an earlier import's outputs alone.
         let id = match &store {
-            Some(store) if !options.dry_run => Some(store.start_group(&name, &options.input.to_string())?),
+            Some(store) if !options.dry_run => {
+                let info = GroupInfo {
+                    description: options.description.clone(),
+                    acknowledged: options.acknowledged.clone(),
+                    settings: Some(options.settings(&mapping, &out_dir)),
+                };
+                Some(store.start_group(&name, &options.input.to_string(), &info)?)
+            }
             _ => None,
         };
         Ok(Opened {

@@ -218,7 +218,7 @@ impl Stream<'_> {
                 let each = |p, timings: &mut Timings| {
                     let started = Instant::now();
                     let apply::Resolved { write, commit, rows } =
-                        apply::resolve_batch(p, ids, actions, &mut infile, counts);
+                        apply::resolve_batch(p, ids, actions, plan.set_on(), &mut infile, counts);
                     timings.resolve += started.elapsed();
                     write_tx.send(write).map_err(|_| Error::Stopped)?;
                     if let Some(tx) = &commit_tx {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::{is_export_bookkeeping, slug, suggest};
 use crate::error::{Error, Result};
 use crate::fields::{Field, FieldKind, standard_field};
+use crate::matching::Category;
 
 /// Longest custom field name (SPEC).
 const CUSTOM_NAME_MAX: usize = 64;
@@ -114,6 +115,8 @@ pub struct MappingOptions {
     pub unmapped: Unmapped,
     /// `--set FIELD=VALUE`.
     pub sets: Vec<String>,
+    /// `--set-on CATEGORY:FIELD=VALUE`.
+    pub set_on: Vec<String>,
     pub tags: Vec<String>,
     pub contact_type: ContactType,
     /// Auto-map a column named `id` to the stored contact id (when it is a
@@ -136,6 +139,8 @@ pub struct Mapping {
     pub columns: Vec<MappedColumn>,
     /// `--set` constants: the field and its raw value.
     pub constants: Vec<(Target, String)>,
+    /// `--set-on` values: the category, the field and its raw value.
+    pub set_on: Vec<(Category, Target, String)>,
     pub tags: Vec<String>,
     pub contact_type: ContactType,
 }
@@ -285,13 +290,63 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
         }
         constants.push((target, value.to_string()));
     }
+    let set_on = set_on(&options.set_on, &mapped, &constants)?;
     let tags = checked_tags(&options.tags)?;
     Ok(Mapping {
         columns: mapped,
         constants,
+        set_on,
         tags,
         contact_type: options.contact_type,
     })
+}
+
+/// `--set-on CATEGORY:FIELD=VALUE`, checked: a field given a value per
+/// category is neither mapped from a column nor `--set` (as `--set` is not
+/// for a mapped field), and gets one value per category.
+fn set_on(
+    given: &[String],
+    mapped: &[MappedColumn],
+    constants: &[(Target, String)],
+) -> Result<Vec<(Category, Target, String)>> {
+    let mut set_on: Vec<(Category, Target, String)> = Vec::new();
+    for rule in given {
+        let usage = |why: String| Error::usage(format!("--set-on {rule}: {why}"));
+        let (category, pair) = rule
+            .split_once(':')
+            .ok_or_else(|| usage("expected CATEGORY:FIELD=VALUE".into()))?;
+        let category = Category::parse(category.trim())
+            .ok_or_else(|| usage(format!("{category:?} is not no_match, one_match or multiple_match")))?;
+        let (field, value) = pair
+            .split_once('=')
+            .ok_or_else(|| usage("expected CATEGORY:FIELD=VALUE".into()))?;
+        let target = Target::parse(field.trim()).map_err(usage)?;
+        if target == Target::Id {
+            return Err(usage("the store assigns ids".into()));
+        }
+        if let Some(m) = mapped.iter().find(|m| m.target.field_name() == target.field_name()) {
+            return Err(usage(format!(
+                "{} is already mapped from column {:?}",
+                target.name(),
+                m.column
+            )));
+        }
+        if constants.iter().any(|(t, _)| t.field_name() == target.field_name()) {
+            return Err(usage(format!("{} is already given by --set", target.name())));
+        }
+        if set_on
+            .iter()
+            .any(|(c, t, _)| *c == category && t.field_name() == target.field_name())
+        {
+            return Err(usage(format!(
+                "{} is given twice for {}",
+                target.field_name(),
+                category.as_str()
+            )));
+        }
+        set_on.push((category, target, value.to_string()));
+    }
+    Ok(set_on)
 }
 
 /// The `--tag` values, trimmed. An export joins a contact's tags with `;`,

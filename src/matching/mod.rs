@@ -251,6 +251,11 @@ impl Category {
         }
     }
 
+    /// The category a name (`no_match`, …) stands for.
+    pub fn parse(name: &str) -> Option<Category> {
+        Category::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Category::NoMatch => "no_match",

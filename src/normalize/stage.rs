@@ -28,6 +28,7 @@ use super::{country, date, email, gender, text};
 use crate::error::{Error, Result};
 use crate::fields::{Field, FieldKind, standard_field};
 use crate::map::{Mapping, Target};
+use crate::matching::Category;
 use crate::read::{ROW_COLUMN, RawBatch};
 
 mod batch;
@@ -80,6 +81,16 @@ enum Source {
     Constant(Option<String>),
 }
 
+/// A `--set-on` value: the rows of `category` get `value` (normalized;
+/// None: empty) in the batch's column `column`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetOn {
+    pub category: Category,
+    /// The column in a [`NormalizedBatch`]'s batch.
+    pub column: usize,
+    pub value: Option<String>,
+}
+
 /// Per row of a batch: the errors its values gave (field index, value, why).
 type RowErrors<'a> = Vec<Vec<(usize, &'a str, &'static str)>>;
 
@@ -95,6 +106,7 @@ pub struct Plan {
     constant_region: Option<&'static str>,
     primary: Option<usize>,
     secondary: Option<usize>,
+    set_on: Vec<SetOn>,
     schema: SchemaRef,
 }
 
@@ -141,6 +153,38 @@ impl Plan {
                 source: Source::Constant(normalized),
             });
         }
+        // A field given only per category is empty in the other rows (as
+        // a `--set` constant is, it does not make a row non-empty).
+        let mut set_on = Vec::new();
+        for (category, target, value) in &mapping.set_on {
+            let name = target.field_name();
+            let rule = format!("--set-on {}:{}={value}", category.as_str(), target.name());
+            if settings.primary_key == Some(name.as_str()) || settings.secondary_key == Some(name.as_str()) {
+                return Err(Error::usage(format!("{rule}: {name} is a matching key")));
+            }
+            let normalized = normalize_one(target, value, constant_region, &settings, &mut scratch)
+                .map_err(|why| Error::usage(format!("{rule}: {why}")))?
+                .map(str::to_string);
+            let index = match fields.iter().position(|f| f.name == name) {
+                Some(index) => index,
+                None => {
+                    fields.push(OutputField {
+                        name,
+                        label: target.name(),
+                        kind: kind_of(target),
+                        inverted: matches!(target, Target::OptOut(_)),
+                        source: Source::Constant(None),
+                    });
+                    fields.len() - 1
+                }
+            };
+            // After the row number.
+            set_on.push(SetOn {
+                category: *category,
+                column: index + 1,
+                value: normalized,
+            });
+        }
         let position = |key: Option<&'static str>, flag: &str| -> Result<Option<usize>> {
             let Some(key) = key else { return Ok(None) };
             if key != "id" && standard_field(key).is_none() {
@@ -168,12 +212,18 @@ impl Plan {
             constant_region,
             primary,
             secondary,
+            set_on,
             schema: Arc::new(Schema::new(schema_fields)),
         })
     }
 
     pub fn schema(&self) -> &SchemaRef {
         &self.schema
+    }
+
+    /// The `--set-on` values, applied once each row's category is known.
+    pub fn set_on(&self) -> &[SetOn] {
+        &self.set_on
     }
 
     /// Output field names, in column order (after `__row`).

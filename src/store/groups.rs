@@ -29,6 +29,23 @@ pub struct Group {
     pub contacts_updated: i64,
     /// Contacts in the store that this import created (now).
     pub contacts: i64,
+    /// `--description`, if given.
+    pub description: Option<String>,
+    /// The compliance items the import acknowledged (`--acknowledge`),
+    /// joined by `,`.
+    pub acknowledged: Option<String>,
+    /// The settings the import ran with (source, keys, actions, master,
+    /// tags, description, output directory, …), as recorded.
+    pub settings: Option<serde_json::Value>,
+}
+
+/// What a new group records beside its name and source.
+#[derive(Debug, Clone, Default)]
+pub struct GroupInfo {
+    pub description: Option<String>,
+    pub acknowledged: Vec<String>,
+    /// A JSON object.
+    pub settings: Option<serde_json::Value>,
 }
 
 /// How an import group ended, when it did not complete.
@@ -68,6 +85,17 @@ pub struct GroupCounts {
     pub contacts_updated: u64,
 }
 
+/// A group as it is recorded when it starts.
+pub(crate) struct RunningGroup<'a> {
+    pub name: &'a str,
+    pub source: &'a str,
+    /// Microseconds since the epoch.
+    pub started_at: i64,
+    pub pid: u32,
+    pub host: &'a str,
+    pub info: &'a GroupInfo,
+}
+
 /// Now, in microseconds since the epoch (UTC), as timestamps are stored.
 pub fn now_micros() -> i64 {
     SystemTime::now()
@@ -94,7 +122,7 @@ impl Store {
     /// transaction, so it survives a rollback) after checking its name: a
     /// running or completed group of that name is a usage error; a failed
     /// or cancelled one is replaced. Returns the group's id.
-    pub fn start_group(&self, name: &str, source: &str) -> Result<i64> {
+    pub fn start_group(&self, name: &str, source: &str, info: &GroupInfo) -> Result<i64> {
         if let Some((id, status)) = dispatch!(self, db => db.group_status(name))? {
             if status == "running" || status == "completed" {
                 return Err(Error::usage(format!(
@@ -103,14 +131,22 @@ impl Store {
             }
             dispatch!(self, db => db.forget_group(id))?;
         }
-        dispatch!(self, db => db.insert_running_group(name, source, now_micros(), std::process::id(), &host_name()))
+        let running = RunningGroup {
+            name,
+            source,
+            started_at: now_micros(),
+            pid: std::process::id(),
+            host: &host_name(),
+            info,
+        };
+        dispatch!(self, db => db.insert_running_group(&running))
     }
 
     /// Records a new `kontakt merge` as a group of kind `merge`, as
     /// [`Store::start_group`] records an import (its name checked the same
     /// way).
     pub fn start_merge_group(&self, name: &str, source: &str) -> Result<i64> {
-        let id = self.start_group(name, source)?;
+        let id = self.start_group(name, source, &GroupInfo::default())?;
         dispatch!(self, db => db.mark_merge_group(id))?;
         Ok(id)
     }

@@ -104,6 +104,7 @@ impl Store {
 // The interface, by domain.
 pub mod audit;
 pub mod commit;
+pub mod config;
 pub mod contacts;
 pub mod export;
 pub mod groups;

@@ -14,6 +14,10 @@ pub struct Summary {
     pub import_id: Option<i64>,
     pub name: String,
     pub source: String,
+    /// `--description`, if given.
+    pub description: Option<String>,
+    /// The compliance items the import acknowledged (`--acknowledge`).
+    pub acknowledged: Vec<String>,
     pub dry_run: bool,
     pub rows_read: u64,
     pub rows_failed: u64,

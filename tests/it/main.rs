@@ -9,6 +9,7 @@ mod imports;
 mod normalize;
 mod preview;
 mod read;
+mod settings;
 mod signals;
 mod store;
 mod synth;

@@ -214,6 +214,7 @@ mod tests {
         let mapping = Mapping {
             columns: vec![column("first_name", 0), column("phone", 1), column("email", 2)],
             constants: Vec::new(),
+            set_on: Vec::new(),
             tags: Vec::new(),
             contact_type: ContactType::Person,
         };

@@ -3,7 +3,7 @@
 
 use super::{DuckDb, INTERRUPTED};
 use crate::error::Result;
-use crate::store::groups::{Group, GroupCounts};
+use crate::store::groups::{Group, GroupCounts, RunningGroup};
 
 impl DuckDb {
     /// The id and status of the group named `name`.
@@ -20,19 +20,23 @@ impl DuckDb {
     }
 
     /// Inserts a `running` group; returns its id.
-    pub(crate) fn insert_running_group(
-        &self,
-        name: &str,
-        source: &str,
-        started_at: i64,
-        pid: u32,
-        host: &str,
-    ) -> Result<i64> {
+    pub(crate) fn insert_running_group(&self, g: &RunningGroup<'_>) -> Result<i64> {
+        let acknowledged = (!g.info.acknowledged.is_empty()).then(|| g.info.acknowledged.join(","));
+        let settings = g.info.settings.as_ref().map(|s| s.to_string());
         self.conn
             .query_row(
-                "INSERT INTO import_groups (name, source, status, started_at, pid, host) \
-                 VALUES (?, ?, 'running', make_timestamp(?), ?, ?) RETURNING id",
-                duckdb::params![name, source, started_at, pid, host],
+                "INSERT INTO import_groups (name, source, status, started_at, pid, host, description, settings, \
+                 acknowledged) VALUES (?, ?, 'running', make_timestamp(?), ?, ?, ?, ?, ?) RETURNING id",
+                duckdb::params![
+                    g.name,
+                    g.source,
+                    g.started_at,
+                    g.pid,
+                    g.host,
+                    g.info.description,
+                    settings,
+                    acknowledged
+                ],
                 |r| r.get(0),
             )
             .map_err(|e| self.error(&e))
@@ -78,11 +82,16 @@ impl DuckDb {
     /// a group it shows `running` was interrupted: it is shown as the next
     /// write will record it (`DuckDb::open`).
     fn select_groups(&self) -> String {
+        // A store of schema 5 or 6, read as it is, lacks the newer columns.
+        let columns = self.columns("import_groups").unwrap_or_default();
+        let has = |name: &str| columns.iter().any(|c| c == name);
+        let described = if has("description") {
+            "g.description, g.acknowledged, g.settings"
+        } else {
+            "NULL, NULL, NULL"
+        };
         let (status, reason) = if self.is_read_only() {
-            // A store of schema 5, read as it is, has no pid and host.
-            let has_pid = self
-                .columns("import_groups")
-                .is_ok_and(|c| c.iter().any(|c| c == "pid"));
+            let has_pid = has("pid");
             let interrupted = if has_pid {
                 INTERRUPTED
             } else {
@@ -99,8 +108,8 @@ impl DuckDb {
             "SELECT g.id, g.name, g.source, {status}, {reason}, \
              strftime(g.started_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(g.finished_at, '%Y-%m-%dT%H:%M:%SZ'), \
              g.rows_read, g.rows_failed, g.imported, g.updated, g.skipped, g.contacts_updated, \
-             (SELECT count(*) FROM contacts c WHERE c.import_id = g.id), coalesce(g.kind, 'import') \
-             FROM import_groups g"
+             (SELECT count(*) FROM contacts c WHERE c.import_id = g.id), coalesce(g.kind, 'import'), \
+             {described} FROM import_groups g"
         )
     }
 
@@ -181,5 +190,10 @@ fn group_of(r: &duckdb::Row<'_>) -> duckdb::Result<Group> {
         contacts_updated: r.get(12)?,
         contacts: r.get(13)?,
         kind: r.get(14)?,
+        description: r.get(15)?,
+        acknowledged: r.get(16)?,
+        settings: r
+            .get::<_, Option<String>>(17)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
     })
 }

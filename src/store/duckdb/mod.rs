@@ -7,6 +7,7 @@
 
 mod audit;
 pub(crate) mod commit;
+mod config;
 mod contacts;
 mod export;
 mod groups;
@@ -224,9 +225,10 @@ impl DuckDb {
         if current == SCHEMA_VERSION {
             return Ok(());
         }
-        // Schema 6 only added the groups' pid and host, which a read does
-        // without (see `groups`): a read-only open reads a store of 5 as
-        // it is, and the next command that writes upgrades it.
+        // Schemas 6 and 7 only added columns of the groups and the store's
+        // settings, which a read does without (see `groups` and `config`):
+        // a read-only open reads a store of 5 or 6 as it is, and the next
+        // command that writes upgrades it.
         if self.read_only && current >= 5 {
             return Ok(());
         }

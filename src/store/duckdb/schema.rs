@@ -14,7 +14,7 @@
 //! - Custom fields are registered in `custom_fields` and become columns
 //!   `"custom.NAME"` (always quoted identifiers; NAME is a checked slug).
 
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// The latest migration that rebuilds `contacts` (`Store::rebuild_contacts`
 /// puts the table it creates, [`CONTACTS_NEW`], in place of `contacts`).
@@ -33,6 +33,7 @@ pub const TABLES: &[&str] = &[
     "audit_members",
     "audit_clusters",
     "merged_contacts",
+    "kontakt_config",
 ];
 
 /// The columns of `contacts` that migrations 4 and 5 create alike, from
@@ -242,5 +243,18 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE import_groups ADD COLUMN pid BIGINT;
     ALTER TABLE import_groups ADD COLUMN host VARCHAR;
+    "#,
+    // 7: what an import ran with (its description, its settings as a JSON
+    // object, the compliance items it acknowledged), and the store's
+    // settings (`kontakt config`: the defaults of every import of the
+    // store). A read-only open reads a store of 5 or 6 without them.
+    r#"
+    ALTER TABLE import_groups ADD COLUMN description VARCHAR;
+    ALTER TABLE import_groups ADD COLUMN settings VARCHAR;
+    ALTER TABLE import_groups ADD COLUMN acknowledged VARCHAR;
+    CREATE TABLE kontakt_config (
+        key   VARCHAR PRIMARY KEY,
+        value VARCHAR NOT NULL
+    );
     "#,
 ];

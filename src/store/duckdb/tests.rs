@@ -13,12 +13,16 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
     let path = dir.path().join("v5.duckdb");
     {
         let store = Store::open(&path).expect("create");
-        // Schema 5 had no pid and host; a group left running by a
-        // process that is gone.
+        // Schema 5 had no pid and host (6), no description, settings and
+        // acknowledgement of a group and no settings table (7); a group
+        // left running by a process that is gone.
         store
             .duckdb()
             .execute_batch(
                 "ALTER TABLE import_groups DROP COLUMN pid; ALTER TABLE import_groups DROP COLUMN host; \
+                 ALTER TABLE import_groups DROP COLUMN description; \
+                 ALTER TABLE import_groups DROP COLUMN settings; \
+                 ALTER TABLE import_groups DROP COLUMN acknowledged; DROP TABLE kontakt_config; \
                  UPDATE kontakt_meta SET value = '5' WHERE key = 'schema_version'; \
                  INSERT INTO import_groups (name, status, started_at) VALUES ('gone', 'running', now())",
             )
@@ -30,6 +34,8 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
         let groups = crate::groups::list(&store).expect("groups");
         assert_eq!(groups[0].status, "failed");
         assert!(groups[0].reason.as_deref().unwrap_or("").starts_with("interrupted"));
+        assert_eq!(groups[0].description, None);
+        assert!(store.config().expect("no settings yet").is_empty());
     }
     let store = Store::open(&path).expect("a write upgrades");
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
@@ -41,6 +47,9 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
             .iter()
             .any(|c| c == "pid")
     );
+    store
+        .set_config("default-country", "CZ")
+        .expect("settings after the upgrade");
     let groups = crate::groups::list(&store).expect("groups");
     assert_eq!(groups[0].status, "failed");
 }

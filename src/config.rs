@@ -1,0 +1,237 @@
+//! Store settings (`kontakt config`, SPEC "Store settings"): defaults kept
+//! in the store, so that every import and `contacts add` of that store
+//! uses them unless a flag says otherwise. This module knows the keys and
+//! checks their values; the store keeps them as text
+//! ([`Store::config`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::normalize::phone;
+use crate::normalize::stage::key_field;
+use crate::store::Store;
+
+/// The keys, with what each sets (for `config list` and errors).
+pub const KEYS: &[(&str, &str)] = &[
+    ("primary-key", "--primary-key of imports (default email)"),
+    ("secondary-key", "--secondary-key of imports (default none)"),
+    (
+        "default-country",
+        "--default-country of imports and `contacts add` (ISO code)",
+    ),
+    ("consent-yes", "words meaning consent given, separated by `,`"),
+    ("consent-no", "words meaning consent refused, separated by `,`"),
+    (
+        "compliance",
+        "gdpr and/or tcpa: an import that maps or sets a consent must --acknowledge them",
+    ),
+];
+
+/// The compliance items a store may ask an import to acknowledge.
+pub const COMPLIANCE_ITEMS: &[(&str, &str)] = &[
+    ("gdpr", "the EU's GDPR rules for e-mail and SMS consent"),
+    ("tcpa", "the US TCPA rules for calls and SMS"),
+];
+
+/// A store's settings, checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub primary_key: Option<String>,
+    pub secondary_key: Option<String>,
+    pub default_country: Option<String>,
+    pub consent_yes: Vec<String>,
+    pub consent_no: Vec<String>,
+    pub compliance: Vec<String>,
+}
+
+/// The checked form of `value` for `key` (what the store keeps), or a
+/// usage error naming both.
+pub fn check(key: &str, value: &str) -> Result<String> {
+    let value = value.trim();
+    let flag = format!("config {key}");
+    match key {
+        "primary-key" | "secondary-key" => {
+            key_field(value, &flag)?;
+            if key == "secondary-key" && value == "id" {
+                return Err(Error::usage(format!("{flag} id: the store's id is a primary key only")));
+            }
+            Ok(value.to_string())
+        }
+        "default-country" => phone::known_region(&value.to_ascii_uppercase())
+            .map(str::to_string)
+            .ok_or_else(|| Error::usage(format!("{flag} {value:?}: not a known ISO country code"))),
+        "consent-yes" | "consent-no" => {
+            let words = list(value);
+            if words.is_empty() {
+                return Err(Error::usage(format!("{flag}: give one or more words separated by `,`")));
+            }
+            Ok(words.join(","))
+        }
+        "compliance" => {
+            let items = list(&value.to_ascii_lowercase());
+            if items.is_empty() {
+                return Err(Error::usage(format!("{flag}: give gdpr, tcpa or gdpr,tcpa")));
+            }
+            for item in &items {
+                if !COMPLIANCE_ITEMS.iter().any(|(name, _)| name == item) {
+                    return Err(Error::usage(format!("{flag} {item:?}: expected gdpr or tcpa")));
+                }
+            }
+            Ok(items.join(","))
+        }
+        other => Err(unknown_key(other)),
+    }
+}
+
+/// The usage error of a key that is not a setting.
+pub fn unknown_key(key: &str) -> Error {
+    let keys: Vec<&str> = KEYS.iter().map(|(k, _)| *k).collect();
+    Error::usage(format!("config: unknown key {key:?}; the keys are {}", keys.join(", ")))
+}
+
+/// `a, b,,c` as `[a, b, c]`.
+fn list(value: &str) -> Vec<String> {
+    let mut items: Vec<String> = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        if !items.iter().any(|i| i == item) {
+            items.push(item.to_string());
+        }
+    }
+    items
+}
+
+impl Config {
+    /// The settings of the store at `db`, read without changing it; none
+    /// where no store exists yet (the command that writes creates it).
+    pub fn of_store_at(db: &Path) -> Result<Config> {
+        if !db.exists() {
+            return Ok(Config::default());
+        }
+        Config::of(&Store::open_read_only(db)?)
+    }
+
+    /// The settings of `store`. A value the store holds that this kontakt
+    /// does not accept (an edited store) is an error naming it.
+    pub fn of(store: &Store) -> Result<Config> {
+        Config::from_values(&store.config()?)
+    }
+
+    fn from_values(values: &BTreeMap<String, String>) -> Result<Config> {
+        let mut config = Config::default();
+        for (key, value) in values {
+            let value = check(key, value).map_err(|e| Error::usage(format!("the store's setting: {e}")))?;
+            match key.as_str() {
+                "primary-key" => config.primary_key = Some(value),
+                "secondary-key" => config.secondary_key = Some(value),
+                "default-country" => config.default_country = Some(value),
+                "consent-yes" => config.consent_yes = list(&value),
+                "consent-no" => config.consent_no = list(&value),
+                "compliance" => config.compliance = list(&value),
+                _ => {}
+            }
+        }
+        Ok(config)
+    }
+
+    /// The consent words of an import: the store's, with the flags' added
+    /// (a flag's word for one side is taken off the store's other side).
+    pub fn consent_words(&self, flag_yes: &[String], flag_no: &[String]) -> (Vec<String>, Vec<String>) {
+        let side = |store: &[String], flags: &[String], other_flags: &[String]| -> Vec<String> {
+            store
+                .iter()
+                .filter(|w| !other_flags.contains(w))
+                .chain(flags)
+                .cloned()
+                .collect()
+        };
+        (
+            side(&self.consent_yes, flag_yes, flag_no),
+            side(&self.consent_no, flag_no, flag_yes),
+        )
+    }
+
+    /// Checks `--acknowledge` against the store's compliance list, when
+    /// the import or `contacts add` maps or sets a consent field: every
+    /// item must be named (a usage error otherwise). Returns the items
+    /// acknowledged, as given and checked.
+    pub fn check_acknowledged(&self, consents: bool, acknowledge: &[String]) -> Result<Vec<String>> {
+        let given = list(&acknowledge.join(",").to_ascii_lowercase());
+        for item in &given {
+            if !COMPLIANCE_ITEMS.iter().any(|(name, _)| name == item) {
+                return Err(Error::usage(format!("--acknowledge {item:?}: expected gdpr or tcpa")));
+            }
+        }
+        if consents {
+            let missing: Vec<&str> = self
+                .compliance
+                .iter()
+                .filter(|item| !given.contains(item))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                let rules: Vec<&str> = COMPLIANCE_ITEMS
+                    .iter()
+                    .filter(|(name, _)| missing.contains(name))
+                    .map(|(_, rules)| *rules)
+                    .collect();
+                return Err(Error::usage(format!(
+                    "this store asks an import of consents to acknowledge {}: having read {}, \
+                     give --acknowledge {}",
+                    missing.join(" and "),
+                    rules.join(" and "),
+                    self.compliance.join(",")
+                )));
+            }
+        }
+        Ok(given)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_checked_and_kept_in_one_form() {
+        assert_eq!(check("primary-key", " phone ").expect("key"), "phone");
+        assert!(check("primary-key", "name").is_err());
+        assert!(check("secondary-key", "id").is_err());
+        assert_eq!(check("default-country", "cz").expect("cc"), "CZ");
+        assert!(check("default-country", "XX").is_err());
+        assert_eq!(check("consent-yes", "si, oui,,si").expect("words"), "si,oui");
+        assert!(check("consent-no", " , ").is_err());
+        assert_eq!(check("compliance", "TCPA,gdpr").expect("items"), "tcpa,gdpr");
+        assert!(check("compliance", "hipaa").is_err());
+        assert!(check("unique-ish", "x").is_err());
+    }
+
+    #[test]
+    fn flags_add_to_the_store_words_and_win_over_them() {
+        let config = Config {
+            consent_yes: vec!["si".into(), "oui".into()],
+            consent_no: vec!["non".into()],
+            ..Config::default()
+        };
+        let (yes, no) = config.consent_words(&["da".into()], &["oui".into()]);
+        assert_eq!(yes, ["si", "da"]);
+        assert_eq!(no, ["non", "oui"]);
+    }
+
+    #[test]
+    fn an_import_of_consents_names_every_item_of_the_store() {
+        let config = Config {
+            compliance: vec!["gdpr".into(), "tcpa".into()],
+            ..Config::default()
+        };
+        assert!(config.check_acknowledged(true, &["gdpr".into()]).is_err());
+        assert_eq!(
+            config.check_acknowledged(true, &["tcpa,GDPR".into()]).expect("both"),
+            ["tcpa", "gdpr"]
+        );
+        // Without consents nothing is asked; what is given is still checked.
+        assert!(config.check_acknowledged(false, &[]).expect("none").is_empty());
+        assert!(config.check_acknowledged(false, &["hipaa".into()]).is_err());
+        assert!(Config::default().check_acknowledged(true, &[]).is_ok());
+    }
+}

@@ -1,0 +1,402 @@
+//! Store settings (`kontakt config`), the compliance acknowledgement,
+//! `--set-on`, `--description` and the settings `imports show` lists,
+//! through the binary (SPEC: Store settings, Mapping flags, Undo's
+//! `imports show`).
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{fails, kontakt, succeeds, write};
+use crate::import::query;
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    serde_json::from_slice(&succeeds(dir, args)).expect("JSON on stdout")
+}
+
+fn text(dir: &Path, args: &[&str]) -> String {
+    String::from_utf8(succeeds(dir, args)).expect("utf-8")
+}
+
+/// `kontakt import … --json`, which must succeed; the summary.
+fn import(dir: &Path, args: &[&str]) -> Value {
+    json(dir, &[&["import", "--progress", "never", "--json"], args].concat())
+}
+
+fn contacts(dir: &Path, columns: &str) -> Vec<Vec<String>> {
+    query(
+        &dir.join("kontakt.duckdb"),
+        &format!("SELECT {columns} FROM contacts ORDER BY id"),
+    )
+}
+
+const PEOPLE: &str = "Email,Phone,First Name\nann@x.cz,777 111 222,Ann\nbob@x.cz,777 111 333,Bob\n";
+
+#[test]
+fn config_keeps_checked_values_and_reads_without_creating_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // Reading a store that does not exist fails and creates nothing.
+    let err = fails(dir, &["config", "list"], 1);
+    assert!(err.contains("no store"), "{err}");
+    fails(dir, &["config", "get", "primary-key"], 1);
+    assert!(!dir.join("kontakt.duckdb").exists());
+
+    // Usage errors name the key or value, before the store is touched.
+    let err = fails(dir, &["config", "set", "primary", "email"], 2);
+    assert!(
+        err.contains("unknown key \"primary\"") && err.contains("primary-key"),
+        "{err}"
+    );
+    let err = fails(dir, &["config", "set", "default-country", "XX"], 2);
+    assert!(err.contains("\"XX\""), "{err}");
+    fails(dir, &["config", "set", "compliance", "hipaa"], 2);
+    fails(dir, &["config", "set", "secondary-key", "name"], 2);
+    assert!(!dir.join("kontakt.duckdb").exists());
+
+    assert_eq!(
+        text(dir, &["config", "set", "default-country", "cz"]),
+        "default-country = CZ\n"
+    );
+    succeeds(dir, &["config", "set", "consent-yes", "si, oui"]);
+    assert_eq!(text(dir, &["config", "get", "default-country"]), "CZ\n");
+    let err = fails(dir, &["config", "get", "compliance"], 1);
+    assert!(err.contains("compliance is not set"), "{err}");
+    let list = json(dir, &["config", "list", "--json"]);
+    assert_eq!(list["default-country"], "CZ");
+    assert_eq!(list["consent-yes"], "si,oui");
+    assert_eq!(list["primary-key"], Value::Null);
+    let shown = text(dir, &["config", "list"]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("consent-yes") && l.contains("si,oui")),
+        "{shown}"
+    );
+
+    assert_eq!(text(dir, &["config", "unset", "consent-yes"]), "consent-yes unset\n");
+    assert_eq!(
+        text(dir, &["config", "unset", "consent-yes"]),
+        "consent-yes was not set\n"
+    );
+    assert_eq!(json(dir, &["config", "list", "--json"])["consent-yes"], Value::Null);
+}
+
+#[test]
+fn every_import_uses_the_store_settings_unless_a_flag_says_otherwise() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    // The default country makes local numbers E.164.
+    succeeds(dir, &["config", "set", "default-country", "CZ"]);
+    import(dir, &["people.csv"]);
+    assert_eq!(
+        contacts(dir, "phone"),
+        [["+420777111222"], ["+420777111333"]],
+        "the store's default country"
+    );
+
+    // Keyed by phone: a new email with a stored phone updates.
+    succeeds(dir, &["config", "set", "primary-key", "phone"]);
+    write(
+        dir,
+        "renamed.csv",
+        "Email,Phone,First Name\nann@new.cz,777 111 222,Anna\n",
+    );
+    let summary = import(dir, &["renamed.csv"]);
+    assert_eq!(
+        (summary["one_match"].as_u64(), summary["imported"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(contacts(dir, "email, first_name")[0], ["ann@new.cz", "Anna"]);
+    let group = json(dir, &["imports", "show", "renamed", "--json"]);
+    assert_eq!(group["settings"]["primary_key"], "phone");
+
+    // A flag says otherwise: keyed by email, the same row is new.
+    write(
+        dir,
+        "again.csv",
+        "Email,Phone,First Name\nann@other.cz,777 111 222,Ann\n",
+    );
+    let summary = import(dir, &["again.csv", "--primary-key", "email"]);
+    assert_eq!(summary["imported"], 1);
+
+    // The store's consent words add to the defaults; the flags add more.
+    succeeds(dir, &["config", "set", "consent-yes", "si"]);
+    write(dir, "consent.csv", "Email,Newsletter\ncyd@x.cz,si\ndan@x.cz,da\n");
+    let summary = import(
+        dir,
+        &[
+            "consent.csv",
+            "--primary-key",
+            "email",
+            "--map",
+            "Newsletter=email_opt_in",
+        ],
+    );
+    assert_eq!(summary["rows_failed"], 1, "`da` is no consent word yet");
+    write(dir, "consent2.csv", "Email,Newsletter\ndan@x.cz,da\n");
+    let summary = import(
+        dir,
+        &[
+            "consent2.csv",
+            "--primary-key",
+            "email",
+            "--map",
+            "Newsletter=email_opt_in",
+            "--consent-yes",
+            "da",
+        ],
+    );
+    assert_eq!(summary["imported"], 1);
+    let consents = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT email, CAST(email_opt_in AS VARCHAR) FROM contacts WHERE email IN ('cyd@x.cz', 'dan@x.cz') ORDER BY email",
+    );
+    assert_eq!(consents, [["cyd@x.cz", "opt-in"], ["dan@x.cz", "opt-in"]]);
+
+    // A setting the flag checks the same way is refused the same way.
+    succeeds(dir, &["config", "set", "secondary-key", "phone"]);
+    let err = fails(dir, &["import", "people.csv", "--primary-key", "phone"], 2);
+    assert!(err.contains("the same field"), "{err}");
+}
+
+#[test]
+fn a_store_that_asks_for_compliance_refuses_consents_not_acknowledged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    write(dir, "consent.csv", "Email,SMS\nann@x.cz,yes\n");
+    import(dir, &["people.csv", "--default-country", "CZ"]);
+    succeeds(dir, &["config", "set", "compliance", "gdpr,tcpa"]);
+    let before = contacts(dir, "*");
+    let groups = json(dir, &["imports", "list", "--json"])
+        .as_array()
+        .expect("groups")
+        .len();
+
+    // A mapped consent, a --set one, a --set-on one: each must name both.
+    for args in [
+        &["consent.csv", "--map", "SMS=sms_opt_in"][..],
+        &["consent.csv", "--map", "SMS=sms_opt_in", "--acknowledge", "gdpr"],
+        &["people.csv", "--set", "email_opt_in=yes", "--acknowledge", "tcpa"],
+        &["people.csv", "--set-on", "one_match:email_opt_out=yes"],
+    ] {
+        let err = fails(dir, &[&["import"], args].concat(), 2);
+        assert!(err.contains("--acknowledge gdpr,tcpa"), "{args:?}: {err}");
+    }
+    let err = fails(dir, &["import", "people.csv", "--acknowledge", "gdpr,hipaa"], 2);
+    assert!(err.contains("\"hipaa\""), "{err}");
+    let err = fails(dir, &["contacts", "add", "email=eve@x.cz", "sms_opt_in=yes"], 2);
+    assert!(err.contains("--acknowledge"), "{err}");
+    // Refused before any row was read: no group, no contact changed.
+    assert_eq!(contacts(dir, "*"), before);
+    assert_eq!(
+        json(dir, &["imports", "list", "--json"])
+            .as_array()
+            .expect("groups")
+            .len(),
+        groups
+    );
+
+    // Without consents nothing is asked.
+    write(dir, "names.csv", "Email,First Name\nann@x.cz,Annie\n");
+    assert!(
+        import(dir, &["names.csv"])["acknowledged"]
+            .as_array()
+            .expect("list")
+            .is_empty()
+    );
+
+    let summary = import(
+        dir,
+        &[
+            "consent.csv",
+            "--map",
+            "SMS=sms_opt_in",
+            "--acknowledge",
+            "tcpa",
+            "--acknowledge",
+            "GDPR",
+        ],
+    );
+    assert_eq!(summary["updated"], 1);
+    assert_eq!(summary["acknowledged"], serde_json::json!(["tcpa", "gdpr"]));
+    let group = json(dir, &["imports", "show", "consent", "--json"]);
+    assert_eq!(group["acknowledged"], "tcpa,gdpr");
+    let shown = text(dir, &["imports", "show", "consent"]);
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("acknowledged") && l.ends_with("tcpa,gdpr")),
+        "{shown}"
+    );
+    succeeds(
+        dir,
+        &[
+            "contacts",
+            "add",
+            "email=eve@x.cz",
+            "sms_opt_in=yes",
+            "--acknowledge",
+            "gdpr,tcpa",
+        ],
+    );
+}
+
+#[test]
+fn set_on_gives_each_category_its_own_value_in_the_files_and_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    import(dir, &["people.csv", "--default-country", "CZ"]);
+    succeeds(dir, &["contacts", "add", "email=twin@x.cz", "phone=+420777999000"]);
+    succeeds(dir, &["contacts", "add", "email=twin2@x.cz", "phone=+420777999000"]);
+    // ann: one match; cyd: no match; a shared phone: multiple match.
+    write(
+        dir,
+        "wave.csv",
+        "Email,Phone,First Name\nann@x.cz,,Anna\ncyd@x.cz,,Cyd\n,+420777999000,Twin\n",
+    );
+    let output = kontakt(dir)
+        .args(["import", "wave.csv", "--secondary-key", "phone", "--progress", "never"])
+        .args([
+            "--set-on",
+            "no_match:sms_opt_in=ano",
+            "--set-on",
+            "one_match:sms_opt_in=no",
+        ])
+        .args(["--set-on", "multiple_match:custom.wave=3", "--unmapped", "custom"])
+        .args(["--on-multiple-match", "update-all"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // Reago's warning: setting a value on matched rows overwrites it.
+    assert!(
+        stderr.contains("--set-on one_match:sms_opt_in=no overwrote"),
+        "{stderr}"
+    );
+
+    let file = |name: &str| std::fs::read_to_string(dir.join("kontakt-out/wave").join(name)).expect("file");
+    let no_match = file("no_match.csv");
+    assert!(
+        no_match.starts_with("row,action,email,phone,first_name,sms_opt_in,custom.wave,"),
+        "{no_match}"
+    );
+    assert!(no_match.contains("cyd@x.cz,,Cyd,opt-in,,"), "{no_match}");
+    assert!(
+        file("one_match.csv").contains("ann@x.cz,,Anna,opt-out,,"),
+        "{}",
+        file("one_match.csv")
+    );
+    assert!(
+        file("multiple_match.csv").contains(",+420777999000,Twin,,3,"),
+        "{}",
+        file("multiple_match.csv")
+    );
+
+    let stored = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT email, CAST(sms_opt_in AS VARCHAR), coalesce(\"custom.wave\", '') FROM contacts ORDER BY id",
+    );
+    assert_eq!(
+        stored,
+        [
+            ["ann@x.cz", "opt-out", ""],
+            ["bob@x.cz", "unknown", ""],
+            ["twin@x.cz", "unknown", "3"],
+            ["twin2@x.cz", "unknown", "3"],
+            ["cyd@x.cz", "opt-in", ""],
+        ]
+    );
+    let group = json(dir, &["imports", "show", "wave", "--json"]);
+    assert_eq!(
+        group["settings"]["set_on"],
+        serde_json::json!([
+            "no_match:sms_opt_in=ano",
+            "one_match:sms_opt_in=no",
+            "multiple_match:custom.wave=3"
+        ])
+    );
+
+    // Refused as --set is: a mapped field, a key, a bad category or value.
+    for (args, why) in [
+        (
+            &["--set-on", "one_match:first_name=X"][..],
+            "already mapped from column \"First Name\"",
+        ),
+        (
+            &["--set-on", "one_match:external_id=X", "--primary-key", "external_id"],
+            "matching key",
+        ),
+        (&["--set-on", "matched:sms_opt_in=yes"], "\"matched\" is not no_match"),
+        (
+            &["--set-on", "one_match:sms_opt_in=perhaps"],
+            "one_match:sms_opt_in=perhaps",
+        ),
+        (
+            &[
+                "--set-on",
+                "one_match:sms_opt_in=yes",
+                "--set-on",
+                "one_match:sms_opt_in=no",
+            ],
+            "given twice",
+        ),
+        (
+            &["--set-on", "one_match:sms_opt_in=yes", "--set", "sms_opt_in=no"],
+            "already given by --set",
+        ),
+    ] {
+        let err = fails(dir, &[&["import", "wave.csv", "--name", "refused"], args].concat(), 2);
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn description_and_settings_are_recorded_with_the_group() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    let summary = import(
+        dir,
+        &[
+            "people.csv",
+            "--description",
+            "spring fair leads",
+            "--tag",
+            "fair",
+            "--master",
+            "existing",
+            "--on-no-match",
+            "skip",
+            "--out",
+            "out-here",
+        ],
+    );
+    assert_eq!(summary["description"], "spring fair leads");
+    let group = json(dir, &["imports", "show", "people", "--json"]);
+    assert_eq!(group["description"], "spring fair leads");
+    let settings = &group["settings"];
+    assert_eq!(settings["source"], "people.csv");
+    assert_eq!(settings["primary_key"], "email");
+    assert_eq!(settings["on_no_match"], "skip");
+    assert_eq!(settings["on_one_match"], "update");
+    assert_eq!(settings["master"], "existing");
+    assert_eq!(settings["tags"], serde_json::json!(["fair"]));
+    assert_eq!(settings["out"], "out-here");
+    let list = json(dir, &["imports", "list", "--json"]);
+    assert_eq!(list[0]["description"], "spring fair leads");
+    let shown = text(dir, &["imports", "show", "people"]);
+    for line in [
+        "description         spring fair leads",
+        "on_no_match         skip",
+        "master              existing",
+        "output_directory    out-here",
+    ] {
+        assert!(shown.contains(line), "{line:?} in {shown}");
+    }
+    assert!(text(dir, &["imports", "list"]).contains("spring fair leads"));
+    fails(dir, &["import", "people.csv", "--description", " ", "--name", "x"], 2);
+}
