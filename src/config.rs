@@ -23,6 +23,10 @@ pub const KEYS: &[(&str, &str)] = &[
     ("consent-yes", "words meaning consent given, separated by `,`"),
     ("consent-no", "words meaning consent refused, separated by `,`"),
     (
+        "unique",
+        "email, phone, mobile or external_id: no two contacts share a value of it",
+    ),
+    (
         "compliance",
         "gdpr and/or tcpa: an import that maps or sets a consent must --acknowledge them",
     ),
@@ -43,6 +47,7 @@ pub struct Config {
     pub consent_yes: Vec<String>,
     pub consent_no: Vec<String>,
     pub compliance: Vec<String>,
+    pub unique: Option<String>,
 }
 
 /// The checked form of `value` for `key` (what the store keeps), or a
@@ -68,6 +73,15 @@ pub fn check(key: &str, value: &str) -> Result<String> {
             }
             Ok(words.join(","))
         }
+        "unique" => {
+            if crate::fields::KEY_FIELDS.contains(&value) {
+                Ok(value.to_string())
+            } else {
+                Err(Error::usage(format!(
+                    "{flag} {value:?}: expected email, phone, mobile or external_id"
+                )))
+            }
+        }
         "compliance" => {
             let items = list(&value.to_ascii_lowercase());
             if items.is_empty() {
@@ -82,6 +96,25 @@ pub fn check(key: &str, value: &str) -> Result<String> {
         }
         other => Err(unknown_key(other)),
     }
+}
+
+/// Refuses a setting the store already breaks: `unique FIELD` on a store
+/// where contacts share a value of FIELD (a runtime failure, exit 1).
+pub fn check_store(store: &Store, key: &str, value: &str) -> Result<()> {
+    if key != "unique" {
+        return Ok(());
+    }
+    let shared = store.count_shared_values(value)?;
+    if shared > 0 {
+        return Err(Error::Store {
+            path: store.path().display().to_string(),
+            message: format!(
+                "{shared} {value} values are shared by two or more contacts; `unique {value}` is refused: \
+                 find them with `kontakt audit --key {value}` and merge them first"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The usage error of a key that is not a setting.
@@ -128,6 +161,7 @@ impl Config {
                 "consent-yes" => config.consent_yes = list(&value),
                 "consent-no" => config.consent_no = list(&value),
                 "compliance" => config.compliance = list(&value),
+                "unique" => config.unique = Some(value),
                 _ => {}
             }
         }
@@ -204,6 +238,8 @@ mod tests {
         assert_eq!(check("compliance", "TCPA,gdpr").expect("items"), "tcpa,gdpr");
         assert!(check("compliance", "hipaa").is_err());
         assert!(check("unique-ish", "x").is_err());
+        assert_eq!(check("unique", "phone").expect("field"), "phone");
+        assert!(check("unique", "first_name").is_err());
     }
 
     #[test]

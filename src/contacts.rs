@@ -302,6 +302,7 @@ pub fn add(
     tags: &[String],
     contact_type: ContactType,
     settings: NormalizeSettings,
+    unique: Option<&str>,
 ) -> Result<Added> {
     if pairs.is_empty() && tags.is_empty() {
         return Err(Error::usage("give at least one FIELD=VALUE"));
@@ -330,12 +331,16 @@ pub fn add(
         .find(|(t, _)| t.name() == "country")
         .and_then(|(_, v)| country::region_of(v));
     let mut email = None;
+    let mut unique_value = None;
     for (target, value) in &parsed {
         let mut scratch = String::new();
         let normal =
             normalize_one(target, value, region, &settings, &mut scratch).map_err(|why| invalid(target, value, why))?;
         if target.name() == "email" {
             email = normal.map(str::to_string);
+        }
+        if Some(target.name().as_str()) == unique {
+            unique_value = normal.map(str::to_string);
         }
     }
     let mapping = map::resolve(
@@ -365,6 +370,17 @@ pub fn add(
     };
     if matched.len() > 1 {
         return Ok(Added::Skipped(matched));
+    }
+    // The store's `unique` setting, as an import checks it.
+    if let (Some(field), Some(value)) = (unique, &unique_value)
+        && let Some(other) = store
+            .contact_ids_with_value(field, value)?
+            .into_iter()
+            .find(|id| matched.first() != Some(id))
+    {
+        return Err(Error::usage(format!(
+            "not_unique: {field} {value:?} belongs to contact {other} (the store's setting `unique {field}`)"
+        )));
     }
     let names: Vec<String> = plan.field_names().map(str::to_string).collect();
     let fields = store_fields(&names, &mapping.tags);

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, StringArray};
+use arrow::array::{Array, AsArray, StringArray};
 use arrow::record_batch::RecordBatch;
 
-use super::{Action, Actions, CommitJob, GroupCounts};
+use super::{Action, Actions, CommitJob, GroupCounts, Unique};
 use crate::matching::{Category, InFile, InFileVerdict, MatchedBy, Prepared, RowKeys, walk};
 use crate::normalize::stage::{KeyColumn, SetOn};
 use crate::normalize::{FailedRow, Original, Reason};
@@ -72,6 +72,7 @@ pub fn resolve_batch(
     ids: &[i64],
     actions: &Actions,
     set_on: &[SetOn],
+    mut unique: Option<(&mut Unique, usize)>,
     infile: &mut InFile,
     counts: &mut Counts,
 ) -> Resolved {
@@ -82,6 +83,11 @@ pub fn resolve_batch(
     let mut inserts: Vec<u32> = Vec::new();
     let (mut update_rows, mut update_ids): (Vec<u32>, Vec<i64>) = (Vec::new(), Vec::new());
     let mut duplicates: Vec<FailedRow> = Vec::new();
+    // The unique field's values (its column of the batch), when it is set.
+    let unique_values = unique
+        .as_ref()
+        .map(|(_, column)| norm.batch.column(*column).as_string::<i32>().clone());
+    let mut targets: Vec<i64> = Vec::new();
     walk(norm, &mut *infile, |infile, i, keys| {
         let Some((primary, secondary)) = keys else { return };
         let probe = p.probes[i];
@@ -99,6 +105,25 @@ pub fn resolve_batch(
             InFileVerdict::Keep => {
                 let category = Category::of(probe.len as usize);
                 let action = actions.action(category);
+                targets.clear();
+                targets.extend(
+                    action
+                        .targets(probe.matched(&p.matched))
+                        .iter()
+                        .map(|&o| ids[o as usize]),
+                );
+                if let (Some((unique, _)), Some(values)) = (unique.as_mut(), &unique_values) {
+                    let value = values.is_valid(i).then(|| values.value(i));
+                    if let Some(detail) = unique.check(row, value, action, &targets) {
+                        duplicates.push(FailedRow {
+                            row,
+                            reason: Reason::NotUnique,
+                            detail,
+                            original: Original::RawRow(norm.raw_index(row).unwrap_or_default()),
+                        });
+                        return;
+                    }
+                }
                 match action {
                     Action::Import => {
                         inserts.push(i as u32);
@@ -106,9 +131,9 @@ pub fn resolve_batch(
                     }
                     Action::Skip => counts.group.skipped += 1,
                     _ => {
-                        for &ordinal in action.targets(probe.matched(&p.matched)) {
+                        for &id in &targets {
                             update_rows.push(i as u32);
-                            update_ids.push(ids[ordinal as usize]);
+                            update_ids.push(id);
                         }
                         counts.group.updated += 1;
                     }
@@ -267,7 +292,7 @@ mod tests {
         });
         let mut infile = InFile::new(duplicates, known);
         let mut counts = Counts::default();
-        let resolved = resolve_batch(prepared(rows), &IDS, &actions, &[], &mut infile, &mut counts);
+        let resolved = resolve_batch(prepared(rows), &IDS, &actions, &[], None, &mut infile, &mut counts);
         (resolved, counts)
     }
 

@@ -18,9 +18,12 @@ pub struct ConfigArgs {
 
 /// Keys: primary-key, secondary-key (email, phone, mobile, external_id, id,
 /// none), default-country (ISO code), consent-yes, consent-no (words
-/// separated by `,`, added to the defaults), compliance (gdpr, tcpa or
-/// gdpr,tcpa: an import or `contacts add` that maps or sets a consent must
-/// give --acknowledge naming each). A flag of the import says otherwise.
+/// separated by `,`, added to the defaults), unique (email, phone, mobile
+/// or external_id: a row that would give a contact a value another contact
+/// has fails as not_unique; refused on a store that already breaks it),
+/// compliance (gdpr, tcpa or gdpr,tcpa: an import or `contacts add` that
+/// maps or sets a consent must give --acknowledge naming each). A flag of
+/// the import says otherwise.
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Every key, its value in this store (empty: unset) and what it sets.
@@ -83,6 +86,7 @@ pub fn run(args: &ConfigArgs, db: &Path) -> Result<()> {
             known(key)?;
             let value = config::check(key, value)?;
             let store = Store::open(db)?;
+            config::check_store(&store, key, &value)?;
             store.set_config(key, &value)?;
             println!("{key} = {value}");
         }

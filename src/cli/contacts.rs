@@ -228,7 +228,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
                 })
             });
             config.check_acknowledged(consents, acknowledge)?;
-            match contacts::add(&store, values, tags, *contact_type, settings)? {
+            match contacts::add(&store, values, tags, *contact_type, settings, config.unique.as_deref())? {
                 Added::Created(id) => println!("{id} created"),
                 Added::Updated(id) => println!("{id} updated"),
                 Added::Skipped(ids) => {

@@ -242,6 +242,7 @@ impl ImportArgs {
             description: self.description.clone(),
             acknowledged,
             compliance: config.compliance,
+            unique: config.unique,
             db,
         })
     }

@@ -64,6 +64,8 @@ pub struct ImportOptions {
     /// The items the store asks an import of consents to acknowledge
     /// (`config compliance`).
     pub compliance: Vec<String>,
+    /// The field no two contacts may share a value of (`config unique`).
+    pub unique: Option<String>,
     pub db: PathBuf,
 }
 
@@ -203,11 +205,13 @@ fn run_stages(options: &ImportOptions, run: &Run) -> Result<Summary> {
         phone_metadata: phone::METADATA_VERSION,
         ..Summary::default()
     };
+    let unique = unique(&opened, options).map_err(|e| opened.group.end(run.cancel, e))?;
     let stage = stream::Stream {
         table: &mut opened.table,
         plan: &opened.plan,
         index: &index,
         actions: &options.actions,
+        unique,
         run,
     };
     let mut counts = Counts::default();
@@ -228,6 +232,19 @@ fn run_stages(options: &ImportOptions, run: &Run) -> Result<Summary> {
     finish_summary(&mut summary, &timings, run.started, memory);
     summary.write(&opened.out_dir)?;
     Ok(summary)
+}
+
+/// The store's `unique` setting's values held, and the column of the
+/// field in a normalized batch, when the file gives the field a value.
+fn unique(opened: &Opened, options: &ImportOptions) -> Result<Option<(apply::Unique, usize)>> {
+    let (Some(field), Some(store)) = (&options.unique, &opened.group.store) else {
+        return Ok(None);
+    };
+    let Some(position) = opened.plan.field_names().position(|f| f == field) else {
+        return Ok(None);
+    };
+    // After the row number.
+    Ok(Some((apply::Unique::load(store, field)?, position + 1)))
 }
 
 /// The opening stage's work: the table, its mapping and normalize plan, the

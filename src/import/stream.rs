@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 
 use super::{Progress, Run, Timings};
-use crate::apply::{self, Actions, CommitJob, CommitSetup, Committed, Counts, Ending};
+use crate::apply::{self, Actions, CommitJob, CommitSetup, Committed, Counts, Ending, Unique};
 use crate::cancel::{self, Cancel};
 use crate::error::{Error, Result};
 use crate::matching::{InFile, Prepared, StoreIndex};
@@ -154,6 +154,9 @@ pub(super) struct Stream<'a> {
     pub plan: &'a Plan,
     pub index: &'a StoreIndex,
     pub actions: &'a Actions,
+    /// The store's `unique` field's values held, and the field's column
+    /// in a normalized batch (when it is set and the file gives it).
+    pub unique: Option<(Unique, usize)>,
     pub run: &'a Run<'a>,
 }
 
@@ -180,6 +183,7 @@ impl Stream<'_> {
             plan,
             index,
             actions,
+            mut unique,
             run,
         } = self;
         let (cancel, progress) = (run.cancel, run.progress);
@@ -217,8 +221,15 @@ impl Stream<'_> {
                 }
                 let each = |p, timings: &mut Timings| {
                     let started = Instant::now();
-                    let apply::Resolved { write, commit, rows } =
-                        apply::resolve_batch(p, ids, actions, plan.set_on(), &mut infile, counts);
+                    let apply::Resolved { write, commit, rows } = apply::resolve_batch(
+                        p,
+                        ids,
+                        actions,
+                        plan.set_on(),
+                        unique.as_mut().map(|(u, column)| (u, *column)),
+                        &mut infile,
+                        counts,
+                    );
                     timings.resolve += started.elapsed();
                     write_tx.send(write).map_err(|_| Error::Stopped)?;
                     if let Some(tx) = &commit_tx {

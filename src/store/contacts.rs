@@ -73,6 +73,23 @@ impl Store {
     }
 
     /// Which of `ids` no stored contact has, ascending.
+    /// Every contact holding a value of `field` (a key field: email,
+    /// phone, mobile, external_id): the value's key hash and the contact's
+    /// id, for the `unique` setting.
+    pub fn key_hashes(&self, field: &str) -> Result<Vec<(u64, i64)>> {
+        dispatch!(self, db => db.key_hashes(field))
+    }
+
+    /// How many values of `field` two or more contacts share.
+    pub fn count_shared_values(&self, field: &str) -> Result<i64> {
+        dispatch!(self, db => db.count_shared_values(field))
+    }
+
+    /// The ids of the contacts whose `field` (a key field) is `value`.
+    pub fn contact_ids_with_value(&self, field: &str, value: &str) -> Result<Vec<i64>> {
+        dispatch!(self, db => db.contact_ids_with_value(field, value))
+    }
+
     pub fn missing_contact_ids(&self, ids: &[i64]) -> Result<Vec<i64>> {
         dispatch!(self, db => db.missing_contact_ids(ids))
     }

@@ -400,3 +400,68 @@ fn description_and_settings_are_recorded_with_the_group() {
     assert!(text(dir, &["imports", "list"]).contains("spring fair leads"));
     fails(dir, &["import", "people.csv", "--description", " ", "--name", "x"], 2);
 }
+
+#[test]
+fn unique_refuses_a_value_another_contact_has_and_a_store_that_breaks_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    import(dir, &["people.csv", "--default-country", "CZ"]);
+    succeeds(dir, &["contacts", "add", "email=twin@x.cz", "phone=+420777999000"]);
+    succeeds(dir, &["contacts", "add", "email=twin2@x.cz", "phone=+420777999000"]);
+    // Refused while two contacts share a phone; the store keeps no setting.
+    let err = fails(dir, &["config", "set", "unique", "phone"], 1);
+    assert!(
+        err.contains("1 phone values are shared") && err.contains("audit --key phone"),
+        "{err}"
+    );
+    assert_eq!(json(dir, &["config", "list", "--json"])["unique"], Value::Null);
+    succeeds(dir, &["contacts", "delete", "4"]);
+    succeeds(dir, &["config", "set", "unique", "phone"]);
+
+    write(
+        dir,
+        "wave.csv",
+        "Email,Phone\ndan@x.cz,+420777111222\neve@x.cz,+420777444444\nfay@x.cz,+420777444444\n\
+         bob@x.cz,+420777111222\nann@x.cz,+420777111222\n",
+    );
+    let before = contacts(dir, "id, email, phone");
+    let summary = import(dir, &["wave.csv"]);
+    assert_eq!(summary["failed_by_reason"]["not_unique"], 3, "{summary}");
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["updated"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let failed = std::fs::read_to_string(dir.join("kontakt-out/wave/failed.csv")).expect("failed.csv");
+    let lines: Vec<&str> = failed.lines().collect();
+    assert_eq!(lines.len(), 4, "{failed}");
+    assert!(
+        lines[1].starts_with("1,not_unique,") && lines[1].contains("belongs to contact 1"),
+        "{failed}"
+    );
+    assert!(
+        lines[2].starts_with("3,not_unique,") && lines[2].contains("row 2 creates"),
+        "{failed}"
+    );
+    assert!(
+        lines[3].starts_with("4,not_unique,") && lines[3].contains("belongs to contact 1"),
+        "{failed}"
+    );
+    let after = contacts(dir, "id, email, phone");
+    assert_eq!(after[..3], before[..], "bob keeps his phone");
+    assert_eq!(after[3], ["5", "eve@x.cz", "+420777444444"]);
+
+    // `contacts add` checks it too; a contact keeps its own value.
+    let err = fails(dir, &["contacts", "add", "email=gus@x.cz", "phone=+420777111222"], 2);
+    assert!(err.contains("not_unique") && err.contains("contact 1"), "{err}");
+    succeeds(
+        dir,
+        &[
+            "contacts",
+            "add",
+            "email=ann@x.cz",
+            "phone=+420777111222",
+            "first_name=Ann",
+        ],
+    );
+}

@@ -2,7 +2,11 @@
 //! filters as a `WHERE` clause. Filter values become SQL literals only
 //! quoted ([`literal`]); field names only as quoted identifiers.
 
+use arrow::array::AsArray;
+use arrow::datatypes::{Int64Type, UInt64Type};
+
 use crate::error::Result;
+use crate::fields::{KEY_FIELDS, hash_column};
 use crate::map::ContactType;
 use crate::store::contacts::{ContactFilter, ContactKey, ContactRows, column_names};
 
@@ -41,6 +45,51 @@ impl DuckDb {
             "SELECT id FROM contacts WHERE email = {} AND type = {} ORDER BY created_at, id",
             literal(email),
             literal(contact_type.name())
+        ))
+    }
+
+    /// `field` is one of [`KEY_FIELDS`], each with a hash column.
+    fn key_column(field: &str) -> &'static str {
+        KEY_FIELDS
+            .iter()
+            .find(|f| **f == field)
+            .copied()
+            .expect("a key field, checked by the caller")
+    }
+
+    pub(crate) fn key_hashes(&self, field: &str) -> Result<Vec<(u64, i64)>> {
+        let hash = hash_column(Self::key_column(field));
+        let mut pairs = Vec::new();
+        for batch in self.query_arrow(
+            &format!("SELECT {hash}, id FROM contacts WHERE {hash} IS NOT NULL"),
+            &[],
+        )? {
+            let hashes = batch.column(0).as_primitive::<UInt64Type>();
+            let ids = batch.column(1).as_primitive::<Int64Type>();
+            pairs.extend(hashes.values().iter().copied().zip(ids.values().iter().copied()));
+        }
+        Ok(pairs)
+    }
+
+    pub(crate) fn count_shared_values(&self, field: &str) -> Result<i64> {
+        let field = Self::key_column(field);
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM (SELECT {field} FROM contacts WHERE {field} IS NOT NULL \
+                     GROUP BY {field} HAVING count(*) > 1)"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.error(&e))
+    }
+
+    pub(crate) fn contact_ids_with_value(&self, field: &str, value: &str) -> Result<Vec<i64>> {
+        self.ids(&format!(
+            "SELECT id FROM contacts WHERE {} = {} ORDER BY id",
+            Self::key_column(field),
+            literal(value)
         ))
     }
 
