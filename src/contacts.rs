@@ -14,7 +14,9 @@ use arrow::array::{ArrayRef, UInt64Array};
 use arrow::record_batch::RecordBatch;
 
 use crate::apply::{Commit, GroupCounts, Master, store_fields};
+use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::fields::KEY_FIELDS;
 use crate::groups;
 use crate::map::{self, ContactType, MappingOptions, Target};
 use crate::normalize::stage::{kind_noun, normalize_one};
@@ -265,9 +267,9 @@ pub fn show(store: &Store, query: &str, settings: &NormalizeSettings) -> Result<
 pub enum Added {
     Created(i64),
     Updated(i64),
-    /// Several contacts have the email: the default `--on-multiple-match
-    /// skip`, nothing changed.
-    Skipped(Vec<i64>),
+    /// Several contacts have the key's value (the key named): the default
+    /// `--on-multiple-match skip`, nothing changed.
+    Skipped(&'static str, Vec<i64>),
 }
 
 /// A usage error for a value the user typed: `email: "foo" is not a valid
@@ -291,9 +293,11 @@ pub fn normalized(field: &str, value: &str, settings: &NormalizeSettings) -> Res
 }
 
 /// Adds one contact from `FIELD=VALUE` pairs: a one-row import with the
-/// store's default keys and actions (key `email`; a contact with that
-/// email is updated, file values winning and tags added; none: one is
-/// created; several: skipped). Without an email there is no key, and a
+/// store's default keys (`config primary-key` and `secondary-key`, else
+/// email; `id` and `none` match nothing here) and actions: a contact with
+/// that key's value is updated, file values winning and tags added; none:
+/// one is created; several: skipped. The secondary key is used when the
+/// primary one is not given or finds nothing. Without a key value a
 /// contact is created. Values are normalized and checked as on import; an
 /// invalid one is a usage error naming the field as typed.
 pub fn add(
@@ -302,8 +306,17 @@ pub fn add(
     tags: &[String],
     contact_type: ContactType,
     settings: NormalizeSettings,
-    unique: Option<&str>,
+    config: &Config,
 ) -> Result<Added> {
+    let unique = config.unique.as_deref();
+    let keys: Vec<&'static str> = [
+        Some(config.primary_key.as_deref().unwrap_or("email")),
+        config.secondary_key.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|k| KEY_FIELDS.iter().copied().find(|f| *f == k))
+    .collect();
     if pairs.is_empty() && tags.is_empty() {
         return Err(Error::usage("give at least one FIELD=VALUE"));
     }
@@ -330,14 +343,14 @@ pub fn add(
         .iter()
         .find(|(t, _)| t.name() == "country")
         .and_then(|(_, v)| country::region_of(v));
-    let mut email = None;
+    let mut key_values: Vec<(&str, String)> = Vec::new();
     let mut unique_value = None;
     for (target, value) in &parsed {
         let mut scratch = String::new();
         let normal =
             normalize_one(target, value, region, &settings, &mut scratch).map_err(|why| invalid(target, value, why))?;
-        if target.name() == "email" {
-            email = normal.map(str::to_string);
+        if let (Some(key), Some(normal)) = (keys.iter().find(|k| **k == target.name()), normal) {
+            key_values.push((key, normal.to_string()));
         }
         if Some(target.name().as_str()) == unique {
             unique_value = normal.map(str::to_string);
@@ -364,12 +377,17 @@ pub fn add(
     }
     // An import matches only within its contact type: a person's email
     // never updates a company, nor the other way round.
-    let matched = match &email {
-        Some(email) => store.contact_ids_with_email(email, contact_type)?,
-        None => Vec::new(),
-    };
-    if matched.len() > 1 {
-        return Ok(Added::Skipped(matched));
+    let mut matched = Vec::new();
+    for key in &keys {
+        if let Some((_, value)) = key_values.iter().find(|(k, _)| k == key) {
+            matched = store.contact_ids_with_key(key, value, contact_type)?;
+            if !matched.is_empty() {
+                if matched.len() > 1 {
+                    return Ok(Added::Skipped(key, matched));
+                }
+                break;
+            }
+        }
     }
     // The store's `unique` setting, as an import checks it.
     if let (Some(field), Some(value)) = (unique, &unique_value)

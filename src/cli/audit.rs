@@ -6,16 +6,20 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use crate::audit::{self, AuditOptions, Survivor};
+use crate::config::Config;
 use crate::error::Result;
+use crate::fields::KEY_FIELDS;
 use crate::map::ContactType;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Keys whose shared values connect contacts, in order of preference
-    /// for the `key` column: email, phone, mobile, external_id.
-    #[arg(long, value_name = "FIELD[,FIELD]", default_value = "email,phone")]
-    pub key: String,
+    /// for the `key` column: email, phone, mobile, external_id [default:
+    /// the store's `config primary-key` and `secondary-key`, else
+    /// email,phone].
+    #[arg(long, value_name = "FIELD[,FIELD]")]
+    pub key: Option<String>,
     /// Audit only contacts of this type (default: each type on its own;
     /// a cluster never spans types).
     #[arg(long = "type", value_enum)]
@@ -38,14 +42,34 @@ pub struct AuditArgs {
 }
 
 pub fn run(args: &AuditArgs, db: &Path) -> Result<()> {
+    // A flag's keys are checked before the store is opened.
+    let flag_keys = args.key.as_deref().map(audit::parse_keys).transpose()?;
+    let store = Store::open(db)?;
+    let keys = match flag_keys {
+        Some(keys) => keys,
+        None => {
+            let config = Config::of(&store)?;
+            // The store's matching keys that are audit keys (not id, none).
+            let stored: Vec<&str> = [config.primary_key.as_deref(), config.secondary_key.as_deref()]
+                .into_iter()
+                .flatten()
+                .filter(|k| KEY_FIELDS.contains(k))
+                .collect();
+            let keys = if stored.is_empty() {
+                "email,phone".to_string()
+            } else {
+                stored.join(",")
+            };
+            audit::parse_keys(&keys)?
+        }
+    };
     let options = AuditOptions {
-        keys: audit::parse_keys(&args.key)?,
+        keys,
         contact_type: args.contact_type,
         out: args.out.clone(),
         survivor: args.survivor,
         since_last: args.since_last,
     };
-    let store = Store::open(db)?;
     let summary = audit::run(&store, &options)?;
     if args.json {
         println!(

@@ -103,8 +103,9 @@ pub enum ContactsCommand {
         #[arg(long, value_name = "CC")]
         default_country: Option<String>,
     },
-    /// Add one contact, or update the one with that email: a one-row
-    /// import with the default keys and actions. Values are normalized and
+    /// Add one contact, or update the one with that email (or the store's
+    /// `config primary-key`, then `secondary-key`): a one-row import with
+    /// the store's keys and the default actions. Values are normalized and
     /// checked as on import. Prints the id and `created` or `updated`
     /// (several contacts with that email: their ids, `;`-separated, and
     /// `skipped`; nothing changes).
@@ -228,14 +229,14 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
                 })
             });
             config.check_acknowledged(consents, acknowledge)?;
-            match contacts::add(&store, values, tags, *contact_type, settings, config.unique.as_deref())? {
+            match contacts::add(&store, values, tags, *contact_type, settings, &config)? {
                 Added::Created(id) => println!("{id} created"),
                 Added::Updated(id) => println!("{id} updated"),
-                Added::Skipped(ids) => {
+                Added::Skipped(key, ids) => {
                     let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
                     println!("{} skipped", ids.join(";"));
                     eprintln!(
-                        "{} contacts have this email ({}); nothing changed (`kontakt audit --key email` finds them)",
+                        "{} contacts have this {key} ({}); nothing changed (`kontakt audit --key {key}` finds them)",
                         ids.len(),
                         ids.join(", ")
                     );

@@ -66,10 +66,11 @@ impl Store {
         dispatch!(self, db => db.contacts_by(key))
     }
 
-    /// The ids of the contacts of a type with this email, oldest first
-    /// (the contacts a one-row import with the default key matches).
-    pub fn contact_ids_with_email(&self, email: &str, contact_type: ContactType) -> Result<Vec<i64>> {
-        dispatch!(self, db => db.contact_ids_with_email(email, contact_type))
+    /// The ids of the contacts of a type whose `field` (a key field:
+    /// email, phone, mobile, external_id) is `value`, oldest first (the
+    /// contacts a one-row import keyed by `field` matches).
+    pub fn contact_ids_with_key(&self, field: &str, value: &str, contact_type: ContactType) -> Result<Vec<i64>> {
+        dispatch!(self, db => db.contact_ids_with_key(field, value, contact_type))
     }
 
     /// Which of `ids` no stored contact has, ascending.

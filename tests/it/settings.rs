@@ -465,3 +465,54 @@ fn unique_refuses_a_value_another_contact_has_and_a_store_that_breaks_it() {
         ],
     );
 }
+
+#[test]
+fn contacts_add_and_audit_use_the_store_keys() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    import(dir, &["people.csv", "--default-country", "CZ"]);
+    succeeds(dir, &["config", "set", "primary-key", "phone"]);
+    succeeds(dir, &["config", "set", "secondary-key", "external_id"]);
+    succeeds(dir, &["config", "set", "default-country", "CZ"]);
+    // Keyed by phone (a local number, by the store's country): Ann's.
+    assert_eq!(
+        text(dir, &["contacts", "add", "phone=777 111 222", "email=ann@work.cz"]),
+        "1 updated\n"
+    );
+    // No phone given: the secondary key, then a new contact.
+    assert_eq!(
+        text(dir, &["contacts", "add", "external_id=X1", "first_name=Cyd"]),
+        "3 created\n"
+    );
+    assert_eq!(
+        text(dir, &["contacts", "add", "external_id=X1", "last_name=Ray"]),
+        "3 updated\n"
+    );
+    assert_eq!(
+        contacts(dir, "id, email, coalesce(last_name, '')"),
+        [["1", "ann@work.cz", ""], ["2", "bob@x.cz", ""], ["3", "", "Ray"]]
+    );
+
+    // Two contacts share an external id: the audit of the store's keys
+    // (phone, external_id) finds them; --key says otherwise.
+    write(dir, "twins.csv", "Email,Ext\nt1@x.cz,X2\nt2@x.cz,X2\n");
+    let summary = import(
+        dir,
+        &[
+            "twins.csv",
+            "--primary-key",
+            "email",
+            "--secondary-key",
+            "none",
+            "--map",
+            "Ext=external_id",
+        ],
+    );
+    assert_eq!(summary["imported"], 2);
+    let audit = json(dir, &["audit", "--json", "--out", "a1"]);
+    assert_eq!(audit["clusters"], 1, "{audit}");
+    assert_eq!(audit["by_key"]["external_id"], 1, "{audit}");
+    let audit = json(dir, &["audit", "--json", "--key", "email", "--out", "a2"]);
+    assert_eq!(audit["clusters"], 0, "{audit}");
+}

@@ -40,10 +40,11 @@ impl DuckDb {
         ))
     }
 
-    pub(crate) fn contact_ids_with_email(&self, email: &str, contact_type: ContactType) -> Result<Vec<i64>> {
+    pub(crate) fn contact_ids_with_key(&self, field: &str, value: &str, contact_type: ContactType) -> Result<Vec<i64>> {
         self.ids(&format!(
-            "SELECT id FROM contacts WHERE email = {} AND type = {} ORDER BY created_at, id",
-            literal(email),
+            "SELECT id FROM contacts WHERE {} = {} AND type = {} ORDER BY created_at, id",
+            Self::key_column(field),
+            literal(value),
             literal(contact_type.name())
         ))
     }
@@ -349,7 +350,7 @@ mod tests {
         );
         assert_eq!(ids(&db.contacts_by(ContactKey::Id(3)).expect("id")), ["3"]);
         assert!(db.contacts_by(ContactKey::Id(4)).expect("none").1.is_empty());
-        let person = db.contact_ids_with_email("o'neil@example.cz", ContactType::Person);
+        let person = db.contact_ids_with_key("email", "o'neil@example.cz", ContactType::Person);
         assert_eq!(person.expect("ids"), [1]);
     }
 
