@@ -100,19 +100,56 @@ pub fn check(key: &str, value: &str) -> Result<String> {
 
 /// Refuses a setting the store already breaks: `unique FIELD` on a store
 /// where contacts share a value of FIELD (a runtime failure, exit 1).
+/// Settings that contradict the store's others are usage errors: the
+/// same field as both keys, a consent word as both yes and no.
 pub fn check_store(store: &Store, key: &str, value: &str) -> Result<()> {
-    if key != "unique" {
-        return Ok(());
-    }
-    let shared = store.count_shared_values(value)?;
-    if shared > 0 {
-        return Err(Error::Store {
-            path: store.path().display().to_string(),
-            message: format!(
-                "{shared} {value} values are shared by two or more contacts; `unique {value}` is refused: \
-                 find them with `kontakt audit --key {value}` and merge them first"
-            ),
-        });
+    let stored = store.config()?;
+    let other = |k: &str| stored.get(k).map(String::as_str);
+    match key {
+        "primary-key" | "secondary-key" => {
+            let other_key = if key == "primary-key" {
+                "secondary-key"
+            } else {
+                "primary-key"
+            };
+            if value != "none" && other(other_key) == Some(value) {
+                return Err(Error::usage(format!(
+                    "config {key} {value}: the store's {other_key} is {value} too; set it to another field first"
+                )));
+            }
+        }
+        "consent-yes" | "consent-no" => {
+            let other_key = if key == "consent-yes" {
+                "consent-no"
+            } else {
+                "consent-yes"
+            };
+            let others = list(other(other_key).unwrap_or_default());
+            if let Some(word) = list(value).iter().find(|w| others.contains(w)) {
+                return Err(Error::usage(format!(
+                    "config {key}: {word:?} is in the store's {other_key} too; a word means yes or no"
+                )));
+            }
+        }
+        "unique" => {
+            let shared = store.count_shared_values(value)?;
+            if shared > 0 {
+                let (values, are) = if shared == 1 {
+                    ("value", "is")
+                } else {
+                    ("values", "are")
+                };
+                return Err(Error::Store {
+                    path: store.path().display().to_string(),
+                    message: format!(
+                        "{shared} {value} {values} {are} shared by two or more contacts (of any type); \
+                         `unique {value}` is refused: find them with `kontakt audit --key {value}` (per \
+                         type) or `kontakt contacts list`, and merge or delete them first"
+                    ),
+                });
+            }
+        }
+        _ => {}
     }
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! (or an earlier row's new contact) has, or give a contact a value
 //! another one has, fails as `not_unique`, naming that contact.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::Action;
 use crate::error::Result;
@@ -30,19 +30,25 @@ enum Holder {
 pub struct Unique {
     field: String,
     held: Map<Holder>,
+    /// With `--master existing`: the stored contacts that hold a value
+    /// (an update keeps it, so it gives them none).
+    keep: Option<HashSet<i64, foldhash::fast::FixedState>>,
 }
 
 impl Unique {
-    /// The stored contacts' values of `field` (one of the key fields).
-    pub fn load(store: &Store, field: &str) -> Result<Unique> {
+    /// The stored contacts' values of `field` (one of the key fields);
+    /// `keep`: stored values are kept on update (`--master existing`).
+    pub fn load(store: &Store, field: &str, keep: bool) -> Result<Unique> {
         let pairs = store.key_hashes(field)?;
         let mut held = Map::with_capacity_and_hasher(pairs.len(), Default::default());
-        for (hash, id) in pairs {
+        for &(hash, id) in &pairs {
             held.insert(hash, Holder::Contact(id));
         }
+        let keep = keep.then(|| pairs.iter().map(|&(_, id)| id).collect());
         Ok(Unique {
             field: field.to_string(),
             held,
+            keep,
         })
     }
 
@@ -78,6 +84,9 @@ impl Unique {
                     ));
                 }
                 let target = *targets.first()?;
+                if self.keep.as_ref().is_some_and(|keep| keep.contains(&target)) {
+                    return None;
+                }
                 match self.held.get(&hash) {
                     Some(Holder::Contact(id)) if *id == target => None,
                     Some(holder) => Some(taken(*holder)),
@@ -102,6 +111,7 @@ mod tests {
                 .iter()
                 .map(|(v, id)| (key_hash(v), Holder::Contact(*id)))
                 .collect(),
+            keep: None,
         }
     }
 
@@ -134,5 +144,14 @@ mod tests {
                 .contains("contact 8")
         );
         assert!(u.check(10, Some("+5"), Action::UpdateAll, &[7, 8]).is_some());
+    }
+
+    #[test]
+    fn with_stored_values_kept_a_contact_that_has_one_is_given_none() {
+        let mut u = unique(&[("+1", 7), ("+2", 8)]);
+        u.keep = Some([7, 8].into_iter().collect());
+        assert_eq!(u.check(1, Some("+1"), Action::Update, &[8]), None);
+        // A contact without a value would take it: still refused.
+        assert!(u.check(2, Some("+1"), Action::Update, &[9]).is_some());
     }
 }

@@ -8,7 +8,7 @@ use super::imports::print_fields;
 use super::print_table;
 use crate::config::Config;
 use crate::contacts::{self, Added, ExportFormat, Filter};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::map::ContactType;
 use crate::normalize::NormalizeSettings;
 use crate::normalize::consent::ConsentWords;
@@ -219,7 +219,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             let config = Config::of(&store)?;
             let mut settings = settings(default_country.as_deref().or(config.default_country.as_deref()))?;
             let (yes, no) = config.consent_words(&[], &[]);
-            settings.consent = ConsentWords::new(&yes, &no).map_err(Error::usage)?;
+            settings.consent = ConsentWords::new(&yes, &no).map_err(|w| crate::normalize::consent::both_error(&w))?;
             let consents = values.iter().any(|pair| {
                 pair.split_once('=').is_some_and(|(field, _)| {
                     matches!(

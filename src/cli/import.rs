@@ -12,12 +12,13 @@ use clap::{Args, ValueEnum};
 mod progress;
 
 use super::InputArgs;
-use crate::apply::{Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
+use crate::apply::{Action, Actions, Master, Mode, OnMultipleMatch, OnNoMatch, OnOneMatch};
 use crate::cancel::{Cancel, Signal};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::import::{self, ImportOptions, Run};
 use crate::map::{ContactType, MappingOptions, Unmapped};
+use crate::matching::Category;
 use crate::matching::Duplicates;
 use crate::normalize::consent::ConsentWords;
 use crate::normalize::phone::{self, PhoneSettings, Transform, ValidRule};
@@ -61,8 +62,9 @@ pub struct ImportArgs {
     pub sets: Vec<String>,
     /// `--set` for the rows of one category only (no_match, one_match,
     /// multiple_match), e.g. `one_match:email_opt_in=yes`: on one_match and
-    /// multiple_match rows that update, it overwrites what the stored
-    /// contacts have (repeatable).
+    /// multiple_match rows that update with `--master file`, it overwrites
+    /// what the stored contacts have (with `existing`, it only fills empty
+    /// fields); repeatable.
     #[arg(long = "set-on", value_name = "CATEGORY:FIELD=VALUE", help_heading = "Mapping")]
     pub set_on: Vec<String>,
     /// Tag every imported or updated contact (repeatable; a tag cannot
@@ -180,7 +182,7 @@ impl ImportArgs {
             .collect::<Result<Vec<_>>>()?;
         let default_region = default_region(self.default_country.as_deref().or(config.default_country.as_deref()))?;
         let (yes, no) = config.consent_words(&self.consent_yes, &self.consent_no);
-        let consent = ConsentWords::new(&yes, &no).map_err(Error::usage)?;
+        let consent = ConsentWords::new(&yes, &no).map_err(|w| crate::normalize::consent::both_error(&w))?;
         // A flag says otherwise than the store's settings.
         let (primary_flag, primary) = match (&self.primary_key, &config.primary_key) {
             (Some(flag), _) => ("--primary-key", flag.as_str()),
@@ -189,6 +191,8 @@ impl ImportArgs {
         };
         let (secondary_flag, secondary) = match (&self.secondary_key, &config.secondary_key) {
             (Some(flag), _) => ("--secondary-key", Some(flag.as_str())),
+            // `--primary-key F` says otherwise than a stored secondary F.
+            (None, Some(stored)) if self.primary_key.as_deref() == Some(stored.as_str()) => ("", None),
             (None, stored) => ("config secondary-key", stored.as_deref()),
         };
         let primary_key = key_field(primary, primary_flag)?;
@@ -199,10 +203,13 @@ impl ImportArgs {
                 secondary.unwrap_or_default()
             )));
         }
-        if let Some(description) = &self.description
-            && description.trim().is_empty()
-        {
-            return Err(Error::usage("--description: empty"));
+        if let Some(description) = &self.description {
+            if description.trim().is_empty() {
+                return Err(Error::usage("--description: empty"));
+            }
+            if description.chars().any(char::is_control) {
+                return Err(Error::usage("--description: one line of text (no line breaks or tabs)"));
+            }
         }
         let acknowledged = config.check_acknowledged(false, &self.acknowledge)?;
         Ok(ImportOptions {
@@ -281,8 +288,10 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
     let summary = summary?;
     // Reago's warning: a value set on matched rows overwrites the stored one.
     for rule in &args.set_on {
-        let matched = rule.starts_with("one_match:") || rule.starts_with("multiple_match:");
-        if matched && options.master == Master::File && !summary.dry_run {
+        let updates = |category| !matches!(options.actions.action(category), Action::Import | Action::Skip);
+        let matched = (rule.starts_with("one_match:") && updates(Category::OneMatch))
+            || (rule.starts_with("multiple_match:") && updates(Category::MultipleMatch));
+        if matched && options.master == Master::File && !summary.dry_run && summary.contacts_updated > 0 {
             eprintln!("kontakt: note: --set-on {rule} overwrote that field of every stored contact such a row updated");
         }
     }

@@ -172,7 +172,7 @@ fn print_group(g: &Group) {
         ("contacts_updated", g.contacts_updated.to_string()),
         ("contacts", g.contacts.to_string()),
         ("description", g.description.clone().unwrap_or_default()),
-        ("acknowledged", g.acknowledged.clone().unwrap_or_default()),
+        ("acknowledged", g.acknowledged.join(",")),
     ];
     // The settings it ran with, one line each, in this order.
     if let Some(serde_json::Value::Object(settings)) = &g.settings {

@@ -244,7 +244,8 @@ fn unique(opened: &Opened, options: &ImportOptions) -> Result<Option<(apply::Uni
         return Ok(None);
     };
     // After the row number.
-    Ok(Some((apply::Unique::load(store, field)?, position + 1)))
+    let keep = options.master == Master::Existing;
+    Ok(Some((apply::Unique::load(store, field, keep)?, position + 1)))
 }
 
 /// The opening stage's work: the table, its mapping and normalize plan, the

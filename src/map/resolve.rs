@@ -275,7 +275,7 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
         )));
     }
 
-    let mut constants = Vec::new();
+    let mut constants: Vec<(Target, String)> = Vec::new();
     for pair in &options.sets {
         let (field, value) = pair
             .split_once('=')
@@ -286,6 +286,13 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
                 "--set {pair}: {} is already mapped from column {:?}",
                 target.name(),
                 m.column
+            )));
+        }
+        if let Some((other, v)) = constants.iter().find(|(t, _)| t.field_name() == target.field_name()) {
+            return Err(Error::usage(format!(
+                "--set {pair}: {} is already set (--set {}={v})",
+                target.field_name(),
+                other.name()
             )));
         }
         constants.push((target, value.to_string()));

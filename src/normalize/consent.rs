@@ -29,6 +29,14 @@ fn key(word: &str) -> String {
     key
 }
 
+/// The usage error of a word given as both yes and no.
+pub fn both_error(word: &str) -> crate::error::Error {
+    crate::error::Error::usage(format!(
+        "consent word {word:?} is given as both yes and no (--consent-yes/--consent-no, or the store's \
+         `config consent-yes`/`consent-no`)"
+    ))
+}
+
 impl ConsentWords {
     /// Defaults plus the given words; a word that would mean both is a usage
     /// error (returned as the offending word).

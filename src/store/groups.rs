@@ -31,9 +31,8 @@ pub struct Group {
     pub contacts: i64,
     /// `--description`, if given.
     pub description: Option<String>,
-    /// The compliance items the import acknowledged (`--acknowledge`),
-    /// joined by `,`.
-    pub acknowledged: Option<String>,
+    /// The compliance items the import acknowledged (`--acknowledge`).
+    pub acknowledged: Vec<String>,
     /// The settings the import ran with (source, keys, actions, master,
     /// tags, description, output directory, …), as recorded.
     pub settings: Option<serde_json::Value>,

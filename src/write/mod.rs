@@ -191,6 +191,13 @@ impl Outputs {
     ) -> Result<Outputs> {
         let bom = bom && format == OutputFormat::Csv;
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        // A summary.json left by an earlier run would describe these new
+        // row files until this run writes its own (a cancelled run never
+        // does).
+        let stale = dir.join("summary.json");
+        if stale.exists() {
+            std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
+        }
         let fields: Vec<(String, bool)> = fields
             .iter()
             .map(|f| (f.clone(), f == "phone" || f == "mobile"))

@@ -155,10 +155,9 @@ fn every_import_uses_the_store_settings_unless_a_flag_says_otherwise() {
     );
     assert_eq!(consents, [["cyd@x.cz", "opt-in"], ["dan@x.cz", "opt-in"]]);
 
-    // A setting the flag checks the same way is refused the same way.
-    succeeds(dir, &["config", "set", "secondary-key", "phone"]);
-    let err = fails(dir, &["import", "people.csv", "--primary-key", "phone"], 2);
-    assert!(err.contains("the same field"), "{err}");
+    // A secondary key that is the store's primary key is refused.
+    let err = fails(dir, &["config", "set", "secondary-key", "phone"], 2);
+    assert!(err.contains("primary-key is phone too"), "{err}");
 }
 
 #[test]
@@ -223,7 +222,7 @@ fn a_store_that_asks_for_compliance_refuses_consents_not_acknowledged() {
     assert_eq!(summary["updated"], 1);
     assert_eq!(summary["acknowledged"], serde_json::json!(["tcpa", "gdpr"]));
     let group = json(dir, &["imports", "show", "consent", "--json"]);
-    assert_eq!(group["acknowledged"], "tcpa,gdpr");
+    assert_eq!(group["acknowledged"], serde_json::json!(["tcpa", "gdpr"]));
     let shown = text(dir, &["imports", "show", "consent"]);
     assert!(
         shown
@@ -399,6 +398,67 @@ fn description_and_settings_are_recorded_with_the_group() {
     }
     assert!(text(dir, &["imports", "list"]).contains("spring fair leads"));
     fails(dir, &["import", "people.csv", "--description", " ", "--name", "x"], 2);
+    let err = fails(
+        dir,
+        &["import", "people.csv", "--description", "one\ntwo", "--name", "x"],
+        2,
+    );
+    assert!(err.contains("one line"), "{err}");
+}
+
+#[test]
+fn settings_and_flags_that_contradict_each_other_are_usage_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    let err = fails(dir, &["import", "people.csv", "--set", "note=A", "--set", "note=B"], 2);
+    assert!(err.contains("note is already set"), "{err}");
+    let err = fails(
+        dir,
+        &["import", "people.csv", "--consent-yes", "foo", "--consent-no", "foo"],
+        2,
+    );
+    assert!(
+        err.contains("consent word \"foo\" is given as both yes and no"),
+        "{err}"
+    );
+    assert!(!dir.join("kontakt.duckdb").exists(), "refused before the store is made");
+
+    succeeds(dir, &["config", "set", "consent-no", "foo"]);
+    let err = fails(dir, &["config", "set", "consent-yes", "bar,foo"], 2);
+    assert!(err.contains("\"foo\" is in the store's consent-no"), "{err}");
+    succeeds(dir, &["config", "set", "primary-key", "phone"]);
+    succeeds(dir, &["config", "set", "secondary-key", "email"]);
+    let err = fails(dir, &["config", "set", "primary-key", "email"], 2);
+    assert!(err.contains("secondary-key is email too"), "{err}");
+    // `--primary-key email` says otherwise than the stored secondary email.
+    let summary = import(
+        dir,
+        &["people.csv", "--primary-key", "email", "--default-country", "CZ"],
+    );
+    assert_eq!(summary["imported"], 2);
+    let group = json(dir, &["imports", "show", "people", "--json"]);
+    assert_eq!(group["settings"]["secondary_key"], Value::Null);
+}
+
+#[test]
+fn unique_with_stored_values_kept_lets_a_row_fill_other_fields() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "people.csv", PEOPLE);
+    import(dir, &["people.csv", "--default-country", "CZ"]);
+    succeeds(dir, &["config", "set", "unique", "phone"]);
+    // Ann keeps her phone under `existing`: Bob's number gives her none.
+    write(dir, "fill.csv", "Email,Phone,City\nann@x.cz,+420777111333,Brno\n");
+    let summary = import(dir, &["fill.csv", "--master", "existing"]);
+    assert_eq!(
+        (summary["updated"].as_u64(), summary["rows_failed"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(contacts(dir, "phone, city")[0], ["+420777111222", "Brno"]);
+    // Overwriting, it would: refused.
+    write(dir, "take.csv", "Email,Phone\nann@x.cz,+420777111333\n");
+    assert_eq!(import(dir, &["take.csv"])["failed_by_reason"]["not_unique"], 1);
 }
 
 #[test]
@@ -412,7 +472,7 @@ fn unique_refuses_a_value_another_contact_has_and_a_store_that_breaks_it() {
     // Refused while two contacts share a phone; the store keeps no setting.
     let err = fails(dir, &["config", "set", "unique", "phone"], 1);
     assert!(
-        err.contains("1 phone values are shared") && err.contains("audit --key phone"),
+        err.contains("1 phone value is shared") && err.contains("audit --key phone"),
         "{err}"
     );
     assert_eq!(json(dir, &["config", "list", "--json"])["unique"], Value::Null);

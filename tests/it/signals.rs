@@ -253,6 +253,25 @@ fn a_killed_import_is_reported_interrupted_and_its_name_is_free() {
     assert_eq!(scratch(dir), 0, "the stale staged updates were removed");
 }
 
+#[test]
+fn a_cancelled_import_leaves_no_summary_of_an_earlier_run_beside_its_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store_and_file(dir);
+    // A completed run, taken back: its files stay in kontakt-out/again.
+    import(dir, &["big.csv", "--secondary-key", "phone", "--name", "again"]);
+    let summary = dir.join("kontakt-out/again/summary.json");
+    assert!(summary.exists());
+    succeeds(dir, &["imports", "delete", "again"]);
+    let before = snapshot(dir);
+    let outcome = signal_at(start(dir, "again", "pause"), "stream", libc::SIGINT);
+    assert_cancelled(dir, "again", outcome, 130, &before);
+    assert!(
+        !summary.exists(),
+        "the earlier run's summary.json beside the cancelled run's files"
+    );
+}
+
 /// The scratch directories of staged updates beside the store.
 fn scratch(dir: &Path) -> usize {
     std::fs::read_dir(dir)

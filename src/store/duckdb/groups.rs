@@ -191,7 +191,10 @@ fn group_of(r: &duckdb::Row<'_>) -> duckdb::Result<Group> {
         contacts: r.get(13)?,
         kind: r.get(14)?,
         description: r.get(15)?,
-        acknowledged: r.get(16)?,
+        acknowledged: r
+            .get::<_, Option<String>>(16)?
+            .map(|s| s.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
         settings: r
             .get::<_, Option<String>>(17)?
             .and_then(|s| serde_json::from_str(&s).ok()),
