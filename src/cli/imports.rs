@@ -151,6 +151,9 @@ const SETTINGS: &[(&str, &str)] = &[
     ("tags", "tags"),
     ("set", "set"),
     ("set_on", "set_on"),
+    ("default_country", "default_country"),
+    ("consent_yes", "consent_yes"),
+    ("consent_no", "consent_no"),
     ("out", "output_directory"),
 ];
 

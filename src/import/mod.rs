@@ -76,6 +76,7 @@ impl ImportOptions {
         use clap::ValueEnum;
         let name = |v: &dyn Fn() -> Option<clap::builder::PossibleValue>| v().map(|v| v.get_name().to_string());
         let action = |c| self.actions.action(c).as_str();
+        let (consent_yes, consent_no) = self.normalize.consent.words();
         let set_on: Vec<String> = mapping
             .set_on
             .iter()
@@ -99,6 +100,9 @@ impl ImportOptions {
             "tags": mapping.tags,
             "set": sets,
             "set_on": set_on,
+            "default_country": self.normalize.phone.default_region,
+            "consent_yes": consent_yes,
+            "consent_no": consent_no,
             "description": self.description,
             "acknowledged": self.acknowledged,
             "out": out_dir.display().to_string(),

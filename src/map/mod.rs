@@ -152,6 +152,8 @@ mod tests {
             ("Postnummer", "postal_code"),
             ("Mobil", "mobile"),
             ("Handy", "mobile"),
+            ("Mobile Phone Number", "mobile"),
+            ("Phone Number", "phone"),
             ("Datum narození", "birth_date"),
             ("Pohlaví", "gender"),
             ("Płeć", "gender"),

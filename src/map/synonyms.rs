@@ -38,7 +38,7 @@ pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
         "tlf", "telefonnr",
     ]),
     ("mobile", &[
-        "mobile", "mobilephone", "mobilenumber", "cell", "cellphone", "mobil",
+        "mobile", "mobilephone", "mobilephonenumber", "mobilenumber", "cell", "cellphone", "mobil",
         "mobilnitelefon", "mobilnytelefon", "telefonkomorkowy", "komorka", "mobiltelefon",
         "mobilnummer", "handy", "handynummer",
     ]),

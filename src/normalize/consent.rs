@@ -62,6 +62,11 @@ impl ConsentWords {
         Ok(ConsentWords { yes, no })
     }
 
+    /// The words that mean yes and no (folded), defaults included.
+    pub fn words(&self) -> (&[String], &[String]) {
+        (&self.yes, &self.no)
+    }
+
     /// `Some("opt-in" | "opt-out" | "unknown")`, or `None` for a word that
     /// means neither.
     pub fn normalize(&self, value: &str) -> Option<&'static str> {

@@ -111,6 +111,7 @@ fn every_import_uses_the_store_settings_unless_a_flag_says_otherwise() {
     assert_eq!(contacts(dir, "email, first_name")[0], ["ann@new.cz", "Anna"]);
     let group = json(dir, &["imports", "show", "renamed", "--json"]);
     assert_eq!(group["settings"]["primary_key"], "phone");
+    assert_eq!(group["settings"]["default_country"], "CZ");
 
     // A flag says otherwise: keyed by email, the same row is new.
     write(
