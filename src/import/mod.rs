@@ -301,6 +301,18 @@ impl Opened {
             ..Default::default()
         };
         compliance.check_acknowledged(consents, &options.acknowledged)?;
+        // `unique` is checked on the values a row brings before `--set-on`
+        // gives its category's: a per-category value of that field would
+        // pass unchecked.
+        if let Some(field) = &options.unique
+            && let Some((category, target, _)) = mapping.set_on.iter().find(|(_, t, _)| t.field_name() == *field)
+        {
+            return Err(Error::usage(format!(
+                "--set-on {}:{}: the store's setting `unique {field}` needs one value per contact",
+                category.as_str(),
+                target.name()
+            )));
+        }
         let name = match &options.name {
             Some(name) if name.trim().is_empty() => return Err(Error::usage("--name: an import name cannot be empty")),
             Some(name) => name.clone(),

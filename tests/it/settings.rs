@@ -512,6 +512,14 @@ fn unique_refuses_a_value_another_contact_has_and_a_store_that_breaks_it() {
     assert_eq!(after[..3], before[..], "bob keeps his phone");
     assert_eq!(after[3], ["5", "eve@x.cz", "+420777444444"]);
 
+    write(dir, "emails.csv", "Email\nzed@x.cz\n");
+    let err = fails(
+        dir,
+        &["import", "emails.csv", "--set-on", "no_match:phone=+420777555555"],
+        2,
+    );
+    assert!(err.contains("`unique phone`"), "{err}");
+
     // `contacts add` checks it too; a contact keeps its own value.
     let err = fails(dir, &["contacts", "add", "email=gus@x.cz", "phone=+420777111222"], 2);
     assert!(err.contains("not_unique") && err.contains("contact 1"), "{err}");
