@@ -198,6 +198,9 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
 
     // None: not decided yet; Some(None): skipped; Some(Some(target)).
     let mut decided: Vec<Option<Option<Target>>> = vec![None; columns.len()];
+    // What each column was mapped to by `--map` (a flag may override the
+    // mapping file's entry; two flags for one column contradict).
+    let mut by_flag: Vec<Option<&str>> = vec![None; columns.len()];
     for (column, field, flag) in &explicit {
         let index = find_column(columns, column).ok_or_else(|| {
             Error::usage(format!(
@@ -205,6 +208,16 @@ pub fn resolve(columns: &[String], options: &MappingOptions) -> Result<Mapping> 
                 columns.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>().join(", ")
             ))
         })?;
+        if *flag == "--map" {
+            if let Some(earlier) = by_flag[index]
+                && earlier != field
+            {
+                return Err(Error::usage(format!(
+                    "--map {column}={field}: column {column:?} is already mapped (--map {column}={earlier})"
+                )));
+            }
+            by_flag[index] = Some(field);
+        }
         decided[index] = Some(if field == "-" {
             None
         } else {
@@ -428,6 +441,27 @@ mod tests {
                 ("Oblíbená barva".into(), "custom.barva".into()),
             ]
         );
+    }
+
+    #[test]
+    fn two_maps_of_one_column_contradict() {
+        let columns = cols(&["Name", "E-mail"]);
+        let options = MappingOptions {
+            maps: vec!["Name=first_name".into(), "col1=last_name".into()],
+            ..auto()
+        };
+        let err = resolve(&columns, &options).expect_err("two fields").to_string();
+        assert!(
+            err.contains("already mapped (--map col1=first_name)")
+                || err.contains("already mapped (--map Name=first_name)"),
+            "{err}"
+        );
+        // The same map twice says nothing new.
+        let options = MappingOptions {
+            maps: vec!["Name=first_name".into(), "Name=first_name".into()],
+            ..auto()
+        };
+        assert!(resolve(&columns, &options).is_ok());
     }
 
     #[test]
