@@ -173,12 +173,15 @@ fn list(value: &str) -> Vec<String> {
 
 impl Config {
     /// The settings of the store at `db`, read without changing it; none
-    /// where no store exists yet (the command that writes creates it).
+    /// where no store exists yet (the command that writes creates it), or
+    /// where it cannot be read as it is: a store older than schema 5 (which
+    /// has no settings, and the write that follows upgrades), or one the
+    /// write that follows reports as it always has (locked, not a store).
     pub fn of_store_at(db: &Path) -> Result<Config> {
-        if !db.exists() {
-            return Ok(Config::default());
+        match Store::open_read_only(db) {
+            Ok(store) => Config::of(&store),
+            Err(_) => Ok(Config::default()),
         }
-        Config::of(&Store::open_read_only(db)?)
     }
 
     /// The settings of `store`. A value the store holds that this kontakt

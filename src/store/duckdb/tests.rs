@@ -212,6 +212,12 @@ fn migrates_every_contact_and_custom_column_from(version: usize) {
         ))
         .expect("old contacts");
     }
+    // An import reads the settings first: an old store has none, and the
+    // write that follows upgrades it.
+    assert_eq!(
+        crate::config::Config::of_store_at(&path).expect("no settings"),
+        crate::config::Config::default()
+    );
     let store = Store::open(&path).expect("migrate");
     assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
     let columns = store.duckdb().columns("contacts").expect("columns");
