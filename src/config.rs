@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::normalize::consent::{self, ConsentWords};
 use crate::normalize::phone;
 use crate::normalize::stage::key_field;
 use crate::store::Store;
@@ -225,41 +226,53 @@ impl Config {
         )
     }
 
+    /// The consent vocabulary of an import or `contacts add`: the
+    /// defaults, the store's words and the flags' ([`Config::consent_words`]);
+    /// a word meaning both is a usage error naming it.
+    pub fn consent(&self, flag_yes: &[String], flag_no: &[String]) -> Result<ConsentWords> {
+        let (yes, no) = self.consent_words(flag_yes, flag_no);
+        ConsentWords::new(&yes, &no).map_err(|w| consent::both_error(&w))
+    }
+
     /// Checks `--acknowledge` against the store's compliance list, when
     /// the import or `contacts add` maps or sets a consent field: every
     /// item must be named (a usage error otherwise). Returns the items
     /// acknowledged, as given and checked.
     pub fn check_acknowledged(&self, consents: bool, acknowledge: &[String]) -> Result<Vec<String>> {
-        let given = list(&acknowledge.join(",").to_ascii_lowercase());
-        for item in &given {
-            if !COMPLIANCE_ITEMS.iter().any(|(name, _)| name == item) {
-                return Err(Error::usage(format!("--acknowledge {item:?}: expected gdpr or tcpa")));
-            }
-        }
-        if consents {
-            let missing: Vec<&str> = self
-                .compliance
-                .iter()
-                .filter(|item| !given.contains(item))
-                .map(String::as_str)
-                .collect();
-            if !missing.is_empty() {
-                let rules: Vec<&str> = COMPLIANCE_ITEMS
-                    .iter()
-                    .filter(|(name, _)| missing.contains(name))
-                    .map(|(_, rules)| *rules)
-                    .collect();
-                return Err(Error::usage(format!(
-                    "this store asks an import of consents to acknowledge {}: having read {}, \
-                     give --acknowledge {}",
-                    missing.join(" and "),
-                    rules.join(" and "),
-                    self.compliance.join(",")
-                )));
-            }
-        }
-        Ok(given)
+        check_acknowledged(&self.compliance, consents, acknowledge)
     }
+}
+
+/// [`Config::check_acknowledged`] against the compliance items `compliance`.
+pub fn check_acknowledged(compliance: &[String], consents: bool, acknowledge: &[String]) -> Result<Vec<String>> {
+    let given = list(&acknowledge.join(",").to_ascii_lowercase());
+    for item in &given {
+        if !COMPLIANCE_ITEMS.iter().any(|(name, _)| name == item) {
+            return Err(Error::usage(format!("--acknowledge {item:?}: expected gdpr or tcpa")));
+        }
+    }
+    if consents {
+        let missing: Vec<&str> = compliance
+            .iter()
+            .filter(|item| !given.contains(item))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            let rules: Vec<&str> = COMPLIANCE_ITEMS
+                .iter()
+                .filter(|(name, _)| missing.contains(name))
+                .map(|(_, rules)| *rules)
+                .collect();
+            return Err(Error::usage(format!(
+                "this store asks an import of consents to acknowledge {}: having read {}, \
+                     give --acknowledge {}",
+                missing.join(" and "),
+                rules.join(" and "),
+                compliance.join(",")
+            )));
+        }
+    }
+    Ok(given)
 }
 
 #[cfg(test)]

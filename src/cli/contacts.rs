@@ -11,7 +11,6 @@ use crate::contacts::{self, Added, ExportFormat, Filter};
 use crate::error::Result;
 use crate::map::ContactType;
 use crate::normalize::NormalizeSettings;
-use crate::normalize::consent::ConsentWords;
 use crate::normalize::phone::PhoneSettings;
 use crate::store::Store;
 
@@ -218,8 +217,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             // The store's settings, unless a flag says otherwise.
             let config = Config::of(&store)?;
             let mut settings = settings(default_country.as_deref().or(config.default_country.as_deref()))?;
-            let (yes, no) = config.consent_words(&[], &[]);
-            settings.consent = ConsentWords::new(&yes, &no).map_err(|w| crate::normalize::consent::both_error(&w))?;
+            settings.consent = config.consent(&[], &[])?;
             let consents = values.iter().any(|pair| {
                 pair.split_once('=').is_some_and(|(field, _)| {
                     matches!(

@@ -20,7 +20,6 @@ use crate::import::{self, ImportOptions, Run};
 use crate::map::{ContactType, MappingOptions, Unmapped};
 use crate::matching::Category;
 use crate::matching::Duplicates;
-use crate::normalize::consent::ConsentWords;
 use crate::normalize::phone::{self, PhoneSettings, Transform, ValidRule};
 use crate::normalize::stage::key_field;
 use crate::normalize::{InvalidValues, NormalizeSettings};
@@ -181,8 +180,7 @@ impl ImportArgs {
             .map(|r| ValidRule::parse(r).map_err(Error::usage))
             .collect::<Result<Vec<_>>>()?;
         let default_region = default_region(self.default_country.as_deref().or(config.default_country.as_deref()))?;
-        let (yes, no) = config.consent_words(&self.consent_yes, &self.consent_no);
-        let consent = ConsentWords::new(&yes, &no).map_err(|w| crate::normalize::consent::both_error(&w))?;
+        let consent = config.consent(&self.consent_yes, &self.consent_no)?;
         // A flag says otherwise than the store's settings.
         let (primary_flag, primary) = match (&self.primary_key, &config.primary_key) {
             (Some(flag), _) => ("--primary-key", flag.as_str()),

@@ -296,11 +296,7 @@ impl Opened {
         let plan = Plan::new(&mapping, options.normalize.clone())?;
         // A store that asks it: before any row is read (SPEC, Store settings).
         let consents = plan.field_names().any(|f| f == "email_opt_in" || f == "sms_opt_in");
-        let compliance = crate::config::Config {
-            compliance: options.compliance.clone(),
-            ..Default::default()
-        };
-        compliance.check_acknowledged(consents, &options.acknowledged)?;
+        crate::config::check_acknowledged(&options.compliance, consents, &options.acknowledged)?;
         // `unique` is checked on the values a row brings before `--set-on`
         // gives its category's: a per-category value of that field would
         // pass unchecked.
