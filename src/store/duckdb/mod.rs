@@ -225,10 +225,10 @@ impl DuckDb {
         if current == SCHEMA_VERSION {
             return Ok(());
         }
-        // Schemas 6 and 7 only added columns of the groups and the store's
-        // settings, which a read does without (see `groups` and `config`):
-        // a read-only open reads a store of 5 or 6 as it is, and the next
-        // command that writes upgrades it.
+        // Schemas 6 to 8 only added columns of the groups, the store's
+        // settings and the lists, which a read does without (see `groups`,
+        // `config` and `lists`): a read-only open reads a store of 5 to 7 as
+        // it is, and the next command that writes upgrades it.
         if self.read_only && current >= 5 {
             return Ok(());
         }

@@ -14,7 +14,7 @@
 //! - Custom fields are registered in `custom_fields` and become columns
 //!   `"custom.NAME"` (always quoted identifiers; NAME is a checked slug).
 
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// The latest migration that rebuilds `contacts` (`Store::rebuild_contacts`
 /// puts the table it creates, [`CONTACTS_NEW`], in place of `contacts`).
@@ -34,6 +34,8 @@ pub const TABLES: &[&str] = &[
     "audit_clusters",
     "merged_contacts",
     "kontakt_config",
+    "lists",
+    "list_members",
 ];
 
 /// The columns of `contacts` that migrations 4 and 5 create alike, from
@@ -256,5 +258,56 @@ pub const MIGRATIONS: &[&str] = &[
         key   VARCHAR PRIMARY KEY,
         value VARCHAR NOT NULL
     );
+    "#,
+    // 8: contact lists and campaigns, and the status `undone` of a group.
+    // A membership has no key constraint (`lists add` appends millions of
+    // them in one transaction; an ART index would cost every append): the
+    // commands keep (list_id, contact_id) unique. `import_id` is the import
+    // that added the membership (`imports delete` and `undo` take it back).
+    // DuckDB cannot change a CHECK constraint, so `import_groups` is
+    // created anew with `undone` among its statuses and its rows copied.
+    r#"
+    CREATE SEQUENCE list_id_seq START 1;
+    CREATE TABLE lists (
+        id          BIGINT PRIMARY KEY DEFAULT nextval('list_id_seq'),
+        name        VARCHAR NOT NULL UNIQUE,
+        description VARCHAR,
+        created_at  TIMESTAMP NOT NULL
+    );
+    CREATE TABLE list_members (
+        list_id     BIGINT NOT NULL,
+        contact_id  BIGINT NOT NULL,
+        status      VARCHAR NOT NULL DEFAULT 'new',
+        agent       VARCHAR,
+        callback_at TIMESTAMP,
+        added_at    TIMESTAMP NOT NULL,
+        import_id   BIGINT
+    );
+    CREATE TABLE import_groups_v8 (
+        id               BIGINT PRIMARY KEY DEFAULT nextval('import_group_id_seq'),
+        name             VARCHAR NOT NULL,
+        source           VARCHAR,
+        status           VARCHAR NOT NULL
+                         CHECK (status IN ('running', 'completed', 'failed', 'cancelled', 'undone')),
+        reason           VARCHAR,
+        started_at       TIMESTAMP NOT NULL,
+        finished_at      TIMESTAMP,
+        rows_read        BIGINT NOT NULL DEFAULT 0,
+        rows_failed      BIGINT NOT NULL DEFAULT 0,
+        imported         BIGINT NOT NULL DEFAULT 0,
+        updated          BIGINT NOT NULL DEFAULT 0,
+        skipped          BIGINT NOT NULL DEFAULT 0,
+        contacts_updated BIGINT NOT NULL DEFAULT 0,
+        summary          VARCHAR,
+        kind             VARCHAR DEFAULT 'import',
+        pid              BIGINT,
+        host             VARCHAR,
+        description      VARCHAR,
+        settings         VARCHAR,
+        acknowledged     VARCHAR
+    );
+    INSERT INTO import_groups_v8 BY NAME SELECT * FROM import_groups;
+    DROP TABLE import_groups;
+    ALTER TABLE import_groups_v8 RENAME TO import_groups;
     "#,
 ];

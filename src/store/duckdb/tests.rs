@@ -14,8 +14,8 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
     {
         let store = Store::open(&path).expect("create");
         // Schema 5 had no pid and host (6), no description, settings and
-        // acknowledgement of a group and no settings table (7); a group
-        // left running by a process that is gone.
+        // acknowledgement of a group and no settings table (7), no lists
+        // (8); a group left running by a process that is gone.
         store
             .duckdb()
             .execute_batch(
@@ -23,6 +23,7 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
                  ALTER TABLE import_groups DROP COLUMN description; \
                  ALTER TABLE import_groups DROP COLUMN settings; \
                  ALTER TABLE import_groups DROP COLUMN acknowledged; DROP TABLE kontakt_config; \
+                 DROP TABLE list_members; DROP TABLE lists; DROP SEQUENCE list_id_seq; \
                  UPDATE kontakt_meta SET value = '5' WHERE key = 'schema_version'; \
                  INSERT INTO import_groups (name, status, started_at) VALUES ('gone', 'running', now())",
             )
