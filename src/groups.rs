@@ -4,9 +4,11 @@
 //! tried as an id first, then as a name (so a group named `2024` is still
 //! reachable when no group has id 2024).
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::store::Store;
 pub use crate::store::groups::Group;
+use crate::store::undo::UndoScope;
 
 /// All groups, oldest first.
 pub fn list(store: &Store) -> Result<Vec<Group>> {
@@ -55,4 +57,98 @@ pub fn delete(store: &Store, id_or_name: &str) -> Result<(Group, usize)> {
     }
     let deleted = store.delete_group(group.id)?;
     Ok((group, deleted))
+}
+
+/// What `kontakt imports undo` did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Undone {
+    pub import_id: i64,
+    pub name: String,
+    pub kind: String,
+    pub dry_run: bool,
+    #[serde(flatten)]
+    pub scope: UndoScope,
+}
+
+/// Undoes an import or a merge (SPEC, Undo), in one transaction: the
+/// contacts it created are deleted, those it changed get their earlier
+/// values back, those a merge merged away come back, its list memberships
+/// go, and the group becomes `undone`. Refused (exit 2) when a contact it
+/// touched changed since, unless `force`. A cancel before the commit
+/// leaves the store as it was.
+pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel: &Cancel) -> Result<Undone> {
+    let group = find(store, id_or_name)?;
+    let what = if group.kind == "merge" { "merge" } else { "import" };
+    let named = format!("{what} {} {:?}", group.id, group.name);
+    match group.status.as_str() {
+        "completed" => {}
+        "undone" => {
+            return Err(Error::usage(format!(
+                "{named} was undone already (at {})",
+                group.undone_at.as_deref().unwrap_or("?")
+            )));
+        }
+        status => {
+            return Err(Error::usage(format!(
+                "{named} ended {status}: it changed nothing, so there is nothing to undo"
+            )));
+        }
+    }
+    let armed = cancel.arm(store.interrupt())?;
+    store.begin()?;
+    let result = (|| {
+        let scope = store.undo_scope(group.id)?;
+        if !scope.recorded && (group.contacts_updated > 0 || group.kind == "merge") {
+            return Err(Error::usage(format!(
+                "{named} changed {} stored contacts before this kontakt kept their earlier values \
+                 (store schema 8), so it cannot be undone; `kontakt imports delete` removes the contacts it created",
+                group.contacts_updated
+            )));
+        }
+        if scope.changed_later > 0 && !force {
+            let ids: Vec<String> = scope.first_changed.iter().map(i64::to_string).collect();
+            return Err(Error::usage(format!(
+                "{} contacts {named} touched were changed or deleted after it (ids {}{}); undo would overwrite \
+                 what changed since: add --force to undo anyway",
+                scope.changed_later,
+                ids.join(", "),
+                if scope.changed_later as usize > ids.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            )));
+        }
+        crate::cancel::test_stage("undo");
+        if dry_run {
+            return Ok(scope);
+        }
+        store.undo_group(group.id, crate::store::groups::now_micros())?;
+        cancel.check()?;
+        crate::cancel::test_stage("undo_commit");
+        // The last moment a cancel rolls the undo back.
+        armed.disarm_to_commit()?;
+        store.commit()?;
+        Ok(scope)
+    })();
+    let scope = match result {
+        Ok(scope) => {
+            if dry_run {
+                store.rollback()?;
+            }
+            scope
+        }
+        Err(e) => {
+            let e = cancel.or_cancelled(e);
+            let _ = store.rollback_after_failure();
+            return Err(e);
+        }
+    };
+    Ok(Undone {
+        import_id: group.id,
+        name: group.name,
+        kind: group.kind,
+        dry_run,
+        scope,
+    })
 }

@@ -107,6 +107,7 @@ impl Rows {
             fields: &self.fields,
             hashed: &self.hashed,
             master,
+            undo_of: self.import_id,
             insert_schema: &self.insert_schema,
             update_schema: &self.update_schema,
         }

@@ -208,6 +208,16 @@ fn check_audit(store: &Store, dir: &Path, audit_id: i64) -> Result<i64> {
             dir.display()
         )));
     }
+    // An undo after the audit began gave contacts back earlier values
+    // with their earlier times, which the check of each member by time
+    // cannot see.
+    if store.last_undo()?.is_some_and(|undo| undo >= audit_start) {
+        return Err(Error::usage(format!(
+            "{}: an import or merge was undone after audit {audit_id} began, so its clusters may be stale; \
+             run a new audit",
+            dir.display()
+        )));
+    }
     Ok(audit_start)
 }
 

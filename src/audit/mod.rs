@@ -388,6 +388,12 @@ fn since_last(store: &Store, scope: &AuditScope) -> Result<(Option<SinceLast>, O
     let Some(previous) = store.latest_audit(scope.name)? else {
         return Ok((Some(since), None));
     };
+    // An undo since gave contacts back values (and the times of them) from
+    // before the previous audit, which a comparison by time cannot see:
+    // the scope is clustered whole, as at a first audit.
+    if store.last_undo()?.is_some_and(|undo| undo >= previous.started) {
+        return Ok((Some(since), None));
+    }
     since.since_audit = Some(previous.id);
     let universe = store.find_affected(scope, &previous)?;
     since.contacts_changed = universe.changed;

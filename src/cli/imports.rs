@@ -1,5 +1,6 @@
-//! `kontakt imports list | show ID|NAME | rename ID|NAME NEW | delete ID|NAME`
-//! (SPEC, Deleting an import); `--json` prints the same as JSON.
+//! `kontakt imports list | show ID|NAME | rename ID|NAME NEW | delete ID|NAME
+//! | undo ID|NAME` (SPEC, Deleting an import, Undo); `--json` prints the
+//! same as JSON.
 
 use std::path::Path;
 
@@ -48,6 +49,25 @@ pub enum ImportsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Take an import (or a merge) back: delete the contacts it created,
+    /// give the contacts it changed their earlier values (every field,
+    /// tags, consents), bring back the contacts a merge merged away, and
+    /// remove the list memberships it added; in one transaction.
+    Undo {
+        #[arg(value_name = "ID|NAME")]
+        import: String,
+        /// Say what the undo would do, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Undo even when contacts the import touched were changed since
+        /// (their later changes to the same fields are lost).
+        #[arg(long)]
+        force: bool,
+        /// Print JSON (`import_id`, `name`, `kind`, `dry_run`, `created`,
+        /// `restored`, `reinserted`, `memberships`, `changed_later`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn json(value: &impl serde::Serialize) -> String {
@@ -92,6 +112,40 @@ pub fn run(args: &ImportsArgs, db: &Path) -> Result<()> {
                 println!(
                     "deleted import {} {:?} and the {deleted} contacts it created",
                     group.id, group.name
+                );
+            }
+        }
+        ImportsCommand::Undo {
+            import,
+            dry_run,
+            force,
+            json: as_json,
+        } => {
+            let cancel = crate::cancel::Cancel::new();
+            super::import::cancel_on_signals(&cancel)?;
+            let undone = groups::undo(&store, import, *dry_run, *force, &cancel)?;
+            if *as_json {
+                println!("{}", json(&undone));
+            } else {
+                let s = &undone.scope;
+                let verb = if undone.dry_run { "would undo" } else { "undone" };
+                let mut parts = vec![
+                    format!("created contacts deleted {}", s.created),
+                    format!("changed contacts restored {}", s.restored),
+                ];
+                if undone.kind == "merge" {
+                    parts.push(format!("merged contacts back {}", s.reinserted));
+                }
+                parts.push(format!("list memberships removed {}", s.memberships));
+                if s.changed_later > 0 {
+                    parts.push(format!("of them changed since {} (--force)", s.changed_later));
+                }
+                println!(
+                    "{verb}: {} {} {:?}: {}",
+                    undone.kind,
+                    undone.import_id,
+                    undone.name,
+                    parts.join(", ")
                 );
             }
         }
@@ -176,6 +230,7 @@ fn print_group(g: &Group) {
         ("contacts", g.contacts.to_string()),
         ("description", g.description.clone().unwrap_or_default()),
         ("acknowledged", g.acknowledged.join(",")),
+        ("undone_at", g.undone_at.clone().unwrap_or_default()),
     ];
     // The settings it ran with, one line each, in this order.
     if let Some(serde_json::Value::Object(settings)) = &g.settings {

@@ -24,6 +24,9 @@ pub struct ImportSpec<'a> {
     /// Positions in `fields` of the key fields.
     pub hashed: &'a [usize],
     pub master: Master,
+    /// The import group whose undo record keeps the earlier values of the
+    /// contacts this import changes (none for `contacts add`).
+    pub undo_of: Option<i64>,
     /// New contacts: id, type, created_at, updated_at, import_id, the
     /// fields, the hash columns.
     pub insert_schema: &'a SchemaRef,

@@ -36,6 +36,8 @@ pub struct Group {
     /// The settings the import ran with (source, keys, actions, master,
     /// tags, description, output directory, …), as recorded.
     pub settings: Option<serde_json::Value>,
+    /// When `kontakt imports undo` took it back (status `undone`).
+    pub undone_at: Option<String>,
 }
 
 /// What a new group records beside its name and source.

@@ -111,3 +111,4 @@ pub mod groups;
 pub mod keys;
 pub mod merge;
 mod transaction;
+pub mod undo;

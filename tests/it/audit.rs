@@ -27,7 +27,7 @@ const COMPANY: &str = "Company,E-mail\nAnna s.r.o.,anna@example.cz\n";
 
 /// A store with the contacts above, imported without matching (so the
 /// duplicates are kept), in one import: ids 1-7, then the company 8.
-fn store(dir: &Path) {
+pub fn store(dir: &Path) {
     write(dir, "people.csv", PEOPLE);
     write(dir, "company.csv", COMPANY);
     import(dir, &["people.csv", "--primary-key", "none"]);

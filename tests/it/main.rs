@@ -13,4 +13,5 @@ mod settings;
 mod signals;
 mod store;
 mod synth;
+mod undo;
 mod upsert;

@@ -341,3 +341,28 @@ fn a_merge_stopped_by_a_signal_is_rolled_back_and_cancelled() {
     assert_eq!(group(dir, "done")["status"], "completed");
     assert_ne!(snapshot(dir).0, before.0);
 }
+
+#[test]
+fn ctrl_c_during_an_undo_leaves_the_store_and_the_import_as_they_were() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    store_and_file(dir);
+    import(dir, &["big.csv", "--secondary-key", "phone", "--name", "up"]);
+    let before = snapshot(dir);
+    // Before the undo's statements, while they run, and just before its
+    // commit.
+    for (stage, hook, signal, code) in [
+        ("undo", "pause", libc::SIGINT, 130),
+        ("undo", "1", libc::SIGTERM, 143),
+        ("undo_commit", "pause", libc::SIGINT, 130),
+    ] {
+        let child = spawn(dir, &["imports", "undo", "up"], hook);
+        let (status, stderr) = signal_at(child, stage, signal);
+        assert_eq!(status, Some(code), "{stage}/{hook}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(snapshot(dir) == before, "{stage}/{hook}: the store changed");
+        assert_eq!(group(dir, "up")["status"], "completed");
+    }
+    succeeds(dir, &["imports", "undo", "up"]);
+    assert_eq!(group(dir, "up")["status"], "undone");
+}

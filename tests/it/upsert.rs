@@ -94,3 +94,52 @@ fn an_upsert_of_most_of_the_store_in_parts_gives_what_one_part_gives() {
     assert!(parted.contains("again"), "the tag was added");
     assert!(parted == whole, "the stores differ");
 }
+
+#[test]
+fn an_upsert_of_most_of_the_store_applied_in_parts_is_undone_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let summaries = large_share_upsert(dir, Some("200"));
+    succeeds(dir, &["contacts", "export", "-o", "before.csv"]);
+    let before = std::fs::read(dir.join("before.csv")).expect("export");
+    // The store's file again, in parts, with a tag: every contact changes.
+    let again = import_in_parts(
+        dir,
+        Some("200"),
+        &["big-store.csv", "--name", "again", "--tag", "twice", "--master", "file"],
+    );
+    let stored = summaries[0]["imported"].as_u64().expect("imported");
+    assert!(
+        again["contacts_updated"].as_u64().expect("updated") * 2 > stored,
+        "{again}"
+    );
+    let undone: Value = serde_json::from_slice(&succeeds(dir, &["imports", "undo", "again", "--json"])).expect("JSON");
+    assert_eq!(undone["restored"], again["contacts_updated"], "{undone}");
+    succeeds(dir, &["contacts", "export", "-o", "after.csv"]);
+    let after = std::fs::read(dir.join("after.csv")).expect("export");
+    assert!(after == before, "every contact as it was, times included");
+    // Then the earlier `changes` (which `back` changed again since) is
+    // refused, and `back` undone first makes it possible.
+    let err = crate::common::fails(dir, &["imports", "undo", "changes"], 2);
+    assert!(err.contains("changed or deleted after it"), "{err}");
+    succeeds(dir, &["imports", "undo", "back"]);
+    succeeds(dir, &["imports", "undo", "changes"]);
+    succeeds(dir, &["contacts", "export", "-o", "first.csv"]);
+    let first = std::fs::read(dir.join("first.csv")).expect("export");
+    let base: Vec<u8> = {
+        // The base import alone, exported the same way.
+        let other = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(dir.join("big-store.csv"), other.path().join("big-store.csv")).expect("copy");
+        import_in_parts(other.path(), None, &["big-store.csv", "--name", "base"]);
+        succeeds(other.path(), &["contacts", "export", "-o", "base.csv"]);
+        std::fs::read(other.path().join("base.csv")).expect("export")
+    };
+    let mask = |bytes: &[u8]| {
+        let stamp = regex::Regex::new(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?").expect("regex");
+        stamp.replace_all(&String::from_utf8_lossy(bytes), "TIME").into_owned()
+    };
+    assert!(
+        mask(&first) == mask(&base),
+        "three undos leave what the base import made"
+    );
+}

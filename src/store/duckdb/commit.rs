@@ -122,6 +122,10 @@ impl DuckDb {
             ),
             updates_view,
             update_sql: UpdateSql::new(fields, spec.hashed, spec.master),
+            undo_record: spec
+                .undo_of
+                .filter(|_| !super::undo::off())
+                .map(super::undo::record_table),
         })
     }
 }
@@ -221,6 +225,10 @@ pub(crate) struct DuckDbImport<'s> {
     updates_view: String,
     /// The set-based update of the staged rows.
     update_sql: UpdateSql,
+    /// The table that keeps the earlier values of the contacts the
+    /// updates change, for `kontakt imports undo` (none for `contacts
+    /// add`); made only when some are staged, dropped when none changed.
+    undo_record: Option<String>,
 }
 
 impl DuckDbImport<'_> {
@@ -272,6 +280,9 @@ impl DuckDbImport<'_> {
             feed.updates.parts()
         };
         let source = PART_TABLE;
+        if let Some(record) = &self.undo_record {
+            self.db.execute_batch(&self.update_sql.create_record(record))?;
+        }
         let mut changed = 0;
         for part in parts {
             self.feed().updates.read(&part).map_err(arrow)?;
@@ -299,12 +310,22 @@ impl DuckDbImport<'_> {
             for range in bounds.windows(2) {
                 if range[1] > range[0] {
                     crate::cancel::test_stage("commit_update_part");
+                    if let Some(record) = &self.undo_record {
+                        let sql = self.update_sql.record_part(record, &part, source, range[0], range[1]);
+                        self.db.execute_batch(&sql)?;
+                    }
                     let sql = self.update_sql.part(&part, source, range[0], range[1]);
                     changed += self.db.execute(&sql, [now])? as u64;
                 }
             }
         }
         self.db.execute_batch(&format!("DROP TABLE IF EXISTS {PART_TABLE}"))?;
+        if let Some(record) = &self.undo_record
+            && changed == 0
+        {
+            // An import that changes no contact keeps nothing for undo.
+            self.db.execute_batch(&format!("DROP TABLE {record}"))?;
+        }
         Ok(changed)
     }
 

@@ -90,6 +90,11 @@ impl DuckDb {
         } else {
             "NULL, NULL, NULL"
         };
+        let undone = if has("undone_at") {
+            "strftime(g.undone_at, '%Y-%m-%dT%H:%M:%SZ')"
+        } else {
+            "NULL"
+        };
         let (status, reason) = if self.is_read_only() {
             let has_pid = has("pid");
             let interrupted = if has_pid {
@@ -109,7 +114,7 @@ impl DuckDb {
              strftime(g.started_at, '%Y-%m-%dT%H:%M:%SZ'), strftime(g.finished_at, '%Y-%m-%dT%H:%M:%SZ'), \
              g.rows_read, g.rows_failed, g.imported, g.updated, g.skipped, g.contacts_updated, \
              (SELECT count(*) FROM contacts c WHERE c.import_id = g.id), coalesce(g.kind, 'import'), \
-             {described} FROM import_groups g"
+             {described}, {undone} FROM import_groups g"
         )
     }
 
@@ -162,6 +167,7 @@ impl DuckDb {
         let deleted = self
             .execute("DELETE FROM contacts WHERE import_id = ?", [id])
             .and_then(|n| {
+                self.drop_undo_record(id)?;
                 self.execute("DELETE FROM import_groups WHERE id = ?", [id])?;
                 self.execute_batch("COMMIT")?;
                 Ok(n)
@@ -198,5 +204,6 @@ fn group_of(r: &duckdb::Row<'_>) -> duckdb::Result<Group> {
         settings: r
             .get::<_, Option<String>>(17)?
             .and_then(|s| serde_json::from_str(&s).ok()),
+        undone_at: r.get(18)?,
     })
 }

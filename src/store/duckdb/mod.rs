@@ -16,6 +16,7 @@ mod keys;
 mod merge;
 pub(crate) mod schema;
 mod transaction;
+mod undo;
 mod updates;
 mod views;
 

@@ -259,7 +259,9 @@ pub const MIGRATIONS: &[&str] = &[
         value VARCHAR NOT NULL
     );
     "#,
-    // 8: contact lists and campaigns, and the status `undone` of a group.
+    // 8: contact lists and campaigns, and the status `undone` of a group
+    // with the time of its undo (an audit or merge that began before it
+    // does not see what it restored: see `imports undo`).
     // A membership has no key constraint (`lists add` appends millions of
     // them in one transaction; an ART index would cost every append): the
     // commands keep (list_id, contact_id) unique. `import_id` is the import
@@ -304,7 +306,8 @@ pub const MIGRATIONS: &[&str] = &[
         host             VARCHAR,
         description      VARCHAR,
         settings         VARCHAR,
-        acknowledged     VARCHAR
+        acknowledged     VARCHAR,
+        undone_at        TIMESTAMP
     );
     INSERT INTO import_groups_v8 BY NAME SELECT * FROM import_groups;
     DROP TABLE import_groups;

@@ -311,6 +311,9 @@ pub(super) struct Part {
 pub(super) struct UpdateSql {
     set: String,
     changes: String,
+    /// The columns the update sets (quoted), `updated_at` last: what an
+    /// undo record keeps of each contact the update changes.
+    columns: Vec<String>,
 }
 
 impl UpdateSql {
@@ -338,12 +341,17 @@ impl UpdateSql {
             kind: FieldKind::Text,
             column: None,
         });
-        let set: Vec<String> = fields
+        let set_fields: Vec<StoreField> = fields.iter().cloned().chain(hashes).collect();
+        let set: Vec<String> = set_fields
             .iter()
-            .cloned()
-            .chain(hashes)
-            .map(|f| format!("{} = {}", quote_ident(&f.name), value(&f)))
+            .map(|f| format!("{} = {}", quote_ident(&f.name), value(f)))
             .chain((!fields.iter().any(|f| f.kind == FieldKind::Tags)).then(|| "tags = c.tags".to_string()))
+            .collect();
+        let columns = set_fields
+            .iter()
+            .map(|f| quote_ident(&f.name))
+            .chain((!fields.iter().any(|f| f.kind == FieldKind::Tags)).then(|| "tags".to_string()))
+            .chain(["updated_at".to_string()])
             .collect();
         let changes: Vec<String> = fields
             .iter()
@@ -356,7 +364,44 @@ impl UpdateSql {
             } else {
                 changes.join(" OR ")
             },
+            columns,
         }
+    }
+
+    /// The undo record's table of import `group`, made empty with the
+    /// columns of the contacts it keeps.
+    pub(super) fn create_record(&self, table: &str) -> String {
+        format!(
+            "CREATE TABLE {table} AS SELECT id, false AS reinsert, {} FROM contacts LIMIT 0",
+            self.columns.join(", ")
+        )
+    }
+
+    /// Keeps in the undo record `table` the values, before [`Self::part`]
+    /// with the same arguments runs, of the contacts it changes: the same
+    /// join and condition, so exactly those contacts.
+    pub(super) fn record_part(&self, table: &str, part: &Part, source: &str, low: i64, high: i64) -> String {
+        let columns: Vec<String> = self.columns.iter().map(|c| format!("c.{c}")).collect();
+        format!(
+            "INSERT INTO {table} SELECT c.id, false, {} FROM contacts AS c, ({}) AS u \
+             WHERE c.id = u.contact_id AND c.id >= {low} AND c.id < {high} AND ({})",
+            columns.join(", "),
+            Self::staged(part, source, low, high),
+            self.changes
+        )
+    }
+
+    /// The staged rows of `part` for contacts `low` to `high`, the last
+    /// one per contact.
+    fn staged(part: &Part, source: &str, low: i64, high: i64) -> String {
+        format!(
+            "SELECT * FROM {source} WHERE contact_id >= {low} AND contact_id < {high}{}",
+            if part.repeated {
+                " QUALIFY row_number() OVER (PARTITION BY contact_id ORDER BY \"row\" DESC) = 1"
+            } else {
+                ""
+            }
+        )
     }
 
     /// The update of the contacts with ids from `low` to `high`
@@ -370,14 +415,10 @@ impl UpdateSql {
     pub(super) fn part(&self, part: &Part, source: &str, low: i64, high: i64) -> String {
         format!(
             "UPDATE contacts AS c SET {}updated_at = make_timestamp(?) \
-             FROM (SELECT * FROM {source} WHERE contact_id >= {low} AND contact_id < {high}{}) AS u \
+             FROM ({}) AS u \
              WHERE c.id = u.contact_id AND c.id >= {low} AND c.id < {high} AND ({})",
             self.set,
-            if part.repeated {
-                " QUALIFY row_number() OVER (PARTITION BY contact_id ORDER BY \"row\" DESC) = 1"
-            } else {
-                ""
-            },
+            Self::staged(part, source, low, high),
             self.changes
         )
     }

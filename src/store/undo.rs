@@ -1,0 +1,50 @@
+//! What `kontakt imports undo` needs of the store: the scope of an undo
+//! (what it would take back, and what changed since) and the undo itself,
+//! inside the caller's transaction. Each backend keeps, per import or
+//! merge that changed stored contacts, the earlier values of the columns
+//! it changed (and a merge's merged-away contacts whole); an import that
+//! changed none keeps nothing.
+
+use super::{Backend, Store};
+use crate::error::Result;
+
+/// What undoing one group would do.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UndoScope {
+    /// The group kept an undo record (an import that changed no stored
+    /// contact, or one from before undo existed, has none).
+    #[serde(skip)]
+    pub recorded: bool,
+    /// Contacts it created, to delete.
+    pub created: u64,
+    /// Contacts it changed, to give their earlier values back.
+    pub restored: u64,
+    /// Contacts a merge merged away, to bring back.
+    pub reinserted: u64,
+    /// List memberships it added (or of contacts it created), to remove.
+    pub memberships: u64,
+    /// Contacts it touched that changed (or were deleted) after it.
+    pub changed_later: u64,
+    /// The first of those, by id.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub first_changed: Vec<i64>,
+}
+
+impl Store {
+    /// What undoing group `group` would do.
+    pub fn undo_scope(&self, group: i64) -> Result<UndoScope> {
+        dispatch!(self, db => db.undo_scope(group))
+    }
+
+    /// Undoes group `group` at time `now` (microseconds) inside the
+    /// caller's transaction, and marks it `undone`.
+    pub fn undo_group(&self, group: i64, now: i64) -> Result<()> {
+        dispatch!(self, db => db.undo_group(group, now))
+    }
+
+    /// When the store's last undo ran (microseconds), if one did: an
+    /// audit from before it does not describe the contacts it restored.
+    pub fn last_undo(&self) -> Result<Option<i64>> {
+        dispatch!(self, db => db.last_undo())
+    }
+}

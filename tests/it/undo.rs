@@ -1,0 +1,247 @@
+//! `kontakt imports undo` (SPEC, Undo) through the binary: every contact an
+//! import or a merge touched comes back as it was, the refusal when one
+//! changed since, and what an undo leaves for audits and merges.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::common::{fails, succeeds, write};
+use crate::import::{SECOND_ARGS, base_store, import, query};
+
+/// The store's contacts as `contacts export` writes them.
+fn export(dir: &Path) -> String {
+    succeeds(dir, &["contacts", "export", "-o", "export.csv"]);
+    std::fs::read_to_string(dir.join("export.csv")).expect("export")
+}
+
+fn undo(dir: &Path, args: &[&str]) -> Value {
+    serde_json::from_slice(&succeeds(dir, &[&["imports", "undo", "--json"], args].concat())).expect("JSON")
+}
+
+fn group(dir: &Path, name: &str) -> Value {
+    serde_json::from_slice(&succeeds(dir, &["imports", "show", name, "--json"])).expect("JSON")
+}
+
+/// The undo records the store holds (one table per group).
+fn records(dir: &Path) -> Vec<String> {
+    query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT table_name FROM duckdb_tables() WHERE table_name LIKE 'kontakt_undo_%' ORDER BY 1",
+    )
+    .into_iter()
+    .map(|r| r[0].clone())
+    .collect()
+}
+
+/// A file that changes Anna's and Bob's fields, tags, consents and a
+/// custom field, and adds Cecil.
+const CHANGES: &str = "\
+E-mail,Jméno,Město,Email opt-in,SMS opt-in,Štítky,Shoe
+anna@x.cz,Anička,Brno,yes,no,spring;vip,41
+bob@x.cz,Bobby,,no,,,44
+cecil@x.cz,Cecil,Praha,yes,,,
+";
+
+#[test]
+fn an_undone_upsert_leaves_every_contact_as_it_was_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let before = export(dir);
+    write(dir, "changes.csv", CHANGES);
+    let summary = import(dir, &["changes.csv", "--unmapped", "custom", "--name", "changes"]);
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["updated"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_ne!(export(dir), before);
+    assert_eq!(records(dir), ["kontakt_undo_2"]);
+
+    let dry = undo(dir, &["changes", "--dry-run"]);
+    assert_eq!(
+        (dry["created"].as_u64(), dry["restored"].as_u64()),
+        (Some(1), Some(2)),
+        "{dry}"
+    );
+    assert_eq!(
+        group(dir, "changes")["status"],
+        "completed",
+        "a dry run changes nothing"
+    );
+
+    let done = undo(dir, &["changes"]);
+    assert_eq!(done["dry_run"], false);
+    assert_eq!(
+        (done["created"].as_u64(), done["restored"].as_u64()),
+        (Some(1), Some(2)),
+        "{done}"
+    );
+    // Every contact, field, tag, consent and time as before; the custom
+    // column the import created stays, empty.
+    let after = export(dir);
+    let without_shoe = |text: &str| -> String {
+        text.lines()
+            .map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string() + "\n")
+            .collect()
+    };
+    assert!(after.lines().next().expect("header").ends_with(",custom.shoe"));
+    assert_eq!(without_shoe(&after), before);
+    let g = group(dir, "changes");
+    assert_eq!(g["status"], "undone");
+    assert!(g["undone_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{g}");
+    assert!(records(dir).is_empty(), "the record goes with the undo");
+
+    // Undoing twice is a usage error; so is undoing what never completed.
+    let err = fails(dir, &["imports", "undo", "changes"], 2);
+    assert!(err.contains("undone already"), "{err}");
+    let err = fails(dir, &["imports", "undo", "nothing-such"], 2);
+    assert!(err.contains("no import"), "{err}");
+}
+
+#[test]
+fn an_import_that_changes_no_contact_keeps_nothing_for_undo() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    // An export imported back changes nothing.
+    export(dir);
+    let summary = import(dir, &["export.csv", "--name", "again"]);
+    assert_eq!(summary["contacts_updated"], 0, "{summary}");
+    assert!(records(dir).is_empty());
+    let done = undo(dir, &["again"]);
+    assert_eq!(
+        (done["created"].as_u64(), done["restored"].as_u64()),
+        (Some(0), Some(0))
+    );
+    // A second import's undo takes back only its own contacts.
+    let second = import(dir, SECOND_ARGS);
+    let before_undo = export(dir);
+    assert!(second["imported"].as_u64().expect("imported") > 0);
+    let done = undo(dir, &["second"]);
+    assert_eq!(done["created"], second["imported"], "{done}");
+    assert_ne!(export(dir), before_undo);
+    assert_eq!(group(dir, "base")["contacts"], 6);
+}
+
+#[test]
+fn a_later_change_refuses_the_undo_unless_forced_and_undos_in_reverse_order_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let original = export(dir);
+    write(
+        dir,
+        "first.csv",
+        "E-mail,Jméno,Město\nanna@x.cz,Anička,Brno\nbob@x.cz,Bobby,\n",
+    );
+    write(dir, "later.csv", "E-mail,Město\nanna@x.cz,Ostrava\n");
+    import(dir, &["first.csv", "--name", "first"]);
+    let after_first = export(dir);
+    import(dir, &["later.csv", "--name", "later"]);
+
+    // Anna (contact 1) changed after `first`: refused, nothing changes.
+    let before = export(dir);
+    let err = fails(dir, &["imports", "undo", "first"], 2);
+    assert!(
+        err.contains("1 contacts") && err.contains("ids 1)") && err.contains("--force"),
+        "{err}"
+    );
+    assert_eq!(export(dir), before);
+    assert_eq!(group(dir, "first")["status"], "completed");
+    // A later `contacts add` that changes one counts as well.
+    succeeds(dir, &["contacts", "add", "email=bob@x.cz", "city=Plzeň"]);
+    let err = fails(dir, &["imports", "undo", "first"], 2);
+    assert!(err.contains("2 contacts") && err.contains("ids 1, 2)"), "{err}");
+    // Undone in reverse order, each undo finds its contacts as it left
+    // them (an undo gives back the times too).
+    undo(dir, &["later"]);
+    let err = fails(dir, &["imports", "undo", "first"], 2);
+    assert!(
+        err.contains("1 contacts") && err.contains("ids 2)"),
+        "Bob's city came from contacts add: {err}"
+    );
+    let forced = undo(dir, &["first", "--force"]);
+    assert_eq!(forced["changed_later"], 1, "{forced}");
+    // Forced: Anna and Bob get back their values from before `first` in
+    // every field `first` mapped (city too, so Bob loses the city
+    // `contacts add` gave him later); what `first` did not map stays.
+    let rows = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT id, first_name, coalesce(city, ''), phone FROM contacts WHERE id <= 2 ORDER BY id",
+    );
+    assert_eq!(
+        rows,
+        [["1", "Anna", "", "+420777000001"], ["2", "Bob", "", "+420777000002"]]
+    );
+    assert_ne!(after_first, original);
+    assert_eq!(group(dir, "first")["status"], "undone");
+}
+
+#[test]
+fn reverse_undos_return_the_store_to_its_first_state() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let original = export(dir);
+    write(
+        dir,
+        "first.csv",
+        "E-mail,Jméno,Město,Štítky\nanna@x.cz,Anička,Brno,a\nnew@x.cz,New,,\n",
+    );
+    write(
+        dir,
+        "later.csv",
+        "E-mail,Město,Štítky\nanna@x.cz,Ostrava,b\nnew@x.cz,Kolín,\n",
+    );
+    import(dir, &["first.csv", "--name", "first"]);
+    import(dir, &["later.csv", "--name", "later"]);
+    // `later` changed a contact `first` created: refused for `first`.
+    let err = fails(dir, &["imports", "undo", "first"], 2);
+    assert!(err.contains("2 contacts"), "{err}");
+    undo(dir, &["later"]);
+    let done = undo(dir, &["first"]);
+    assert_eq!(
+        (done["created"].as_u64(), done["restored"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(export(dir), original);
+}
+
+#[test]
+fn an_undone_merge_brings_back_the_merged_contacts_and_stale_audits_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    crate::audit::store(dir);
+    let before = export(dir);
+    succeeds(dir, &["audit", "--out", "a1", "--key", "email,phone"]);
+    let merged: Value = serde_json::from_slice(&succeeds(dir, &["merge", "--audit", "a1", "--json"])).expect("JSON");
+    assert_eq!(merged["contacts_merged"], 3, "{merged}");
+    assert_ne!(export(dir), before);
+    let name = merged["name"].as_str().expect("name").to_string();
+    let done = undo(dir, &[&name]);
+    assert_eq!(
+        (done["kind"].as_str(), done["reinserted"].as_u64()),
+        (Some("merge"), Some(3)),
+        "{done}"
+    );
+    assert_eq!(done["restored"], 2, "the survivors");
+    assert_eq!(export(dir), before, "every contact as before the merge");
+    let kept = query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM merged_contacts");
+    assert_eq!(kept, [["0"]]);
+
+    // The audit's clusters were taken before the undo: merging them again
+    // is refused; a new audit (even --since-last) sees every cluster again.
+    let err = fails(dir, &["merge", "--audit", "a1"], 2);
+    assert!(err.contains("undone after audit"), "{err}");
+    succeeds(dir, &["audit", "--out", "a2", "--key", "email,phone", "--since-last"]);
+    let clusters = std::fs::read_to_string(dir.join("a2/clusters.csv")).expect("clusters");
+    let ids: std::collections::BTreeSet<&str> = clusters.lines().skip(1).filter_map(|l| l.split(',').nth(1)).collect();
+    assert_eq!(
+        ids.into_iter().collect::<Vec<_>>(),
+        ["1", "2", "3", "4", "5"],
+        "{clusters}"
+    );
+    let again: Value = serde_json::from_slice(&succeeds(dir, &["merge", "--audit", "a2", "--json"])).expect("JSON");
+    assert_eq!(again["contacts_merged"], 3);
+}
