@@ -19,6 +19,11 @@
 //!     cargo bench --bench import
 //!     KONTAKT_BENCH_SCENARIOS=1m:1m KONTAKT_BENCH_RUNS=3 cargo bench --bench import
 //!
+//! With `KONTAKT_BENCH_UNDO=1` it measures undo instead: the default
+//! upsert against the same upsert keeping no undo record
+//! (`KONTAKT_TEST_NO_UNDO=1`), alternately, and `imports undo` of each
+//! recorded upsert (vs peer: against the upsert without a record).
+//!
 //! Results are printed and written to `bench-data/e2e/results.md`.
 
 use std::fmt::Write as _;
@@ -95,11 +100,18 @@ impl Result {
 }
 
 fn kontakt_run(kontakt: &Path, scenario: &Scenario, extra: &[&str], result: &mut Result) {
+    kontakt_run_env(kontakt, scenario, extra, &[], result);
+}
+
+/// As [`kontakt_run`], with `env` set for kontakt; the store it leaves is
+/// `run.duckdb` until the next run.
+fn kontakt_run_env(kontakt: &Path, scenario: &Scenario, extra: &[&str], env: &[(&str, &str)], result: &mut Result) {
     let db = scenario.fresh_store();
     let out = Scenario::dir().join("out-kontakt");
     let _ = std::fs::remove_dir_all(&out);
     let (seconds, peak, _) = timed(
         Command::new(kontakt)
+            .envs(env.iter().copied())
             .arg("--db")
             .arg(&db)
             .args([
@@ -131,6 +143,48 @@ fn kontakt_run(kontakt: &Path, scenario: &Scenario, extra: &[&str], result: &mut
         summary["stages_ms"],
         summary["peak_memory_mib"]
     );
+}
+
+/// `kontakt imports undo bench` of the store the last run left.
+fn undo_run(kontakt: &Path, result: &mut Result) {
+    let db = Scenario::dir().join("run.duckdb");
+    let (seconds, peak, stdout) = timed(
+        Command::new(kontakt)
+            .arg("--db")
+            .arg(&db)
+            .args(["imports", "undo", "bench", "--json"]),
+    );
+    result.seconds.push(seconds);
+    result.peak_mib = result.peak_mib.max(peak);
+    let undone: serde_json::Value = serde_json::from_str(&stdout).expect("undo --json");
+    result.detail = format!(
+        "created contacts deleted {}, changed contacts restored {}",
+        undone["created"], undone["restored"]
+    );
+}
+
+/// With `KONTAKT_BENCH_UNDO=1`: the default upsert with its undo record
+/// against the same upsert without one (`KONTAKT_TEST_NO_UNDO=1`),
+/// alternately, and the undo of each recorded upsert.
+fn undo_jobs(kontakt: &Path, scenario: &Scenario, runs: usize) -> Vec<(&'static str, Result)> {
+    let mut results: [Result; 3] = Default::default();
+    for _ in 0..runs {
+        kontakt_run_env(
+            kontakt,
+            scenario,
+            &[],
+            &[("KONTAKT_TEST_NO_UNDO", "1")],
+            &mut results[0],
+        );
+        kontakt_run(kontakt, scenario, &[], &mut results[1]);
+        undo_run(kontakt, &mut results[2]);
+    }
+    let [plain, recorded, undo] = results;
+    vec![
+        ("kontakt upsert, no undo record (peer)", plain),
+        ("kontakt upsert", recorded),
+        ("kontakt imports undo of that upsert", undo),
+    ]
 }
 
 fn peer_run(scenario: &Scenario, upsert: bool, result: &mut Result) {
@@ -256,6 +310,7 @@ fn main() {
     // Runs per job: the median is reported (3 at 1M rows, where a run
     // takes seconds and varies by 10-20% on a shared machine; 1 at 10M).
     let runs_env: Option<usize> = std::env::var("KONTAKT_BENCH_RUNS").ok().and_then(|r| r.parse().ok());
+    let undo = std::env::var("KONTAKT_BENCH_UNDO").as_deref() == Ok("1");
 
     let mut report = String::new();
     let _ = writeln!(
@@ -265,10 +320,35 @@ fn main() {
     let mut details = String::new();
     for scenario in &scenarios {
         scenario.prepare(&kontakt);
-        let mut results: [Result; 4] = Default::default();
         let runs = runs_env
             .unwrap_or(if scenario.rows <= 1_000_000 { 3 } else { 1 })
             .max(1);
+        if undo {
+            let jobs = undo_jobs(&kontakt, scenario, runs);
+            let peer_seconds = jobs[0].1.median();
+            for (job, result) in &jobs {
+                let seconds = result.median();
+                let line = format!(
+                    "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.3} |",
+                    scenario.label,
+                    scenario.rows as f64 / seconds,
+                    result.peak_mib,
+                    seconds / peer_seconds
+                );
+                println!("{line}");
+                let _ = writeln!(report, "{line}");
+                let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
+                let _ = writeln!(
+                    details,
+                    "- {} {job}: runs s {}; {}",
+                    scenario.label,
+                    each.join(", "),
+                    result.detail
+                );
+            }
+            continue;
+        }
+        let mut results: [Result; 4] = Default::default();
         for _ in 0..runs {
             peer_run(scenario, false, &mut results[0]);
             kontakt_run(&kontakt, scenario, &["--on-one-match", "skip"], &mut results[1]);

@@ -213,12 +213,48 @@ fn an_undone_merge_brings_back_the_merged_contacts_and_stale_audits_are_refused(
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
     crate::audit::store(dir);
+    // Memberships: Anna (1) and Anna B (2, merged into 1) on list 1;
+    // Anička (3, merged into 1) on list 2; Daniel (5, merged into 4) on
+    // list 2 where Dan (4) is already.
+    let members_before: [(i64, i64, &str); 5] = [
+        (1, 1, "called"),
+        (1, 2, "new"),
+        (2, 3, "new"),
+        (2, 4, "done"),
+        (2, 5, "new"),
+    ];
+    {
+        let conn = duckdb::Connection::open(dir.join("kontakt.duckdb")).expect("store");
+        conn.execute_batch("INSERT INTO lists (name, created_at) VALUES ('a', now()), ('b', now())")
+            .expect("lists");
+        for (list, contact, status) in members_before {
+            conn.execute(
+                "INSERT INTO list_members (list_id, contact_id, status, added_at) VALUES (?, ?, ?, now())",
+                duckdb::params![list, contact, status],
+            )
+            .expect("member");
+        }
+    }
     let before = export(dir);
     succeeds(dir, &["audit", "--out", "a1", "--key", "email,phone"]);
     let merged: Value = serde_json::from_slice(&succeeds(dir, &["merge", "--audit", "a1", "--json"])).expect("JSON");
     assert_eq!(merged["contacts_merged"], 3, "{merged}");
     assert_ne!(export(dir), before);
     let name = merged["name"].as_str().expect("name").to_string();
+    // The merged contacts' list memberships went to their survivors.
+    let members = || {
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT list_id, contact_id, status FROM list_members ORDER BY ALL",
+        )
+    };
+    let strings = |rows: &[[&str; 3]]| -> Vec<Vec<String>> {
+        rows.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect()
+    };
+    assert_eq!(
+        members(),
+        strings(&[["1", "1", "called"], ["2", "1", "new"], ["2", "4", "done"]])
+    );
     let done = undo(dir, &[&name]);
     assert_eq!(
         (done["kind"].as_str(), done["reinserted"].as_u64()),
@@ -229,6 +265,18 @@ fn an_undone_merge_brings_back_the_merged_contacts_and_stale_audits_are_refused(
     assert_eq!(export(dir), before, "every contact as before the merge");
     let kept = query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM merged_contacts");
     assert_eq!(kept, [["0"]]);
+    assert_eq!(
+        members(),
+        strings(&[
+            ["1", "1", "called"],
+            ["1", "2", "new"],
+            ["2", "3", "new"],
+            ["2", "4", "done"],
+            ["2", "5", "new"]
+        ]),
+        "every membership as before the merge"
+    );
+    assert!(records(dir).is_empty());
 
     // The audit's clusters were taken before the undo: merging them again
     // is refused; a new audit (even --since-last) sees every cluster again.

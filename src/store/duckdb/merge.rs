@@ -127,6 +127,7 @@ impl DuckDb {
 
     pub(crate) fn delete_merged(&self, merge_id: i64) -> Result<()> {
         self.record_merge(merge_id, BEFORE, PAIRS)?;
+        self.move_memberships(merge_id, PAIRS)?;
         self.execute(
             &format!(
                 "INSERT INTO merged_contacts SELECT ?, c.id, p.survivor_id, to_json(c) FROM contacts AS c \

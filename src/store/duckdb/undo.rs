@@ -24,9 +24,13 @@ const FIRST_IDS: usize = 5;
 
 impl DuckDb {
     fn has_record(&self, group: i64) -> Result<bool> {
+        self.has_table(&record_table(group))
+    }
+
+    fn has_table(&self, table: &str) -> Result<bool> {
         Ok(self.query_i64(
             "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND table_name = ?",
-            [record_table(group)],
+            [table],
         )? > 0)
     }
 
@@ -42,6 +46,61 @@ impl DuckDb {
             "CREATE TABLE {table} AS SELECT *, false AS reinsert FROM {before}; \
              INSERT INTO {table} BY NAME SELECT c.*, true AS reinsert FROM contacts AS c \
              JOIN {pairs} AS p ON p.contact_id = c.id WHERE p.contact_id <> p.survivor_id"
+        ))
+    }
+
+    /// Moves the list memberships of the contacts a merge merges away to
+    /// their survivors (`pairs`: contact_id, survivor_id): a list the
+    /// survivor is not on gets the survivor with the earliest of the merged
+    /// memberships (its status, agent, callback and time). What was moved
+    /// and what was added is kept for the undo in
+    /// `kontakt_undo_<merge>_members` (`added` false: a membership as it
+    /// was; true: one the merge added).
+    pub(super) fn move_memberships(&self, merge: i64, pairs: &str) -> Result<()> {
+        let merged = format!(
+            "SELECT m.*, p.survivor_id FROM list_members AS m JOIN {pairs} AS p ON p.contact_id = m.contact_id \
+             WHERE p.contact_id <> p.survivor_id"
+        );
+        if self.query_i64(&format!("SELECT count(*) FROM ({merged})"), [])? == 0 {
+            return Ok(());
+        }
+        let added = format!(
+            "SELECT list_id, survivor_id AS contact_id, arg_min(status, added_at) AS status, \
+               arg_min(agent, added_at) AS agent, arg_min(callback_at, added_at) AS callback_at, \
+               min(added_at) AS added_at, arg_min(import_id, added_at) AS import_id \
+             FROM ({merged}) AS m \
+             WHERE NOT EXISTS (SELECT 1 FROM list_members AS s WHERE s.list_id = m.list_id AND s.contact_id = m.survivor_id) \
+             GROUP BY list_id, survivor_id"
+        );
+        let record = format!("{}_members", record_table(merge));
+        let keep = !off();
+        if keep {
+            self.execute_batch(&format!(
+                "CREATE TABLE {record} AS SELECT * EXCLUDE (survivor_id), false AS added FROM ({merged}); \
+                 INSERT INTO {record} SELECT *, true FROM ({added})"
+            ))?;
+        }
+        self.execute_batch(&format!(
+            "CREATE OR REPLACE TEMP TABLE kontakt_merge_moved AS {added}; \
+             DELETE FROM list_members WHERE contact_id IN \
+               (SELECT contact_id FROM {pairs} WHERE contact_id <> survivor_id); \
+             INSERT INTO list_members SELECT * FROM kontakt_merge_moved; \
+             DROP TABLE kontakt_merge_moved"
+        ))
+    }
+
+    /// Gives back the memberships merge `merge` moved (see
+    /// [`Self::move_memberships`]).
+    fn restore_memberships(&self, merge: i64) -> Result<()> {
+        let record = format!("{}_members", record_table(merge));
+        if !self.has_table(&record)? {
+            return Ok(());
+        }
+        self.execute_batch(&format!(
+            "DELETE FROM list_members AS m USING (SELECT list_id, contact_id FROM {record} WHERE added) AS a \
+               WHERE m.list_id = a.list_id AND m.contact_id = a.contact_id; \
+             INSERT INTO list_members SELECT * EXCLUDE (added) FROM {record} WHERE NOT added; \
+             DROP TABLE {record}"
         ))
     }
 
@@ -119,6 +178,7 @@ impl DuckDb {
                 set.join(", ")
             ))?;
         }
+        self.restore_memberships(group)?;
         self.execute(
             "UPDATE import_groups SET status = 'undone', undone_at = make_timestamp(?) WHERE id = ?",
             [now, group],
@@ -141,6 +201,9 @@ impl DuckDb {
     /// Drops the undo record of group `group`, if it has one (inside the
     /// caller's transaction).
     pub(crate) fn drop_undo_record(&self, group: i64) -> Result<()> {
-        self.execute_batch(&format!("DROP TABLE IF EXISTS {}", record_table(group)))
+        let table = record_table(group);
+        self.execute_batch(&format!(
+            "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_members"
+        ))
     }
 }
