@@ -122,10 +122,7 @@ impl DuckDb {
             ),
             updates_view,
             update_sql: UpdateSql::new(fields, spec.hashed, spec.master),
-            undo_record: spec
-                .undo_of
-                .filter(|_| !super::undo::off())
-                .map(super::undo::record_table),
+            undo_of: spec.undo_of.filter(|_| !super::undo::off()),
         })
     }
 }
@@ -225,10 +222,9 @@ pub(crate) struct DuckDbImport<'s> {
     updates_view: String,
     /// The set-based update of the staged rows.
     update_sql: UpdateSql,
-    /// The table that keeps the earlier values of the contacts the
-    /// updates change, for `kontakt imports undo` (none for `contacts
-    /// add`); made only when some are staged, dropped when none changed.
-    undo_record: Option<String>,
+    /// The group whose undo record keeps the earlier values of the
+    /// contacts the updates change (none for `contacts add`).
+    undo_of: Option<i64>,
 }
 
 impl DuckDbImport<'_> {
@@ -280,9 +276,6 @@ impl DuckDbImport<'_> {
             feed.updates.parts()
         };
         let source = PART_TABLE;
-        if let Some(record) = &self.undo_record {
-            self.db.execute_batch(&self.update_sql.create_record(record))?;
-        }
         let mut changed = 0;
         for part in parts {
             self.feed().updates.read(&part).map_err(arrow)?;
@@ -310,9 +303,9 @@ impl DuckDbImport<'_> {
             for range in bounds.windows(2) {
                 if range[1] > range[0] {
                     crate::cancel::test_stage("commit_update_part");
-                    if let Some(record) = &self.undo_record {
-                        let sql = self.update_sql.record_part(record, &part, source, range[0], range[1]);
-                        self.db.execute_batch(&sql)?;
+                    if let Some(group) = self.undo_of {
+                        let sql = self.update_sql.record_part(&part, source, range[0], range[1]);
+                        self.db.keep_undo(group, "restore", &self.db.query_arrow(&sql, &[])?)?;
                     }
                     let sql = self.update_sql.part(&part, source, range[0], range[1]);
                     changed += self.db.execute(&sql, [now])? as u64;
@@ -320,12 +313,6 @@ impl DuckDbImport<'_> {
             }
         }
         self.db.execute_batch(&format!("DROP TABLE IF EXISTS {PART_TABLE}"))?;
-        if let Some(record) = &self.undo_record
-            && changed == 0
-        {
-            // An import that changes no contact keeps nothing for undo.
-            self.db.execute_batch(&format!("DROP TABLE {record}"))?;
-        }
         Ok(changed)
     }
 

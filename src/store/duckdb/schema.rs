@@ -36,6 +36,7 @@ pub const TABLES: &[&str] = &[
     "kontakt_config",
     "lists",
     "list_members",
+    "undo_records",
 ];
 
 /// The columns of `contacts` that migrations 4 and 5 create alike, from
@@ -259,9 +260,11 @@ pub const MIGRATIONS: &[&str] = &[
         value VARCHAR NOT NULL
     );
     "#,
-    // 8: contact lists and campaigns, and the status `undone` of a group
-    // with the time of its undo (an audit or merge that began before it
-    // does not see what it restored: see `imports undo`).
+    // 8: contact lists and campaigns; what `imports undo` needs: the
+    // earlier values an import or merge overwrote (`undo_records`, Arrow
+    // IPC streams), the status `undone` of a group and the time of its
+    // undo (an audit or merge that began before it does not see what it
+    // restored).
     // A membership has no key constraint (`lists add` appends millions of
     // them in one transaction; an ART index would cost every append): the
     // commands keep (list_id, contact_id) unique. `import_id` is the import
@@ -284,6 +287,13 @@ pub const MIGRATIONS: &[&str] = &[
         callback_at TIMESTAMP,
         added_at    TIMESTAMP NOT NULL,
         import_id   BIGINT
+    );
+    CREATE TABLE undo_records (
+        group_id BIGINT NOT NULL,
+        kind     VARCHAR NOT NULL CHECK (kind IN ('restore', 'reinsert', 'members')),
+        seq      INTEGER NOT NULL,
+        rows     BIGINT NOT NULL,
+        data     BLOB NOT NULL
     );
     CREATE TABLE import_groups_v8 (
         id               BIGINT PRIMARY KEY DEFAULT nextval('import_group_id_seq'),

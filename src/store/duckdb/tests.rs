@@ -23,7 +23,7 @@ fn a_store_of_schema_5_is_read_as_it_is_and_upgraded_by_a_write() {
                  ALTER TABLE import_groups DROP COLUMN description; \
                  ALTER TABLE import_groups DROP COLUMN settings; \
                  ALTER TABLE import_groups DROP COLUMN acknowledged; DROP TABLE kontakt_config; \
-                 DROP TABLE list_members; DROP TABLE lists; DROP SEQUENCE list_id_seq; \
+                 DROP TABLE list_members; DROP TABLE lists; DROP SEQUENCE list_id_seq; DROP TABLE undo_records; \
                  UPDATE kontakt_meta SET value = '5' WHERE key = 'schema_version'; \
                  INSERT INTO import_groups (name, status, started_at) VALUES ('gone', 'running', now())",
             )

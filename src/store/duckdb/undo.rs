@@ -1,17 +1,28 @@
-//! What `kontakt imports undo` needs on DuckDB (see [`crate::store::undo`]):
-//! per import or merge that changed stored contacts, a table
-//! `kontakt_undo_<group>` with each changed contact's earlier values of
-//! the columns it changed (`reinsert` false), and, for a merge, the
-//! contacts it merged away, whole (`reinsert` true).
+//! What `kontakt imports undo` needs on DuckDB (see [`crate::store::undo`]).
+//!
+//! An import or merge that changes stored contacts keeps, in its own
+//! transaction, rows of `undo_records(group_id, kind, seq, rows, data)`:
+//! each `data` an Arrow IPC stream (LZ4) of
+//! - `restore`: contacts as they were before it, with only the columns it
+//!   changed (an import) or whole (a merge's survivors);
+//! - `reinsert`: the contacts a merge merged away, whole;
+//! - `members`: the list memberships a merge moved (`added` false: as they
+//!   were; true: those it added).
+//!
+//! The earlier values pass through kontakt as Arrow and are written as
+//! one value per part: a table of the same rows cost DuckDB as much again
+//! as the update itself (its per-column compression of every row), a blob
+//! costs about a memory copy (docs/DESIGN.md, "Undo").
 
-use super::DuckDb;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::CompressionType;
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
+use arrow::record_batch::RecordBatch;
+
+use super::{DuckDb, quote_ident};
 use crate::error::Result;
 use crate::store::undo::UndoScope;
-
-/// The undo record's table of group `group`.
-pub(super) fn record_table(group: i64) -> String {
-    format!("kontakt_undo_{group}")
-}
 
 /// Test and benchmark hook: with `KONTAKT_TEST_NO_UNDO=1` an import or
 /// merge keeps no undo record (to measure what keeping one costs).
@@ -22,40 +33,100 @@ pub(super) fn off() -> bool {
 /// How many contacts a scope lists by id in its error.
 const FIRST_IDS: usize = 5;
 
-impl DuckDb {
-    fn has_record(&self, group: i64) -> Result<bool> {
-        self.has_table(&record_table(group))
-    }
+/// The kinds of record, and the temporary table each is loaded into for
+/// an undo.
+const KINDS: [(&str, &str); 3] = [
+    ("restore", "kontakt_undo_restore"),
+    ("reinsert", "kontakt_undo_reinsert"),
+    ("members", "kontakt_undo_members"),
+];
 
-    fn has_table(&self, table: &str) -> Result<bool> {
-        Ok(self.query_i64(
-            "SELECT count(*) FROM duckdb_tables() WHERE NOT temporary AND table_name = ?",
-            [table],
-        )? > 0)
+/// The columns of `contacts` that are ENUMs: kept as text (DuckDB gives
+/// them to Arrow as dictionaries, which its appender does not take back).
+const ENUMS: [&str; 4] = ["type", "gender", "email_opt_in", "sms_opt_in"];
+
+/// The select list of `columns` of `contacts` (as `alias.column`) the
+/// way a record keeps them.
+pub(super) fn record_columns(alias: &str, columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{} AS {}", record_column(alias, c), quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Column `column` of `contacts` (as `alias.column`) the way a record
+/// keeps it.
+pub(super) fn record_column(alias: &str, column: &str) -> String {
+    let q = quote_ident(column);
+    if ENUMS.contains(&column) {
+        format!("CAST({alias}.{q} AS VARCHAR)")
+    } else {
+        format!("{alias}.{q}")
+    }
+}
+
+impl DuckDb {
+    /// Keeps `batches` as a record of `kind` of group `group` (nothing when
+    /// they have no rows): one IPC stream per thread's share, compressed
+    /// in parallel.
+    pub(super) fn keep_undo(&self, group: i64, kind: &str, batches: &[RecordBatch]) -> Result<()> {
+        use rayon::prelude::*;
+        if off() || batches.iter().all(|b| b.num_rows() == 0) {
+            return Ok(());
+        }
+        let share = batches.len().div_ceil(rayon::current_num_threads()).max(1);
+        let streams: Vec<(usize, Vec<u8>)> = batches
+            .par_chunks(share)
+            .map(|chunk| {
+                let options = IpcWriteOptions::default().try_with_compression(Some(CompressionType::LZ4_FRAME))?;
+                let mut data = Vec::new();
+                let mut writer = StreamWriter::try_new_with_options(&mut data, &chunk[0].schema(), options)?;
+                for batch in chunk {
+                    writer.write(batch)?;
+                }
+                writer.finish()?;
+                drop(writer);
+                Ok((chunk.iter().map(RecordBatch::num_rows).sum(), data))
+            })
+            .collect::<std::result::Result<_, arrow::error::ArrowError>>()
+            .map_err(|e| self.arrow_error(&e))?;
+        for (rows, data) in streams {
+            self.execute(
+                "INSERT INTO undo_records VALUES (?, ?, \
+                 (SELECT coalesce(max(seq), 0) + 1 FROM undo_records WHERE group_id = ?), ?, ?)",
+                duckdb::params![group, kind, group, rows as i64, data],
+            )?;
+        }
+        Ok(())
     }
 
     /// Keeps what the undo of merge `merge` needs, before its members are
     /// deleted: the survivors as they were (`before`), and the members
     /// merged away (`pairs`: contact_id, survivor_id).
     pub(super) fn record_merge(&self, merge: i64, before: &str, pairs: &str) -> Result<()> {
-        if off() {
-            return Ok(());
-        }
-        let table = record_table(merge);
-        self.execute_batch(&format!(
-            "CREATE TABLE {table} AS SELECT *, false AS reinsert FROM {before}; \
-             INSERT INTO {table} BY NAME SELECT c.*, true AS reinsert FROM contacts AS c \
-             JOIN {pairs} AS p ON p.contact_id = c.id WHERE p.contact_id <> p.survivor_id"
-        ))
+        let columns = self.columns("contacts")?;
+        let survivors = self.query_arrow(
+            &format!("SELECT {} FROM {before} AS b", record_columns("b", &columns)),
+            &[],
+        )?;
+        self.keep_undo(merge, "restore", &survivors)?;
+        let merged = self.query_arrow(
+            &format!(
+                "SELECT {} FROM contacts AS c JOIN {pairs} AS p ON p.contact_id = c.id \
+                 WHERE p.contact_id <> p.survivor_id",
+                record_columns("c", &columns)
+            ),
+            &[],
+        )?;
+        self.keep_undo(merge, "reinsert", &merged)
     }
 
     /// Moves the list memberships of the contacts a merge merges away to
     /// their survivors (`pairs`: contact_id, survivor_id): a list the
     /// survivor is not on gets the survivor with the earliest of the merged
     /// memberships (its status, agent, callback and time). What was moved
-    /// and what was added is kept for the undo in
-    /// `kontakt_undo_<merge>_members` (`added` false: a membership as it
-    /// was; true: one the merge added).
+    /// and what was added is kept for the undo.
     pub(super) fn move_memberships(&self, merge: i64, pairs: &str) -> Result<()> {
         let merged = format!(
             "SELECT m.*, p.survivor_id FROM list_members AS m JOIN {pairs} AS p ON p.contact_id = m.contact_id \
@@ -72,43 +143,81 @@ impl DuckDb {
              WHERE NOT EXISTS (SELECT 1 FROM list_members AS s WHERE s.list_id = m.list_id AND s.contact_id = m.survivor_id) \
              GROUP BY list_id, survivor_id"
         );
-        let record = format!("{}_members", record_table(merge));
-        let keep = !off();
-        if keep {
-            self.execute_batch(&format!(
-                "CREATE TABLE {record} AS SELECT * EXCLUDE (survivor_id), false AS added FROM ({merged}); \
-                 INSERT INTO {record} SELECT *, true FROM ({added})"
-            ))?;
-        }
+        self.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE kontakt_merge_moved AS {added}"))?;
+        let kept = self.query_arrow(
+            &format!(
+                "SELECT * EXCLUDE (survivor_id), false AS added FROM ({merged}) \
+                 UNION ALL SELECT *, true FROM kontakt_merge_moved"
+            ),
+            &[],
+        )?;
+        self.keep_undo(merge, "members", &kept)?;
         self.execute_batch(&format!(
-            "CREATE OR REPLACE TEMP TABLE kontakt_merge_moved AS {added}; \
-             DELETE FROM list_members WHERE contact_id IN \
+            "DELETE FROM list_members WHERE contact_id IN \
                (SELECT contact_id FROM {pairs} WHERE contact_id <> survivor_id); \
              INSERT INTO list_members SELECT * FROM kontakt_merge_moved; \
              DROP TABLE kontakt_merge_moved"
         ))
     }
 
-    /// Gives back the memberships merge `merge` moved (see
-    /// [`Self::move_memberships`]).
-    fn restore_memberships(&self, merge: i64) -> Result<()> {
-        let record = format!("{}_members", record_table(merge));
-        if !self.has_table(&record)? {
-            return Ok(());
+    /// Loads group `group`'s records into temporary tables (see [`KINDS`]);
+    /// whether it has any.
+    fn load_undo(&self, group: i64) -> Result<bool> {
+        let mut any = false;
+        for (kind, table) in KINDS {
+            self.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
+            let blobs: Vec<Vec<u8>> = {
+                let conn = self.connection();
+                let mut statement = conn
+                    .prepare("SELECT data FROM undo_records WHERE group_id = ? AND kind = ? ORDER BY seq")
+                    .map_err(|e| self.error(&e))?;
+                statement
+                    .query_map(duckdb::params![group, kind], |r| r.get(0))
+                    .and_then(|rows| rows.collect::<std::result::Result<_, _>>())
+                    .map_err(|e| self.error(&e))?
+            };
+            let mut batches = Vec::new();
+            let mut schema: Option<SchemaRef> = None;
+            for blob in blobs {
+                let reader =
+                    StreamReader::try_new(std::io::Cursor::new(blob), None).map_err(|e| self.arrow_error(&e))?;
+                schema.get_or_insert_with(|| reader.schema());
+                for batch in reader {
+                    batches.push(batch.map_err(|e| self.arrow_error(&e))?);
+                }
+            }
+            let Some(schema) = schema else { continue };
+            any = true;
+            let like = if kind == "members" {
+                "SELECT *, false AS added FROM list_members".to_string()
+            } else {
+                let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+                format!("SELECT {} FROM contacts AS c", record_columns("c", &columns))
+            };
+            self.execute_batch(&format!("CREATE TEMP TABLE {table} AS {like} LIMIT 0"))?;
+            self.append_temp(table, batches.into_iter().map(Ok))?;
         }
-        self.execute_batch(&format!(
-            "DELETE FROM list_members AS m USING (SELECT list_id, contact_id FROM {record} WHERE added) AS a \
-               WHERE m.list_id = a.list_id AND m.contact_id = a.contact_id; \
-             INSERT INTO list_members SELECT * EXCLUDE (added) FROM {record} WHERE NOT added; \
-             DROP TABLE {record}"
-        ))
+        Ok(any)
     }
 
-    /// What undoing group `group` would do (see [`UndoScope`]). A contact
-    /// changed later has an `updated_at` after the group finished (every
-    /// write sets it; an undo puts back the one it had).
+    fn loaded(&self, kind: &str) -> Result<bool> {
+        let table = KINDS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, t)| *t)
+            .unwrap_or_default();
+        Ok(self.query_i64(
+            "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+            [table],
+        )? > 0)
+    }
+
+    /// What undoing group `group` would do (see [`UndoScope`]); loads its
+    /// records for [`Self::undo_group`]. A contact changed later has an
+    /// `updated_at` after the group finished (every write sets it; an undo
+    /// puts back the one it had).
     pub(crate) fn undo_scope(&self, group: i64) -> Result<UndoScope> {
-        let recorded = self.has_record(group)?;
+        let recorded = self.load_undo(group)?;
         let finished = format!("(SELECT finished_at FROM import_groups WHERE id = {group})");
         let created = self.query_i64("SELECT count(*) FROM contacts WHERE import_id = ?", [group])? as u64;
         let memberships = self.query_i64(
@@ -123,16 +232,19 @@ impl DuckDb {
             ..UndoScope::default()
         };
         // Created contacts changed since, then restored ones changed or
-        // deleted since.
+        // deleted since (and merged ones back since, which ids never are).
         let mut changed = format!("SELECT id FROM contacts WHERE import_id = {group} AND updated_at > {finished}");
-        if recorded {
-            let table = record_table(group);
-            scope.restored = self.query_i64(&format!("SELECT count(*) FROM {table} WHERE NOT reinsert"), [])? as u64;
-            scope.reinserted = self.query_i64(&format!("SELECT count(*) FROM {table} WHERE reinsert"), [])? as u64;
+        if self.loaded("restore")? {
+            scope.restored = self.query_i64("SELECT count(*) FROM kontakt_undo_restore", [])? as u64;
             changed = format!(
-                "{changed} UNION ALL SELECT u.id FROM {table} AS u LEFT JOIN contacts AS c ON c.id = u.id \
-                 WHERE NOT u.reinsert AND (c.id IS NULL OR c.updated_at > {finished}) \
-                 UNION ALL SELECT u.id FROM {table} AS u JOIN contacts AS c ON c.id = u.id WHERE u.reinsert"
+                "{changed} UNION ALL SELECT u.id FROM kontakt_undo_restore AS u LEFT JOIN contacts AS c ON c.id = u.id \
+                 WHERE c.id IS NULL OR c.updated_at > {finished}"
+            );
+        }
+        if self.loaded("reinsert")? {
+            scope.reinserted = self.query_i64("SELECT count(*) FROM kontakt_undo_reinsert", [])? as u64;
+            changed = format!(
+                "{changed} UNION ALL SELECT u.id FROM kontakt_undo_reinsert AS u JOIN contacts AS c ON c.id = u.id"
             );
         }
         scope.changed_later = self.query_i64(&format!("SELECT count(*) FROM ({changed})"), [])? as u64;
@@ -149,11 +261,12 @@ impl DuckDb {
         Ok(scope)
     }
 
-    /// Undoes group `group` at time `now`, inside the caller's
-    /// transaction: its list memberships and the contacts it created go,
-    /// the contacts it changed get their recorded values back (those
-    /// deleted since stay deleted), the contacts a merge merged away come
-    /// back, and the group is marked `undone`.
+    /// Undoes group `group` at time `now`, inside the caller's transaction,
+    /// from the records [`Self::undo_scope`] loaded: its list memberships
+    /// and the contacts it created go, the contacts it changed get their
+    /// recorded values back (those deleted since stay deleted), the
+    /// contacts a merge merged away come back with their memberships, and
+    /// the group is marked `undone`.
     pub(crate) fn undo_group(&self, group: i64, now: i64) -> Result<()> {
         self.execute(
             "DELETE FROM list_members WHERE import_id = ? \
@@ -161,24 +274,38 @@ impl DuckDb {
             [group, group],
         )?;
         self.execute("DELETE FROM contacts WHERE import_id = ?", [group])?;
-        if self.has_record(group)? {
-            let table = record_table(group);
-            let columns: Vec<String> = self
-                .columns(&table)?
-                .into_iter()
-                .filter(|c| c != "id" && c != "reinsert")
-                .map(|c| super::quote_ident(&c))
+        if self.loaded("restore")? {
+            let set: Vec<String> = self
+                .columns("kontakt_undo_restore")?
+                .iter()
+                .filter(|c| c.as_str() != "id")
+                .map(|c| {
+                    let q = quote_ident(c);
+                    format!("{q} = u.{q}")
+                })
                 .collect();
-            let set: Vec<String> = columns.iter().map(|c| format!("{c} = u.{c}")).collect();
             self.execute_batch(&format!(
-                "UPDATE contacts AS c SET {} FROM {table} AS u WHERE NOT u.reinsert AND c.id = u.id; \
-                 INSERT INTO contacts BY NAME SELECT * EXCLUDE (reinsert) FROM {table} WHERE reinsert; \
-                 DELETE FROM merged_contacts WHERE merge_id = {group}; \
-                 DROP TABLE {table};",
+                "UPDATE contacts AS c SET {} FROM kontakt_undo_restore AS u WHERE c.id = u.id",
                 set.join(", ")
             ))?;
         }
-        self.restore_memberships(group)?;
+        if self.loaded("reinsert")? {
+            self.execute_batch(&format!(
+                "INSERT INTO contacts BY NAME SELECT * FROM kontakt_undo_reinsert; \
+                 DELETE FROM merged_contacts WHERE merge_id = {group}"
+            ))?;
+        }
+        if self.loaded("members")? {
+            self.execute_batch(
+                "DELETE FROM list_members AS m USING (SELECT list_id, contact_id FROM kontakt_undo_members WHERE added) AS a \
+                   WHERE m.list_id = a.list_id AND m.contact_id = a.contact_id; \
+                 INSERT INTO list_members SELECT * EXCLUDE (added) FROM kontakt_undo_members WHERE NOT added",
+            )?;
+        }
+        for (_, table) in KINDS {
+            self.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
+        }
+        self.drop_undo_record(group)?;
         self.execute(
             "UPDATE import_groups SET status = 'undone', undone_at = make_timestamp(?) WHERE id = ?",
             [now, group],
@@ -198,12 +325,10 @@ impl DuckDb {
         )
     }
 
-    /// Drops the undo record of group `group`, if it has one (inside the
-    /// caller's transaction).
+    /// Drops the undo record of group `group` (inside the caller's
+    /// transaction).
     pub(crate) fn drop_undo_record(&self, group: i64) -> Result<()> {
-        let table = record_table(group);
-        self.execute_batch(&format!(
-            "DROP TABLE IF EXISTS {table}; DROP TABLE IF EXISTS {table}_members"
-        ))
+        self.execute("DELETE FROM undo_records WHERE group_id = ?", [group])
+            .map(|_| ())
     }
 }

@@ -311,8 +311,8 @@ pub(super) struct Part {
 pub(super) struct UpdateSql {
     set: String,
     changes: String,
-    /// The columns the update sets (quoted), `updated_at` last: what an
-    /// undo record keeps of each contact the update changes.
+    /// The columns the update sets, `updated_at` last: what an undo
+    /// record keeps of each contact the update changes.
     columns: Vec<String>,
 }
 
@@ -349,7 +349,7 @@ impl UpdateSql {
             .collect();
         let columns = set_fields
             .iter()
-            .map(|f| quote_ident(&f.name))
+            .map(|f| f.name.clone())
             .chain((!fields.iter().any(|f| f.kind == FieldKind::Tags)).then(|| "tags".to_string()))
             .chain(["updated_at".to_string()])
             .collect();
@@ -368,24 +368,17 @@ impl UpdateSql {
         }
     }
 
-    /// The undo record's table of import `group`, made empty with the
-    /// columns of the contacts it keeps.
-    pub(super) fn create_record(&self, table: &str) -> String {
+    /// The earlier values, for the undo record, of the contacts
+    /// [`Self::part`] with the same arguments changes (run just before it:
+    /// the same join and condition, so exactly those contacts). A second
+    /// join of the same rows: DuckDB's `UPDATE` cannot return the values
+    /// it overwrites, and applying the part as our own delete and insert
+    /// from one join (which could) was slower (docs/DESIGN.md, "Undo").
+    pub(super) fn record_part(&self, part: &Part, source: &str, low: i64, high: i64) -> String {
         format!(
-            "CREATE TABLE {table} AS SELECT id, false AS reinsert, {} FROM contacts LIMIT 0",
-            self.columns.join(", ")
-        )
-    }
-
-    /// Keeps in the undo record `table` the values, before [`Self::part`]
-    /// with the same arguments runs, of the contacts it changes: the same
-    /// join and condition, so exactly those contacts.
-    pub(super) fn record_part(&self, table: &str, part: &Part, source: &str, low: i64, high: i64) -> String {
-        let columns: Vec<String> = self.columns.iter().map(|c| format!("c.{c}")).collect();
-        format!(
-            "INSERT INTO {table} SELECT c.id, false, {} FROM contacts AS c, ({}) AS u \
+            "SELECT c.id, {} FROM contacts AS c, ({}) AS u \
              WHERE c.id = u.contact_id AND c.id >= {low} AND c.id < {high} AND ({})",
-            columns.join(", "),
+            super::undo::record_columns("c", &self.columns),
             Self::staged(part, source, low, high),
             self.changes
         )
