@@ -287,6 +287,30 @@ const UPSERT_PEER: &str = "UPDATE contacts AS c SET \
      FROM f JOIN m USING (\"row\") \
      WHERE m.n = 1 AND c.id = CAST(m.matched_ids AS BIGINT);";
 
+/// The table line of one job (printed), and every run's time in
+/// `details`, in run order (the runs of the jobs alternate, so a stall of
+/// the machine shows as one outlier).
+fn report_job(details: &mut String, scenario: &Scenario, job: &str, runs: usize, result: &Result, peer: f64) -> String {
+    let seconds = result.median();
+    let line = format!(
+        "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",
+        scenario.label,
+        scenario.rows as f64 / seconds,
+        result.peak_mib,
+        seconds / peer
+    );
+    println!("{line}");
+    let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
+    let _ = writeln!(
+        details,
+        "- {} {job}: runs s {}; {}",
+        scenario.label,
+        each.join(", "),
+        result.detail
+    );
+    line
+}
+
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not used here.
     if std::env::var_os(PEER_ENV).is_some() {
@@ -327,24 +351,8 @@ fn main() {
             let jobs = undo_jobs(&kontakt, scenario, runs);
             let peer_seconds = jobs[0].1.median();
             for (job, result) in &jobs {
-                let seconds = result.median();
-                let line = format!(
-                    "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.3} |",
-                    scenario.label,
-                    scenario.rows as f64 / seconds,
-                    result.peak_mib,
-                    seconds / peer_seconds
-                );
-                println!("{line}");
+                let line = report_job(&mut details, scenario, job, runs, result, peer_seconds);
                 let _ = writeln!(report, "{line}");
-                let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
-                let _ = writeln!(
-                    details,
-                    "- {} {job}: runs s {}; {}",
-                    scenario.label,
-                    each.join(", "),
-                    result.detail
-                );
             }
             continue;
         }
@@ -366,27 +374,8 @@ fn main() {
         .zip(&results)
         .enumerate()
         {
-            let peer_seconds = peers[k / 2];
-            let seconds = result.median();
-            let line = format!(
-                "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",
-                scenario.label,
-                scenario.rows as f64 / seconds,
-                result.peak_mib,
-                seconds / peer_seconds
-            );
-            println!("{line}");
+            let line = report_job(&mut details, scenario, job, runs, result, peers[k / 2]);
             let _ = writeln!(report, "{line}");
-            // Every run's time, in run order (the runs of the three jobs
-            // alternate), so a stall of the machine shows as one outlier.
-            let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
-            let _ = writeln!(
-                details,
-                "- {} {job}: runs s {}; {}",
-                scenario.label,
-                each.join(", "),
-                result.detail
-            );
         }
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
