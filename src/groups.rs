@@ -108,8 +108,8 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
         if scope.changed_later > 0 && !force {
             let ids: Vec<String> = scope.first_changed.iter().map(i64::to_string).collect();
             return Err(Error::usage(format!(
-                "{} contacts {named} touched were changed or deleted after it (ids {}{}); undo would overwrite \
-                 what changed since: add --force to undo anyway",
+                "{} of the contacts {named} touched changed or were deleted after it (ids {}{}); undo would \
+                 overwrite what changed since: add --force to undo anyway",
                 scope.changed_later,
                 ids.join(", "),
                 if scope.changed_later as usize > ids.len() {

@@ -144,7 +144,7 @@ fn a_later_change_refuses_the_undo_unless_forced_and_undos_in_reverse_order_chai
     let before = export(dir);
     let err = fails(dir, &["imports", "undo", "first"], 2);
     assert!(
-        err.contains("1 contacts") && err.contains("ids 1)") && err.contains("--force"),
+        err.contains("1 of the contacts") && err.contains("ids 1)") && err.contains("--force"),
         "{err}"
     );
     assert_eq!(export(dir), before);
@@ -152,13 +152,13 @@ fn a_later_change_refuses_the_undo_unless_forced_and_undos_in_reverse_order_chai
     // A later `contacts add` that changes one counts as well.
     succeeds(dir, &["contacts", "add", "email=bob@x.cz", "city=Plzeň"]);
     let err = fails(dir, &["imports", "undo", "first"], 2);
-    assert!(err.contains("2 contacts") && err.contains("ids 1, 2)"), "{err}");
+    assert!(err.contains("2 of the contacts") && err.contains("ids 1, 2)"), "{err}");
     // Undone in reverse order, each undo finds its contacts as it left
     // them (an undo gives back the times too).
     undo(dir, &["later"]);
     let err = fails(dir, &["imports", "undo", "first"], 2);
     assert!(
-        err.contains("1 contacts") && err.contains("ids 2)"),
+        err.contains("1 of the contacts") && err.contains("ids 2)"),
         "Bob's city came from contacts add: {err}"
     );
     let forced = undo(dir, &["first", "--force"]);
@@ -198,7 +198,7 @@ fn reverse_undos_return_the_store_to_its_first_state() {
     import(dir, &["later.csv", "--name", "later"]);
     // `later` changed a contact `first` created: refused for `first`.
     let err = fails(dir, &["imports", "undo", "first"], 2);
-    assert!(err.contains("2 contacts"), "{err}");
+    assert!(err.contains("2 of the contacts"), "{err}");
     undo(dir, &["later"]);
     let done = undo(dir, &["first"]);
     assert_eq!(

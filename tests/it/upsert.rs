@@ -121,7 +121,7 @@ fn an_upsert_of_most_of_the_store_applied_in_parts_is_undone_exactly() {
     // Then the earlier `changes` (which `back` changed again since) is
     // refused, and `back` undone first makes it possible.
     let err = crate::common::fails(dir, &["imports", "undo", "changes"], 2);
-    assert!(err.contains("changed or deleted after it"), "{err}");
+    assert!(err.contains("changed or were deleted after it"), "{err}");
     succeeds(dir, &["imports", "undo", "back"]);
     succeeds(dir, &["imports", "undo", "changes"]);
     succeeds(dir, &["contacts", "export", "-o", "first.csv"]);
