@@ -42,6 +42,9 @@ pub struct FilterArgs {
     /// Country of a --phone number without a country code (ISO code).
     #[arg(long, value_name = "CC")]
     pub default_country: Option<String>,
+    /// Only the members of this contact list (`kontakt lists`).
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
 }
 
 impl FilterArgs {
@@ -60,6 +63,8 @@ impl FilterArgs {
             contact_type: self.contact_type,
             email: value("email", &self.email)?,
             phone: value("phone", &self.phone)?,
+            list: self.list.clone(),
+            membership: false,
         })
     }
 }

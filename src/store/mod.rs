@@ -109,5 +109,6 @@ pub mod contacts;
 pub mod export;
 pub mod groups;
 pub mod keys;
+pub mod lists;
 pub mod merge;
 mod transaction;
