@@ -22,7 +22,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use arrow::array::{
@@ -558,36 +558,29 @@ pub fn run(options: &MembersOptions, run: &Run) -> Result<MembersSummary> {
             None if write => Some(store.create_list(name, None)?),
             None => None,
         };
-        let now = now_micros();
-        let mut removed: Vec<i64> = Vec::new();
-        let mut changes = Changes::default();
-        for raw in table.by_ref() {
-            run.cancel.check()?;
-            let raw = raw?;
-            let verdicts: Vec<(Verdict, Option<i64>)> = (0..raw.num_rows())
-                .into_par_iter()
-                .with_min_len(4096)
-                .map_init(String::new, |scratch, i| judge.judge(&raw, i, scratch))
-                .collect();
-            let step = Step { options, name, columns };
-            step.batch(
-                &raw,
-                verdicts,
-                &mut files,
-                &mut members,
-                &mut tally,
-                &mut changes,
-                &mut removed,
-            )?;
-            if let (true, Some(list_id)) = (write, list_id) {
-                if let Some(batch) = changes.members(list_id, now)? {
-                    store.append_members(batch)?;
-                }
-                if let Some(batch) = changes.updates()? {
-                    store.stage_member_updates(batch)?;
-                }
-            }
-        }
+        // The file is read, judged and written on a thread of its own
+        // while this one hands the changes to the store (whose appends
+        // run on the caller's thread): the two overlap.
+        let (sender, receiver) = mpsc::sync_channel::<Stored>(4);
+        let producer = Producer {
+            step: Step { options, name, columns },
+            judge: &judge,
+            cancel: run.cancel,
+            list_id: list_id.filter(|_| write),
+            sender,
+        };
+        let (produced, stored) = std::thread::scope(|scope| {
+            let files = &mut files;
+            let members = &mut members;
+            let tally = &mut tally;
+            let table = &mut table;
+            let handle = scope.spawn(move || producer.run(table, files, members, tally));
+            let stored = store_changes(&store, receiver);
+            (handle.join().unwrap_or(Err(Error::Stopped)), stored)
+        });
+        // The store's own error stopped the producer, not the other way.
+        stored?;
+        let removed = produced?;
         if let (true, Some(list_id)) = (write, list_id) {
             test_stage("lists_apply");
             run.cancel.check()?;
@@ -645,6 +638,73 @@ pub fn run(options: &MembersOptions, run: &Run) -> Result<MembersSummary> {
     text.push('\n');
     std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
     Ok(summary)
+}
+
+/// What the producer hands to the store.
+enum Stored {
+    Members(RecordBatch),
+    Updates(RecordBatch),
+}
+
+/// Appends and stages what the producer sends until it is done; an error
+/// returns at once (the receiver dropped stops the producer).
+fn store_changes(store: &Store, receiver: mpsc::Receiver<Stored>) -> Result<()> {
+    for stored in receiver {
+        match stored {
+            Stored::Members(batch) => store.append_members(batch)?,
+            Stored::Updates(batch) => store.stage_member_updates(batch)?,
+        }
+    }
+    Ok(())
+}
+
+/// The file's side of a run: read, judge (rayon), write the row files,
+/// and send the store's changes.
+struct Producer<'a> {
+    step: Step<'a>,
+    judge: &'a Judge<'a>,
+    cancel: &'a Cancel,
+    /// Where new memberships go; `None`: nothing is sent (a dry run).
+    list_id: Option<i64>,
+    sender: mpsc::SyncSender<Stored>,
+}
+
+impl Producer<'_> {
+    /// Every batch of `table`; returns the contacts to take off the list.
+    fn run(
+        self,
+        table: &mut read::Table,
+        files: &mut Files,
+        members: &mut IdSet,
+        tally: &mut Tally,
+    ) -> Result<Vec<i64>> {
+        let now = now_micros();
+        let mut removed: Vec<i64> = Vec::new();
+        let mut changes = Changes::default();
+        for raw in table {
+            self.cancel.check()?;
+            let raw = raw?;
+            let verdicts: Vec<(Verdict, Option<i64>)> = (0..raw.num_rows())
+                .into_par_iter()
+                .with_min_len(4096)
+                .map_init(String::new, |scratch, i| self.judge.judge(&raw, i, scratch))
+                .collect();
+            self.step
+                .batch(&raw, verdicts, files, members, tally, &mut changes, &mut removed)?;
+            let Some(list_id) = self.list_id else {
+                changes = Changes::default();
+                continue;
+            };
+            let send = |stored| self.sender.send(stored).map_err(|_| Error::Stopped);
+            if let Some(batch) = changes.members(list_id, now)? {
+                send(Stored::Members(batch))?;
+            }
+            if let Some(batch) = changes.updates()? {
+                send(Stored::Updates(batch))?;
+            }
+        }
+        Ok(removed)
+    }
 }
 
 /// One batch's rows, in file order, into their files and the store's
