@@ -23,7 +23,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{PEER_ENV, build_template, count, import_all, kontakt_bin, run, timed, timed_peer};
+use support::{build_template, count, import_all, kontakt_bin, peer_args, run, timed, timed_peer};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data/audit")
@@ -54,8 +54,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    if std::env::var_os(PEER_ENV).is_some() {
-        let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if let Some(args) = peer_args() {
         peer(&args[0], &args[1]);
         return;
     }

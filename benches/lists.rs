@@ -31,7 +31,7 @@ use rand::seq::SliceRandom;
 
 mod support;
 
-use support::{PEER_ENV, build_template, count, kontakt_bin, run, timed, timed_peer};
+use support::{build_template, count, kontakt_bin, peer_args, run, timed, timed_peer, write_results};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-data")
@@ -54,7 +54,16 @@ fn template(kontakt: &Path, contacts: u64) -> PathBuf {
             let file = dir().join("contacts.csv");
             eprintln!("generating {contacts} contacts ...");
             run(Command::new(kontakt)
-                .args(["gen", "--seed", "42", "--rows", "1000", "--store-rows", &contacts.to_string(), "-o"])
+                .args([
+                    "gen",
+                    "--seed",
+                    "42",
+                    "--rows",
+                    "1000",
+                    "--store-rows",
+                    &contacts.to_string(),
+                    "-o",
+                ])
                 .arg(&file));
             build_template(
                 kontakt,
@@ -66,7 +75,10 @@ fn template(kontakt: &Path, contacts: u64) -> PathBuf {
     }
     // A write brings an older store to the current schema (lists), once
     // here and not in every timed run.
-    for args in [["lists", "create", "bench-migrate"], ["lists", "delete", "bench-migrate"]] {
+    for args in [
+        ["lists", "create", "bench-migrate"],
+        ["lists", "delete", "bench-migrate"],
+    ] {
         run(Command::new(kontakt).arg("--db").arg(&template).args(args));
     }
     template
@@ -131,7 +143,11 @@ fn kontakt_run(kontakt: &Path, template: &Path, ids: &Path, rows: u64, result: &
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
     let added = summary["added"].as_u64().expect("added");
-    assert_eq!(added + summary["not_found"].as_u64().expect("not_found"), rows, "{summary}");
+    assert_eq!(
+        added + summary["not_found"].as_u64().expect("not_found"),
+        rows,
+        "{summary}"
+    );
     assert_eq!(summary["members"].as_u64(), Some(added));
     result.seconds.push(seconds);
     result.peak_mib = result.peak_mib.max(peak);
@@ -172,8 +188,7 @@ fn peer(db: &Path, ids: &Path) {
 }
 
 fn main() {
-    if std::env::var_os(PEER_ENV).is_some() {
-        let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if let Some(args) = peer_args() {
         peer(&args[0], &args[1]);
         return;
     }
@@ -202,7 +217,10 @@ fn main() {
             peer_run(&template, &ids, &mut results[0]);
             kontakt_run(&kontakt, &template, &ids, *rows, &mut results[1]);
         }
-        assert_eq!(results[0].added, results[1].added, "kontakt and the peer add the same members");
+        assert_eq!(
+            results[0].added, results[1].added,
+            "kontakt and the peer add the same members"
+        );
         let peer_seconds = results[0].median();
         for (job, result) in ["DuckDB SQL peer", "kontakt lists add --by id"].iter().zip(&results) {
             let seconds = result.median();
@@ -223,10 +241,10 @@ fn main() {
             );
         }
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let text = format!(
-        "{report}\n{details}\n{threads} cores; each run a fresh process and a fresh copy of the store, kontakt and the peer alternating; vs peer = wall time / peer's (lower is better).\n"
+    write_results(
+        &dir().join("results.md"),
+        &report,
+        &details,
+        "each run a fresh process and a fresh copy of the store, kontakt and the peer alternating; vs peer = wall time / peer's (lower is better).",
     );
-    println!("\n{details}");
-    std::fs::write(dir().join("results.md"), text).expect("results.md");
 }

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 
+use super::contacts::ExportTo;
 use super::imports::print_fields;
 use super::input::InputArgs;
 use super::print_table;
 use crate::cancel::Cancel;
 use crate::config::Config;
-use crate::contacts::{self, ExportFormat, Filter};
+use crate::contacts::Filter;
 use crate::error::{Error, Result};
 use crate::lists::{self, Key, MembersOptions, MembersSummary, Mode};
 use crate::normalize::NormalizeSettings;
@@ -146,16 +147,8 @@ pub enum ListsCommand {
     Export {
         #[arg(value_name = "NAME")]
         name: String,
-        /// The file to write (`.parquet`: Parquet, `.xlsx`: an Excel
-        /// workbook of text cells, else CSV; `-`: CSV on standard output).
-        #[arg(short = 'o', long = "output", value_name = "FILE|-")]
-        output: PathBuf,
-        /// File format [default: from the extension of FILE].
-        #[arg(long, value_enum)]
-        format: Option<ExportFormat>,
-        /// Start CSV with a UTF-8 byte order mark (for spreadsheet programs).
-        #[arg(long)]
-        bom: bool,
+        #[command(flatten)]
+        to: ExportTo,
     },
 }
 
@@ -237,12 +230,7 @@ pub fn run(args: &ListsArgs, db: &Path) -> Result<()> {
             members(&options, file.json)?;
         }
         ListsCommand::Remove { file } => members(&file.options(Mode::Remove, db)?, file.json)?,
-        ListsCommand::Export {
-            name,
-            output,
-            format,
-            bom,
-        } => {
+        ListsCommand::Export { name, to } => {
             let store = open(true)?;
             let list = lists::find(&store, name)?;
             let filter = Filter {
@@ -250,14 +238,7 @@ pub fn run(args: &ListsArgs, db: &Path) -> Result<()> {
                 membership: true,
                 ..Filter::default()
             };
-            let format = format.unwrap_or_else(|| ExportFormat::of_path(output));
-            let n = contacts::export(&store, &filter, output, format, *bom)?;
-            let to = if output == Path::new("-") {
-                "standard output".to_string()
-            } else {
-                output.display().to_string()
-            };
-            eprintln!("exported {n} members of list {:?} to {to}", list.name);
+            to.export(&store, &filter, &format!("members of list {:?}", list.name))?;
         }
     }
     Ok(())

@@ -30,7 +30,7 @@ pub fn parse(value: &str) -> Result<Option<i64>, &'static str> {
         Some(time) => clock(time)?,
         None => 0,
     };
-    let days = days_from_civil(y, m, d);
+    let days = date::days_from_civil(y, m, d);
     Ok(Some((days * SECONDS_PER_DAY + seconds) * MICROS_PER_SECOND))
 }
 
@@ -59,32 +59,11 @@ fn number(digits: &str) -> Result<i64, &'static str> {
     digits.parse().map_err(|_| "not a date")
 }
 
-/// Days since 1970-01-01 of a date of the proleptic Gregorian calendar
-/// (Howard Hinnant's `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// A callback time as written to the row files: `2026-12-01T14:30:00`.
 pub fn format(micros: i64) -> String {
     let seconds = micros.div_euclid(MICROS_PER_SECOND);
     let (days, in_day) = (seconds.div_euclid(SECONDS_PER_DAY), seconds.rem_euclid(SECONDS_PER_DAY));
-    // Hinnant's `civil_from_days`.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (y, m, d) = date::civil_from_days(days);
     format!(
         "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
         in_day / 3600,

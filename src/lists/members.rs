@@ -800,24 +800,11 @@ impl Step<'_> {
     ) -> Result<()> {
         let status = cell(raw, self.columns.status, i);
         let agent = cell(raw, self.columns.agent, i);
-        let callback_text = callback.map(callback::format);
         let [row_text, id_cell] = head;
-        if members.insert(id) {
-            tally.done += 1;
-            let status = status.or(self.options.status.as_deref()).unwrap_or("new");
-            changes.added.push(id);
-            changes.status.append_value(status);
-            changes.agent.append_option(agent);
-            changes.callback.append_option(callback);
-            let head = [
-                row_text,
-                id_cell,
-                Some(status.into()),
-                agent.map(Cow::Borrowed),
-                callback_text.map(Cow::Owned),
-            ];
-            write_row(&mut files.done, head, raw, i)
-        } else {
+        // A member already (or named by an earlier row): its non-empty
+        // cells change the membership; else a new member.
+        let member = !members.insert(id);
+        let status = if member {
             tally.updated += 1;
             if status.is_some() || agent.is_some() || callback.is_some() {
                 changes.updated.append_value(id);
@@ -826,16 +813,28 @@ impl Step<'_> {
                 changes.update_agent.append_option(agent);
                 changes.update_callback.append_option(callback);
             }
-            let head = [
-                row_text,
-                id_cell,
-                status.map(Cow::Borrowed),
-                agent.map(Cow::Borrowed),
-                callback_text.map(Cow::Owned),
-            ];
-            let updated = files.updated.as_mut().expect("adding writes updated.csv");
-            write_row(updated, head, raw, i)
-        }
+            status
+        } else {
+            tally.done += 1;
+            let status = status.or(self.options.status.as_deref()).unwrap_or("new");
+            changes.added.push(id);
+            changes.status.append_value(status);
+            changes.agent.append_option(agent);
+            changes.callback.append_option(callback);
+            Some(status)
+        };
+        let head = [
+            row_text,
+            id_cell,
+            status.map(Cow::Borrowed),
+            agent.map(Cow::Borrowed),
+            callback.map(|c| Cow::Owned(callback::format(c))),
+        ];
+        let file = match &mut files.updated {
+            Some(updated) if member => updated,
+            _ => &mut files.done,
+        };
+        write_row(file, head, raw, i)
     }
 }
 

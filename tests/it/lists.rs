@@ -32,6 +32,18 @@ fn store(dir: &Path) {
     succeeds(dir, &["lists", "create", "calls", "--description", "December calls"]);
 }
 
+/// A temporary directory holding [`store`].
+fn stored() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    store(tmp.path());
+    tmp
+}
+
+/// The rows of a table of the store.
+fn count(dir: &Path, table: &str) -> String {
+    query(&dir.join("kontakt.duckdb"), &format!("SELECT count(*) FROM {table}"))[0][0].clone()
+}
+
 fn json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&succeeds(dir, args)).expect("JSON")
 }
@@ -75,9 +87,8 @@ fn strings(values: &[&str]) -> Vec<String> {
 
 #[test]
 fn lists_are_created_listed_shown_renamed_and_deleted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     let err = fails(dir, &["lists", "create", "calls"], 2);
     assert!(err.contains("exists already"), "{err}");
     fails(dir, &["lists", "create", " "], 2);
@@ -119,21 +130,14 @@ fn lists_are_created_listed_shown_renamed_and_deleted() {
     assert!(out.contains("its 3 memberships"), "{out}");
     fails(dir, &["lists", "delete", "december"], 2);
     // Never a contact.
-    assert_eq!(
-        query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM contacts"),
-        [["5"]]
-    );
-    assert_eq!(
-        query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM list_members"),
-        [["0"]]
-    );
+    assert_eq!(count(dir, "contacts"), "5");
+    assert_eq!(count(dir, "list_members"), "0");
 }
 
 #[test]
 fn add_by_id_puts_every_row_in_exactly_one_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(
         dir,
         "ids.csv",
@@ -234,9 +238,8 @@ fn add_by_id_puts_every_row_in_exactly_one_file() {
 
 #[test]
 fn add_by_email_phone_and_external_id_and_multiple_matches() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(
         dir,
         "emails.csv",
@@ -323,9 +326,8 @@ fn add_by_email_phone_and_external_id_and_multiple_matches() {
 
 #[test]
 fn updates_take_the_rows_non_empty_values_and_the_last_row_wins() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(
         dir,
         "first.csv",
@@ -367,9 +369,8 @@ fn updates_take_the_rows_non_empty_values_and_the_last_row_wins() {
 
 #[test]
 fn an_unknown_list_is_a_usage_error_unless_create() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(dir, "ids.csv", "id\n1\n2\n");
     let err = fails(dir, &["lists", "add", "nope", "ids.csv", "--by", "id"], 2);
     assert!(err.contains("no list named \"nope\""), "{err}");
@@ -384,9 +385,8 @@ fn an_unknown_list_is_a_usage_error_unless_create() {
 
 #[test]
 fn a_dry_run_writes_the_files_and_changes_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(dir, "ids.csv", "id,status\n1,hot\n2,\n9,\n");
     succeeds(dir, &["lists", "add", "calls", "ids.csv", "--by", "id"]);
     let db = dir.join("kontakt.duckdb");
@@ -423,9 +423,8 @@ fn a_dry_run_writes_the_files_and_changes_nothing() {
 
 #[test]
 fn remove_takes_members_off_and_reports_the_rest() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(dir, "ids.csv", "id\n1\n2\n3\n");
     succeeds(dir, &["lists", "add", "calls", "ids.csv", "--by", "id"]);
     write(
@@ -455,17 +454,13 @@ fn remove_takes_members_off_and_reports_the_rest() {
     );
     assert_eq!(column(dir, "failed.csv", "reason"), ["multiple_match"]);
     assert_eq!(memberships(dir, "calls"), [strings(&["3", "new", "", "", ""])]);
-    assert_eq!(
-        query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM contacts"),
-        [["5"]]
-    );
+    assert_eq!(count(dir, "contacts"), "5");
 }
 
 #[test]
 fn export_writes_the_contact_columns_then_the_membership() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(
         dir,
         "ids.csv",
@@ -534,9 +529,8 @@ fn export_writes_the_contact_columns_then_the_membership() {
 
 #[test]
 fn import_list_puts_the_created_and_updated_contacts_on_the_list() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     // Contact 1 is a member already, with its own status.
     write(dir, "one.csv", "id,status\n1,called\n");
     succeeds(dir, &["lists", "add", "calls", "one.csv", "--by", "id"]);
@@ -603,9 +597,8 @@ fn read_only_commands_need_a_store_and_create_none() {
 
 #[test]
 fn a_store_older_than_lists_shows_none_when_read() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     // As a schema-7 store: no lists' tables.
     let db = dir.join("kontakt.duckdb");
     {
@@ -626,9 +619,8 @@ fn a_store_older_than_lists_shows_none_when_read() {
 
 #[test]
 fn ctrl_c_during_lists_add_or_remove_leaves_the_store_as_it_was() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(dir, "ids.csv", "id,status\n1,hot\n2,\n");
     succeeds(dir, &["lists", "add", "calls", "ids.csv", "--by", "id"]);
     write(dir, "more.csv", "id,status\n1,cold\n3,\n4,\n");
@@ -662,9 +654,8 @@ fn ctrl_c_during_lists_add_or_remove_leaves_the_store_as_it_was() {
 
 #[test]
 fn a_cancelled_import_adds_nothing_to_its_list() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    store(dir);
+    let tmp = stored();
+    let dir = tmp.path();
     write(dir, "leads.csv", "Email\nanna@example.cz\nnew@example.cz\n");
     let child = spawn_with(
         dir,
@@ -701,8 +692,5 @@ fn a_cancelled_import_adds_nothing_to_its_list() {
     );
     assert_eq!(signal_at(child, "commit", libc::SIGTERM).0, Some(143));
     fails(dir, &["lists", "show", "new"], 2);
-    assert_eq!(
-        query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM contacts"),
-        [["5"]]
-    );
+    assert_eq!(count(dir, "contacts"), "5");
 }
