@@ -88,9 +88,7 @@ struct Result {
 
 impl Result {
     fn median(&self) -> f64 {
-        let mut s = self.seconds.clone();
-        s.sort_by(f64::total_cmp);
-        s[s.len() / 2]
+        support::median(&self.seconds)
     }
 }
 

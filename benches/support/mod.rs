@@ -18,6 +18,13 @@ pub fn count(text: &str) -> u64 {
     }
 }
 
+/// The median of some runs' seconds.
+pub fn median(seconds: &[f64]) -> f64 {
+    let mut s = seconds.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
 /// Set in the environment of the bench binary's own child that runs the
 /// peer (the same job as plain DuckDB SQL) in a process of its own.
 pub const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
