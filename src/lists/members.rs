@@ -69,6 +69,7 @@ impl Mode {
 pub enum Key {
     /// The store's contact id.
     Id,
+    #[value(name = "external_id", alias = "external-id")]
     ExternalId,
     Email,
     /// A phone number, found as a contact's phone or mobile.

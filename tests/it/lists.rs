@@ -289,7 +289,7 @@ fn add_by_email_phone_and_external_id_and_multiple_matches() {
     assert_eq!(column(dir, "added.csv", "contact_id"), ["2", "5"]);
 
     write(dir, "ext.csv", "External ID\nE3\nE1\nE9\n");
-    let s = members(dir, &["lists", "add", "calls", "ext.csv", "--by", "external-id"]);
+    let s = members(dir, &["lists", "add", "calls", "ext.csv", "--by", "external_id"]);
     assert_eq!(
         (s["added"].as_u64(), s["updated"].as_u64(), s["not_found"].as_u64()),
         (Some(1), Some(1), Some(1))
