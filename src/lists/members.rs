@@ -739,7 +739,7 @@ impl Step<'_> {
             while let Some(b) = bad.next_if(|b| b.row < row) {
                 write_bad(files, b, tally)?;
             }
-            let row_text = Some(Cow::Owned(number.format(row).to_string()));
+            let row_text = Some(Cow::Borrowed(number.format(row)));
             match verdict {
                 Verdict::Failed(reason, detail) => {
                     tally.failed(reason);
@@ -751,7 +751,7 @@ impl Step<'_> {
                     write_row(&mut files.not_found, [row_text, Some(detail.into())], raw, i)?;
                 }
                 Verdict::Contact(id) => {
-                    let id_cell = Some(Cow::Owned(id_text.format(id).to_string()));
+                    let id_cell = Some(Cow::Borrowed(id_text.format(id)));
                     match self.options.mode {
                         Mode::Add => self.add(
                             raw,
