@@ -23,7 +23,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{PEER_ENV, build_template, count, import_all, kontakt_bin, run, timed, timed_peer};
+use support::{build_template, count, import_all, kontakt_bin, median, peer_args, run, timed, timed_peer};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data/audit")
@@ -48,14 +48,8 @@ fn peer(db: &Path, out: &Path) {
     println!("{}", stages.join(", "));
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
-    if std::env::var_os(PEER_ENV).is_some() {
-        let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if let Some(args) = peer_args() {
         peer(&args[0], &args[1]);
         return;
     }
@@ -125,7 +119,7 @@ fn main() {
     let full = summary(&full_detail);
     let since = summary(&since_detail);
     let contacts = full["contacts"].as_f64().unwrap_or(0.0);
-    let peer = median(peer_s);
+    let peer = median(&peer_s);
     let row = |job: &str, s: f64, mib: f64| {
         format!(
             "| {label} | {job} | {s:.2} | {:.0} | {mib:.0} | {:.2} |",
@@ -139,8 +133,8 @@ fn main() {
          full audit: {} contacts, {} clusters holding {} contacts, by_key {}; stages ms {}\n\
          --since-last after 100k new rows: {}; reported {} clusters; stages ms {}\n",
         row("DuckDB SQL peer (GROUP BY each key, COPY)", peer, peer_mib),
-        row("kontakt audit (full)", median(full_s), full_mib),
-        row("kontakt audit --since-last (+100k rows)", median(since_s), since_mib),
+        row("kontakt audit (full)", median(&full_s), full_mib),
+        row("kontakt audit --since-last (+100k rows)", median(&since_s), since_mib),
         full["contacts"],
         full["clusters"],
         full["contacts_in_clusters"],

@@ -33,7 +33,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{PEER_ENV, build_template, count, kontakt_bin, run, timed, timed_peer};
+use support::{build_template, count, kontakt_bin, peer_args, run, timed, timed_peer, write_results};
 
 struct Scenario {
     rows: u64,
@@ -93,9 +93,7 @@ struct Result {
 
 impl Result {
     fn median(&self) -> f64 {
-        let mut s = self.seconds.clone();
-        s.sort_by(f64::total_cmp);
-        s[s.len() / 2]
+        support::median(&self.seconds)
     }
 }
 
@@ -313,8 +311,7 @@ fn report_job(details: &mut String, scenario: &Scenario, job: &str, runs: usize,
 
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not used here.
-    if std::env::var_os(PEER_ENV).is_some() {
-        let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if let Some(args) = peer_args() {
         peer(args[0] == Path::new("upsert"), &args[1], &args[2], &args[3]);
         return;
     }
@@ -378,10 +375,10 @@ fn main() {
             let _ = writeln!(report, "{line}");
         }
     }
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let text = format!(
-        "{report}\n{details}\n{threads} cores; each run a fresh process and a fresh copy of the store; vs peer = wall time / peer's (lower is better).\n"
+    write_results(
+        &Scenario::dir().join("results.md"),
+        &report,
+        &details,
+        "each run a fresh process and a fresh copy of the store; vs peer = wall time / peer's (lower is better).",
     );
-    println!("\n{details}");
-    std::fs::write(Scenario::dir().join("results.md"), text).expect("results.md");
 }

@@ -38,6 +38,11 @@ pub struct Filter {
     pub email: Option<String>,
     /// Contacts with this phone or mobile number (normalized).
     pub phone: Option<String>,
+    /// A list's name: only its members.
+    pub list: Option<String>,
+    /// With `list`: each contact's membership follows its columns (`lists
+    /// export`).
+    pub membership: bool,
 }
 
 impl Filter {
@@ -48,12 +53,18 @@ impl Filter {
             Some(import) => Some(groups::find(store, import)?.id),
             None => None,
         };
+        let list_id = match &self.list {
+            Some(list) => Some(crate::lists::find(store, list)?.id),
+            None => None,
+        };
         Ok(ContactFilter {
             import_id,
             tags: self.tags.clone(),
             contact_type: self.contact_type,
             email: self.email.clone(),
             phone: self.phone.clone(),
+            list_id,
+            membership: self.membership,
         })
     }
 }

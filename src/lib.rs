@@ -26,6 +26,7 @@ pub mod error;
 pub mod fields;
 pub mod groups;
 pub mod import;
+pub mod lists;
 pub mod map;
 pub mod matching;
 pub mod normalize;

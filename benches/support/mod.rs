@@ -18,9 +18,33 @@ pub fn count(text: &str) -> u64 {
     }
 }
 
+/// The median of some runs' seconds.
+pub fn median(seconds: &[f64]) -> f64 {
+    let mut s = seconds.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
 /// Set in the environment of the bench binary's own child that runs the
 /// peer (the same job as plain DuckDB SQL) in a process of its own.
 pub const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
+
+/// The peer's arguments when this bench binary runs as the peer's
+/// process (see [`timed_peer`]); `None` when it runs the bench.
+pub fn peer_args() -> Option<Vec<PathBuf>> {
+    std::env::var_os(PEER_ENV)?;
+    Some(std::env::args_os().skip(1).map(PathBuf::from).collect())
+}
+
+/// Prints every run's details and writes the table, the details and how
+/// the runs were made (`how`, after the machine's cores) to `path`.
+/// (The audit bench reports in a form of its own.)
+#[allow(dead_code)]
+pub fn write_results(path: &Path, report: &str, details: &str, how: &str) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("\n{details}");
+    std::fs::write(path, format!("{report}\n{details}\n{threads} cores; {how}\n")).expect("results.md");
+}
 
 /// Runs the peer in a child process of this bench binary with `args` and
 /// a fresh output directory `out` as its arguments: wall seconds, peak MiB

@@ -19,6 +19,7 @@ use super::actions::Master;
 use super::rows::{Rows, StoreField};
 use crate::cancel::{Armed, Cancel};
 use crate::error::{Error, Result};
+use crate::lists::lookup::IdSet;
 use crate::store::Store;
 use crate::store::commit::{RowSource, StagedImport, StagedRows};
 use crate::store::groups::now_micros;
@@ -47,6 +48,19 @@ struct Building {
     end: Option<End>,
     /// Time spent waiting for the import's next job.
     waited: Duration,
+    /// With `import --list`: the contacts the import updates.
+    list_updates: Option<IdSet>,
+}
+
+impl Building {
+    /// Notes the contacts a batch updates, for `import --list`.
+    fn note_updated(&mut self, contact_ids: &[i64]) {
+        if let Some(updated) = self.list_updates.as_mut() {
+            for &id in contact_ids {
+                updated.insert(id);
+            }
+        }
+    }
 }
 
 type Shared = Arc<Mutex<Building>>;
@@ -74,7 +88,10 @@ impl RowSource for Jobs {
                 inserts,
                 update_rows,
                 update_ids,
-            }) => return Some(building.rows.staged(&batch, &inserts, &update_rows, &update_ids)),
+            }) => {
+                building.note_updated(&update_ids);
+                return Some(building.rows.staged(&batch, &inserts, &update_rows, &update_ids));
+            }
             Ok(CommitJob::Finish { counts, summary }) => End::Finish { counts, summary },
             Ok(CommitJob::Abort { ending, reason }) => End::Abort { ending, reason },
             Err(_) => End::Closed,
@@ -95,6 +112,8 @@ pub struct Commit<'s> {
     armed: Option<Armed<'s>>,
     building: Shared,
     staged: StagedImport<'s>,
+    /// `import --list`: the list the created and updated contacts go on.
+    list: Option<String>,
 }
 
 impl<'s> Commit<'s> {
@@ -120,8 +139,10 @@ impl<'s> Commit<'s> {
                 rows,
                 end: None,
                 waited: Duration::ZERO,
+                list_updates: None,
             })),
             staged,
+            list: None,
         })
     }
 
@@ -135,6 +156,31 @@ impl<'s> Commit<'s> {
     pub fn watch(&mut self, cancel: &'s Cancel) -> Result<()> {
         self.armed = Some(cancel.arm(self.store.interrupt())?);
         self.cancel = Some(cancel);
+        Ok(())
+    }
+
+    /// Puts the contacts this import creates and updates on the list
+    /// `name` when it finishes (`import --list`; see [`Commit::fill_list`]).
+    pub fn put_on_list(&mut self, name: String) {
+        self.building().list_updates = Some(IdSet::default());
+        self.list = Some(name);
+    }
+
+    /// `import --list`, inside the import's transaction once its updates
+    /// are applied: the contacts it created (the ids from the first one
+    /// on) and those it staged updates for go on the list, with the
+    /// import's id; existing memberships stay as they are.
+    fn fill_list(&self) -> Result<()> {
+        let (Some(list), Some(import_id)) = (&self.list, self.import_id) else {
+            return Ok(());
+        };
+        let (created, updated) = {
+            let building = self.building();
+            let updated: Vec<i64> = building.list_updates.iter().flat_map(IdSet::ids).collect();
+            ((building.rows.first_id, building.rows.next_id), updated)
+        };
+        crate::cancel::test_stage("commit_list");
+        self.store.add_import_to_list(list, import_id, created, &updated)?;
         Ok(())
     }
 
@@ -163,7 +209,11 @@ impl<'s> Commit<'s> {
     /// Stages updates: row `indices[k]` of a normalized batch updates the
     /// stored contact `contact_ids[k]`.
     pub fn update(&mut self, batch: &RecordBatch, indices: &[u32], contact_ids: &[i64]) -> Result<()> {
-        let rows = self.building().rows.staged(batch, &[], indices, contact_ids);
+        let rows = {
+            let mut building = self.building();
+            building.note_updated(contact_ids);
+            building.rows.staged(batch, &[], indices, contact_ids)
+        };
         self.staged.push(rows)
     }
 
@@ -200,6 +250,8 @@ impl<'s> Commit<'s> {
             crate::cancel::test_stage("commit_update");
             counts.contacts_updated = self.staged.apply_updates(now)?;
         }
+        self.check()?;
+        self.fill_list()?;
         self.check()?;
         self.staged.end_staging(next_id)?;
         if let Some(import_id) = self.import_id {
@@ -256,6 +308,8 @@ pub struct CommitSetup {
     pub master: Master,
     pub fields: Vec<StoreField>,
     pub tags: Vec<String>,
+    /// `import --list NAME`.
+    pub list: Option<String>,
 }
 
 /// A committed import: contacts updated, and the time the thread worked.
@@ -286,6 +340,9 @@ pub fn run_commit(setup: CommitSetup, jobs: Receiver<CommitJob>, cancel: &Cancel
         setup.tags,
     )
     .map_err(fail)?;
+    if let Some(list) = setup.list {
+        commit.put_on_list(list);
+    }
     if let Err(e) = commit.watch(cancel) {
         drop(commit);
         return Err(fail(e));

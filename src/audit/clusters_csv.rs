@@ -72,16 +72,7 @@ pub(super) fn write_clusters(
 fn push_timestamp(buf: &mut Vec<u8>, micros: i64) {
     let days = micros.div_euclid(86_400_000_000);
     let rest = micros.rem_euclid(86_400_000_000);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::normalize::date::civil_from_days(days);
     let (secs, frac) = (rest / 1_000_000, rest % 1_000_000);
     let mut text = *b"0000-00-00 00:00:00.000000";
     let mut put = |at: usize, width: usize, mut v: i64| {

@@ -42,6 +42,9 @@ pub struct FilterArgs {
     /// Country of a --phone number without a country code (ISO code).
     #[arg(long, value_name = "CC")]
     pub default_country: Option<String>,
+    /// Only the members of this contact list (`kontakt lists`).
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
 }
 
 impl FilterArgs {
@@ -60,6 +63,8 @@ impl FilterArgs {
             contact_type: self.contact_type,
             email: value("email", &self.email)?,
             phone: value("phone", &self.phone)?,
+            list: self.list.clone(),
+            membership: false,
         })
     }
 }
@@ -140,17 +145,39 @@ pub enum ContactsCommand {
     Export {
         #[command(flatten)]
         filter: FilterArgs,
-        /// The file to write (`.parquet`: Parquet, `.xlsx`: an Excel
-        /// workbook of text cells, else CSV; `-`: CSV on standard output).
-        #[arg(short = 'o', long = "output", value_name = "FILE|-")]
-        output: PathBuf,
-        /// File format [default: from the extension of FILE].
-        #[arg(long, value_enum)]
-        format: Option<ExportFormat>,
-        /// Start CSV with a UTF-8 byte order mark (for spreadsheet programs).
-        #[arg(long)]
-        bom: bool,
+        #[command(flatten)]
+        to: ExportTo,
     },
+}
+
+/// Where an export goes (`contacts export`, `lists export`).
+#[derive(Debug, Args)]
+pub struct ExportTo {
+    /// The file to write (`.parquet`: Parquet, `.xlsx`: an Excel
+    /// workbook of text cells, else CSV; `-`: CSV on standard output).
+    #[arg(short = 'o', long = "output", value_name = "FILE|-")]
+    pub output: PathBuf,
+    /// File format [default: from the extension of FILE].
+    #[arg(long, value_enum)]
+    pub format: Option<ExportFormat>,
+    /// Start CSV with a UTF-8 byte order mark (for spreadsheet programs).
+    #[arg(long)]
+    pub bom: bool,
+}
+
+impl ExportTo {
+    /// Writes the contacts `filter` selects; says on standard error how
+    /// many (`what`: "contacts", "members of list x") went where.
+    pub fn export(&self, store: &Store, filter: &Filter, what: &str) -> Result<()> {
+        let format = self.format.unwrap_or_else(|| ExportFormat::of_path(&self.output));
+        let n = contacts::export(store, filter, &self.output, format, self.bom)?;
+        if self.output == Path::new("-") {
+            eprintln!("exported {n} {what} to standard output");
+        } else {
+            eprintln!("exported {n} {what} to {}", self.output.display());
+        }
+        Ok(())
+    }
 }
 
 pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
@@ -245,20 +272,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             let deleted = contacts::delete(&store, ids)?;
             println!("deleted {deleted} contacts");
         }
-        ContactsCommand::Export {
-            filter,
-            output,
-            format,
-            bom,
-        } => {
-            let format = format.unwrap_or_else(|| ExportFormat::of_path(output));
-            let n = contacts::export(&store, &filter.filter()?, output, format, *bom)?;
-            if output == Path::new("-") {
-                eprintln!("exported {n} contacts to standard output");
-            } else {
-                eprintln!("exported {n} contacts to {}", output.display());
-            }
-        }
+        ContactsCommand::Export { filter, to } => to.export(&store, &filter.filter()?, "contacts")?,
     }
     Ok(())
 }

@@ -70,6 +70,11 @@ pub struct ImportArgs {
     /// contain `;`, which joins tags in exports).
     #[arg(long = "tag", value_name = "TAG", help_heading = "Mapping")]
     pub tags: Vec<String>,
+    /// Put every contact the import creates or updates on the contact list
+    /// NAME (created if missing), status `new`, in the import's own
+    /// transaction; a contact on it already keeps its membership as it is.
+    #[arg(long, value_name = "NAME", help_heading = "Mapping")]
+    pub list: Option<String>,
     /// Contact type of the imported contacts (and of those matched).
     #[arg(long = "type", value_enum, default_value = "person", help_heading = "Mapping")]
     pub contact_type: ContactType,
@@ -245,6 +250,11 @@ impl ImportArgs {
             bom: self.bom,
             dry_run: self.dry_run,
             description: self.description.clone(),
+            list: self
+                .list
+                .as_deref()
+                .map(|l| crate::lists::checked_name(l).map(str::to_string))
+                .transpose()?,
             acknowledged,
             compliance: config.compliance,
             unique: config.unique,
@@ -318,27 +328,15 @@ pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
 /// ([`super::input::spool_stdin`], removed after).
 fn run_spooled(options: &ImportOptions, cancel: &Cancel, progress: &dyn import::Progress) -> Result<Summary> {
     let started = Instant::now();
-    let spooled = super::input::spool_stdin(&options.input, cancel)?;
-    let input = spooled
-        .as_ref()
-        .map_or(options.input.clone(), |p| Input::Path(p.clone()));
-    let run = Run {
-        input: &input,
-        cancel,
-        progress,
-        started,
-    };
-    let result = import::run(options, &run);
-    if let Some(path) = spooled {
-        let _ = std::fs::remove_file(&path);
-        // Errors name what the user gave, not the spool file.
-        let spool = path.display().to_string();
-        return result.map_err(|e| match e {
-            Error::Input { path, message } if path == spool => Error::input(&options.input, message),
-            e => e,
-        });
-    }
-    result
+    super::input::with_spooled_stdin(&options.input, cancel, |input| {
+        let run = Run {
+            input,
+            cancel,
+            progress,
+            started,
+        };
+        import::run(options, &run)
+    })
 }
 
 /// The one-line report: counts by outcome, failed rows by reason (most

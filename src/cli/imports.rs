@@ -203,6 +203,7 @@ const SETTINGS: &[(&str, &str)] = &[
     ("in_file_duplicates", "in_file_duplicates"),
     ("type", "type"),
     ("tags", "tags"),
+    ("list", "list"),
     ("set", "set"),
     ("set_on", "set_on"),
     ("default_country", "default_country"),

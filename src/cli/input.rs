@@ -131,6 +131,26 @@ pub(super) fn spool_stdin(input: &Input, cancel: &Cancel) -> Result<Option<PathB
     }
 }
 
+/// Runs `work` on the file to read: `input` itself, or the copy of
+/// standard input ([`spool_stdin`]), removed after; errors then name what
+/// the user gave, not the copy.
+pub(super) fn with_spooled_stdin<T>(
+    input: &Input,
+    cancel: &Cancel,
+    work: impl FnOnce(&Input) -> Result<T>,
+) -> Result<T> {
+    let Some(path) = spool_stdin(input, cancel)? else {
+        return work(input);
+    };
+    let result = work(&Input::Path(path.clone()));
+    let _ = std::fs::remove_file(&path);
+    let spool = path.display().to_string();
+    result.map_err(|e| match e {
+        Error::Input { path, message } if path == spool => Error::input(input, message),
+        e => e,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ mod contacts;
 mod import;
 mod imports;
 mod input;
+mod lists;
 mod merge;
 mod preview;
 mod synth;
@@ -55,6 +56,9 @@ pub enum Command {
     Imports(imports::ImportsArgs),
     /// Stored contacts: list, show, add, delete, export.
     Contacts(contacts::ContactsArgs),
+    /// Contact lists and campaigns: create, list, show, rename, delete;
+    /// add and remove the contacts a file names; export the members.
+    Lists(lists::ListsArgs),
     /// Find clusters of stored contacts that share a key value (connected
     /// across keys), with a suggested survivor each.
     Audit(audit::AuditArgs),
@@ -142,6 +146,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => import::run(&args, cli.db),
         Command::Imports(args) => imports::run(&args, &cli.db),
         Command::Contacts(args) => contacts::run(&args, &cli.db),
+        Command::Lists(args) => lists::run(&args, &cli.db),
         Command::Audit(args) => audit::run(&args, &cli.db),
         Command::Merge(args) => merge::run(&args, &cli.db),
         Command::Gen(args) => synth::run(&args),

@@ -59,6 +59,8 @@ pub struct ImportOptions {
     pub dry_run: bool,
     /// `--description`.
     pub description: Option<String>,
+    /// `--list`: the contact list the created and updated contacts go on.
+    pub list: Option<String>,
     /// The compliance items `--acknowledge` names (checked names).
     pub acknowledged: Vec<String>,
     /// The items the store asks an import of consents to acknowledge
@@ -104,6 +106,7 @@ impl ImportOptions {
             "consent_yes": consent_yes,
             "consent_no": consent_no,
             "description": self.description,
+            "list": self.list,
             "acknowledged": self.acknowledged,
             "out": out_dir.display().to_string(),
         })
@@ -368,6 +371,7 @@ impl Opened {
             master: options.master,
             fields: apply::store_fields(&fields, &self.mapping.tags),
             tags: self.mapping.tags.clone(),
+            list: options.list.clone(),
         }))
     }
 }

@@ -6,7 +6,9 @@
 mod resolve;
 mod synonyms;
 
-pub use resolve::{ContactType, MappedColumn, Mapping, MappingOptions, Target, Unmapped, checked_tags, resolve};
+pub use resolve::{
+    ContactType, MappedColumn, Mapping, MappingOptions, Target, Unmapped, checked_tags, find_column, resolve,
+};
 
 use std::collections::HashSet;
 
@@ -75,6 +77,18 @@ pub fn suggest_field(header: &str) -> Option<&'static Field> {
 /// export` writes and that are not fields (`id`, `created_at`, ...).
 pub fn is_export_bookkeeping(header: &str) -> bool {
     synonyms::NOT_FIELDS.contains(&header.trim())
+}
+
+/// What a column of a `lists add` file holds by its header, when it is
+/// no contact field: `id` (the store's contact id: `id`, `crm_id`,
+/// `Identyfikator CRM`), or a membership's `status`, `agent` or
+/// `callback_at`.
+pub fn suggest_list_column(header: &str) -> Option<&'static str> {
+    let key = header_key(header);
+    synonyms::LIST_SYNONYMS
+        .iter()
+        .find(|(_, words)| words.contains(&key.as_str()))
+        .map(|(what, _)| *what)
 }
 
 /// Suggests where a header's values go: a standard field by name or

@@ -165,7 +165,7 @@ fn split_pair<'a>(flag: &str, pair: &'a str) -> Result<(&'a str, &'a str)> {
 }
 
 /// Finds a column by header name or `colN`.
-fn find_column(columns: &[String], name: &str) -> Option<usize> {
+pub fn find_column(columns: &[String], name: &str) -> Option<usize> {
     columns.iter().position(|c| c == name).or_else(|| {
         name.strip_prefix("col")
             .and_then(|n| n.parse::<usize>().ok())

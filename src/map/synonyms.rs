@@ -99,6 +99,21 @@ pub(super) const OPT_OUT_SYNONYMS: &[(&str, &[&str])] = &[
 /// id, which is what `external_id` keeps.
 pub(super) const NOT_FIELDS: &[&str] = &["id", "type", "created_at", "updated_at", "import_id"];
 
+/// The columns of a `lists add` or `lists remove` file that are no
+/// contact field: the store's own contact id as a CRM's export names it
+/// (`id`, `crm_id`, `Identyfikator CRM`), and a membership's status, agent
+/// and callback time as call-center sheets name them.
+#[rustfmt::skip]
+pub(super) const LIST_SYNONYMS: &[(&str, &[&str])] = &[
+    ("id", &["id", "crmid", "idcrm", "identyfikatorcrm", "kontaktid", "contactcrmid"]),
+    ("status", &["status", "stav", "stan", "callstatus", "statusvolani", "statusrozmowy"]),
+    ("agent", &["agent", "operator", "operatorka", "konsultant", "assignedto", "owner", "caller"]),
+    ("callback_at", &[
+        "callback", "callbackat", "callbackdate", "callbacktime", "zpetnevolani", "zavolatzpet",
+        "oddzwonienie", "oddzwonic", "ringtilbake", "ruckruf",
+    ]),
+];
+
 #[cfg(test)]
 mod tests {
     use super::{OPT_OUT_SYNONYMS, SYNONYMS};

@@ -21,7 +21,17 @@ pub struct ContactFilter {
     pub email: Option<String>,
     /// Contacts with this number as phone or mobile.
     pub phone: Option<String>,
+    /// Only the members of this list.
+    pub list_id: Option<i64>,
+    /// With `list_id`: each contact's membership of that list follows its
+    /// columns (`status`, `agent`, `callback_at`, `added_at`: what `lists
+    /// export` writes).
+    pub membership: bool,
 }
+
+/// The columns of a membership that follow the contact's in `lists
+/// export` ([`ContactFilter::membership`]).
+pub const MEMBERSHIP_COLUMNS: &[&str] = &["status", "agent", "callback_at", "added_at"];
 
 /// How `contacts show` finds contacts.
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +105,8 @@ impl Store {
         dispatch!(self, db => db.missing_contact_ids(ids))
     }
 
-    /// Deletes the contacts with these ids; returns how many.
+    /// Deletes the contacts with these ids and their list memberships, in
+    /// one transaction; returns how many contacts.
     pub fn delete_contacts(&self, ids: &[i64]) -> Result<usize> {
         dispatch!(self, db => db.delete_contacts(ids))
     }

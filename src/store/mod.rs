@@ -109,6 +109,7 @@ pub mod contacts;
 pub mod export;
 pub mod groups;
 pub mod keys;
+pub mod lists;
 pub mod merge;
 mod transaction;
 pub mod undo;

@@ -145,6 +145,28 @@ impl RowFile {
     }
 }
 
+/// A CSV file of rows of another command (`lists add`'s `added.csv`, …),
+/// written record by record as the import's row files are (quoting,
+/// `O_DIRECT` blocks, an optional BOM).
+pub struct RowWriter(RowFile);
+
+impl RowWriter {
+    /// Creates `path` with its header row.
+    pub fn create(path: PathBuf, header: &[&str], bom: bool) -> Result<RowWriter> {
+        RowFile::create(path, header, OutputFormat::Csv, bom).map(RowWriter)
+    }
+
+    /// Writes one record; a `None` cell is empty.
+    pub fn record<'a>(&mut self, cells: impl IntoIterator<Item = Option<Cow<'a, str>>>) -> Result<()> {
+        self.0.record(cells, &[])
+    }
+
+    /// Flushes the file.
+    pub fn finish(self) -> Result<()> {
+        self.0.finish()
+    }
+}
+
 /// Bytes of formatted CSV collected before a write.
 const CSV_BUFFER: usize = 1 << 20;
 

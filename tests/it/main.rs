@@ -6,6 +6,7 @@ mod common;
 mod contacts;
 mod import;
 mod imports;
+mod lists;
 mod normalize;
 mod preview;
 mod read;

@@ -56,7 +56,7 @@ fn spawn(dir: &Path, args: &[&str], hook: &str) -> Child {
 }
 
 /// As [`spawn`], with `env` set too.
-fn spawn_with(dir: &Path, args: &[&str], hook: &str, env: &[(&str, &str)]) -> Child {
+pub fn spawn_with(dir: &Path, args: &[&str], hook: &str, env: &[(&str, &str)]) -> Child {
     Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
         .current_dir(dir)
         .envs(env.iter().copied())
@@ -93,7 +93,7 @@ fn start_with(dir: &Path, name: &str, hook: &str, env: &[(&str, &str)]) -> Child
 
 /// Waits for the import to announce `stage`, then sends it `signal`;
 /// returns the exit code and everything it wrote to stderr.
-fn signal_at(child: Child, stage: &str, signal: i32) -> (Option<i32>, String) {
+pub fn signal_at(child: Child, stage: &str, signal: i32) -> (Option<i32>, String) {
     signal_at_nth(child, stage, 1, signal)
 }
 

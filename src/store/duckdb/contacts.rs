@@ -8,7 +8,7 @@ use arrow::datatypes::{Int64Type, UInt64Type};
 use crate::error::Result;
 use crate::fields::{KEY_FIELDS, hash_column};
 use crate::map::ContactType;
-use crate::store::contacts::{ContactFilter, ContactKey, ContactRows, column_names};
+use crate::store::contacts::{ContactFilter, ContactKey, ContactRows, MEMBERSHIP_COLUMNS, column_names};
 
 use super::{DuckDb, literal, quote_ident};
 
@@ -101,16 +101,37 @@ impl DuckDb {
         ))
     }
 
+    /// Deletes the contacts and their list memberships, in one transaction.
     pub(crate) fn delete_contacts(&self, ids: &[i64]) -> Result<usize> {
-        self.execute(&format!("DELETE FROM contacts WHERE id IN ({})", id_list(ids)), [])
+        let ids = id_list(ids);
+        self.begin()?;
+        let deleted = self
+            .execute(&format!("DELETE FROM list_members WHERE contact_id IN ({ids})"), [])
+            .and_then(|_| self.execute(&format!("DELETE FROM contacts WHERE id IN ({ids})"), []))
+            .and_then(|n| self.commit().map(|()| n));
+        if deleted.is_err() {
+            let _ = self.rollback();
+        }
+        deleted
     }
 
     /// The contacts a filter selects, as a query ordered by id (see
     /// [`DuckDb::contact_columns`] for `text`).
     pub(super) fn select_contacts(&self, filter: &ContactFilter, text: bool) -> Result<String> {
+        let mut columns = self.contact_columns(text)?;
+        let mut from = "contacts".to_string();
+        if let (Some(list_id), true) = (filter.list_id, filter.membership) {
+            // The membership's own columns; the subquery names no column
+            // of `contacts`, so theirs stay unambiguous.
+            from.push_str(&format!(
+                " JOIN (SELECT contact_id, status, agent, callback_at, added_at FROM list_members \
+                 WHERE list_id = {list_id}) AS m ON m.contact_id = contacts.id"
+            ));
+            columns.extend(membership_columns(text));
+        }
         Ok(format!(
-            "SELECT {} FROM contacts{} ORDER BY contacts.id",
-            self.contact_columns(text)?.join(", "),
+            "SELECT {} FROM {from}{} ORDER BY contacts.id",
+            columns.join(", "),
             where_clause(filter)
         ))
     }
@@ -210,11 +231,27 @@ fn where_clause(filter: &ContactFilter) -> String {
         let phone = literal(phone);
         conditions.push(format!("(phone = {phone} OR mobile = {phone})"));
     }
+    if let Some(list_id) = filter.list_id {
+        conditions.push(format!(
+            "id IN (SELECT contact_id FROM list_members WHERE list_id = {list_id})"
+        ));
+    }
     if conditions.is_empty() {
         String::new()
     } else {
         format!(" WHERE {}", conditions.join(" AND "))
     }
+}
+
+/// The membership's columns after the contact's ([`MEMBERSHIP_COLUMNS`]):
+/// `callback_at` as an ISO date-time (`2026-12-01T14:30:00`, the time the
+/// file gave, no zone), `added_at` as the contacts' own times.
+fn membership_columns(text: bool) -> impl Iterator<Item = String> {
+    MEMBERSHIP_COLUMNS.iter().map(move |&name| match name {
+        "callback_at" => "strftime(m.callback_at, '%Y-%m-%dT%H:%M:%S') AS callback_at".to_string(),
+        _ if text => format!("CAST(m.{name} AS VARCHAR) AS {name}"),
+        _ => format!("m.{name}"),
+    })
 }
 
 /// Ids as a SQL list's items.

@@ -160,12 +160,14 @@ impl DuckDb {
         .map(|_| ())
     }
 
-    /// Deletes group `id` and the contacts it created, in one transaction;
+    /// Deletes group `id`, the contacts it created and the list
+    /// memberships it added or of those contacts, in one transaction;
     /// returns the number of contacts removed.
     pub(crate) fn delete_group(&self, id: i64) -> Result<usize> {
         self.execute_batch("BEGIN TRANSACTION")?;
         let deleted = self
-            .execute("DELETE FROM contacts WHERE import_id = ?", [id])
+            .delete_import_memberships(id)
+            .and_then(|()| self.execute("DELETE FROM contacts WHERE import_id = ?", [id]))
             .and_then(|n| {
                 self.drop_undo_record(id)?;
                 self.execute("DELETE FROM import_groups WHERE id = ?", [id])?;
