@@ -293,3 +293,39 @@ fn an_undone_merge_brings_back_the_merged_contacts_and_stale_audits_are_refused(
     let again: Value = serde_json::from_slice(&succeeds(dir, &["merge", "--audit", "a2", "--json"])).expect("JSON");
     assert_eq!(again["contacts_merged"], 3);
 }
+
+#[test]
+fn an_undone_import_takes_back_the_list_memberships_it_added() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    // Anna is on the campaign before; the import puts Anna (kept as she
+    // was) and the contacts it creates or updates on it.
+    succeeds(dir, &["lists", "create", "spring"]);
+    write(dir, "ids.csv", "id,status\n1,called\n");
+    succeeds(dir, &["lists", "add", "spring", "ids.csv", "--by", "id"]);
+    let before = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT contact_id, status FROM list_members ORDER BY ALL",
+    );
+    assert_eq!(before, [["1", "called"]]);
+    write(dir, "changes.csv", CHANGES);
+    let summary = import(dir, &["changes.csv", "--name", "changes", "--list", "spring"]);
+    assert_eq!(summary["imported"], 1);
+    let members = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT contact_id, status, coalesce(CAST(import_id AS VARCHAR), '') FROM list_members ORDER BY ALL",
+    );
+    assert_eq!(members, [["1", "called", ""], ["2", "new", "2"], ["7", "new", "2"]]);
+    // A later `lists add` of the created contact to another list.
+    succeeds(dir, &["lists", "create", "other"]);
+    write(dir, "cecil.csv", "id\n7\n");
+    succeeds(dir, &["lists", "add", "other", "cecil.csv", "--by", "id"]);
+    let done = undo(dir, &["changes"]);
+    assert_eq!(done["memberships"], 3, "{done}");
+    let after = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT contact_id, status FROM list_members ORDER BY ALL",
+    );
+    assert_eq!(after, before, "only the membership from before stays");
+}
