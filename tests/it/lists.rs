@@ -604,7 +604,7 @@ fn a_store_older_than_lists_shows_none_when_read() {
     {
         let conn = duckdb::Connection::open(&db).expect("open");
         conn.execute_batch(
-            "DROP TABLE list_members; DROP TABLE lists; DROP SEQUENCE list_id_seq; \
+            "DROP TABLE list_members; DROP TABLE lists; DROP SEQUENCE list_id_seq; DROP TABLE undo_records; \
              UPDATE kontakt_meta SET value = '7' WHERE key = 'schema_version'",
         )
         .expect("schema 7");
