@@ -69,8 +69,10 @@ impl Mode {
 pub enum Key {
     /// The store's contact id.
     Id,
+    /// A contact's external_id (another system's record id).
     #[value(name = "external_id", alias = "external-id")]
     ExternalId,
+    /// A contact's email.
     Email,
     /// A phone number, found as a contact's phone or mobile.
     Phone,
