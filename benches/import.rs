@@ -79,18 +79,7 @@ impl Scenario {
     }
 }
 
-#[derive(Default, Clone)]
-struct Result {
-    seconds: Vec<f64>,
-    peak_mib: f64,
-    detail: String,
-}
-
-impl Result {
-    fn median(&self) -> f64 {
-        support::median(&self.seconds)
-    }
-}
+type Result = support::Runs;
 
 fn kontakt_run(kontakt: &Path, scenario: &Scenario, extra: &[&str], result: &mut Result) {
     let db = scenario.fresh_store();
@@ -283,26 +272,13 @@ fn main() {
         .zip(&results)
         .enumerate()
         {
-            let peer_seconds = peers[k / 2];
-            let seconds = result.median();
-            let line = format!(
-                "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",
-                scenario.label,
-                scenario.rows as f64 / seconds,
-                result.peak_mib,
-                seconds / peer_seconds
-            );
-            println!("{line}");
-            let _ = writeln!(report, "{line}");
-            // Every run's time, in run order (the runs of the three jobs
-            // alternate), so a stall of the machine shows as one outlier.
-            let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
-            let _ = writeln!(
-                details,
-                "- {} {job}: runs s {}; {}",
-                scenario.label,
-                each.join(", "),
-                result.detail
+            result.report(
+                &scenario.label,
+                job,
+                scenario.rows,
+                peers[k / 2],
+                &mut report,
+                &mut details,
             );
         }
     }
