@@ -84,18 +84,7 @@ impl Scenario {
     }
 }
 
-#[derive(Default, Clone)]
-struct Result {
-    seconds: Vec<f64>,
-    peak_mib: f64,
-    detail: String,
-}
-
-impl Result {
-    fn median(&self) -> f64 {
-        support::median(&self.seconds)
-    }
-}
+type Result = support::Runs;
 
 fn kontakt_run(kontakt: &Path, scenario: &Scenario, extra: &[&str], result: &mut Result) {
     kontakt_run_env(kontakt, scenario, extra, &[], result);
@@ -285,30 +274,6 @@ const UPSERT_PEER: &str = "UPDATE contacts AS c SET \
      FROM f JOIN m USING (\"row\") \
      WHERE m.n = 1 AND c.id = CAST(m.matched_ids AS BIGINT);";
 
-/// The table line of one job (printed), and every run's time in
-/// `details`, in run order (the runs of the jobs alternate, so a stall of
-/// the machine shows as one outlier).
-fn report_job(details: &mut String, scenario: &Scenario, job: &str, runs: usize, result: &Result, peer: f64) -> String {
-    let seconds = result.median();
-    let line = format!(
-        "| {} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",
-        scenario.label,
-        scenario.rows as f64 / seconds,
-        result.peak_mib,
-        seconds / peer
-    );
-    println!("{line}");
-    let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
-    let _ = writeln!(
-        details,
-        "- {} {job}: runs s {}; {}",
-        scenario.label,
-        each.join(", "),
-        result.detail
-    );
-    line
-}
-
 fn main() {
     // `cargo bench` passes --bench; a filter argument is not used here.
     if let Some(args) = peer_args() {
@@ -348,8 +313,14 @@ fn main() {
             let jobs = undo_jobs(&kontakt, scenario, runs);
             let peer_seconds = jobs[0].1.median();
             for (job, result) in &jobs {
-                let line = report_job(&mut details, scenario, job, runs, result, peer_seconds);
-                let _ = writeln!(report, "{line}");
+                result.report(
+                    &scenario.label,
+                    job,
+                    scenario.rows,
+                    peer_seconds,
+                    &mut report,
+                    &mut details,
+                );
             }
             continue;
         }
@@ -371,8 +342,14 @@ fn main() {
         .zip(&results)
         .enumerate()
         {
-            let line = report_job(&mut details, scenario, job, runs, result, peers[k / 2]);
-            let _ = writeln!(report, "{line}");
+            result.report(
+                &scenario.label,
+                job,
+                scenario.rows,
+                peers[k / 2],
+                &mut report,
+                &mut details,
+            );
         }
     }
     write_results(

@@ -112,18 +112,11 @@ fn fresh_store(template: &Path) -> PathBuf {
     db
 }
 
+/// A job's runs, and the members its last run added.
 #[derive(Default, Clone)]
 struct Result {
-    seconds: Vec<f64>,
-    peak_mib: f64,
+    runs: support::Runs,
     added: u64,
-    detail: String,
-}
-
-impl Result {
-    fn median(&self) -> f64 {
-        support::median(&self.seconds)
-    }
 }
 
 fn kontakt_run(kontakt: &Path, template: &Path, ids: &Path, rows: u64, result: &mut Result) {
@@ -147,10 +140,10 @@ fn kontakt_run(kontakt: &Path, template: &Path, ids: &Path, rows: u64, result: &
         "{summary}"
     );
     assert_eq!(summary["members"].as_u64(), Some(added));
-    result.seconds.push(seconds);
-    result.peak_mib = result.peak_mib.max(peak);
+    result.runs.seconds.push(seconds);
+    result.runs.peak_mib = result.runs.peak_mib.max(peak);
     result.added = added;
-    result.detail = format!(
+    result.runs.detail = format!(
         "added {added}, not found {}, peak MiB {}",
         summary["not_found"], summary["peak_memory_mib"]
     );
@@ -159,10 +152,10 @@ fn kontakt_run(kontakt: &Path, template: &Path, ids: &Path, rows: u64, result: &
 fn peer_run(template: &Path, ids: &Path, result: &mut Result) {
     let db = fresh_store(template);
     let (seconds, peak, stdout) = timed_peer(&[db.as_path(), ids], &dir().join("out-peer"));
-    result.seconds.push(seconds);
-    result.peak_mib = result.peak_mib.max(peak);
+    result.runs.seconds.push(seconds);
+    result.runs.peak_mib = result.runs.peak_mib.max(peak);
     result.added = stdout.trim().parse().expect("the peer prints its count");
-    result.detail = format!("added {}", result.added);
+    result.runs.detail = format!("added {}", result.added);
 }
 
 /// The peer job, in this process: plain DuckDB SQL.
@@ -219,24 +212,12 @@ fn main() {
             results[0].added, results[1].added,
             "kontakt and the peer add the same members"
         );
-        let peer_seconds = results[0].median();
+        let peer_seconds = results[0].runs.median();
         for (job, result) in ["DuckDB SQL peer", "kontakt lists add --by id"].iter().zip(&results) {
-            let seconds = result.median();
-            let line = format!(
-                "| {label} x {store_label} | {job} | {runs} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",
-                *rows as f64 / seconds,
-                result.peak_mib,
-                seconds / peer_seconds
-            );
-            println!("{line}");
-            let _ = writeln!(report, "{line}");
-            let each: Vec<String> = result.seconds.iter().map(|s| format!("{s:.2}")).collect();
-            let _ = writeln!(
-                details,
-                "- {label} x {store_label} {job}: runs s {}; {}",
-                each.join(", "),
-                result.detail
-            );
+            let label = format!("{label} x {store_label}");
+            result
+                .runs
+                .report(&label, job, *rows, peer_seconds, &mut report, &mut details);
         }
     }
     write_results(

@@ -18,6 +18,52 @@ pub fn count(text: &str) -> u64 {
     }
 }
 
+/// One job's runs: wall seconds in run order, the peak memory of all,
+/// and a detail of the last. (The audit bench reports in a form of its
+/// own.)
+#[allow(dead_code)]
+#[derive(Debug, Default, Clone)]
+pub struct Runs {
+    pub seconds: Vec<f64>,
+    pub peak_mib: f64,
+    pub detail: String,
+}
+
+#[allow(dead_code)]
+impl Runs {
+    pub fn median(&self) -> f64 {
+        median(&self.seconds)
+    }
+
+    /// Adds (and prints) the job's table line to `report`: `label` (the
+    /// scenario), `rows` per run, the time against `peer_seconds`; and
+    /// every run's time, in run order, to `details`, so a stall of the
+    /// machine shows as one outlier.
+    pub fn report(
+        &self,
+        label: &str,
+        job: &str,
+        rows: u64,
+        peer_seconds: f64,
+        report: &mut String,
+        details: &mut String,
+    ) {
+        use std::fmt::Write as _;
+        let seconds = self.median();
+        let line = format!(
+            "| {label} | {job} | {} | {seconds:.2} | {:.0} | {:.0} | {:.2} |",
+            self.seconds.len(),
+            rows as f64 / seconds,
+            self.peak_mib,
+            seconds / peer_seconds
+        );
+        println!("{line}");
+        let _ = writeln!(report, "{line}");
+        let each: Vec<String> = self.seconds.iter().map(|s| format!("{s:.2}")).collect();
+        let _ = writeln!(details, "- {label} {job}: runs s {}; {}", each.join(", "), self.detail);
+    }
+}
+
 /// The median of some runs' seconds.
 pub fn median(seconds: &[f64]) -> f64 {
     let mut s = seconds.to_vec();
@@ -38,7 +84,6 @@ pub fn peer_args() -> Option<Vec<PathBuf>> {
 
 /// Prints every run's details and writes the table, the details and how
 /// the runs were made (`how`, after the machine's cores) to `path`.
-/// (The audit bench reports in a form of its own.)
 #[allow(dead_code)]
 pub fn write_results(path: &Path, report: &str, details: &str, how: &str) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());

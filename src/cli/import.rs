@@ -206,14 +206,7 @@ impl ImportArgs {
                 secondary.unwrap_or_default()
             )));
         }
-        if let Some(description) = &self.description {
-            if description.trim().is_empty() {
-                return Err(Error::usage("--description: empty"));
-            }
-            if description.chars().any(char::is_control) {
-                return Err(Error::usage("--description: one line of text (no line breaks or tabs)"));
-            }
-        }
+        check_description(self.description.as_deref())?;
         let acknowledged = config.check_acknowledged(false, &self.acknowledge)?;
         Ok(ImportOptions {
             input: Input::from_arg(&self.file),
@@ -271,6 +264,20 @@ impl ImportArgs {
             Progress::Auto => std::io::stderr().is_terminal() && !console::is_dumb(),
         }
     }
+}
+
+/// `--description` (of an import, of a list): one line of text.
+pub(super) fn check_description(description: Option<&str>) -> Result<()> {
+    let Some(description) = description else {
+        return Ok(());
+    };
+    if description.trim().is_empty() {
+        return Err(Error::usage("--description: empty"));
+    }
+    if description.chars().any(char::is_control) {
+        return Err(Error::usage("--description: one line of text (no line breaks or tabs)"));
+    }
+    Ok(())
 }
 
 /// `--default-country CC`, checked: the phone metadata's region.

@@ -169,11 +169,7 @@ pub fn run(args: &ListsArgs, db: &Path) -> Result<()> {
     };
     match &args.command {
         ListsCommand::Create { name, description } => {
-            if let Some(d) = description
-                && d.chars().any(char::is_control)
-            {
-                return Err(Error::usage("--description: one line of text (no line breaks or tabs)"));
-            }
+            super::import::check_description(description.as_deref())?;
             let list = lists::create(&open(false)?, name, description.as_deref())?;
             println!("created list {:?}", list.name);
         }

@@ -6,7 +6,8 @@
 //!   largest (ids are assigned from 1 and never reused, so 10M contacts
 //!   take ~1.2 MB);
 //! - `--by email|phone|external_id`: the store's key hashes, `(hash,
-//!   contact id)` sorted, 16 bytes a value; a hash shared by several
+//!   contact id)` sorted, 16 bytes a value, with a directory by the top
+//!   bits of the hash (4 to 8 bytes a value); a hash shared by several
 //!   contacts is a `multiple_match`. Hashes are the xxh3 the key index and
 //!   the `unique` setting use: two values with one hash are taken as one,
 //!   a chance of about n·m/2⁶⁴ for m rows against n values (10M x 10M:
@@ -107,10 +108,17 @@ impl IdSet {
 }
 
 /// The stored contacts by the hash of a key value: `(hash, id)` pairs,
-/// sorted, each pair once.
+/// sorted, each pair once, and a directory of where each run of hashes
+/// with the same top `bits` starts. A binary search of 10M pairs (160 MB)
+/// is ~24 cache misses a row: 1M emails against a 10M store took 9.2 s,
+/// 6.7 µs a row. xxh3 spreads the hashes evenly, so the directory (about
+/// one or two slots a pair) leaves one or two pairs to look at: two misses.
 #[derive(Debug, Clone, Default)]
 pub struct KeyHashes {
     pairs: Vec<(u64, i64)>,
+    /// `starts[b]`: the first pair whose hash's top `bits` are `b` or more.
+    starts: Vec<u32>,
+    bits: u32,
 }
 
 impl KeyHashes {
@@ -129,14 +137,33 @@ impl KeyHashes {
         // A contact with one number as phone and as mobile is one match.
         pairs.dedup();
         pairs.shrink_to_fit();
-        KeyHashes { pairs }
+        // About one slot a pair, at most 2^26 (256 MB of pairs would be
+        // 16M of them).
+        let bits = (usize::BITS - pairs.len().leading_zeros()).clamp(1, 26);
+        let slots = 1usize << bits;
+        let mut starts = Vec::with_capacity(slots + 1);
+        let mut at = 0;
+        for slot in 0..slots as u64 {
+            while at < pairs.len() && pairs[at].0 >> (64 - bits) < slot {
+                at += 1;
+            }
+            starts.push(at as u32);
+        }
+        starts.push(pairs.len() as u32);
+        KeyHashes { pairs, starts, bits }
     }
 
     /// The ids of the contacts holding a value of this hash, ascending.
     pub fn find(&self, hash: u64) -> impl ExactSizeIterator<Item = i64> + '_ {
-        let start = self.pairs.partition_point(|&(h, _)| h < hash);
-        let len = self.pairs[start..].partition_point(|&(h, _)| h == hash);
-        self.pairs[start..start + len].iter().map(|&(_, id)| id)
+        let run = if self.starts.is_empty() {
+            &[][..]
+        } else {
+            let slot = (hash >> (64 - self.bits)) as usize;
+            &self.pairs[self.starts[slot] as usize..self.starts[slot + 1] as usize]
+        };
+        let start = run.partition_point(|&(h, _)| h < hash);
+        let len = run[start..].partition_point(|&(h, _)| h == hash);
+        run[start..start + len].iter().map(|&(_, id)| id)
     }
 }
 
@@ -168,5 +195,17 @@ mod tests {
         assert_eq!(hashes.find(u64::MAX).collect::<Vec<_>>(), [4]);
         assert_eq!(hashes.find(5).len(), 0);
         assert_eq!(KeyHashes::default().find(0).len(), 0);
+        assert_eq!(KeyHashes::from_pairs(Vec::new()).find(7).len(), 0);
+        // Many pairs: every hash found through the directory, in any slot.
+        let pairs: Vec<(u64, i64)> = (0..5000u64)
+            .map(|i| (crate::fields::key_hash(&i.to_string()), i as i64))
+            .chain([(0, 1), (0, 2), (u64::MAX, 3)])
+            .collect();
+        let hashes = KeyHashes::from_pairs(pairs.clone());
+        for &(hash, id) in &pairs {
+            assert!(hashes.find(hash).any(|found| found == id), "{hash}");
+        }
+        assert_eq!(hashes.find(0).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(hashes.find(1).len(), 0);
     }
 }

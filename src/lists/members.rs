@@ -45,7 +45,7 @@ use crate::normalize::stage::normalize_one;
 use crate::read::{self, Input, RawBatch, ReadOptions};
 use crate::store::Store;
 use crate::store::groups::now_micros;
-use crate::store::lists::{member_schema, member_update_schema};
+use crate::store::lists::{MemberStream, member_schema, member_update_schema};
 use crate::write::{RowWriter, peak_memory_mib, safe_component};
 
 /// Onto the list, or off it.
@@ -69,8 +69,10 @@ impl Mode {
 pub enum Key {
     /// The store's contact id.
     Id,
+    /// A contact's external_id (another system's record id).
     #[value(name = "external_id", alias = "external-id")]
     ExternalId,
+    /// A contact's email.
     Email,
     /// A phone number, found as a contact's phone or mobile.
     Phone,
@@ -547,8 +549,16 @@ pub fn run(options: &MembersOptions, run: &Run) -> Result<MembersSummary> {
     };
     // Ctrl-C or SIGTERM before the commit rolls it all back: the store's
     // statements are interrupted while it is armed (`crate::cancel`).
-    let armed = run.cancel.arm(store.interrupt())?;
     let write = !options.dry_run;
+    // New memberships stream into the store as the file is read: a
+    // channel to the store's scan, made before the transaction begins.
+    let (sender, receiver) = mpsc::sync_channel::<RecordBatch>(4);
+    let stream = if write {
+        Some(store.member_stream(receiver)?)
+    } else {
+        None
+    };
+    let armed = run.cancel.arm(store.interrupt())?;
     if write {
         store.begin()?;
     }
@@ -560,9 +570,8 @@ pub fn run(options: &MembersOptions, run: &Run) -> Result<MembersSummary> {
             None => None,
         };
         // The file is read, judged and written on a thread of its own
-        // while this one hands the changes to the store (whose appends
-        // run on the caller's thread): the two overlap.
-        let (sender, receiver) = mpsc::sync_channel::<Stored>(4);
+        // while the store's scan takes the new memberships (on DuckDB's
+        // threads): the two overlap.
         let producer = Producer {
             step: Step { options, name, columns },
             judge: &judge,
@@ -570,21 +579,24 @@ pub fn run(options: &MembersOptions, run: &Run) -> Result<MembersSummary> {
             list_id: list_id.filter(|_| write),
             sender,
         };
-        let (produced, stored) = std::thread::scope(|scope| {
+        let (produced, inserted) = std::thread::scope(|scope| {
             let files = &mut files;
             let members = &mut members;
             let tally = &mut tally;
             let table = &mut table;
             let handle = scope.spawn(move || producer.run(table, files, members, tally));
-            let stored = store_changes(&store, receiver);
-            (handle.join().unwrap_or(Err(Error::Stopped)), stored)
+            let inserted = stream.as_ref().map_or(Ok(()), MemberStream::insert);
+            (handle.join().unwrap_or(Err(Error::Stopped)), inserted)
         });
         // The store's own error stopped the producer, not the other way.
-        stored?;
-        let removed = produced?;
+        inserted?;
+        let (removed, updates) = produced?;
         if let (true, Some(list_id)) = (write, list_id) {
             test_stage("lists_apply");
             run.cancel.check()?;
+            for batch in updates {
+                store.stage_member_updates(batch)?;
+            }
             store.apply_member_updates(list_id)?;
             store.remove_members(list_id, &removed)?;
         }
@@ -641,46 +653,31 @@ pub fn run(options: &MembersOptions, run: &Run) -> Result<MembersSummary> {
     Ok(summary)
 }
 
-/// What the producer hands to the store.
-enum Stored {
-    Members(RecordBatch),
-    Updates(RecordBatch),
-}
-
-/// Appends and stages what the producer sends until it is done; an error
-/// returns at once (the receiver dropped stops the producer).
-fn store_changes(store: &Store, receiver: mpsc::Receiver<Stored>) -> Result<()> {
-    for stored in receiver {
-        match stored {
-            Stored::Members(batch) => store.append_members(batch)?,
-            Stored::Updates(batch) => store.stage_member_updates(batch)?,
-        }
-    }
-    Ok(())
-}
-
 /// The file's side of a run: read, judge (rayon), write the row files,
-/// and send the store's changes.
+/// and send the new memberships to the store.
 struct Producer<'a> {
     step: Step<'a>,
     judge: &'a Judge<'a>,
     cancel: &'a Cancel,
     /// Where new memberships go; `None`: nothing is sent (a dry run).
     list_id: Option<i64>,
-    sender: mpsc::SyncSender<Stored>,
+    sender: mpsc::SyncSender<RecordBatch>,
 }
 
 impl Producer<'_> {
-    /// Every batch of `table`; returns the contacts to take off the list.
+    /// Every batch of `table`; returns the contacts to take off the list
+    /// and the changes of existing members (staged once the new ones are
+    /// in: the store's connection is busy with them until then).
     fn run(
         self,
         table: &mut read::Table,
         files: &mut Files,
         members: &mut IdSet,
         tally: &mut Tally,
-    ) -> Result<Vec<i64>> {
+    ) -> Result<(Vec<i64>, Vec<RecordBatch>)> {
         let now = now_micros();
         let mut removed: Vec<i64> = Vec::new();
+        let mut updates: Vec<RecordBatch> = Vec::new();
         let mut changes = Changes::default();
         for raw in table {
             self.cancel.check()?;
@@ -696,15 +693,12 @@ impl Producer<'_> {
                 changes = Changes::default();
                 continue;
             };
-            let send = |stored| self.sender.send(stored).map_err(|_| Error::Stopped);
             if let Some(batch) = changes.members(list_id, now)? {
-                send(Stored::Members(batch))?;
+                self.sender.send(batch).map_err(|_| Error::Stopped)?;
             }
-            if let Some(batch) = changes.updates()? {
-                send(Stored::Updates(batch))?;
-            }
+            updates.extend(changes.updates()?);
         }
-        Ok(removed)
+        Ok((removed, updates))
     }
 }
 

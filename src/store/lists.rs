@@ -7,14 +7,16 @@
 //! A membership is `(list, contact)` with a status, an agent, a callback
 //! time, when it was added and the import that added it. The store keeps
 //! no key on it (bulk appends are the hot path): the callers keep
-//! `(list, contact)` unique, as [`Store::append_members`] says.
+//! `(list, contact)` unique, as [`Store::member_stream`] says.
 
 use std::sync::Arc;
+use std::sync::mpsc::Receiver;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
+use super::duckdb::lists::DuckDbMemberStream;
 use super::{Backend, Store};
 use crate::error::Result;
 
@@ -30,7 +32,7 @@ pub struct ListInfo {
     pub members: i64,
 }
 
-/// The columns of the batches [`Store::append_members`] takes, in order:
+/// The columns of the batches [`Store::member_stream`] takes, in order:
 /// `list_id` and `contact_id` (Int64), `status` (Utf8), `agent` (Utf8,
 /// nullable), `callback_at` and `added_at` (microseconds since the epoch,
 /// `added_at` never null), `import_id` (Int64, nullable).
@@ -105,10 +107,13 @@ impl Store {
         dispatch!(self, db => db.scan_list_members(list_id, each))
     }
 
-    /// Appends new memberships ([`member_schema`]), inside the caller's
-    /// transaction. None of them may be a membership already.
-    pub fn append_members(&self, batch: RecordBatch) -> Result<()> {
-        dispatch!(self, db => db.append_members(batch))
+    /// A stream of new memberships ([`member_schema`] batches) from
+    /// `batches`, written by [`MemberStream::insert`] inside the
+    /// transaction that begins after this call (none may be a membership
+    /// already).
+    pub fn member_stream(&self, batches: Receiver<RecordBatch>) -> Result<MemberStream<'_>> {
+        let backend = dispatch!(self, db => Streaming::DuckDb(db.member_stream(batches)?));
+        Ok(MemberStream { backend })
     }
 
     /// Stages changes of existing memberships of one list
@@ -137,5 +142,32 @@ impl Store {
     /// as it is. Returns the memberships added.
     pub fn add_import_to_list(&self, list: &str, import_id: i64, created: (i64, i64), updated: &[i64]) -> Result<u64> {
         dispatch!(self, db => db.add_import_to_list(list, import_id, created, updated))
+    }
+}
+
+/// New memberships on their way into the store (see
+/// [`Store::member_stream`]).
+pub struct MemberStream<'s> {
+    backend: Streaming<'s>,
+}
+
+enum Streaming<'s> {
+    DuckDb(DuckDbMemberStream<'s>),
+}
+
+impl MemberStream<'_> {
+    /// Writes every batch the channel gives until its sender is gone;
+    /// then (or on an error) the channel is closed, so a sender still
+    /// sending learns that nobody reads.
+    pub fn insert(&self) -> Result<()> {
+        match &self.backend {
+            Streaming::DuckDb(s) => s.insert(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MemberStream<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemberStream")
     }
 }

@@ -92,6 +92,7 @@ fn lists_are_created_listed_shown_renamed_and_deleted() {
     let err = fails(dir, &["lists", "create", "calls"], 2);
     assert!(err.contains("exists already"), "{err}");
     fails(dir, &["lists", "create", " "], 2);
+    fails(dir, &["lists", "create", "x", "--description", "two\nlines"], 2);
     succeeds(dir, &["lists", "create", "mail"]);
     let all = json(dir, &["lists", "list", "--json"]);
     let names: Vec<&str> = all

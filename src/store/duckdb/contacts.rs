@@ -61,10 +61,13 @@ impl DuckDb {
     pub(crate) fn key_hashes(&self, field: &str) -> Result<Vec<(u64, i64)>> {
         let hash = hash_column(Self::key_column(field));
         let mut pairs = Vec::new();
-        for batch in self.query_arrow(
-            &format!("SELECT {hash}, id FROM contacts WHERE {hash} IS NOT NULL"),
-            &[],
-        )? {
+        // Streamed: the pairs are the only copy held (10M contacts: 160 MB).
+        let mut stmt = self
+            .connection()
+            .prepare(&format!("SELECT {hash}, id FROM contacts WHERE {hash} IS NOT NULL"))
+            .map_err(|e| self.error(&e))?;
+        for batch in self.batches(&mut stmt, [], true)? {
+            let batch = batch?;
             let hashes = batch.column(0).as_primitive::<UInt64Type>();
             let ids = batch.column(1).as_primitive::<Int64Type>();
             pairs.extend(hashes.values().iter().copied().zip(ids.values().iter().copied()));

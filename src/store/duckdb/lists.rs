@@ -4,14 +4,18 @@
 //! ones through one `UPDATE … FROM` a staged table, removals through one
 //! `DELETE` with a staged table of ids.
 
-use arrow::array::{AsArray, Int64Array};
-use arrow::datatypes::Int64Type;
-use arrow::record_batch::RecordBatch;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::DuckDb;
+use arrow::array::{AsArray, Int64Array};
+use arrow::datatypes::{Int64Type, SchemaRef};
+use arrow::error::ArrowError;
+use arrow::record_batch::{RecordBatch, RecordBatchReader};
+
+use super::{ArrowViews, DuckDb};
 use crate::error::Result;
 use crate::store::groups::now_micros;
-use crate::store::lists::ListInfo;
+use crate::store::lists::{ListInfo, member_schema};
 
 /// The staged changes of memberships (a temporary table of the connection).
 const UPDATES: &str = "kontakt_member_updates";
@@ -127,12 +131,6 @@ impl DuckDb {
         Ok(())
     }
 
-    pub(crate) fn append_members(&self, batch: RecordBatch) -> Result<()> {
-        let mut appender = self.conn.appender("list_members").map_err(|e| self.error(&e))?;
-        appender.append_record_batch(batch).map_err(|e| self.error(&e))?;
-        appender.flush().map_err(|e| self.error(&e))
-    }
-
     pub(crate) fn stage_member_updates(&self, batch: RecordBatch) -> Result<()> {
         self.execute_batch(&format!(
             "CREATE TEMP TABLE IF NOT EXISTS {UPDATES} (contact_id BIGINT, row UBIGINT, status VARCHAR, \
@@ -172,11 +170,9 @@ impl DuckDb {
     /// Stages `ids` in the temporary table [`IDS`] (made anew).
     fn stage_ids(&self, ids: &[i64]) -> Result<()> {
         self.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {IDS} (id BIGINT)"))?;
-        let batch = RecordBatch::try_from_iter([(
-            "id",
-            std::sync::Arc::new(Int64Array::from(ids.to_vec())) as arrow::array::ArrayRef,
-        )])
-        .map_err(|e| self.arrow_error(&e))?;
+        let batch =
+            RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(ids.to_vec())) as arrow::array::ArrayRef)])
+                .map_err(|e| self.arrow_error(&e))?;
         self.append_temp(IDS, [Ok(batch)])
     }
 
@@ -231,6 +227,83 @@ impl DuckDb {
             [import_id, import_id],
         )
         .map(|_| ())
+    }
+}
+
+/// New memberships streamed into `list_members`: DuckDB's Arrow scan
+/// reads them from a channel (on its threads, in parallel with the
+/// conversion and compression of what it read), the way an import's new
+/// contacts reach the store.
+pub(crate) struct DuckDbMemberStream<'s> {
+    db: &'s DuckDb,
+    /// Kept until the stream is dropped (after the transaction's end).
+    _views: ArrowViews,
+    view: String,
+    receiver: SharedReceiver,
+}
+
+type SharedReceiver = Arc<Mutex<Option<Receiver<RecordBatch>>>>;
+
+/// The channel as DuckDB's scan reads it: a batch at a time until the
+/// sender is gone (or the stream is closed).
+struct ChannelScan {
+    receiver: SharedReceiver,
+    schema: SchemaRef,
+}
+
+impl Iterator for ChannelScan {
+    type Item = std::result::Result<RecordBatch, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let receiver = self.receiver.lock().unwrap_or_else(PoisonError::into_inner);
+        receiver.as_ref()?.recv().ok().map(Ok)
+    }
+}
+
+impl RecordBatchReader for ChannelScan {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+}
+
+impl DuckDb {
+    /// Registers the view of a stream of new memberships; before the
+    /// transaction begins (it would not see a newer view).
+    pub(crate) fn member_stream(&self, batches: Receiver<RecordBatch>) -> Result<DuckDbMemberStream<'_>> {
+        let receiver = Arc::new(Mutex::new(Some(batches)));
+        let mut views = self.arrow_views()?;
+        let view = views
+            .register(
+                "kontakt_members",
+                Box::new(ChannelScan {
+                    receiver: receiver.clone(),
+                    schema: member_schema(),
+                }),
+            )
+            .map_err(|e| self.error_message(e))?;
+        Ok(DuckDbMemberStream {
+            db: self,
+            _views: views,
+            view,
+            receiver,
+        })
+    }
+}
+
+impl DuckDbMemberStream<'_> {
+    pub(crate) fn insert(&self) -> Result<()> {
+        // Several threads scan the stream; the order rows land in does
+        // not matter (and keeping it would cost a thread waiting).
+        let inserted = self.db.execute_batch(&format!(
+            "SET preserve_insertion_order = false; INSERT INTO list_members SELECT * FROM {}",
+            self.view
+        ));
+        self.close();
+        inserted
+    }
+
+    pub(crate) fn close(&self) {
+        self.receiver.lock().unwrap_or_else(PoisonError::into_inner).take();
     }
 }
 

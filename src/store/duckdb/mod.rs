@@ -13,7 +13,7 @@ mod export;
 mod groups;
 mod id_bitmap;
 mod keys;
-mod lists;
+pub(crate) mod lists;
 mod merge;
 pub(crate) mod schema;
 mod transaction;
