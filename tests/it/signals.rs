@@ -151,6 +151,12 @@ fn assert_cancelled(
     assert!(contacts == before.0, "{name}: the contacts changed");
     let group = group(dir, name);
     assert_eq!(group["status"], "cancelled", "{name}: {group}");
+    // The undo records it wrote as it went are gone.
+    let records = crate::import::query(
+        &dir.join("kontakt.duckdb"),
+        &format!("SELECT count(*) FROM undo_records WHERE group_id = {}", group["id"]),
+    );
+    assert_eq!(records, [["0"]], "{name}: undo records left");
     // The groups from before are as they were; every later one (this
     // test's earlier runs) was cancelled.
     let before = before.1.as_array().expect("groups");

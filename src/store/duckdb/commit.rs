@@ -122,7 +122,11 @@ impl DuckDb {
             ),
             updates_view,
             update_sql: UpdateSql::new(fields, spec.hashed, spec.master),
-            undo_of: spec.undo_of.filter(|_| !super::undo::off()),
+            recorder: spec
+                .undo_of
+                .filter(|_| !super::undo::off())
+                .map(|group| super::undo::Recorder::new(self, group))
+                .transpose()?,
         })
     }
 }
@@ -222,9 +226,9 @@ pub(crate) struct DuckDbImport<'s> {
     updates_view: String,
     /// The set-based update of the staged rows.
     update_sql: UpdateSql,
-    /// The group whose undo record keeps the earlier values of the
-    /// contacts the updates change (none for `contacts add`).
-    undo_of: Option<i64>,
+    /// Keeps the earlier values of the contacts the updates change, for
+    /// the group's undo (none for `contacts add`).
+    recorder: Option<super::undo::Recorder>,
 }
 
 impl DuckDbImport<'_> {
@@ -303,9 +307,9 @@ impl DuckDbImport<'_> {
             for range in bounds.windows(2) {
                 if range[1] > range[0] {
                     crate::cancel::test_stage("commit_update_part");
-                    if let Some(group) = self.undo_of {
+                    if let Some(recorder) = &self.recorder {
                         let sql = self.update_sql.record_part(&part, source, range[0], range[1]);
-                        self.db.keep_undo(group, "restore", &self.db.query_arrow(&sql, &[])?)?;
+                        recorder.keep("restore", &self.db.query_arrow(&sql, &[])?)?;
                     }
                     let sql = self.update_sql.part(&part, source, range[0], range[1]);
                     changed += self.db.execute(&sql, [now])? as u64;
@@ -325,10 +329,15 @@ impl DuckDbImport<'_> {
     }
 
     /// Drops the streams' views, then rolls back.
-    pub(crate) fn roll_back(self) -> Result<()> {
+    pub(crate) fn roll_back(mut self) -> Result<()> {
         let db = self.db;
+        let recorder = self.recorder.take();
         drop(self);
-        db.rollback_after_failure()
+        let rolled_back = db.rollback_after_failure();
+        if let Some(recorder) = recorder {
+            recorder.discard()?;
+        }
+        rolled_back
     }
 }
 

@@ -73,8 +73,9 @@ impl DuckDb {
         self.execute(
             "UPDATE import_groups SET status = ?, reason = ?, finished_at = make_timestamp(?) WHERE id = ?",
             duckdb::params![status, reason, finished_at, id],
-        )
-        .map(|_| ())
+        )?;
+        // The undo records it wrote as it went (see `undo::Recorder`).
+        self.drop_undo_record(id)
     }
 
     /// The groups' query. Timestamps are stored in UTC; shown as ISO 8601

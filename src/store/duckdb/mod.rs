@@ -87,10 +87,12 @@ impl DuckDb {
     /// file), so an import group still `running` belongs to a process that
     /// ended without finishing (killed, power loss): it is recorded as
     /// `failed` ("interrupted") here, and its name is free again; the
-    /// updates it staged beside the store are removed.
+    /// updates it staged beside the store and the undo records it wrote
+    /// are removed.
     pub fn open(path: &Path) -> Result<DuckDb> {
         let store = DuckDb::open_as(path, false)?;
         store.fail_interrupted_groups()?;
+        store.remove_stray_undo_records()?;
         updates::remove_stale_scratch(path);
         Ok(store)
     }

@@ -30,6 +30,43 @@ pub(super) fn off() -> bool {
     std::env::var("KONTAKT_TEST_NO_UNDO").as_deref() == Ok("1")
 }
 
+/// Writes one group's undo records on a connection of its own, each
+/// committed as it is written, not in the group's transaction: DuckDB
+/// holds a transaction's new values in memory until it commits, and the
+/// record of a 10M x 10M upsert (about 400 MB) did not fit its memory cap
+/// beside the import ("failed to pin block"). Records of a group that did
+/// not complete are never read, and are removed when the import rolls
+/// back or the store is next opened for writing.
+pub(super) struct Recorder {
+    conn: DuckDb,
+    group: i64,
+}
+
+impl Recorder {
+    pub(super) fn new(db: &DuckDb, group: i64) -> Result<Recorder> {
+        Ok(Recorder {
+            conn: db.try_clone()?,
+            group,
+        })
+    }
+
+    /// Keeps `batches` as a record of `kind`.
+    pub(super) fn keep(&self, kind: &str, batches: &[RecordBatch]) -> Result<()> {
+        self.conn.keep_undo(self.group, kind, batches)
+    }
+
+    /// Removes the records kept so far (the group did not complete).
+    pub(super) fn discard(&self) -> Result<()> {
+        self.conn.drop_undo_record(self.group)
+    }
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Recorder({})", self.group)
+    }
+}
+
 /// How many contacts a scope lists by id in its error.
 const FIRST_IDS: usize = 5;
 
@@ -69,8 +106,8 @@ pub(super) fn record_column(alias: &str, column: &str) -> String {
 impl DuckDb {
     /// Keeps `batches` as a record of `kind` of group `group` (nothing when
     /// they have no rows): one IPC stream per thread's share, compressed
-    /// in parallel.
-    pub(super) fn keep_undo(&self, group: i64, kind: &str, batches: &[RecordBatch]) -> Result<()> {
+    /// in parallel, each committed at once (see [`Recorder`]).
+    fn keep_undo(&self, group: i64, kind: &str, batches: &[RecordBatch]) -> Result<()> {
         use rayon::prelude::*;
         if off() || batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
@@ -101,10 +138,27 @@ impl DuckDb {
         Ok(())
     }
 
+    /// Removes the undo records of groups that did not complete (an
+    /// import or merge writes them as it goes, outside its transaction:
+    /// see [`Recorder`]).
+    pub(super) fn remove_stray_undo_records(&self) -> Result<()> {
+        self.execute(
+            "DELETE FROM undo_records WHERE group_id NOT IN \
+             (SELECT id FROM import_groups WHERE status = 'completed')",
+            [],
+        )
+        .map(|_| ())
+    }
+
     /// Keeps what the undo of merge `merge` needs, before its members are
     /// deleted: the survivors as they were (`before`), and the members
     /// merged away (`pairs`: contact_id, survivor_id).
     pub(super) fn record_merge(&self, merge: i64, before: &str, pairs: &str) -> Result<()> {
+        if merge == 0 {
+            // A dry run keeps nothing.
+            return Ok(());
+        }
+        let recorder = Recorder::new(self, merge)?;
         let columns = self.columns("contacts")?;
         let survivors = self.query_arrow(
             &format!("SELECT {} FROM {before} AS b", record_columns("b", &columns)),
@@ -119,7 +173,7 @@ impl DuckDb {
             ),
             &[],
         )?;
-        self.keep_undo(merge, "reinsert", &merged)
+        recorder.keep("reinsert", &merged)
     }
 
     /// Moves the list memberships of the contacts a merge merges away to
@@ -151,7 +205,9 @@ impl DuckDb {
             ),
             &[],
         )?;
-        self.keep_undo(merge, "members", &kept)?;
+        if merge != 0 {
+            Recorder::new(self, merge)?.keep("members", &kept)?;
+        }
         self.execute_batch(&format!(
             "DELETE FROM list_members WHERE contact_id IN \
                (SELECT contact_id FROM {pairs} WHERE contact_id <> survivor_id); \
