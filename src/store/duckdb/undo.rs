@@ -14,7 +14,6 @@
 //! as the update itself (its per-column compression of every row), a blob
 //! costs about a memory copy (docs/DESIGN.md, "Undo").
 
-use arrow::datatypes::SchemaRef;
 use arrow::ipc::CompressionType;
 use arrow::ipc::reader::StreamReader;
 use arrow::ipc::writer::{IpcWriteOptions, StreamWriter};
@@ -222,36 +221,43 @@ impl DuckDb {
         let mut any = false;
         for (kind, table) in KINDS {
             self.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
-            let blobs: Vec<Vec<u8>> = {
+            let mut any_of_kind = false;
+            // One stream at a time: each is up to tens of MB, and DuckDB
+            // would hold a whole result of them under its memory cap.
+            let seqs: Vec<i32> = {
                 let conn = self.connection();
                 let mut statement = conn
-                    .prepare("SELECT data FROM undo_records WHERE group_id = ? AND kind = ? ORDER BY seq")
+                    .prepare("SELECT seq FROM undo_records WHERE group_id = ? AND kind = ? ORDER BY seq")
                     .map_err(|e| self.error(&e))?;
                 statement
                     .query_map(duckdb::params![group, kind], |r| r.get(0))
                     .and_then(|rows| rows.collect::<std::result::Result<_, _>>())
                     .map_err(|e| self.error(&e))?
             };
-            let mut batches = Vec::new();
-            let mut schema: Option<SchemaRef> = None;
-            for blob in blobs {
+            for seq in seqs {
+                let blob: Vec<u8> = self
+                    .connection()
+                    .query_row(
+                        "SELECT data FROM undo_records WHERE group_id = ? AND kind = ? AND seq = ?",
+                        duckdb::params![group, kind, seq],
+                        |r| r.get(0),
+                    )
+                    .map_err(|e| self.error(&e))?;
                 let reader =
                     StreamReader::try_new(std::io::Cursor::new(blob), None).map_err(|e| self.arrow_error(&e))?;
-                schema.get_or_insert_with(|| reader.schema());
-                for batch in reader {
-                    batches.push(batch.map_err(|e| self.arrow_error(&e))?);
+                if !any_of_kind {
+                    let like = if kind == "members" {
+                        "SELECT *, false AS added FROM list_members".to_string()
+                    } else {
+                        let columns: Vec<String> = reader.schema().fields().iter().map(|f| f.name().clone()).collect();
+                        format!("SELECT {} FROM contacts AS c", record_columns("c", &columns))
+                    };
+                    self.execute_batch(&format!("CREATE TEMP TABLE {table} AS {like} LIMIT 0"))?;
+                    any_of_kind = true;
                 }
+                self.append_temp(table, reader.map(|batch| batch.map_err(|e| self.arrow_error(&e))))?;
             }
-            let Some(schema) = schema else { continue };
-            any = true;
-            let like = if kind == "members" {
-                "SELECT *, false AS added FROM list_members".to_string()
-            } else {
-                let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-                format!("SELECT {} FROM contacts AS c", record_columns("c", &columns))
-            };
-            self.execute_batch(&format!("CREATE TEMP TABLE {table} AS {like} LIMIT 0"))?;
-            self.append_temp(table, batches.into_iter().map(Ok))?;
+            any |= any_of_kind;
         }
         Ok(any)
     }
