@@ -121,11 +121,12 @@ fn host_name() -> String {
 impl Store {
     /// Records a new import group as `running` (at once, outside any
     /// transaction, so it survives a rollback) after checking its name: a
-    /// running or completed group of that name is a usage error; a failed
-    /// or cancelled one is replaced. Returns the group's id.
+    /// running, completed or undone group of that name is a usage error
+    /// (an undone group is the record of what was taken back); a failed or
+    /// cancelled one is replaced. Returns the group's id.
     pub fn start_group(&self, name: &str, source: &str, info: &GroupInfo) -> Result<i64> {
         if let Some((id, status)) = dispatch!(self, db => db.group_status(name))? {
-            if status == "running" || status == "completed" {
+            if matches!(status.as_str(), "running" | "completed" | "undone") {
                 return Err(Error::usage(format!(
                     "an import named {name:?} already exists (id {id}, {status}); choose another --name"
                 )));

@@ -329,3 +329,30 @@ fn an_undone_import_takes_back_the_list_memberships_it_added() {
     );
     assert_eq!(after, before, "only the membership from before stays");
 }
+
+#[test]
+fn a_forced_undo_is_a_change_that_a_later_groups_undo_sees_and_an_undone_name_stays_taken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    for (name, city) in [("a0", "Praha"), ("a1", "Wien"), ("a2", "Berlin")] {
+        write(
+            dir,
+            &format!("{name}.csv"),
+            format!("email,city\njan@example.cz,{city}\n"),
+        );
+        import(dir, &[&format!("{name}.csv"), "--name", name]);
+    }
+    let city = || query(&dir.join("kontakt.duckdb"), "SELECT city FROM contacts");
+    // a2 changed Jan after a1: forced, a1's undo gives him a0's city.
+    undo(dir, &["a1", "--force"]);
+    assert_eq!(city(), [["Praha"]]);
+    // The forced undo changed Jan after a2: a2's undo (which would bring
+    // back a1's Wien) is refused.
+    let err = fails(dir, &["imports", "undo", "a2"], 2);
+    assert!(err.contains("1 of the contacts") && err.contains("ids 1)"), "{err}");
+    assert_eq!(city(), [["Praha"]]);
+    // An undone import keeps its name: a new import cannot take it.
+    let err = fails(dir, &["import", "a1.csv", "--name", "a1"], 2);
+    assert!(err.contains("already exists") && err.contains("undone"), "{err}");
+    assert_eq!(group(dir, "a1")["status"], "undone");
+}

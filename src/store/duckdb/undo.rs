@@ -77,6 +77,10 @@ const KINDS: [(&str, &str); 3] = [
     ("members", "kontakt_undo_members"),
 ];
 
+/// The contacts an undo's group touched that changed since (see
+/// [`DuckDb::undo_scope`]).
+const CHANGED: &str = "kontakt_undo_changed";
+
 /// The columns of `contacts` that are ENUMs: kept as text (DuckDB gives
 /// them to Arrow as dictionaries, which its appender does not take back).
 const ENUMS: [&str; 4] = ["type", "gender", "email_opt_in", "sms_opt_in"];
@@ -309,11 +313,12 @@ impl DuckDb {
                 "{changed} UNION ALL SELECT u.id FROM kontakt_undo_reinsert AS u JOIN contacts AS c ON c.id = u.id"
             );
         }
-        scope.changed_later = self.query_i64(&format!("SELECT count(*) FROM ({changed})"), [])? as u64;
+        self.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {CHANGED} AS {changed}"))?;
+        scope.changed_later = self.query_i64(&format!("SELECT count(*) FROM {CHANGED}"), [])? as u64;
         if scope.changed_later > 0 {
             let conn = self.connection();
             let mut statement = conn
-                .prepare(&format!("SELECT id FROM ({changed}) ORDER BY id LIMIT {FIRST_IDS}"))
+                .prepare(&format!("SELECT id FROM {CHANGED} ORDER BY id LIMIT {FIRST_IDS}"))
                 .map_err(|e| self.error(&e))?;
             scope.first_changed = statement
                 .query_map([], |r| r.get(0))
@@ -350,6 +355,14 @@ impl DuckDb {
                 "UPDATE contacts AS c SET {} FROM kontakt_undo_restore AS u WHERE c.id = u.id",
                 set.join(", ")
             ))?;
+            // A contact changed since (an undo with --force) now holds
+            // values from before the group next to later ones: it is
+            // changed now, so that the undo of a later group that touched
+            // it sees so.
+            self.execute(
+                &format!("UPDATE contacts SET updated_at = make_timestamp(?) WHERE id IN (SELECT id FROM {CHANGED})"),
+                [now],
+            )?;
         }
         if self.loaded("reinsert")? {
             self.execute_batch(&format!(
@@ -364,7 +377,7 @@ impl DuckDb {
                  INSERT INTO list_members SELECT * EXCLUDE (added) FROM kontakt_undo_members WHERE NOT added",
             )?;
         }
-        for (_, table) in KINDS {
+        for table in KINDS.map(|(_, table)| table).into_iter().chain([CHANGED]) {
             self.execute_batch(&format!("DROP TABLE IF EXISTS {table}"))?;
         }
         self.drop_undo_record(group)?;
