@@ -60,7 +60,8 @@ pub enum ImportsCommand {
         #[arg(long)]
         dry_run: bool,
         /// Undo even when contacts the import touched were changed since
-        /// (their later changes to the same fields are lost).
+        /// (later changes to the fields the import changed are lost; the
+        /// other fields keep theirs).
         #[arg(long)]
         force: bool,
         /// Print JSON (`import_id`, `name`, `kind`, `dry_run`, `created`,

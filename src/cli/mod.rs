@@ -154,12 +154,20 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Prints rows as a table with aligned columns (numbers right-aligned).
+/// Prints rows as a table with aligned columns (numbers right-aligned),
+/// by the width each cell takes on a terminal (a wide character takes
+/// two columns, a combining accent none).
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    print!("{}", table(header, rows));
+}
+
+/// The text [`print_table`] prints.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let mut widths: Vec<usize> = header.iter().map(|h| h.width()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
+            *w = (*w).max(cell.width());
         }
     }
     let numeric: Vec<bool> = (0..header.len())
@@ -170,17 +178,40 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
             .zip(&widths)
             .zip(&numeric)
             .map(|((cell, &w), &num)| {
+                let pad = " ".repeat(w.saturating_sub(cell.width()));
                 if num {
-                    format!("{cell:>w$}")
+                    format!("{pad}{cell}")
                 } else {
-                    format!("{cell:<w$}")
+                    format!("{cell}{pad}")
                 }
             })
             .collect();
-        println!("{}", text.join("  ").trim_end());
+        format!("{}\n", text.join("  ").trim_end())
     };
-    line(&mut header.iter().copied());
+    let mut out = line(&mut header.iter().copied());
     for row in rows {
-        line(&mut row.iter().map(String::as_str));
+        out += &line(&mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::table;
+
+    #[test]
+    fn a_table_lines_up_by_the_width_cells_take_on_a_terminal() {
+        let rows = vec![
+            vec!["1".to_string(), "Jiří Novák".to_string(), "x".to_string()],
+            // A combining accent (macOS file names and exports) takes no
+            // column, a CJK character two.
+            vec!["22".to_string(), "Rene\u{301}e".to_string(), "x".to_string()],
+            vec!["333".to_string(), "李小龙".to_string(), "x".to_string()],
+        ];
+        let text = table(&["id", "name", "tag"], &rows);
+        assert_eq!(
+            text,
+            " id  name        tag\n  1  Jiří Novák  x\n 22  Rene\u{301}e       x\n333  李小龙      x\n"
+        );
     }
 }

@@ -164,15 +164,19 @@ fn a_later_change_refuses_the_undo_unless_forced_and_undos_in_reverse_order_chai
     let forced = undo(dir, &["first", "--force"]);
     assert_eq!(forced["changed_later"], 1, "{forced}");
     // Forced: Anna and Bob get back their values from before `first` in
-    // every field `first` mapped (city too, so Bob loses the city
-    // `contacts add` gave him later); what `first` did not map stays.
+    // every field `first` changed; what it did not change stays as it is
+    // now (Bob keeps the city `contacts add` gave him later: `first` left
+    // his city empty).
     let rows = query(
         &dir.join("kontakt.duckdb"),
         "SELECT id, first_name, coalesce(city, ''), phone FROM contacts WHERE id <= 2 ORDER BY id",
     );
     assert_eq!(
         rows,
-        [["1", "Anna", "", "+420777000001"], ["2", "Bob", "", "+420777000002"]]
+        [
+            ["1", "Anna", "", "+420777000001"],
+            ["2", "Bob", "Plzeň", "+420777000002"]
+        ]
     );
     assert_ne!(after_first, original);
     assert_eq!(group(dir, "first")["status"], "undone");
@@ -355,4 +359,46 @@ fn a_forced_undo_is_a_change_that_a_later_groups_undo_sees_and_an_undone_name_st
     let err = fails(dir, &["import", "a1.csv", "--name", "a1"], 2);
     assert!(err.contains("already exists") && err.contains("undone"), "{err}");
     assert_eq!(group(dir, "a1")["status"], "undone");
+}
+
+/// A record keeps only the values an import changed, and says which of
+/// them were empty (64 columns to a mask): an import of 70 custom fields,
+/// of which it fills some that were empty, changes some and leaves the
+/// rest, is undone exactly.
+#[test]
+fn an_undone_upsert_of_seventy_fields_gives_back_empty_and_changed_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    let header: Vec<String> = (0..70).map(|i| format!("f{i}")).collect();
+    let row = |email: &str, value: &dyn Fn(usize) -> String| {
+        let cells: Vec<String> = (0..70).map(value).collect();
+        format!("{email},{}\n", cells.join(","))
+    };
+    let mut first = format!("email,{}\n", header.join(","));
+    // Anna has every even field; Bob none.
+    first += &row("anna@x.cz", &|i| {
+        if i % 2 == 0 { format!("a{i}") } else { String::new() }
+    });
+    first += &row("bob@x.cz", &|_| String::new());
+    write(dir, "first.csv", &first);
+    import(dir, &["first.csv", "--unmapped", "custom", "--name", "first"]);
+    let before = export(dir);
+    // The second import fills fields 65-69 (the second mask) and 1,
+    // changes 0 and 66, and leaves the rest.
+    let mut second = format!("email,{}\n", header.join(","));
+    let fill = |i: usize| match i {
+        0 | 66 => format!("changed{i}"),
+        1 | 65 | 67..=69 => format!("new{i}"),
+        _ => String::new(),
+    };
+    second += &row("anna@x.cz", &fill);
+    second += &row("bob@x.cz", &fill);
+    write(dir, "second.csv", &second);
+    let summary = import(dir, &["second.csv", "--unmapped", "custom", "--name", "second"]);
+    assert_eq!(summary["updated"], 2, "{summary}");
+    let changed = export(dir);
+    assert_ne!(changed, before);
+    assert!(changed.contains("new69"), "{changed}");
+    undo(dir, &["second"]);
+    assert_eq!(export(dir), before);
 }
