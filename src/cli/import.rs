@@ -290,11 +290,12 @@ pub(super) fn default_region(flag: Option<&str>) -> Result<Option<&'static str>>
 }
 
 pub fn run(args: &ImportArgs, db: PathBuf) -> Result<()> {
-    let config = Config::of_store_at(&db)?;
-    let options = args.resolve(db, config)?;
-
+    // Signals are heard from the start: one that comes before the import
+    // arms its store is reported when it does.
     let cancel = Cancel::new();
     cancel_on_signals(&cancel)?;
+    let config = Config::of_store_at(&db)?;
+    let options = args.resolve(db, config)?;
     let bar = progress::Bar::default();
     let shown: &dyn import::Progress = if args.shows_progress() { &bar } else { &() };
     let summary = run_spooled(&options, &cancel, shown);
@@ -404,6 +405,7 @@ pub(super) fn cancel_on_signals(cancel: &Arc<Cancel>) -> Result<()> {
             cancel.request(signal);
         }
     });
+    crate::cancel::test_stage("start");
     Ok(())
 }
 

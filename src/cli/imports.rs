@@ -78,6 +78,11 @@ fn json(value: &impl serde::Serialize) -> String {
 pub fn run(args: &ImportsArgs, db: &Path) -> Result<()> {
     // Listing and showing only read (SPEC): a read-only store works, and a
     // mistyped --db creates nothing.
+    // An undo hears signals from the start (see `import::run`).
+    let cancel = crate::cancel::Cancel::new();
+    if matches!(args.command, ImportsCommand::Undo { .. }) {
+        super::import::cancel_on_signals(&cancel)?;
+    }
     let store = match &args.command {
         ImportsCommand::List { .. } | ImportsCommand::Show { .. } => Store::open_read_only(db)?,
         _ => Store::open(db)?,
@@ -122,8 +127,6 @@ pub fn run(args: &ImportsArgs, db: &Path) -> Result<()> {
             force,
             json: as_json,
         } => {
-            let cancel = crate::cancel::Cancel::new();
-            super::import::cancel_on_signals(&cancel)?;
             let undone = groups::undo(&store, import, *dry_run, *force, &cancel)?;
             if *as_json {
                 println!("{}", json(&undone));

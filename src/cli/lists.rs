@@ -2,6 +2,7 @@
 //! (SPEC, Contact lists and campaigns).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Args, Subcommand};
@@ -160,6 +161,11 @@ pub fn run(args: &ListsArgs, db: &Path) -> Result<()> {
     // Listing, showing and exporting only read (SPEC): a read-only store
     // works, and a mistyped --db creates nothing. Adding and removing
     // open the store themselves (a dry run reads only).
+    // Adding and removing hear signals from the start (see `import::run`).
+    let cancel = Cancel::new();
+    if matches!(args.command, ListsCommand::Add { .. } | ListsCommand::Remove { .. }) {
+        super::import::cancel_on_signals(&cancel)?;
+    }
     let open = |read_only: bool| {
         if read_only {
             Store::open_read_only(db)
@@ -223,9 +229,9 @@ pub fn run(args: &ListsArgs, db: &Path) -> Result<()> {
             options.agent_column = agent_column.clone();
             options.callback_column = callback_column.clone();
             options.create = *create;
-            members(&options, file.json)?;
+            members(&options, file.json, &cancel)?;
         }
-        ListsCommand::Remove { file } => members(&file.options(Mode::Remove, db)?, file.json)?,
+        ListsCommand::Remove { file } => members(&file.options(Mode::Remove, db)?, file.json, &cancel)?,
         ListsCommand::Export { name, to } => {
             let store = open(true)?;
             let list = lists::find(&store, name)?;
@@ -276,19 +282,10 @@ impl FileArgs {
 
 /// Runs `lists add` or `lists remove` (Ctrl-C and SIGTERM cancel it) and
 /// reports.
-fn members(options: &MembersOptions, as_json: bool) -> Result<()> {
-    let cancel = Cancel::new();
-    super::import::cancel_on_signals(&cancel)?;
+fn members(options: &MembersOptions, as_json: bool, cancel: &Arc<Cancel>) -> Result<()> {
     let started = Instant::now();
-    let summary = super::input::with_spooled_stdin(&options.input, &cancel, |input| {
-        lists::members::run(
-            options,
-            &lists::members::Run {
-                input,
-                cancel: &cancel,
-                started,
-            },
-        )
+    let summary = super::input::with_spooled_stdin(&options.input, cancel, |input| {
+        lists::members::run(options, &lists::members::Run { input, cancel, started })
     })?;
     if cancel.requested().is_some() && !summary.dry_run {
         eprintln!("kontakt: the list had reached its commit when the signal came; it is complete");

@@ -42,9 +42,9 @@ pub struct MergeArgs {
 }
 
 pub fn run(args: &MergeArgs, db: &Path) -> Result<()> {
-    let store = Store::open(db)?;
     let cancel = crate::cancel::Cancel::new();
     super::import::cancel_on_signals(&cancel)?;
+    let store = Store::open(db)?;
     let summary = merge::run(
         &store,
         &MergeOptions {

@@ -154,7 +154,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Prints rows as a table with aligned columns (numbers right-aligned),
+/// Prints rows as a table with aligned columns (counts and ids, columns
+/// of digits only, right-aligned; a phone number with its `+` is text),
 /// by the width each cell takes on a terminal (a wide character takes
 /// two columns, a combining accent none).
 fn print_table(header: &[&str], rows: &[Vec<String>]) {
@@ -171,7 +172,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let numeric: Vec<bool> = (0..header.len())
-        .map(|c| !rows.is_empty() && rows.iter().all(|r| r[c].is_empty() || r[c].parse::<i64>().is_ok()))
+        .map(|c| !rows.is_empty() && rows.iter().all(|r| r[c].bytes().all(|b| b.is_ascii_digit())))
         .collect();
     let line = |cells: &mut dyn Iterator<Item = &str>| {
         let text: Vec<String> = cells
@@ -202,16 +203,16 @@ mod tests {
     #[test]
     fn a_table_lines_up_by_the_width_cells_take_on_a_terminal() {
         let rows = vec![
-            vec!["1".to_string(), "Jiří Novák".to_string(), "x".to_string()],
+            vec!["1".to_string(), "Jiří Novák".to_string(), "+420602111222".to_string()],
             // A combining accent (macOS file names and exports) takes no
             // column, a CJK character two.
             vec!["22".to_string(), "Rene\u{301}e".to_string(), "x".to_string()],
             vec!["333".to_string(), "李小龙".to_string(), "x".to_string()],
         ];
-        let text = table(&["id", "name", "tag"], &rows);
+        let text = table(&["id", "name", "phone"], &rows);
         assert_eq!(
             text,
-            " id  name        tag\n  1  Jiří Novák  x\n 22  Rene\u{301}e       x\n333  李小龙      x\n"
+            " id  name        phone\n  1  Jiří Novák  +420602111222\n 22  Rene\u{301}e       x\n333  李小龙      x\n"
         );
     }
 }

@@ -372,3 +372,35 @@ fn ctrl_c_during_an_undo_leaves_the_store_and_the_import_as_they_were() {
     succeeds(dir, &["imports", "undo", "up"]);
     assert_eq!(group(dir, "up")["status"], "undone");
 }
+
+/// Ctrl-C as a command that writes the store starts (before it opens the
+/// store): exit 130 with the one error line, nothing changed, and any
+/// group it began `cancelled`.
+#[test]
+fn ctrl_c_as_a_writing_command_starts_cancels_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    crate::import::base_store(dir);
+    crate::common::write(dir, "ids.csv", "id\n1\n2\n");
+    succeeds(dir, &["audit", "--key", "email", "--out", "audit"]);
+    let before = snapshot(dir);
+    let commands: [&[&str]; 4] = [
+        &["import", "second.csv", "--name", "early"],
+        &["lists", "add", "early", "ids.csv", "--by", "id", "--create"],
+        &["imports", "undo", "1"],
+        &["merge", "--audit", "audit", "--name", "early-merge"],
+    ];
+    for args in commands {
+        let (code, stderr) = signal_at(spawn(dir, args, "pause"), "start", libc::SIGINT);
+        assert_eq!(code, Some(130), "{args:?}: {stderr}");
+        let last = stderr.trim_end().lines().last().unwrap_or_default();
+        assert!(last.contains("cancelled"), "{args:?}: {stderr}");
+        let (contacts, groups) = snapshot(dir);
+        assert!(contacts == before.0, "{args:?}: the contacts changed");
+        for g in &groups.as_array().expect("groups")[1..] {
+            assert_eq!(g["status"], "cancelled", "{args:?}: {g}");
+        }
+    }
+    let lists: Value = serde_json::from_slice(&succeeds(dir, &["lists", "list", "--json"])).expect("json");
+    assert_eq!(lists, serde_json::json!([]));
+}
