@@ -65,7 +65,8 @@ pub enum ImportsCommand {
         #[arg(long)]
         force: bool,
         /// Print JSON (`import_id`, `name`, `kind`, `dry_run`, `created`,
-        /// `restored`, `reinserted`, `memberships`, `changed_later`).
+        /// `restored`, `reinserted`, `memberships`, `changed_later`, and
+        /// `custom_fields` when the undo drops some).
         #[arg(long)]
         json: bool,
     },
@@ -141,6 +142,9 @@ pub fn run(args: &ImportsArgs, db: &Path) -> Result<()> {
                     parts.push(format!("merged contacts back {}", s.reinserted));
                 }
                 parts.push(format!("list memberships removed {}", s.memberships));
+                if !s.custom_fields.is_empty() {
+                    parts.push(format!("custom fields removed {}", s.custom_fields.join(" ")));
+                }
                 if s.changed_later > 0 {
                     parts.push(format!("of them changed since {} (--force)", s.changed_later));
                 }

@@ -162,6 +162,18 @@ fn print_table(header: &[&str], rows: &[Vec<String>]) {
     print!("{}", table(header, rows));
 }
 
+/// `cell` filled with spaces to `width` columns of a terminal, on its
+/// right, or on its left when `right_aligned`.
+fn pad(cell: &str, width: usize, right_aligned: bool) -> String {
+    use unicode_width::UnicodeWidthStr;
+    let fill = " ".repeat(width.saturating_sub(cell.width()));
+    if right_aligned {
+        format!("{fill}{cell}")
+    } else {
+        format!("{cell}{fill}")
+    }
+}
+
 /// The text [`print_table`] prints.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     use unicode_width::UnicodeWidthStr;
@@ -178,14 +190,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         let text: Vec<String> = cells
             .zip(&widths)
             .zip(&numeric)
-            .map(|((cell, &w), &num)| {
-                let pad = " ".repeat(w.saturating_sub(cell.width()));
-                if num {
-                    format!("{pad}{cell}")
-                } else {
-                    format!("{cell}{pad}")
-                }
-            })
+            .map(|((cell, &w), &num)| pad(cell, w, num))
             .collect();
         format!("{}\n", text.join("  ").trim_end())
     };

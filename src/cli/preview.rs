@@ -5,6 +5,7 @@ use std::io::{self, Write};
 
 use clap::Args;
 use serde::Serialize;
+use unicode_width::UnicodeWidthStr;
 
 use super::InputArgs;
 use crate::error::{Error, Result};
@@ -171,14 +172,19 @@ fn print_text(out: &mut impl Write, input: &Input, p: &Preview) -> io::Result<()
         writeln!(out, "note:      {}", title_note(n))?;
     }
     writeln!(out, "\ncolumns and suggested mapping:")?;
-    let name_width = p.columns.iter().map(|c| c.chars().count()).max().unwrap_or(0).min(40);
+    let name_width = p.columns.iter().map(|c| clip(c, 40).width()).max().unwrap_or(0);
     for (i, column) in p.columns.iter().enumerate() {
         let target = p
             .mapping
             .get(column)
             .and_then(|v| v.as_str())
             .map_or_else(|| "(not mapped)".to_string(), |f| format!("-> {f}"));
-        writeln!(out, "  {:>3}  {:<name_width$}  {target}", i + 1, clip(column, 40))?;
+        writeln!(
+            out,
+            "  {:>3}  {}  {target}",
+            i + 1,
+            super::pad(&clip(column, 40), name_width, false)
+        )?;
     }
     writeln!(out, "\nfirst {} rows:", p.rows.len())?;
     let widths: Vec<usize> = p
@@ -188,8 +194,8 @@ fn print_text(out: &mut impl Write, input: &Input, p: &Preview) -> io::Result<()
         .map(|(c, name)| {
             p.rows
                 .iter()
-                .map(|r| clip(&r[c], CELL_WIDTH).chars().count())
-                .chain(std::iter::once(clip(name, CELL_WIDTH).chars().count()))
+                .map(|r| clip(&r[c], CELL_WIDTH).width())
+                .chain(std::iter::once(clip(name, CELL_WIDTH).width()))
                 .max()
                 .unwrap_or(0)
         })
@@ -197,7 +203,8 @@ fn print_text(out: &mut impl Write, input: &Input, p: &Preview) -> io::Result<()
     let line = |cells: Vec<String>| -> String {
         let mut s = String::from("  row  ");
         for (cell, w) in cells.iter().zip(&widths) {
-            s.push_str(&format!("{cell:<w$}  ", w = *w));
+            s.push_str(&super::pad(cell, *w, false));
+            s.push_str("  ");
         }
         s.trim_end().to_string()
     };
@@ -229,14 +236,40 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// A cell fit for one line: control characters shown as spaces, cut with `…`.
+/// A cell fit for one line of at most `width` terminal columns: control
+/// characters shown as spaces, cut with `…`.
 fn clip(text: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
     let clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    if clean.chars().count() <= width {
-        clean
-    } else {
-        let mut cut: String = clean.chars().take(width - 1).collect();
-        cut.push('…');
-        cut
+    if clean.width() <= width {
+        return clean;
+    }
+    let mut cut = String::new();
+    let mut used = 0;
+    for c in clean.chars() {
+        let w = c.width().unwrap_or(0);
+        if used + w > width - 1 {
+            break;
+        }
+        used += w;
+        cut.push(c);
+    }
+    cut.push('…');
+    cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+    use unicode_width::UnicodeWidthStr;
+
+    #[test]
+    fn a_cell_is_clipped_to_the_columns_it_takes_on_a_terminal() {
+        assert_eq!(clip("Jiří", 4), "Jiří");
+        // Each CJK character takes two columns.
+        assert_eq!(clip("李小龙李小龙", 5), "李小…");
+        assert_eq!(clip("李小龙李小龙", 6), "李小…");
+        assert!(clip("李小龙李小龙", 6).width() <= 6);
+        assert_eq!(clip("a\tb", 5), "a b");
     }
 }

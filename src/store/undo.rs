@@ -28,6 +28,10 @@ pub struct UndoScope {
     /// The first of those, by id.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub first_changed: Vec<i64>,
+    /// Custom fields the import created that no other contact holds a
+    /// value of: their columns go with it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub custom_fields: Vec<String>,
 }
 
 impl Store {

@@ -64,6 +64,7 @@ fn an_undone_upsert_leaves_every_contact_as_it_was_before() {
         (Some(1), Some(2)),
         "{dry}"
     );
+    assert_eq!(dry["custom_fields"], serde_json::json!(["shoe"]), "{dry}");
     assert_eq!(
         group(dir, "changes")["status"],
         "completed",
@@ -77,16 +78,10 @@ fn an_undone_upsert_leaves_every_contact_as_it_was_before() {
         (Some(1), Some(2)),
         "{done}"
     );
-    // Every contact, field, tag, consent and time as before; the custom
-    // column the import created stays, empty.
-    let after = export(dir);
-    let without_shoe = |text: &str| -> String {
-        text.lines()
-            .map(|l| l.rsplit_once(',').map_or(l, |(head, _)| head).to_string() + "\n")
-            .collect()
-    };
-    assert!(after.lines().next().expect("header").ends_with(",custom.shoe"));
-    assert_eq!(without_shoe(&after), before);
+    // Every contact, field, tag, consent and time as before, and the
+    // custom field the import created is gone with it.
+    assert_eq!(done["custom_fields"], serde_json::json!(["shoe"]), "{done}");
+    assert_eq!(export(dir), before);
     let g = group(dir, "changes");
     assert_eq!(g["status"], "undone");
     assert!(g["undone_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{g}");
@@ -401,4 +396,108 @@ fn an_undone_upsert_of_seventy_fields_gives_back_empty_and_changed_values() {
     assert!(changed.contains("new69"), "{changed}");
     undo(dir, &["second"]);
     assert_eq!(export(dir), before);
+}
+
+/// A custom field an undone import created stays when a later import put
+/// a value of it in a contact the undo does not touch; and a field the
+/// undo dropped can be created again by a later import, and goes with
+/// that one's undo.
+#[test]
+fn a_custom_field_goes_with_its_import_unless_another_contact_holds_a_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    write(dir, "shoe.csv", "E-mail,Shoe\nanna@x.cz,41\n");
+    write(dir, "other.csv", "E-mail,Shoe\nbob@x.cz,44\n");
+    let columns = |dir: &Path| -> String { export(dir).lines().next().expect("header").to_string() };
+    import(dir, &["shoe.csv", "--unmapped", "custom", "--name", "shoe"]);
+    import(dir, &["other.csv", "--unmapped", "custom", "--name", "other"]);
+    // Bob's shoe size came from `other`: the column stays.
+    let kept = undo(dir, &["shoe"]);
+    assert!(kept.get("custom_fields").is_none(), "{kept}");
+    assert!(columns(dir).ends_with(",custom.shoe"));
+    // Once `other` is undone too, nothing holds a value, but `other` did
+    // not create the field: it stays until a store's own undo of `shoe`
+    // ... which is undone already. Created again by a new import, it goes
+    // with that one.
+    undo(dir, &["other"]);
+    assert!(columns(dir).ends_with(",custom.shoe"));
+    let before = export(dir);
+    write(dir, "size.csv", "E-mail,Size\nanna@x.cz,M\n");
+    import(dir, &["size.csv", "--unmapped", "custom", "--name", "size"]);
+    assert!(columns(dir).ends_with(",custom.size"));
+    let done = undo(dir, &["size"]);
+    assert_eq!(done["custom_fields"], serde_json::json!(["size"]), "{done}");
+    assert_eq!(export(dir), before);
+    import(dir, &["size.csv", "--unmapped", "custom", "--name", "size-again"]);
+    assert!(columns(dir).ends_with(",custom.size"));
+    let again = undo(dir, &["size-again"]);
+    assert_eq!(again["custom_fields"], serde_json::json!(["size"]), "{again}");
+    assert_eq!(export(dir), before);
+}
+
+/// An undo takes away the tags the import added, not the whole list: a
+/// forced undo keeps the tags a later import added, and a plain one gives
+/// back the list as it was, in its order.
+#[test]
+fn an_undo_takes_away_the_tags_the_import_added_and_keeps_later_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    write(dir, "tagged.csv", "E-mail,Štítky\nanna@x.cz,zeta;alpha\n");
+    write(dir, "later.csv", "E-mail\nanna@x.cz\n");
+    let tags = |dir: &Path| {
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT array_to_string(tags, ';') FROM contacts WHERE email = 'anna@x.cz'",
+        )[0][0]
+            .clone()
+    };
+    let original = tags(dir);
+    import(dir, &["tagged.csv", "--tag", "upd", "--name", "tagged"]);
+    let tagged = tags(dir);
+    assert!(tagged.contains("zeta") && tagged.contains("upd"), "{tagged}");
+    let before_later = export(dir);
+    import(dir, &["later.csv", "--tag", "later", "--name", "later"]);
+    assert_eq!(tags(dir), format!("{tagged};later"));
+    // Undo in order: each gives back the list as it was.
+    undo(dir, &["later"]);
+    assert_eq!(export(dir), before_later);
+    import(dir, &["later.csv", "--tag", "later", "--name", "later-again"]);
+    let forced = undo(dir, &["tagged", "--force"]);
+    assert_eq!(forced["changed_later"], 1, "{forced}");
+    let expected = if original.is_empty() {
+        "later".to_string()
+    } else {
+        format!("{original};later")
+    };
+    assert_eq!(tags(dir), expected);
+}
+
+/// A forced undo of a merge gives the survivor back what the merge
+/// changed and keeps what changed only later.
+#[test]
+fn a_forced_merge_undo_keeps_later_changes_to_fields_the_merge_left() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "pair.csv",
+        "email,phone,company,city\na@x.cz,+420777000009,Acme,\nb@x.cz,+420777000009,,Kolín\n",
+    );
+    import(dir, &["pair.csv", "--primary-key", "email", "--name", "pair"]);
+    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
+    succeeds(dir, &["merge", "--audit", "audit", "--name", "m"]);
+    let row = |dir: &Path| {
+        query(
+            &dir.join("kontakt.duckdb"),
+            "SELECT id, coalesce(company, ''), coalesce(city, '') FROM contacts ORDER BY id",
+        )
+    };
+    assert_eq!(row(dir), [["1", "Acme", "Kolín"]], "the merge filled the city");
+    write(dir, "later.csv", "email,company\na@x.cz,Firma X\n");
+    import(dir, &["later.csv", "--name", "later"]);
+    fails(dir, &["imports", "undo", "m"], 2);
+    undo(dir, &["m", "--force"]);
+    assert_eq!(row(dir), [["1", "Firma X", ""], ["2", "", "Kolín"]]);
 }

@@ -90,6 +90,11 @@ const ENUMS: [&str; 4] = ["type", "gender", "email_opt_in", "sms_opt_in"];
 /// and the update changed it.
 const NULLED: &str = "kontakt_nulled_";
 
+/// A `restore` record's column of the tags an update added, in place of
+/// the tags before it: an update only adds tags, so the undo takes those
+/// away and leaves any a later group added (a forced undo keeps them).
+const TAGS_ADDED: &str = "kontakt_tags_added";
+
 /// The select list of what a `restore` record keeps of a contact an update
 /// changes (`alias`: the contact as it was; `values`: each column the
 /// update sets, with its new value): the id, each column's earlier value
@@ -102,10 +107,17 @@ pub(super) fn changed_columns(alias: &str, values: &[(String, String)]) -> Strin
     let mut list = vec![format!("{alias}.id")];
     for (name, value) in values {
         let q = quote_ident(name);
-        list.push(format!(
-            "CASE WHEN {alias}.{q} IS DISTINCT FROM {value} THEN {} END AS {q}",
-            record_column(alias, name)
-        ));
+        list.push(if name == "tags" {
+            format!(
+                "CASE WHEN {alias}.tags IS DISTINCT FROM {value} \
+                 THEN list_filter({value}, x -> NOT list_contains({alias}.tags, x)) END AS {TAGS_ADDED}"
+            )
+        } else {
+            format!(
+                "CASE WHEN {alias}.{q} IS DISTINCT FROM {value} THEN {} END AS {q}",
+                record_column(alias, name)
+            )
+        });
     }
     list.push(format!("{alias}.updated_at"));
     for (k, chunk) in values.chunks(64).enumerate() {
@@ -193,9 +205,11 @@ impl DuckDb {
         .map(|_| ())
     }
 
-    /// Keeps what the undo of merge `merge` needs, before its members are
-    /// deleted: the survivors as they were (`before`), and the members
-    /// merged away (`pairs`: contact_id, survivor_id).
+    /// Keeps what the undo of merge `merge` needs, once its survivors are
+    /// merged and before its members are deleted: the survivors' earlier
+    /// values (`before`: the survivors as they were) of the columns the
+    /// merge changed, as an import's record keeps them, and the members
+    /// merged away (`pairs`: contact_id, survivor_id), whole.
     pub(super) fn record_merge(&self, merge: i64, before: &str, pairs: &str) -> Result<()> {
         if merge == 0 {
             // A dry run keeps nothing.
@@ -203,8 +217,16 @@ impl DuckDb {
         }
         let recorder = Recorder::new(self, merge)?;
         let columns = self.columns("contacts")?;
+        let values: Vec<(String, String)> = columns
+            .iter()
+            .filter(|c| !["id", "updated_at"].contains(&c.as_str()))
+            .map(|c| (c.clone(), format!("c.{}", quote_ident(c))))
+            .collect();
         let survivors = self.query_arrow(
-            &format!("SELECT {} FROM {before} AS b", record_columns("b", &columns)),
+            &format!(
+                "SELECT {} FROM {before} AS b JOIN contacts AS c ON c.id = b.id",
+                changed_columns("b", &values)
+            ),
             &[],
         )?;
         self.keep_undo(merge, "restore", &survivors)?;
@@ -298,6 +320,7 @@ impl DuckDb {
                             .iter()
                             .map(|c| match c.strip_prefix(NULLED) {
                                 Some(_) => format!("0::UBIGINT AS {}", quote_ident(c)),
+                                None if c == TAGS_ADDED => format!("c.tags AS {TAGS_ADDED}"),
                                 None => format!("{} AS {}", record_column("c", c), quote_ident(c)),
                             })
                             .collect();
@@ -344,11 +367,16 @@ impl DuckDb {
             memberships,
             ..UndoScope::default()
         };
+        scope.custom_fields = self.fields_going_with(group)?;
         // Created contacts changed since, then restored ones changed or
         // deleted since (and merged ones back since, which ids never are).
         let mut changed = format!("SELECT id FROM contacts WHERE import_id = {group} AND updated_at > {finished}");
         if self.loaded("restore")? {
-            scope.restored = self.query_i64("SELECT count(*) FROM kontakt_undo_restore", [])? as u64;
+            // Those deleted since stay deleted: not restored.
+            scope.restored = self.query_i64(
+                "SELECT count(*) FROM kontakt_undo_restore AS u JOIN contacts AS c ON c.id = u.id",
+                [],
+            )? as u64;
             changed = format!(
                 "{changed} UNION ALL SELECT u.id FROM kontakt_undo_restore AS u LEFT JOIN contacts AS c ON c.id = u.id \
                  WHERE c.id IS NULL OR c.updated_at > {finished}"
@@ -382,6 +410,16 @@ impl DuckDb {
     /// contacts a merge merged away come back with their memberships, and
     /// the group is marked `undone`.
     pub(crate) fn undo_group(&self, group: i64, now: i64) -> Result<()> {
+        // First, while the transaction has changed no row of `contacts`
+        // (DuckDB alters no table it changed).
+        let dropped = self.fields_going_with(group)?;
+        for name in &dropped {
+            self.execute_batch(&format!(
+                "ALTER TABLE contacts DROP COLUMN {}",
+                quote_ident(&format!("custom.{name}"))
+            ))?;
+            self.execute("DELETE FROM custom_fields WHERE name = ?", [name])?;
+        }
         self.execute(
             "DELETE FROM list_members WHERE import_id = ? \
              OR contact_id IN (SELECT id FROM contacts WHERE import_id = ?)",
@@ -398,9 +436,18 @@ impl DuckDb {
                 .iter()
                 .filter(|c| c.as_str() != "id" && !c.starts_with(NULLED))
                 .enumerate()
+                .filter(|(_, c)| {
+                    !c.strip_prefix("custom.")
+                        .is_some_and(|n| dropped.iter().any(|d| d == n))
+                })
                 .map(|(j, c)| {
                     let q = quote_ident(c);
-                    if masked && c != "updated_at" {
+                    if c == TAGS_ADDED {
+                        format!(
+                            "tags = CASE WHEN u.{c} IS NULL THEN c.tags \
+                             ELSE list_filter(c.tags, x -> NOT list_contains(u.{c}, x)) END"
+                        )
+                    } else if masked && c != "updated_at" {
                         format!(
                             "{q} = CASE WHEN u.{q} IS NOT NULL THEN u.{q} \
                              WHEN u.{NULLED}{} & {} <> 0 THEN NULL ELSE c.{q} END",
@@ -447,6 +494,52 @@ impl DuckDb {
             [now, group],
         )?;
         Ok(())
+    }
+
+    /// The custom fields group `group` created (registered while it ran:
+    /// one process writes at a time) that hold a value only in contacts
+    /// it created or changed: after its undo they are empty, and their
+    /// columns go (an export is then as before the import). Needs the
+    /// records [`Self::undo_scope`] loaded.
+    fn fields_going_with(&self, group: i64) -> Result<Vec<String>> {
+        let created: Vec<String> = {
+            let conn = self.connection();
+            let mut statement = conn
+                .prepare(
+                    "SELECT f.name FROM custom_fields AS f, import_groups AS g \
+                     WHERE g.id = ? AND g.kind = 'import' AND f.created_at BETWEEN g.started_at AND g.finished_at \
+                     ORDER BY f.name",
+                )
+                .map_err(|e| self.error(&e))?;
+            statement
+                .query_map([group], |r| r.get(0))
+                .and_then(|rows| rows.collect::<std::result::Result<_, _>>())
+                .map_err(|e| self.error(&e))?
+        };
+        let columns = self.columns("contacts")?;
+        let restored = if self.loaded("restore")? {
+            " AND id NOT IN (SELECT id FROM kontakt_undo_restore)"
+        } else {
+            ""
+        };
+        let mut going = Vec::new();
+        for name in created {
+            let column = format!("custom.{name}");
+            if !columns.contains(&column) {
+                continue;
+            }
+            let elsewhere = self.query_i64(
+                &format!(
+                    "SELECT count(*) FROM contacts WHERE {} IS NOT NULL AND import_id IS DISTINCT FROM ?{restored}",
+                    quote_ident(&column)
+                ),
+                [group],
+            )?;
+            if elsewhere == 0 {
+                going.push(name);
+            }
+        }
+        Ok(going)
     }
 
     /// When the last undo ran (microseconds since the epoch), if any ran.
