@@ -417,9 +417,8 @@ fn a_custom_field_goes_with_its_import_unless_another_contact_holds_a_value() {
     assert!(kept.get("custom_fields").is_none(), "{kept}");
     assert!(columns(dir).ends_with(",custom.shoe"));
     // Once `other` is undone too, nothing holds a value, but `other` did
-    // not create the field: it stays until a store's own undo of `shoe`
-    // ... which is undone already. Created again by a new import, it goes
-    // with that one.
+    // not create the field, so it stays. A field a new import creates goes
+    // with that import's undo, and again when it is created once more.
     undo(dir, &["other"]);
     assert!(columns(dir).ends_with(",custom.shoe"));
     let before = export(dir);
