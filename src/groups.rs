@@ -124,6 +124,19 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
             return Ok(scope);
         }
         store.undo_group(group.id, crate::store::groups::now_micros())?;
+        // The store's `unique FIELD` holds after the undo too: a contact
+        // made since may hold a value the undo gives back (the store kept
+        // the rule before, so any shared value is the undo's).
+        if let Some(field) = store.config()?.get("unique") {
+            let shared = store.count_shared_values(field)?;
+            if shared > 0 {
+                return Err(Error::usage(format!(
+                    "undoing {named} would give {shared} {field} value(s) to two or more contacts, which the \
+                     store's `unique {field}` forbids (a contact made since holds a value the undo gives back); \
+                     change or delete that contact first (`kontakt contacts list`), or `kontakt config unset unique`"
+                )));
+            }
+        }
         cancel.check()?;
         crate::cancel::test_stage("undo_commit");
         // The last moment a cancel rolls the undo back.

@@ -500,3 +500,66 @@ fn a_forced_merge_undo_keeps_later_changes_to_fields_the_merge_left() {
     undo(dir, &["m", "--force"]);
     assert_eq!(row(dir), [["1", "Firma X", ""], ["2", "", "Kolín"]]);
 }
+
+/// An undo that would give a value of the store's `unique` field to a
+/// second contact is refused, and changes nothing.
+#[test]
+fn an_undo_that_would_break_the_unique_setting_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "pair.csv",
+        "email,phone,first_name\njan@x.cz,+420777000009,Jan\njan.work@x.cz,+420777000009,Honza\n",
+    );
+    import(dir, &["pair.csv", "--name", "pair"]);
+    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
+    succeeds(dir, &["merge", "--audit", "audit", "--name", "m"]);
+    succeeds(dir, &["config", "set", "unique", "email"]);
+    // A new contact takes the e-mail the merge dropped.
+    write(dir, "new.csv", "email,first_name\njan.work@x.cz,Other\n");
+    let summary = import(dir, &["new.csv", "--name", "new"]);
+    assert_eq!(summary["imported"], 1, "{summary}");
+    let before = export(dir);
+    let err = fails(dir, &["imports", "undo", "m", "--force"], 2);
+    assert!(err.contains("unique email") && err.contains("1 email value"), "{err}");
+    assert_eq!(export(dir), before);
+    assert_eq!(group(dir, "m")["status"], "completed");
+    // Once the new contact is gone, the merge can be undone.
+    undo(dir, &["new"]);
+    undo(dir, &["m"]);
+    assert_eq!(group(dir, "m")["status"], "undone");
+}
+
+/// A custom field a merge made for the values it dropped
+/// (`--keep-dropped custom.NAME`) goes with the merge's undo, and the
+/// store exports as before the merge.
+#[test]
+fn an_undone_merge_takes_its_keep_dropped_field_with_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "pair.csv",
+        "email,phone,first_name\njan@x.cz,+420777000009,Jan\njan.work@x.cz,+420777000009,Honza\n",
+    );
+    import(dir, &["pair.csv", "--name", "pair"]);
+    let before = export(dir);
+    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
+    succeeds(
+        dir,
+        &[
+            "merge",
+            "--audit",
+            "audit",
+            "--name",
+            "m",
+            "--keep-dropped",
+            "custom.dropped",
+        ],
+    );
+    assert!(export(dir).lines().next().expect("header").ends_with(",custom.dropped"));
+    let done = undo(dir, &["m"]);
+    assert_eq!(done["custom_fields"], serde_json::json!(["dropped"]), "{done}");
+    assert_eq!(export(dir), before);
+}

@@ -473,8 +473,19 @@ impl DuckDb {
             )?;
         }
         if self.loaded("reinsert")? {
+            // Merged contacts were kept with the columns of their time,
+            // a custom field the merge made (`--keep-dropped`) among them.
+            let exclude: Vec<String> = dropped
+                .iter()
+                .map(|name| quote_ident(&format!("custom.{name}")))
+                .collect();
+            let exclude = if exclude.is_empty() {
+                String::new()
+            } else {
+                format!(" EXCLUDE ({})", exclude.join(", "))
+            };
             self.execute_batch(&format!(
-                "INSERT INTO contacts BY NAME SELECT * FROM kontakt_undo_reinsert; \
+                "INSERT INTO contacts BY NAME SELECT *{exclude} FROM kontakt_undo_reinsert; \
                  DELETE FROM merged_contacts WHERE merge_id = {group}"
             ))?;
         }
@@ -496,7 +507,8 @@ impl DuckDb {
         Ok(())
     }
 
-    /// The custom fields group `group` created (registered while it ran:
+    /// The custom fields group `group` (an import, or a merge's
+    /// `--keep-dropped`) created (registered while it ran:
     /// one process writes at a time) that hold a value only in contacts
     /// it created or changed: after its undo they are empty, and their
     /// columns go (an export is then as before the import). Needs the
@@ -507,7 +519,7 @@ impl DuckDb {
             let mut statement = conn
                 .prepare(
                     "SELECT f.name FROM custom_fields AS f, import_groups AS g \
-                     WHERE g.id = ? AND g.kind = 'import' AND f.created_at BETWEEN g.started_at AND g.finished_at \
+                     WHERE g.id = ? AND f.created_at BETWEEN g.started_at AND g.finished_at \
                      ORDER BY f.name",
                 )
                 .map_err(|e| self.error(&e))?;
