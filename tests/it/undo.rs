@@ -473,20 +473,32 @@ fn an_undo_takes_away_the_tags_the_import_added_and_keeps_later_ones() {
     assert_eq!(tags(dir), expected);
 }
 
+/// Two contacts sharing a phone (`csv`, with a header), imported, audited
+/// by phone and merged as group `m` with `merge_args`; the store's export
+/// from before the merge.
+fn merged_pair(dir: &Path, csv: &str, merge_args: &[&str]) -> String {
+    write(dir, "pair.csv", csv);
+    import(dir, &["pair.csv", "--primary-key", "email", "--name", "pair"]);
+    let before = export(dir);
+    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
+    succeeds(
+        dir,
+        &[&["merge", "--audit", "audit", "--name", "m"], merge_args].concat(),
+    );
+    before
+}
+
 /// A forced undo of a merge gives the survivor back what the merge
 /// changed and keeps what changed only later.
 #[test]
 fn a_forced_merge_undo_keeps_later_changes_to_fields_the_merge_left() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    write(
+    merged_pair(
         dir,
-        "pair.csv",
         "email,phone,company,city\na@x.cz,+420777000009,Acme,\nb@x.cz,+420777000009,,Kolín\n",
+        &[],
     );
-    import(dir, &["pair.csv", "--primary-key", "email", "--name", "pair"]);
-    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
-    succeeds(dir, &["merge", "--audit", "audit", "--name", "m"]);
     let row = |dir: &Path| {
         query(
             &dir.join("kontakt.duckdb"),
@@ -501,20 +513,16 @@ fn a_forced_merge_undo_keeps_later_changes_to_fields_the_merge_left() {
     assert_eq!(row(dir), [["1", "Firma X", ""], ["2", "", "Kolín"]]);
 }
 
+/// Jan twice, by two e-mails and one phone.
+const PAIR: &str = "email,phone,first_name\njan@x.cz,+420777000009,Jan\njan.work@x.cz,+420777000009,Honza\n";
+
 /// An undo that would give a value of the store's `unique` field to a
 /// second contact is refused, and changes nothing.
 #[test]
 fn an_undo_that_would_break_the_unique_setting_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    write(
-        dir,
-        "pair.csv",
-        "email,phone,first_name\njan@x.cz,+420777000009,Jan\njan.work@x.cz,+420777000009,Honza\n",
-    );
-    import(dir, &["pair.csv", "--name", "pair"]);
-    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
-    succeeds(dir, &["merge", "--audit", "audit", "--name", "m"]);
+    merged_pair(dir, PAIR, &[]);
     succeeds(dir, &["config", "set", "unique", "email"]);
     // A new contact takes the e-mail the merge dropped.
     write(dir, "new.csv", "email,first_name\njan.work@x.cz,Other\n");
@@ -538,26 +546,7 @@ fn an_undo_that_would_break_the_unique_setting_is_refused() {
 fn an_undone_merge_takes_its_keep_dropped_field_with_it() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
-    write(
-        dir,
-        "pair.csv",
-        "email,phone,first_name\njan@x.cz,+420777000009,Jan\njan.work@x.cz,+420777000009,Honza\n",
-    );
-    import(dir, &["pair.csv", "--name", "pair"]);
-    let before = export(dir);
-    succeeds(dir, &["audit", "--key", "phone", "--out", "audit"]);
-    succeeds(
-        dir,
-        &[
-            "merge",
-            "--audit",
-            "audit",
-            "--name",
-            "m",
-            "--keep-dropped",
-            "custom.dropped",
-        ],
-    );
+    let before = merged_pair(dir, PAIR, &["--keep-dropped", "custom.dropped"]);
     assert!(export(dir).lines().next().expect("header").ends_with(",custom.dropped"));
     let done = undo(dir, &["m"]);
     assert_eq!(done["custom_fields"], serde_json::json!(["dropped"]), "{done}");
