@@ -427,9 +427,9 @@ impl DuckDb {
         )?;
         self.execute("DELETE FROM contacts WHERE import_id = ?", [group])?;
         if self.loaded("restore")? {
-            // An import's record holds a column's earlier value where it
-            // changed it, and says where that value was null; a merge's,
-            // whole contacts.
+            // A record holds a column's earlier value where the group
+            // changed it, and says where that value was null (one kept
+            // before these masks existed holds whole values).
             let columns = self.columns("kontakt_undo_restore")?;
             let masked = columns.iter().any(|c| c.starts_with(NULLED));
             let set: Vec<String> = columns
