@@ -77,13 +77,13 @@ fn json(value: &impl serde::Serialize) -> String {
 }
 
 pub fn run(args: &ImportsArgs, db: &Path) -> Result<()> {
-    // Listing and showing only read (SPEC): a read-only store works, and a
-    // mistyped --db creates nothing.
     // An undo hears signals from the start (see `import::run`).
     let cancel = crate::cancel::Cancel::new();
     if matches!(args.command, ImportsCommand::Undo { .. }) {
         super::import::cancel_on_signals(&cancel)?;
     }
+    // Listing and showing only read (SPEC): a read-only store works, and a
+    // mistyped --db creates nothing.
     let store = match &args.command {
         ImportsCommand::List { .. } | ImportsCommand::Show { .. } => Store::open_read_only(db)?,
         _ => Store::open(db)?,

@@ -158,14 +158,14 @@ fn json(value: &impl serde::Serialize) -> String {
 }
 
 pub fn run(args: &ListsArgs, db: &Path) -> Result<()> {
-    // Listing, showing and exporting only read (SPEC): a read-only store
-    // works, and a mistyped --db creates nothing. Adding and removing
-    // open the store themselves (a dry run reads only).
     // Adding and removing hear signals from the start (see `import::run`).
     let cancel = Cancel::new();
     if matches!(args.command, ListsCommand::Add { .. } | ListsCommand::Remove { .. }) {
         super::import::cancel_on_signals(&cancel)?;
     }
+    // Listing, showing and exporting only read (SPEC): a read-only store
+    // works, and a mistyped --db creates nothing. Adding and removing
+    // open the store themselves (a dry run reads only).
     let open = |read_only: bool| {
         if read_only {
             Store::open_read_only(db)
