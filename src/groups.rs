@@ -123,7 +123,7 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
         if dry_run {
             return Ok(scope);
         }
-        store.undo_group(group.id, crate::store::groups::now_micros())?;
+        store.undo_group(group.id, crate::store::groups::now_micros(), &scope)?;
         // The store's `unique FIELD` holds after the undo too: a contact
         // made since may hold a value the undo gives back (the store kept
         // the rule before, so any shared value is the undo's).

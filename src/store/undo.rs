@@ -41,9 +41,10 @@ impl Store {
     }
 
     /// Undoes group `group` at time `now` (microseconds) inside the
-    /// caller's transaction, and marks it `undone`.
-    pub fn undo_group(&self, group: i64, now: i64) -> Result<()> {
-        dispatch!(self, db => db.undo_group(group, now))
+    /// caller's transaction, as [`Self::undo_scope`] found it (`scope`),
+    /// and marks it `undone`.
+    pub fn undo_group(&self, group: i64, now: i64, scope: &UndoScope) -> Result<()> {
+        dispatch!(self, db => db.undo_group(group, now, scope))
     }
 
     /// When the store's last undo ran (microseconds), if one did: an

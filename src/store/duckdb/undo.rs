@@ -409,11 +409,11 @@ impl DuckDb {
     /// recorded values back (those deleted since stay deleted), the
     /// contacts a merge merged away come back with their memberships, and
     /// the group is marked `undone`.
-    pub(crate) fn undo_group(&self, group: i64, now: i64) -> Result<()> {
+    pub(crate) fn undo_group(&self, group: i64, now: i64, scope: &UndoScope) -> Result<()> {
         // First, while the transaction has changed no row of `contacts`
         // (DuckDB alters no table it changed).
-        let dropped = self.fields_going_with(group)?;
-        for name in &dropped {
+        let dropped = &scope.custom_fields;
+        for name in dropped {
             self.execute_batch(&format!(
                 "ALTER TABLE contacts DROP COLUMN {}",
                 quote_ident(&format!("custom.{name}"))
