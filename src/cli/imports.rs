@@ -60,8 +60,8 @@ pub enum ImportsCommand {
         #[arg(long)]
         dry_run: bool,
         /// Undo even when contacts the import touched were changed since
-        /// (later changes to the fields the import changed are lost; the
-        /// other fields keep theirs).
+        /// (later changes to the fields the import changed are lost,
+        /// except an opt-out, which is kept; the other fields keep theirs).
         #[arg(long)]
         force: bool,
         /// Print JSON (`import_id`, `name`, `kind`, `dry_run`, `created`,

@@ -552,3 +552,33 @@ fn an_undone_merge_takes_its_keep_dropped_field_with_it() {
     assert_eq!(done["custom_fields"], serde_json::json!(["dropped"]), "{done}");
     assert_eq!(export(dir), before);
 }
+
+#[test]
+fn a_forced_undo_keeps_an_opt_out_given_since() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let consent = |dir: &Path, email: &str| {
+        query(
+            &dir.join("kontakt.duckdb"),
+            &format!("SELECT email_opt_in::VARCHAR FROM contacts WHERE email = '{email}'"),
+        )[0][0]
+            .clone()
+    };
+    let bob_before = consent(dir, "bob@x.cz");
+    write(dir, "in.csv", "E-mail,Email opt-in\nanna@x.cz,yes\nbob@x.cz,yes\n");
+    write(dir, "out.csv", "E-mail,Email opt-in\nanna@x.cz,no\n");
+    write(dir, "city.csv", "E-mail,Město\nbob@x.cz,Zlín\n");
+    import(dir, &["in.csv", "--name", "in"]);
+    import(dir, &["out.csv", "--name", "out"]);
+    import(dir, &["city.csv", "--name", "city"]);
+    assert_eq!(consent(dir, "anna@x.cz"), "opt-out");
+    assert_eq!(consent(dir, "bob@x.cz"), "opt-in");
+    let forced = undo(dir, &["in", "--force"]);
+    assert_eq!(forced["changed_later"], 2, "{forced}");
+    // Anna opted out after the undone import: she stays opted out. Bob's
+    // opt-in came from the undone import and goes.
+    assert_eq!(consent(dir, "anna@x.cz"), "opt-out");
+    assert_eq!(consent(dir, "bob@x.cz"), bob_before);
+    assert_ne!(bob_before, "opt-in");
+}

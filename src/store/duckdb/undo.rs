@@ -21,6 +21,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{DuckDb, quote_ident};
 use crate::error::Result;
+use crate::fields::FieldKind;
 use crate::store::undo::UndoScope;
 
 /// Test and benchmark hook: with `KONTAKT_TEST_NO_UNDO=1` an import or
@@ -447,15 +448,29 @@ impl DuckDb {
                             "tags = CASE WHEN u.{c} IS NULL THEN c.tags \
                              ELSE list_filter(c.tags, x -> NOT list_contains(u.{c}, x)) END"
                         )
-                    } else if masked && c != "updated_at" {
-                        format!(
-                            "{q} = CASE WHEN u.{q} IS NOT NULL THEN u.{q} \
-                             WHEN u.{NULLED}{} & {} <> 0 THEN NULL ELSE c.{q} END",
-                            j / 64,
-                            1u64 << (j % 64)
-                        )
                     } else {
-                        format!("{q} = u.{q}")
+                        let restored = if masked && c != "updated_at" {
+                            format!(
+                                "CASE WHEN u.{q} IS NOT NULL THEN u.{q} \
+                                 WHEN u.{NULLED}{} & {} <> 0 THEN NULL ELSE c.{q} END",
+                                j / 64,
+                                1u64 << (j % 64)
+                            )
+                        } else {
+                            format!("u.{q}")
+                        };
+                        if crate::fields::standard_field(c).is_some_and(|f| f.kind == FieldKind::Consent) {
+                            // A forced undo never takes back an opt-out
+                            // given since: messaging a contact who has
+                            // since opted out is the one change an undo
+                            // must not make.
+                            format!(
+                                "{q} = CASE WHEN c.{q} = 'opt-out' AND c.id IN (SELECT id FROM {CHANGED}) \
+                                 THEN c.{q} ELSE {restored} END"
+                            )
+                        } else {
+                            format!("{q} = {restored}")
+                        }
                     }
                 })
                 .collect();
