@@ -120,15 +120,17 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
             )));
         }
         crate::cancel::test_stage("undo");
-        if dry_run {
+        // The store's `unique FIELD` holds after the undo too: a contact
+        // made since may hold a value the undo gives back (the store kept
+        // the rule before, so any shared value is the undo's). A dry run
+        // with that setting undoes too, to check it, and rolls back.
+        let unique = store.config()?.get("unique").cloned();
+        if dry_run && unique.is_none() {
             return Ok(scope);
         }
         store.undo_group(group.id, crate::store::groups::now_micros(), &scope)?;
-        // The store's `unique FIELD` holds after the undo too: a contact
-        // made since may hold a value the undo gives back (the store kept
-        // the rule before, so any shared value is the undo's).
-        if let Some(field) = store.config()?.get("unique") {
-            let shared = store.count_shared_values(field)?;
+        if let Some(field) = unique {
+            let shared = store.count_shared_values(&field)?;
             if shared > 0 {
                 return Err(Error::usage(format!(
                     "undoing {named} would give {shared} {field} value(s) to two or more contacts, which the \
@@ -136,6 +138,9 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
                      change or delete that contact first (`kontakt contacts list`), or `kontakt config unset unique`"
                 )));
             }
+        }
+        if dry_run {
+            return Ok(scope);
         }
         cancel.check()?;
         crate::cancel::test_stage("undo_commit");

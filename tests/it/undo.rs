@@ -529,8 +529,17 @@ fn an_undo_that_would_break_the_unique_setting_is_refused() {
     let summary = import(dir, &["new.csv", "--name", "new"]);
     assert_eq!(summary["imported"], 1, "{summary}");
     let before = export(dir);
-    let err = fails(dir, &["imports", "undo", "m", "--force"], 2);
-    assert!(err.contains("unique email") && err.contains("1 email value"), "{err}");
+    for args in [&["--force"][..], &["--force", "--dry-run"]] {
+        let err = fails(dir, &[&["imports", "undo", "m"], args].concat(), 2);
+        assert!(
+            err.contains("unique email") && err.contains("1 email value"),
+            "{args:?}: {err}"
+        );
+        assert_eq!(export(dir), before);
+    }
+    // A dry run that passes the check changes nothing either.
+    let dry = undo(dir, &["new", "--dry-run"]);
+    assert_eq!(dry["created"], 1, "{dry}");
     assert_eq!(export(dir), before);
     assert_eq!(group(dir, "m")["status"], "completed");
     // Once the new contact is gone, the merge can be undone.
