@@ -62,6 +62,15 @@ impl Signal {
     }
 }
 
+/// The first request of any [`Cancel`] of this process (for a wait that
+/// has no `Cancel` to look at: a store waiting for its writer lock).
+static SIGNALLED: AtomicU8 = AtomicU8::new(0);
+
+/// The signal of the first request to stop in this process, if one came.
+pub fn signalled() -> Option<Signal> {
+    Signal::of_code(SIGNALLED.load(Ordering::SeqCst))
+}
+
 /// How often an armed connection is interrupted again while a request
 /// stands.
 const REINTERRUPT: Duration = Duration::from_millis(10);
@@ -95,6 +104,7 @@ impl Cancel {
     /// reported. Interrupts the armed connections now and, from a thread
     /// of its own, every few milliseconds until none is armed.
     pub fn request(self: &Arc<Self>, signal: Signal) {
+        let _ = SIGNALLED.compare_exchange(0, signal.code(), Ordering::SeqCst, Ordering::SeqCst);
         if self
             .requested
             .compare_exchange(0, signal.code(), Ordering::SeqCst, Ordering::SeqCst)
@@ -201,19 +211,34 @@ impl Drop for Armed<'_> {
 /// cancel must be able to stop says on standard error that it begins
 /// (`kontakt: stage NAME`), so a test can send its signal there; with
 /// `KONTAKT_TEST_STAGES=pause` it then waits half a second, so the signal
-/// surely comes before the stage's next statement.
+/// surely comes before the stage's next statement; with
+/// `KONTAKT_TEST_STAGES=hold:NAME` stage NAME waits until standard input
+/// ends (a test holds an import inside its transaction for as long as it
+/// needs).
 pub fn test_stage(name: &str) {
-    static HOOK: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    enum Hook {
+        Say,
+        Pause,
+        Hold(String),
+    }
+    static HOOK: std::sync::OnceLock<Option<Hook>> = std::sync::OnceLock::new();
     let hook = HOOK.get_or_init(|| match std::env::var("KONTAKT_TEST_STAGES").as_deref() {
-        Ok("1") => Some(false),
-        Ok("pause") => Some(true),
+        Ok("1") => Some(Hook::Say),
+        Ok("pause") => Some(Hook::Pause),
+        Ok(other) => other.strip_prefix("hold:").map(|stage| Hook::Hold(stage.to_string())),
         _ => None,
     });
-    if let Some(pause) = *hook {
-        eprintln!("kontakt: stage {name}");
-        if pause {
-            std::thread::sleep(Duration::from_millis(500));
+    let Some(hook) = hook else {
+        return;
+    };
+    eprintln!("kontakt: stage {name}");
+    match hook {
+        Hook::Say => {}
+        Hook::Pause => std::thread::sleep(Duration::from_millis(500)),
+        Hook::Hold(stage) if stage == name => {
+            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
         }
+        Hook::Hold(_) => {}
     }
 }
 

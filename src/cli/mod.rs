@@ -26,7 +26,9 @@ pub use input::InputArgs;
 #[derive(Debug, Parser)]
 #[command(name = "kontakt", max_term_width = 100)]
 pub struct Cli {
-    /// The contact store (a DuckDB file, created on first use).
+    /// The contact store: a DuckDB file, created on first use, or a
+    /// PostgreSQL database, postgresql://USER@HOST/DB[?schema=NAME] (its
+    /// schema `kontakt` is created on first use).
     #[arg(
         long,
         global = true,

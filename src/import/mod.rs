@@ -321,7 +321,7 @@ impl Opened {
             .out
             .clone()
             .unwrap_or_else(|| write::default_out_dir(&name, options.dry_run));
-        let store = if options.dry_run && !options.db.exists() {
+        let store = if options.dry_run && !crate::store::exists(&options.db)? {
             // Nothing is created; a mistyped --db must not pass unnoticed.
             eprintln!(
                 "kontakt: no store at {}: the dry run classifies every row against an empty store",

@@ -11,6 +11,7 @@ use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use super::duckdb::commit::DuckDbImport;
+use super::postgres::commit::PostgresImport;
 use super::{Backend, Store};
 use crate::apply::{Master, StoreField};
 use crate::error::Result;
@@ -57,7 +58,9 @@ pub struct StagedImport<'s> {
 }
 
 enum Staging<'s> {
-    DuckDb(DuckDbImport<'s>),
+    /// Boxed: its feed and views are large beside PostgreSQL's.
+    DuckDb(Box<DuckDbImport<'s>>),
+    Postgres(PostgresImport<'s>),
 }
 
 /// Calls the backend's own method of the same meaning.
@@ -65,6 +68,7 @@ macro_rules! staging {
     ($backend:expr, $s:ident => $body:expr) => {
         match $backend {
             Staging::DuckDb($s) => $body,
+            Staging::Postgres($s) => $body,
         }
     };
 }
@@ -74,7 +78,10 @@ impl Store {
     /// are created, the id counter is read (see [`StagedImport::first_id`])
     /// and updates can be staged.
     pub fn begin_import(&self, spec: ImportSpec<'_>) -> Result<StagedImport<'_>> {
-        let backend = dispatch!(self, db => Staging::DuckDb(db.begin_import(spec)?));
+        let backend = match &self.backend {
+            Backend::DuckDb(db) => Staging::DuckDb(Box::new(db.begin_import(spec)?)),
+            Backend::Postgres(db) => Staging::Postgres(db.begin_import(spec)?),
+        };
         Ok(StagedImport { backend })
     }
 
@@ -147,5 +154,76 @@ impl StagedImport<'_> {
 impl std::fmt::Debug for StagedImport<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StagedImport")
+    }
+}
+
+/// What an import's update sets, as SQL over the stored contact `c` and
+/// its staged row `u` (the last one per contact): the same on every
+/// backend but for how tags are added.
+#[derive(Debug)]
+pub(crate) struct UpdateValues {
+    /// Each column the update sets, with its new value: the fields, their
+    /// key hashes, and `tags` (set to itself when the file gives none: see
+    /// the DuckDB backend's `UpdateSql`).
+    pub(crate) values: Vec<(String, String)>,
+    /// The condition under which a contact changes (`false` without
+    /// fields).
+    pub(crate) changes: String,
+}
+
+impl UpdateValues {
+    /// `--master` decides between file and stored values; a consent is
+    /// never set to `unknown` over a stored one; tags are only added, by
+    /// `tags_added` (given the quoted column).
+    pub(crate) fn new(
+        fields: &[StoreField],
+        hashed: &[usize],
+        master: Master,
+        tags_added: impl Fn(&str) -> String,
+    ) -> UpdateValues {
+        use crate::fields::{FieldKind, hash_column};
+        let quote = crate::store::sql::quote_ident;
+        let value = |f: &StoreField| {
+            let q = quote(&f.name);
+            match (f.kind, master) {
+                (FieldKind::Tags, _) => tags_added(&q),
+                (FieldKind::Consent, Master::File) => {
+                    format!("CASE WHEN u.{q} IS NULL OR u.{q} = 'unknown' THEN c.{q} ELSE u.{q} END")
+                }
+                (FieldKind::Consent, Master::Existing) => {
+                    format!("CASE WHEN c.{q} = 'unknown' AND u.{q} IS NOT NULL THEN u.{q} ELSE c.{q} END")
+                }
+                (_, Master::File) => format!("coalesce(u.{q}, c.{q})"),
+                (_, Master::Existing) => format!("coalesce(c.{q}, u.{q})"),
+            }
+        };
+        // A key's hash column follows its value column (both null
+        // together), so only the fields tell whether a contact changes.
+        let hashes = hashed.iter().map(|&i| StoreField {
+            name: hash_column(&fields[i].name),
+            kind: FieldKind::Text,
+            column: None,
+        });
+        let values: Vec<(String, String)> = fields
+            .iter()
+            .cloned()
+            .chain(hashes)
+            .map(|f| (f.name.clone(), value(&f)))
+            .chain(
+                (!fields.iter().any(|f| f.kind == FieldKind::Tags)).then(|| ("tags".to_string(), "c.tags".to_string())),
+            )
+            .collect();
+        let changes: Vec<String> = fields
+            .iter()
+            .map(|f| format!("c.{} IS DISTINCT FROM {}", quote(&f.name), value(f)))
+            .collect();
+        UpdateValues {
+            values,
+            changes: if changes.is_empty() {
+                "false".to_string()
+            } else {
+                changes.join(" OR ")
+            },
+        }
     }
 }

@@ -15,6 +15,21 @@ pub struct FileKeys {
     pub(crate) tables: Vec<FileKey>,
 }
 
+impl FileKeys {
+    /// The temporary tables of the file's keys, one per key (`hashed`:
+    /// whether its values are hashes, else text).
+    pub(crate) fn tables_for(hashed: &[bool]) -> Vec<FileKey> {
+        hashed
+            .iter()
+            .enumerate()
+            .map(|(i, &hashed)| FileKey {
+                table: format!("kontakt_file_keys_{i}"),
+                hashed,
+            })
+            .collect()
+    }
+}
+
 /// One key's values of the file (in a temporary table of the backend's
 /// connection), as hashes or as text.
 #[derive(Debug, Clone)]
@@ -60,7 +75,10 @@ impl Store {
     /// Lets go of the file's keys (errors are of no consequence: they
     /// belong to this connection and end with it).
     pub fn drop_file_keys(&self, keys: FileKeys) {
-        dispatch!(self, db => db.drop_file_keys(keys))
+        match &self.backend {
+            Backend::DuckDb(db) => db.drop_file_keys(keys),
+            Backend::Postgres(db) => db.drop_file_keys(keys),
+        }
     }
 
     /// Scans the key columns `keys` (field names checked by the normalize

@@ -17,6 +17,7 @@ use arrow::record_batch::RecordBatch;
 use serde::Serialize;
 
 use super::duckdb::lists::DuckDbMemberStream;
+use super::postgres::lists::PostgresMemberStream;
 use super::{Backend, Store};
 use crate::error::Result;
 
@@ -112,7 +113,10 @@ impl Store {
     /// transaction that begins after this call (none may be a membership
     /// already).
     pub fn member_stream(&self, batches: Receiver<RecordBatch>) -> Result<MemberStream<'_>> {
-        let backend = dispatch!(self, db => Streaming::DuckDb(db.member_stream(batches)?));
+        let backend = match &self.backend {
+            Backend::DuckDb(db) => Streaming::DuckDb(db.member_stream(batches)?),
+            Backend::Postgres(db) => Streaming::Postgres(db.member_stream(batches)?),
+        };
         Ok(MemberStream { backend })
     }
 
@@ -153,6 +157,7 @@ pub struct MemberStream<'s> {
 
 enum Streaming<'s> {
     DuckDb(DuckDbMemberStream<'s>),
+    Postgres(PostgresMemberStream<'s>),
 }
 
 impl MemberStream<'_> {
@@ -162,6 +167,7 @@ impl MemberStream<'_> {
     pub fn insert(&self) -> Result<()> {
         match &self.backend {
             Streaming::DuckDb(s) => s.insert(),
+            Streaming::Postgres(s) => s.insert(),
         }
     }
 }

@@ -10,14 +10,16 @@
 //! every method handle. See docs/DESIGN.md, "The store interface".
 
 mod duckdb;
+mod postgres;
 
 use std::path::Path;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use self::duckdb::DuckDb;
-pub use self::duckdb::Interrupt;
 pub use self::duckdb::schema::SCHEMA_VERSION;
+use self::postgres::Postgres;
+pub use self::postgres::is_url;
 
 /// An open contact store.
 #[derive(Debug)]
@@ -28,6 +30,8 @@ pub struct Store {
 #[derive(Debug)]
 enum Backend {
     DuckDb(DuckDb),
+    /// Boxed: its connection settings are large beside DuckDB's handles.
+    Postgres(Box<Postgres>),
 }
 
 /// Calls the backend's own method of the same meaning.
@@ -35,8 +39,52 @@ macro_rules! dispatch {
     ($self:expr, $db:ident => $body:expr) => {
         match &$self.backend {
             Backend::DuckDb($db) => $body,
+            Backend::Postgres($db) => $body,
         }
     };
+}
+
+/// Calls the DuckDB backend's method; on a PostgreSQL store, where `$what`
+/// is not built yet, a usage error saying so (exit 2; issue 25).
+macro_rules! duckdb_only {
+    ($self:expr, $what:expr, $db:ident => $body:expr) => {
+        match &$self.backend {
+            Backend::DuckDb($db) => $body,
+            Backend::Postgres(_) => return Err($crate::store::not_built($what)),
+        }
+    };
+}
+
+/// The error of a command a PostgreSQL store cannot run yet.
+pub(crate) fn not_built(what: &str) -> Error {
+    Error::usage(format!(
+        "{what} on a PostgreSQL store is not built yet (it works on a DuckDB store: --db FILE)"
+    ))
+}
+
+/// Interrupts the statement running on one store connection (see
+/// [`crate::cancel`]); a no-op once that connection is closed.
+pub enum Interrupt {
+    DuckDb(duckdb::Interrupt),
+    /// PostgreSQL's cancel request, sent on a connection of its own.
+    Postgres(::postgres::CancelToken),
+}
+
+impl Interrupt {
+    pub fn interrupt(&self) {
+        match self {
+            Interrupt::DuckDb(i) => i.interrupt(),
+            Interrupt::Postgres(token) => {
+                let _ = token.cancel_query(::postgres::NoTls);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Interrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Interrupt")
+    }
 }
 
 impl Store {
@@ -44,29 +92,40 @@ impl Store {
     /// and bringing an older schema up to date; groups left `running` by a
     /// process that ended are recorded as `failed` ("interrupted").
     pub fn open(path: &Path) -> Result<Store> {
-        Ok(Store {
-            backend: Backend::DuckDb(DuckDb::open(path)?),
-        })
+        let backend = if is_url(path) {
+            Backend::Postgres(Box::new(Postgres::open(path)?))
+        } else {
+            Backend::DuckDb(DuckDb::open(path)?)
+        };
+        Ok(Store { backend })
     }
 
     /// Opens an existing store for reading only; a path where no store
     /// exists is an error (nothing is created).
     pub fn open_read_only(path: &Path) -> Result<Store> {
-        Ok(Store {
-            backend: Backend::DuckDb(DuckDb::open_read_only(path)?),
-        })
+        let backend = if is_url(path) {
+            Backend::Postgres(Box::new(Postgres::open_read_only(path)?))
+        } else {
+            Backend::DuckDb(DuckDb::open_read_only(path)?)
+        };
+        Ok(Store { backend })
     }
 
     /// Another connection to the same store, for a thread of its own.
     pub fn try_clone(&self) -> Result<Store> {
-        Ok(Store {
-            backend: Backend::DuckDb(dispatch!(self, db => db.try_clone())?),
-        })
+        let backend = match &self.backend {
+            Backend::DuckDb(db) => Backend::DuckDb(db.try_clone()?),
+            Backend::Postgres(db) => Backend::Postgres(Box::new(db.try_clone()?)),
+        };
+        Ok(Store { backend })
     }
 
     /// The interrupt of this connection's running statement.
     pub fn interrupt(&self) -> Interrupt {
-        dispatch!(self, db => db.interrupt())
+        match &self.backend {
+            Backend::DuckDb(db) => Interrupt::DuckDb(db.interrupt()),
+            Backend::Postgres(db) => Interrupt::Postgres(db.interrupt()),
+        }
     }
 
     /// Where the store is (its file, or its URL with the password masked).
@@ -85,10 +144,20 @@ impl Store {
     }
 }
 
+/// Whether a store is at `db` (a DuckDB file, or a PostgreSQL schema that
+/// holds one); nothing is created.
+pub fn exists(db: &Path) -> Result<bool> {
+    if is_url(db) {
+        Postgres::exists(db)
+    } else {
+        Ok(db.exists())
+    }
+}
+
 /// The linked store libraries and their versions, for `kontakt --version`
 /// (e.g. `DuckDB v1.5.6`).
 pub fn backend_versions() -> String {
-    format!("DuckDB {}", duckdb::duckdb_version())
+    format!("DuckDB {}, {}", duckdb::duckdb_version(), postgres::driver_version())
 }
 
 #[cfg(test)]
@@ -97,6 +166,7 @@ impl Store {
     pub(crate) fn duckdb(&self) -> &DuckDb {
         match &self.backend {
             Backend::DuckDb(db) => db,
+            Backend::Postgres(_) => panic!("a DuckDB store"),
         }
     }
 }
@@ -111,5 +181,6 @@ pub mod groups;
 pub mod keys;
 pub mod lists;
 pub mod merge;
+pub(crate) mod sql;
 mod transaction;
 pub mod undo;

@@ -37,19 +37,19 @@ pub struct UndoScope {
 impl Store {
     /// What undoing group `group` would do.
     pub fn undo_scope(&self, group: i64) -> Result<UndoScope> {
-        dispatch!(self, db => db.undo_scope(group))
+        duckdb_only!(self, "undo", db => db.undo_scope(group))
     }
 
     /// Undoes group `group` at time `now` (microseconds) inside the
     /// caller's transaction, as [`Self::undo_scope`] found it (`scope`),
     /// and marks it `undone`.
     pub fn undo_group(&self, group: i64, now: i64, scope: &UndoScope) -> Result<()> {
-        dispatch!(self, db => db.undo_group(group, now, scope))
+        duckdb_only!(self, "undo", db => db.undo_group(group, now, scope))
     }
 
     /// When the store's last undo ran (microseconds), if one did: an
     /// audit from before it does not describe the contacts it restored.
     pub fn last_undo(&self) -> Result<Option<i64>> {
-        dispatch!(self, db => db.last_undo())
+        duckdb_only!(self, "undo", db => db.last_undo())
     }
 }

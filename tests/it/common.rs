@@ -1,15 +1,113 @@
 //! Helpers shared by the integration tests.
 
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use assert_cmd::Command;
 use serde_json::Value;
 
-/// A `kontakt` command run in `dir`, with no store configured from outside.
+/// A `kontakt` command run in `dir`, on the test's store: `kontakt.duckdb`
+/// in `dir`, or, inside [`on_postgres`], the test's PostgreSQL store.
 pub fn kontakt(dir: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("kontakt").expect("binary built");
-    cmd.current_dir(dir).env_remove("KONTAKT_DB");
-    cmd
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("kontakt"));
+    with_store(&mut cmd).current_dir(dir);
+    Command::from_std(cmd)
+}
+
+/// Points a command at the test's store (see [`kontakt`]).
+pub fn with_store(cmd: &mut std::process::Command) -> &mut std::process::Command {
+    match store_url() {
+        Some(url) => cmd.env("KONTAKT_DB", url),
+        None => cmd.env_remove("KONTAKT_DB"),
+    }
+}
+
+thread_local! {
+    /// The PostgreSQL store of the test running on this thread, if any.
+    static STORE_URL: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// The URL of the test's PostgreSQL store, inside [`on_postgres`].
+pub fn store_url() -> Option<String> {
+    STORE_URL.with(|u| u.borrow().clone())
+}
+
+/// This test process's PostgreSQL server, started on first use by
+/// `scripts/pg-test-server` (a throwaway cluster on a Unix socket, stopped
+/// when the process ends). A server that cannot start fails the test: the
+/// PostgreSQL tests are never skipped.
+pub fn pg_server() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("kontakt-test-pg-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let output = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-test-server"))
+            .arg(&dir)
+            .arg(std::process::id().to_string())
+            .output()
+            .expect("run scripts/pg-test-server");
+        assert!(
+            output.status.success(),
+            "could not start a PostgreSQL server for the tests: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("URL").trim().to_string()
+    })
+}
+
+/// A PostgreSQL store of its own (a fresh schema on the test server).
+pub fn pg_store() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}&schema=t{}_{}",
+        pg_server(),
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `test` on a PostgreSQL store of its own: every [`kontakt`]
+/// command it runs, and [`crate::import::query`], use that store.
+pub fn on_postgres(test: fn()) {
+    STORE_URL.with(|u| *u.borrow_mut() = Some(pg_store()));
+    test();
+    STORE_URL.with(|u| *u.borrow_mut() = None);
+}
+
+/// A connection to the test's PostgreSQL store, its schema first on the
+/// search path.
+pub fn pg_client(url: &str) -> postgres::Client {
+    let (base, query) = url.split_once('?').expect("a URL with parameters");
+    let (mut rest, mut schema) = (Vec::new(), "kontakt");
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("schema", name)) => schema = name,
+            _ => rest.push(pair),
+        }
+    }
+    let mut client =
+        postgres::Client::connect(&format!("{base}?{}", rest.join("&")), postgres::NoTls).expect("connect");
+    client
+        .batch_execute(&format!("SET search_path TO {schema}"))
+        .expect("search_path");
+    client
+}
+
+/// The tests of a module that also run on a PostgreSQL store, each as
+/// `on_postgres::NAME`.
+macro_rules! on_postgres_too {
+    ($($test:ident),* $(,)?) => {
+        mod on_postgres {
+            $(
+                #[test]
+                fn $test() {
+                    crate::common::on_postgres(super::$test)
+                }
+            )*
+        }
+    };
 }
 
 /// Writes `bytes` to `dir/name` and returns the path.

@@ -467,14 +467,14 @@ fn a_closed_pipe_ends_the_listing_quietly() {
     let before = query(&db, "SELECT count(*), max(updated_at) FROM contacts");
     {
         let args = ["contacts", "list", "--limit", "0"];
-        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("kontakt"))
-            .args(args)
-            .current_dir(dir)
-            .env_remove("KONTAKT_DB")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
+        let mut child =
+            crate::common::with_store(&mut std::process::Command::new(assert_cmd::cargo::cargo_bin("kontakt")))
+                .args(args)
+                .current_dir(dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn");
         {
             let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
             let mut line = String::new();
@@ -494,3 +494,16 @@ fn a_closed_pipe_ends_the_listing_quietly() {
     }
     assert_eq!(query(&db, "SELECT count(*), max(updated_at) FROM contacts"), before);
 }
+
+on_postgres_too!(
+    add_normalizes_and_show_prints_every_column,
+    list_filters_and_delete_is_all_or_nothing,
+    export_imports_back_unchanged,
+    export_writes_a_workbook_standard_output_and_a_bom,
+    add_updates_the_contact_with_that_email_and_show_finds_by_email_or_phone,
+    add_skips_when_several_contacts_have_the_email,
+    every_csv_export_writes_the_same_bytes,
+    add_matches_only_contacts_of_its_type,
+    a_tag_with_the_export_separator_or_empty_is_refused,
+    a_closed_pipe_ends_the_listing_quietly,
+);

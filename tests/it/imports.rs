@@ -104,3 +104,8 @@ fn a_wrong_flag_or_value_is_one_line_with_exit_2_naming_the_help() {
     }
     assert!(std::fs::read_dir(dir).expect("dir").next().is_none(), "created files");
 }
+
+on_postgres_too!(
+    list_show_and_rename_report_the_recorded_groups,
+    delete_removes_only_the_contacts_the_import_created
+);

@@ -585,3 +585,14 @@ fn contacts_add_and_audit_use_the_store_keys() {
     let audit = json(dir, &["audit", "--json", "--key", "email", "--out", "a2"]);
     assert_eq!(audit["clusters"], 0, "{audit}");
 }
+
+on_postgres_too!(
+    config_keeps_checked_values_and_reads_without_creating_a_store,
+    every_import_uses_the_store_settings_unless_a_flag_says_otherwise,
+    a_store_that_asks_for_compliance_refuses_consents_not_acknowledged,
+    set_on_gives_each_category_its_own_value_in_the_files_and_the_store,
+    description_and_settings_are_recorded_with_the_group,
+    settings_and_flags_that_contradict_each_other_are_usage_errors,
+    unique_with_stored_values_kept_lets_a_row_fill_other_fields,
+    unique_refuses_a_value_another_contact_has_and_a_store_that_breaks_it,
+);

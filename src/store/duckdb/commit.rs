@@ -352,13 +352,11 @@ mod tests {
     use crate::apply::commit::{Commit, CommitJob, End, Ending, GroupCounts};
     use crate::apply::store_fields;
     use crate::fields::key_hash;
-    use crate::store::{Backend, Store};
+    use crate::store::Store;
 
     /// The DuckDB backend of a store opened here.
     fn db(store: &Store) -> &DuckDb {
-        match &store.backend {
-            Backend::DuckDb(db) => db,
-        }
+        store.duckdb()
     }
 
     fn batch(emails: &[&str], names: &[&str]) -> RecordBatch {

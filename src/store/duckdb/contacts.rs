@@ -6,11 +6,12 @@ use arrow::array::AsArray;
 use arrow::datatypes::{Int64Type, UInt64Type};
 
 use crate::error::Result;
-use crate::fields::{KEY_FIELDS, hash_column};
+use crate::fields::hash_column;
 use crate::map::ContactType;
 use crate::store::contacts::{ContactFilter, ContactKey, ContactRows, MEMBERSHIP_COLUMNS, column_names};
+use crate::store::sql::{self, key_column};
 
-use super::{DuckDb, literal, quote_ident};
+use super::{DuckDb, quote_ident};
 
 impl DuckDb {
     pub(crate) fn find_contacts(&self, filter: &ContactFilter, limit: usize) -> Result<ContactRows> {
@@ -26,14 +27,7 @@ impl DuckDb {
     }
 
     pub(crate) fn contacts_by(&self, key: ContactKey) -> Result<ContactRows> {
-        let condition = match key {
-            ContactKey::Id(id) => format!("id = {id}"),
-            ContactKey::Email(email) => format!("email = {}", literal(email)),
-            ContactKey::Phone(phone) => {
-                let phone = literal(phone);
-                format!("phone = {phone} OR mobile = {phone}")
-            }
-        };
+        let condition = sql::key_condition(key);
         let columns = self.contact_columns(true)?.join(", ");
         self.text_rows(&format!(
             "SELECT {columns} FROM contacts WHERE {condition} ORDER BY created_at, id"
@@ -41,25 +35,11 @@ impl DuckDb {
     }
 
     pub(crate) fn contact_ids_with_key(&self, field: &str, value: &str, contact_type: ContactType) -> Result<Vec<i64>> {
-        self.ids(&format!(
-            "SELECT id FROM contacts WHERE {} = {} AND type = {} ORDER BY created_at, id",
-            Self::key_column(field),
-            literal(value),
-            literal(contact_type.name())
-        ))
-    }
-
-    /// `field` is one of [`KEY_FIELDS`], each with a hash column.
-    fn key_column(field: &str) -> &'static str {
-        KEY_FIELDS
-            .iter()
-            .find(|f| **f == field)
-            .copied()
-            .expect("a key field, checked by the caller")
+        self.ids(&sql::ids_with_key(field, value, contact_type))
     }
 
     pub(crate) fn key_hashes(&self, field: &str) -> Result<Vec<(u64, i64)>> {
-        let hash = hash_column(Self::key_column(field));
+        let hash = hash_column(key_column(field));
         let mut pairs = Vec::new();
         // Streamed: the pairs are the only copy held (10M contacts: 160 MB).
         let mut stmt = self
@@ -76,25 +56,13 @@ impl DuckDb {
     }
 
     pub(crate) fn count_shared_values(&self, field: &str) -> Result<i64> {
-        let field = Self::key_column(field);
         self.conn
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM (SELECT {field} FROM contacts WHERE {field} IS NOT NULL \
-                     GROUP BY {field} HAVING count(*) > 1)"
-                ),
-                [],
-                |r| r.get(0),
-            )
+            .query_row(&sql::count_shared(field), [], |r| r.get(0))
             .map_err(|e| self.error(&e))
     }
 
     pub(crate) fn contact_ids_with_value(&self, field: &str, value: &str) -> Result<Vec<i64>> {
-        self.ids(&format!(
-            "SELECT id FROM contacts WHERE {} = {} ORDER BY id",
-            Self::key_column(field),
-            literal(value)
-        ))
+        self.ids(&sql::ids_with_value(field, value))
     }
 
     pub(crate) fn missing_contact_ids(&self, ids: &[i64]) -> Result<Vec<i64>> {
@@ -217,33 +185,7 @@ impl DuckDb {
 
 /// The filter's `WHERE` clause (empty when nothing filters).
 fn where_clause(filter: &ContactFilter) -> String {
-    let mut conditions = Vec::new();
-    if let Some(import_id) = filter.import_id {
-        conditions.push(format!("import_id = {import_id}"));
-    }
-    for tag in &filter.tags {
-        conditions.push(format!("list_contains(tags, {})", literal(tag)));
-    }
-    if let Some(t) = filter.contact_type {
-        conditions.push(format!("type = {}", literal(t.name())));
-    }
-    if let Some(email) = &filter.email {
-        conditions.push(format!("email = {}", literal(email)));
-    }
-    if let Some(phone) = &filter.phone {
-        let phone = literal(phone);
-        conditions.push(format!("(phone = {phone} OR mobile = {phone})"));
-    }
-    if let Some(list_id) = filter.list_id {
-        conditions.push(format!(
-            "id IN (SELECT contact_id FROM list_members WHERE list_id = {list_id})"
-        ));
-    }
-    if conditions.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conditions.join(" AND "))
-    }
+    sql::where_clause(filter, |tag| format!("list_contains(tags, {tag})"))
 }
 
 /// The membership's columns after the contact's ([`MEMBERSHIP_COLUMNS`]):

@@ -10,7 +10,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{DuckDb, IdBitmap};
 use crate::error::Result;
-use crate::store::keys::{FileKey, FileKeys, KeyScan};
+use crate::store::keys::{FileKeys, KeyScan};
 
 /// Temporary table of the ids of the contacts a semi-join with the file
 /// selected.
@@ -34,14 +34,7 @@ impl DuckDb {
         hashed: &[bool],
         feed: impl FnOnce(&mut dyn FnMut(&[ArrayRef]) -> Result<()>) -> Result<()>,
     ) -> Result<FileKeys> {
-        let tables: Vec<FileKey> = hashed
-            .iter()
-            .enumerate()
-            .map(|(i, &hashed)| FileKey {
-                table: format!("kontakt_file_keys_{i}"),
-                hashed,
-            })
-            .collect();
+        let tables = FileKeys::tables_for(hashed);
         for keys in &tables {
             let column = if keys.hashed { "h UBIGINT" } else { "v VARCHAR" };
             self.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE {} ({column})", keys.table))?;

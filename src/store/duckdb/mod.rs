@@ -457,16 +457,7 @@ impl DuckDb {
     }
 }
 
-/// A double-quoted SQL identifier (kontakt's own names: checked field names,
-/// whose quoting keeps `custom.NAME` one identifier).
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-/// A SQL string literal.
-pub fn literal(value: &str) -> String {
-    format!("'{}'", value.replace('\'', "''"))
-}
+pub use crate::store::sql::{literal, quote_ident};
 
 /// The result batches of an executed statement ([`DuckDb::batches`]).
 pub struct Batches<'a, 'stmt> {
@@ -568,7 +559,7 @@ fn command_line(pid: u32) -> Option<String> {
 }
 
 /// `postgresql://user:secret@host/db` → `postgresql://user:***@host/db`.
-fn mask_password(arg: &str) -> String {
+pub(crate) fn mask_password(arg: &str) -> String {
     let Some(scheme_end) = arg.find("://").map(|i| i + 3) else {
         return arg.to_string();
     };

@@ -32,7 +32,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::quote_ident;
 use crate::apply::{Master, StoreField};
-use crate::fields::{FieldKind, hash_column};
+use crate::store::commit::UpdateValues;
 
 /// Staged update rows per part: each part is one `UPDATE` whose join fits
 /// in DuckDB's memory cap (512 MB by default). At 10M x 10M: 4 parts
@@ -318,56 +318,17 @@ pub(super) struct UpdateSql {
 
 impl UpdateSql {
     pub(super) fn new(fields: &[StoreField], hashed: &[usize], master: Master) -> UpdateSql {
-        let value = |f: &StoreField| {
-            let q = quote_ident(&f.name);
-            match (f.kind, master) {
-                (FieldKind::Tags, _) => {
-                    format!("list_concat(c.{q}, list_filter(coalesce(u.{q}, []), x -> NOT list_contains(c.{q}, x)))")
-                }
-                (FieldKind::Consent, Master::File) => {
-                    format!("CASE WHEN u.{q} IS NULL OR u.{q} = 'unknown' THEN c.{q} ELSE u.{q} END")
-                }
-                (FieldKind::Consent, Master::Existing) => {
-                    format!("CASE WHEN c.{q} = 'unknown' AND u.{q} IS NOT NULL THEN u.{q} ELSE c.{q} END")
-                }
-                (_, Master::File) => format!("coalesce(u.{q}, c.{q})"),
-                (_, Master::Existing) => format!("coalesce(c.{q}, u.{q})"),
-            }
-        };
-        // A key's hash column follows its value column (both null
-        // together), so only the fields tell whether a contact changes.
-        let hashes = hashed.iter().map(|&i| StoreField {
-            name: hash_column(&fields[i].name),
-            kind: FieldKind::Text,
-            column: None,
+        let UpdateValues { values, changes } = UpdateValues::new(fields, hashed, master, |q| {
+            format!("list_concat(c.{q}, list_filter(coalesce(u.{q}, []), x -> NOT list_contains(c.{q}, x)))")
         });
-        let set_fields: Vec<StoreField> = fields.iter().cloned().chain(hashes).collect();
-        // Each column the update sets, with its new value; the undo record
-        // keeps a column's earlier value only where the update changes it
-        // (see [`Self::record_part`]).
-        let values: Vec<(String, String)> = set_fields
-            .iter()
-            .map(|f| (f.name.clone(), value(f)))
-            .chain(
-                (!fields.iter().any(|f| f.kind == FieldKind::Tags)).then(|| ("tags".to_string(), "c.tags".to_string())),
-            )
-            .collect();
         let set: Vec<String> = values
             .iter()
             .map(|(name, value)| format!("{} = {value}", quote_ident(name)))
             .collect();
         let record = super::undo::changed_columns("c", &values);
-        let changes: Vec<String> = fields
-            .iter()
-            .map(|f| format!("c.{} IS DISTINCT FROM {}", quote_ident(&f.name), value(f)))
-            .collect();
         UpdateSql {
             set: set.iter().map(|s| format!("{s}, ")).collect(),
-            changes: if changes.is_empty() {
-                "false".to_string()
-            } else {
-                changes.join(" OR ")
-            },
+            changes,
             record,
         }
     }

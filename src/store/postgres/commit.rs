@@ -1,0 +1,185 @@
+//! An import's transaction in PostgreSQL: new contacts go straight into
+//! `contacts` by binary `COPY` as they come; updates are staged by binary
+//! `COPY` into a temporary table and applied at the end by one set-based
+//! `UPDATE … FROM`, in the same transaction.
+
+use std::cell::Cell;
+
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::error::ArrowError;
+
+use super::Postgres;
+use super::groups::timestamp;
+use super::quote_ident;
+use crate::error::Result;
+use crate::store::commit::{ImportSpec, RowSource, StagedRows, UpdateValues};
+use crate::store::groups::now_micros;
+
+/// The staged updates (dropped at the end of the transaction).
+const UPDATES: &str = "kontakt_updates";
+
+impl Postgres {
+    /// Creates the `custom.NAME` columns among `names` that the contacts
+    /// table lacks (inside the caller's transaction).
+    pub(crate) fn add_custom_columns<'a>(&self, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        let existing = self.columns("contacts")?;
+        for field in names {
+            if let Some(name) = field.strip_prefix("custom.")
+                && !existing.iter().any(|c| c == field)
+            {
+                self.batch(&format!("ALTER TABLE contacts ADD COLUMN {} text", quote_ident(field)))?;
+                self.execute(
+                    &format!(
+                        "INSERT INTO custom_fields VALUES ($1, {}) ON CONFLICT DO NOTHING",
+                        timestamp(2)
+                    ),
+                    &[&name, &now_micros()],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The id the next new contact gets (ids are never reused).
+    pub(crate) fn next_contact_id(&self) -> Result<i64> {
+        self.query_one_i64(
+            "SELECT value::bigint FROM kontakt_meta WHERE key = 'next_contact_id'",
+            &[],
+        )
+    }
+
+    pub(crate) fn begin_import(&self, spec: ImportSpec<'_>) -> Result<PostgresImport<'_>> {
+        let insert_columns: Vec<String> = spec
+            .insert_schema
+            .fields()
+            .iter()
+            .map(|f| quote_ident(f.name()))
+            .collect();
+        self.begin()?;
+        self.add_custom_columns(spec.fields.iter().map(|f| f.name.as_str()))?;
+        let first_id = self.next_contact_id()?;
+        let staging: Vec<String> = spec
+            .update_schema
+            .fields()
+            .iter()
+            .map(|f| format!("{} {}", quote_ident(f.name()), sql_type(f.data_type())))
+            .collect();
+        self.batch(&format!(
+            "CREATE TEMP TABLE {UPDATES} ({}) ON COMMIT DROP",
+            staging.join(", ")
+        ))?;
+        let UpdateValues { values, changes } = UpdateValues::new(spec.fields, spec.hashed, spec.master, |q| {
+            format!(
+                "c.{q} || ARRAY(SELECT x FROM unnest(coalesce(u.{q}, '{{}}')) WITH ORDINALITY AS t(x, n) \
+                 WHERE x <> ALL(c.{q}) ORDER BY n)"
+            )
+        });
+        let set: Vec<String> = values
+            .iter()
+            .map(|(name, value)| format!("{} = {value}, ", quote_ident(name)))
+            .collect();
+        let update_sql = format!(
+            "UPDATE contacts AS c SET {}updated_at = {} \
+             FROM (SELECT DISTINCT ON (contact_id) * FROM {UPDATES} ORDER BY contact_id, \"row\" DESC) AS u \
+             WHERE c.id = u.contact_id AND ({changes})",
+            set.concat(),
+            timestamp(1)
+        );
+        Ok(PostgresImport {
+            db: self,
+            first_id,
+            insert_columns: insert_columns.join(", "),
+            update_columns: spec
+                .update_schema
+                .fields()
+                .iter()
+                .map(|f| quote_ident(f.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            staged: Cell::new(0),
+            update_sql,
+            _schema: spec.update_schema.clone(),
+        })
+    }
+}
+
+/// The PostgreSQL type of an Arrow column of the import's batches.
+fn sql_type(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Int64 | DataType::UInt64 => "bigint",
+        DataType::Date32 => "date",
+        DataType::Timestamp(..) => "timestamp",
+        DataType::List(_) => "text[]",
+        _ => "text",
+    }
+}
+
+/// An import's open transaction in PostgreSQL.
+pub(crate) struct PostgresImport<'s> {
+    db: &'s Postgres,
+    first_id: i64,
+    insert_columns: String,
+    update_columns: String,
+    /// Update rows staged so far.
+    staged: Cell<usize>,
+    /// The set-based update of the staged rows.
+    update_sql: String,
+    _schema: SchemaRef,
+}
+
+impl PostgresImport<'_> {
+    pub(crate) fn first_id(&self) -> i64 {
+        self.first_id
+    }
+
+    pub(crate) fn push(&self, rows: std::result::Result<StagedRows, ArrowError>) -> Result<()> {
+        let rows = rows.map_err(|e| self.db.error_message(format!("preparing rows for the store: {e}")))?;
+        if let Some(inserts) = rows.inserts {
+            self.db.copy_in("contacts", &self.insert_columns, &inserts)?;
+        }
+        if let Some(updates) = rows.updates {
+            self.staged.set(self.staged.get() + updates.num_rows());
+            self.db.copy_in(UPDATES, &self.update_columns, &updates)?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything the source gives until it ends.
+    pub(crate) fn stream(&mut self, mut source: Box<dyn RowSource>) -> Result<()> {
+        while let Some(rows) = source.next_rows() {
+            self.push(rows)?;
+        }
+        Ok(())
+    }
+
+    /// Every row was written as it came.
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    pub(crate) fn staged_updates(&self) -> Result<i64> {
+        Ok(self.staged.get() as i64)
+    }
+
+    pub(crate) fn apply_updates(&self, now: i64) -> Result<u64> {
+        self.db.batch(&format!("ANALYZE {UPDATES}"))?;
+        self.db.execute(&self.update_sql, &[&now])
+    }
+
+    pub(crate) fn end_staging(&self, next_id: i64) -> Result<()> {
+        self.db
+            .execute(
+                "UPDATE kontakt_meta SET value = $1 WHERE key = 'next_contact_id'",
+                &[&next_id.to_string()],
+            )
+            .map(|_| ())
+    }
+
+    pub(crate) fn commit(self) -> Result<()> {
+        self.db.commit()
+    }
+
+    pub(crate) fn roll_back(self) -> Result<()> {
+        self.db.rollback_after_failure()
+    }
+}

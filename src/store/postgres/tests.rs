@@ -1,0 +1,1 @@
+//! The PostgreSQL backend's own tests, against a throwaway server.
