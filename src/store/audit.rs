@@ -106,12 +106,12 @@ pub struct AuditRecord<'a> {
 impl Store {
     /// A new audit's id.
     pub fn next_audit_id(&self) -> Result<i64> {
-        duckdb_only!(self, "auditing", db => db.next_audit_id())
+        dispatch!(self, db => db.next_audit_id())
     }
 
     /// The latest audit of a scope (by its name); `None` before the first.
     pub fn latest_audit(&self, scope: &str) -> Result<Option<PreviousAudit>> {
-        duckdb_only!(self, "auditing", db => db.latest_audit(scope))
+        dispatch!(self, db => db.latest_audit(scope))
     }
 
     /// Finds the universe of a `--since-last` audit: the contacts of the
@@ -120,7 +120,7 @@ impl Store {
     /// clusters it touched (read by [`Store::old_cluster_members`],
     /// [`Store::untouched_clusters`], replaced by [`Store::save_audit_state`]).
     pub fn find_affected(&self, scope: &AuditScope, previous: &PreviousAudit) -> Result<AffectedUniverse> {
-        duckdb_only!(self, "auditing", db => db.find_affected(scope, previous))
+        dispatch!(self, db => db.find_affected(scope, previous))
     }
 
     /// The contacts of the scope (or of `universe`), one row each: id,
@@ -129,7 +129,7 @@ impl Store {
     /// also holds the contact's values as [`Store::fetch_audit_values`]
     /// gives them after its slot.
     pub fn scan_audit_keys(&self, scope: &AuditScope, universe: Option<AffectedUniverse>) -> Result<Vec<RecordBatch>> {
-        duckdb_only!(self, "auditing", db => db.scan_audit_keys(scope, universe))
+        dispatch!(self, db => db.scan_audit_keys(scope, universe))
     }
 
     /// The real values of the contacts `ids`, in no particular order: the
@@ -141,23 +141,23 @@ impl Store {
         scope: &AuditScope,
         ids: impl IntoIterator<Item = i64>,
     ) -> Result<Vec<RecordBatch>> {
-        duckdb_only!(self, "auditing", db => db.fetch_audit_values(scope, ids))
+        dispatch!(self, db => db.fetch_audit_values(scope, ids))
     }
 
     /// The members of the old clusters the universe touched: (contact id,
     /// cluster key) pairs.
     pub fn old_cluster_members(&self, scope: &str) -> Result<Vec<(i64, i64)>> {
-        duckdb_only!(self, "auditing", db => db.old_cluster_members(scope))
+        dispatch!(self, db => db.old_cluster_members(scope))
     }
 
     /// The scope's old clusters that the universe did not touch.
     pub fn untouched_clusters(&self, scope: &AuditScope) -> Result<UntouchedClusters> {
-        duckdb_only!(self, "auditing", db => db.untouched_clusters(scope))
+        dispatch!(self, db => db.untouched_clusters(scope))
     }
 
     /// How many contacts the scope holds.
     pub fn count_audited_contacts(&self, scope: &AuditScope) -> Result<u64> {
-        duckdb_only!(self, "auditing", db => db.count_audited_contacts(scope))
+        dispatch!(self, db => db.count_audited_contacts(scope))
     }
 
     /// Replaces the scope's state with `clusters`: all of it after a full
@@ -168,11 +168,11 @@ impl Store {
         incremental: bool,
         clusters: impl IntoIterator<Item = ClusterChunk>,
     ) -> Result<()> {
-        duckdb_only!(self, "auditing", db => db.save_audit_state(scope, incremental, clusters))
+        dispatch!(self, db => db.save_audit_state(scope, incremental, clusters))
     }
 
     /// Records a finished audit (before the transaction commits).
     pub fn record_audit(&self, record: &AuditRecord) -> Result<()> {
-        duckdb_only!(self, "auditing", db => db.record_audit(record))
+        dispatch!(self, db => db.record_audit(record))
     }
 }

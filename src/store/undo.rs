@@ -50,6 +50,6 @@ impl Store {
     /// When the store's last undo ran (microseconds), if one did: an
     /// audit from before it does not describe the contacts it restored.
     pub fn last_undo(&self) -> Result<Option<i64>> {
-        duckdb_only!(self, "undo", db => db.last_undo())
+        dispatch!(self, db => db.last_undo())
     }
 }

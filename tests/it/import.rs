@@ -121,6 +121,20 @@ pub fn query(db: &Path, sql: &str) -> Vec<Vec<String>> {
     out
 }
 
+/// Runs `sql` (DuckDB's dialect, or `postgres_sql` inside
+/// [`crate::common::on_postgres`]) on the test's store.
+pub fn execute(db: &Path, sql: &str, postgres_sql: &str) {
+    match crate::common::store_url() {
+        Some(url) => crate::common::pg_client(&url)
+            .batch_execute(postgres_sql)
+            .expect("execute"),
+        None => duckdb::Connection::open(db)
+            .expect("open store")
+            .execute_batch(sql)
+            .expect("execute"),
+    }
+}
+
 /// A base store (6 contacts) and the second file, imported into `dir`.
 pub fn base_store(dir: &Path) {
     write(dir, "base.csv", BASE);

@@ -156,8 +156,7 @@ fn commands_not_built_on_postgresql_say_so() {
     write(dir, "base.csv", people(0, 10));
     import(dir, &["base.csv", "--name", "base"]);
     for args in [
-        &["audit", "--out", "audit"][..],
-        &["imports", "undo", "base"],
+        &["imports", "undo", "base"][..],
         &["contacts", "export", "-o", "c.parquet"],
     ] {
         let err = fails(dir, args, 2);

@@ -24,6 +24,8 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 const PG_EPOCH_DAYS: i32 = 10_957;
 /// The OID of `text`, the element type of `text[]`.
 const TEXT_OID: i32 = 25;
+/// The OID of `bigint`, the element type of `bigint[]`.
+const INT8_OID: i32 = 20;
 
 /// The bytes of a whole `COPY … FROM STDIN (FORMAT binary)` of `batch`, its
 /// columns in order: `Int64`, `UInt64` (as `bigint`: the same bits),
@@ -50,7 +52,7 @@ pub(super) fn encode_rows(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), 
             | DataType::Utf8
             | DataType::Timestamp(TimeUnit::Microsecond, _)
             | DataType::Date32 => {}
-            DataType::List(item) if item.data_type() == &DataType::Utf8 => {}
+            DataType::List(item) if matches!(item.data_type(), DataType::Utf8 | DataType::Int64) => {}
             other => {
                 return Err(format!(
                     "column {} of type {other} cannot be written to PostgreSQL",
@@ -93,21 +95,18 @@ fn field(out: &mut Vec<u8>, column: &ArrayRef, row: usize) {
         DataType::Utf8 => text(out, column.as_string::<i32>().value(row)),
         DataType::List(_) => {
             let items = column.as_list::<i32>().value(row);
-            let items = items.as_string::<i32>();
+            let text = items.data_type() == &DataType::Utf8;
             let start = out.len();
             out.extend_from_slice(&0i32.to_be_bytes()); // length, set below
             let dimensions: i32 = if items.is_empty() { 0 } else { 1 };
             out.extend_from_slice(&dimensions.to_be_bytes());
             out.extend_from_slice(&i32::from(items.null_count() > 0).to_be_bytes());
-            out.extend_from_slice(&TEXT_OID.to_be_bytes());
+            out.extend_from_slice(&(if text { TEXT_OID } else { INT8_OID }).to_be_bytes());
             if dimensions == 1 {
                 out.extend_from_slice(&(items.len() as i32).to_be_bytes());
                 out.extend_from_slice(&1i32.to_be_bytes());
-                for item in items.iter() {
-                    match item {
-                        Some(item) => text(out, item),
-                        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
-                    }
+                for i in 0..items.len() {
+                    field(out, &items, i);
                 }
             }
             let length = (out.len() - start - 4) as i32;

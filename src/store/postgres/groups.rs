@@ -174,6 +174,19 @@ impl Postgres {
     }
 }
 
+impl Postgres {
+    /// When the store's last undo ran (microseconds), if one did.
+    pub(crate) fn last_undo(&self) -> Result<Option<i64>> {
+        Ok(self
+            .query_opt(
+                "SELECT (extract(epoch FROM max(undone_at)) * 1000000)::bigint FROM import_groups \
+                 HAVING max(undone_at) IS NOT NULL",
+                &[],
+            )?
+            .map(|r| r.get(0)))
+    }
+}
+
 fn group_of(r: &postgres::Row) -> Group {
     Group {
         id: r.get(0),

@@ -16,6 +16,7 @@
 //! streams are plain `Read`/`Write`. See docs/DESIGN.md, "The PostgreSQL
 //! store".
 
+mod audit;
 pub(crate) mod commit;
 mod config;
 mod contacts;

@@ -1,0 +1,401 @@
+//! The audit's statements on PostgreSQL (see [`crate::store::audit`]): one
+//! scan of the key hash columns by binary `COPY`, the candidates' values
+//! through a staged table of ids, and the `--since-last` universe built
+//! in temporary tables, as on DuckDB.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::buffer::ScalarBuffer;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Int64Type};
+use arrow::record_batch::RecordBatch;
+
+use super::copy::{Decoder, Out};
+use super::groups::timestamp;
+use super::{Postgres, quote_ident};
+use crate::error::Result;
+use crate::fields::hash_column;
+use crate::map::ContactType;
+use crate::store::audit::{AffectedUniverse, AuditRecord, AuditScope, ClusterChunk, PreviousAudit, UntouchedClusters};
+use crate::store::sql::literal;
+
+/// Temporary tables of one audit.
+const FETCH: &str = "kontakt_audit_fetch";
+const UNIVERSE: &str = "kontakt_audit_universe";
+const CHANGED: &str = "kontakt_audit_changed";
+const GONE: &str = "kontakt_audit_gone";
+const TOUCHED: &str = "kontakt_audit_touched";
+
+/// The type filter of an audit, as SQL on `contacts`.
+fn type_filter(contact_type: Option<ContactType>) -> String {
+    contact_type.map_or_else(|| "true".to_string(), |t| format!("type = '{}'", t.name()))
+}
+
+/// Microseconds since the epoch of a `timestamp` column.
+fn micros(column: &str) -> String {
+    format!("(extract(epoch FROM {column}) * 1000000)::bigint")
+}
+
+/// `DROP` then `CREATE TEMP TABLE … AS` (PostgreSQL has no `CREATE OR
+/// REPLACE TABLE`).
+fn temp_table(name: &str, select: &str) -> String {
+    format!("DROP TABLE IF EXISTS {name}; CREATE TEMP TABLE {name} AS {select};")
+}
+
+impl Postgres {
+    pub(crate) fn next_audit_id(&self) -> Result<i64> {
+        self.query_one_i64("SELECT nextval('audit_id_seq')", &[])
+    }
+
+    pub(crate) fn latest_audit(&self, scope: &str) -> Result<Option<PreviousAudit>> {
+        Ok(self
+            .query_opt(
+                &format!(
+                    "SELECT id, {}, next_contact_id, all_contacts FROM audits WHERE scope = $1 ORDER BY id DESC LIMIT 1",
+                    micros("started_at")
+                ),
+                &[&scope],
+            )?
+            .map(|r| PreviousAudit {
+                id: r.get(0),
+                started: r.get(1),
+                next_contact_id: r.get(2),
+                all_contacts: r.get(3),
+            }))
+    }
+
+    /// Builds the universe in a temporary table, as the DuckDB backend does
+    /// (see its comments); an id may be in it more than once.
+    pub(crate) fn find_affected(&self, scope: &AuditScope, previous: &PreviousAudit) -> Result<AffectedUniverse> {
+        let types = type_filter(scope.contact_type);
+        let keys = scope.keys;
+        let scope = literal(scope.name);
+        let since = format!(
+            "(timestamp '1970-01-01' + {} * interval '1 microsecond')",
+            previous.started
+        );
+        let hashes: Vec<String> = keys.iter().map(|k| hash_column(k)).collect();
+        self.batch(&temp_table(
+            CHANGED,
+            &format!(
+                "SELECT id, {} FROM contacts WHERE {types} AND updated_at >= {since}",
+                hashes.join(", ")
+            ),
+        ))?;
+        let members = format!("SELECT contact_id FROM audit_members WHERE scope = {scope}");
+        let nothing_deleted = match (previous.next_contact_id, previous.all_contacts) {
+            (Some(next), Some(all)) => {
+                self.query_one_i64("SELECT count(*) FROM contacts WHERE id < $1", &[&next])? == all
+            }
+            _ => false,
+        };
+        let gone = if nothing_deleted {
+            format!("SELECT id FROM contacts WHERE updated_at >= {since} AND NOT ({types}) AND id IN ({members})")
+        } else {
+            format!(
+                "SELECT m.contact_id AS id FROM ({members}) AS m WHERE NOT EXISTS \
+                 (SELECT 1 FROM contacts AS c WHERE c.id = m.contact_id AND {types})"
+            )
+        };
+        let sharing: Vec<String> = hashes
+            .iter()
+            .map(|h| format!("{h} IN (SELECT {h} FROM {CHANGED})"))
+            .collect();
+        self.batch(&format!(
+            "{} {} {} \
+             INSERT INTO {UNIVERSE} \
+               SELECT contact_id FROM audit_members WHERE scope = {scope} \
+               AND cluster IN (SELECT cluster FROM audit_members WHERE scope = {scope} \
+                               AND contact_id IN (SELECT id FROM {UNIVERSE})) \
+               AND contact_id NOT IN (SELECT id FROM {UNIVERSE}) \
+               AND contact_id NOT IN (SELECT id FROM {GONE}); \
+             INSERT INTO {TOUCHED} \
+               SELECT DISTINCT cluster FROM audit_members WHERE scope = {scope} \
+               AND contact_id IN (SELECT id FROM {UNIVERSE}) \
+               AND cluster NOT IN (SELECT cluster FROM {TOUCHED});",
+            temp_table(GONE, &gone),
+            temp_table(
+                TOUCHED,
+                &format!(
+                    "SELECT DISTINCT cluster FROM audit_members WHERE scope = {scope} \
+                     AND contact_id IN (SELECT id FROM {CHANGED} UNION ALL SELECT id FROM {GONE})"
+                )
+            ),
+            temp_table(
+                UNIVERSE,
+                &format!(
+                    "SELECT id FROM {CHANGED} \
+                     UNION ALL SELECT contact_id FROM audit_members \
+                       WHERE scope = {scope} AND cluster IN (SELECT cluster FROM {TOUCHED}) \
+                       AND contact_id NOT IN (SELECT id FROM {GONE}) \
+                     UNION ALL SELECT id FROM contacts WHERE {types} AND ({})",
+                    sharing.join(" OR ")
+                )
+            ),
+        ))?;
+        let changed = self.query_one_i64(&format!("SELECT count(*) FROM {CHANGED}"), &[])?;
+        let gone = self.query_one_i64(&format!("SELECT count(*) FROM {GONE}"), &[])?;
+        Ok(AffectedUniverse {
+            changed: changed as u64,
+            deleted: gone as u64,
+            bitmap: None,
+        })
+    }
+
+    /// One scan of the contacts the filter selects (the scope's type, or
+    /// the universe's ids), in the DuckDB backend's column types.
+    #[allow(clippy::needless_pass_by_value)] // the interface's: DuckDB's universe owns a bitmap it resets
+    pub(crate) fn scan_audit_keys(
+        &self,
+        scope: &AuditScope,
+        universe: Option<AffectedUniverse>,
+    ) -> Result<Vec<RecordBatch>> {
+        let hashes: Vec<String> = scope.keys.iter().map(|k| format!("c.{}", hash_column(k))).collect();
+        let (filter, extra, values) = match &universe {
+            Some(_) => (
+                format!("c.id IN (SELECT id FROM {UNIVERSE})"),
+                format!(", {}", self.value_columns(scope)?),
+                true,
+            ),
+            None => (type_filter(scope.contact_type), String::new(), false),
+        };
+        let sql = format!(
+            "SELECT c.id, {}, (c.type = 'company')::int::bigint, {}{extra} FROM contacts AS c WHERE {filter}",
+            micros("c.created_at"),
+            hashes.join(", ")
+        );
+        let mut types = vec![Out::Int64; 3 + hashes.len()];
+        if values {
+            types.push(Out::Int64);
+            types.extend(scope.keys.iter().map(|_| Out::Text));
+        }
+        self.copy_batches(&sql, &types, |batch| {
+            let mut columns = batch.columns().to_vec();
+            columns[2] = cast(&columns[2], &DataType::UInt8).map_err(|e| e.to_string())?;
+            for column in &mut columns[3..3 + hashes.len()] {
+                // The hashes' bits, stored signed.
+                let signed = column.as_primitive::<Int64Type>();
+                let bits = ScalarBuffer::<u64>::new(signed.values().inner().clone(), 0, signed.len());
+                *column = Arc::new(UInt64Array::new(bits, signed.nulls().cloned()));
+            }
+            Ok(columns)
+        })
+    }
+
+    /// A query's rows by binary `COPY`, as batches of `types`, each batch's
+    /// columns then shaped by `shape`.
+    fn copy_batches(
+        &self,
+        sql: &str,
+        types: &[Out],
+        shape: impl Fn(&RecordBatch) -> std::result::Result<Vec<ArrayRef>, String>,
+    ) -> Result<Vec<RecordBatch>> {
+        let names: Vec<String> = (0..types.len()).map(|i| format!("c{i}")).collect();
+        let mut client = self.client();
+        let reader = client
+            .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
+            .map_err(|e| self.error(&e))?;
+        let decoder = Decoder::new(
+            std::io::BufReader::with_capacity(1 << 16, reader),
+            names.clone(),
+            types.to_vec(),
+            64 * 1024,
+        );
+        let mut batches = Vec::new();
+        for batch in decoder {
+            let batch = batch.map_err(|e| self.error_message(format!("reading contacts: {e}")))?;
+            let columns = shape(&batch).map_err(|m| self.error_message(m))?;
+            batches.push(
+                RecordBatch::try_from_iter(names.iter().cloned().zip(columns))
+                    .map_err(|e| self.error_message(e.to_string()))?,
+            );
+        }
+        Ok(batches)
+    }
+
+    /// The filled-field count and the key values of contact `c`.
+    fn value_columns(&self, scope: &AuditScope) -> Result<String> {
+        let filled = if scope.count_filled {
+            let columns = self.columns("contacts")?;
+            let terms: Vec<String> = crate::fields::STANDARD_FIELDS
+                .iter()
+                .map(|f| f.name.to_string())
+                .chain(columns.into_iter().filter(|c| c.starts_with("custom.")))
+                .map(|name| {
+                    let q = format!("c.{}", quote_ident(&name));
+                    match name.as_str() {
+                        "tags" => format!("(cardinality({q}) > 0)::int"),
+                        "email_opt_in" | "sms_opt_in" => format!("({q} <> 'unknown')::int"),
+                        _ => format!("({q} IS NOT NULL)::int"),
+                    }
+                })
+                .collect();
+            format!("({})::bigint", terms.join(" + "))
+        } else {
+            "0::bigint".to_string()
+        };
+        let values: Vec<String> = scope.keys.iter().map(|k| format!("c.{}", quote_ident(k))).collect();
+        Ok(format!("{filled} AS filled, {}", values.join(", ")))
+    }
+
+    pub(crate) fn fetch_audit_values(
+        &self,
+        scope: &AuditScope,
+        ids: impl IntoIterator<Item = i64>,
+    ) -> Result<Vec<RecordBatch>> {
+        self.batch(&format!(
+            "DROP TABLE IF EXISTS {FETCH}; CREATE TEMP TABLE {FETCH} (id bigint, slot bigint)"
+        ))?;
+        let mut ids = ids.into_iter().peekable();
+        let mut first = 0i64;
+        while ids.peek().is_some() {
+            let chunk = Int64Array::from_iter_values(ids.by_ref().take(1 << 16));
+            let slots = Int64Array::from_iter_values(first..first + chunk.len() as i64);
+            first += chunk.len() as i64;
+            let batch = RecordBatch::try_from_iter([
+                ("id", Arc::new(chunk) as ArrayRef),
+                ("slot", Arc::new(slots) as ArrayRef),
+            ])
+            .map_err(|e| self.error_message(e.to_string()))?;
+            self.copy_in(FETCH, "id, slot", &batch)?;
+        }
+        let mut types = vec![Out::Int64, Out::Int64];
+        types.extend(scope.keys.iter().map(|_| Out::Text));
+        let batches = self.copy_batches(
+            &format!(
+                "SELECT f.slot, {} FROM {FETCH} AS f JOIN contacts AS c ON c.id = f.id",
+                self.value_columns(scope)?
+            ),
+            &types,
+            |batch| {
+                let mut columns = batch.columns().to_vec();
+                let slots: UInt32Array = columns[0]
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&s| s as u32)
+                    .collect();
+                columns[0] = Arc::new(slots);
+                Ok(columns)
+            },
+        )?;
+        self.batch(&format!("DROP TABLE {FETCH}"))?;
+        Ok(batches)
+    }
+
+    pub(crate) fn old_cluster_members(&self, scope: &str) -> Result<Vec<(i64, i64)>> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT contact_id, cluster FROM audit_members WHERE scope = $1 \
+                     AND cluster IN (SELECT cluster FROM {TOUCHED})"
+                ),
+                &[&scope],
+            )?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
+
+    pub(crate) fn untouched_clusters(&self, scope: &AuditScope) -> Result<UntouchedClusters> {
+        let sums: Vec<String> = (1..=scope.keys.len())
+            .map(|k| format!("coalesce(sum(shared[{k}]), 0)::bigint"))
+            .collect();
+        let which = format!("scope = $1 AND cluster NOT IN (SELECT cluster FROM {TOUCHED})");
+        let row = self
+            .query_opt(
+                &format!(
+                    "SELECT count(*), coalesce(sum(size), 0)::bigint, {} FROM audit_clusters WHERE {which}",
+                    sums.join(", ")
+                ),
+                &[&scope.name],
+            )?
+            .ok_or_else(|| self.error_message("no cluster counts"))?;
+        let counts: Vec<i64> = (0..2 + scope.keys.len()).map(|i| row.get(i)).collect();
+        let keys = self
+            .query(
+                &format!("SELECT cluster FROM audit_clusters WHERE {which} ORDER BY cluster"),
+                &[&scope.name],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        Ok(UntouchedClusters {
+            clusters: counts[0] as u64,
+            contacts_in_clusters: counts[1] as u64,
+            by_key: counts[2..].iter().map(|&n| n as u64).collect(),
+            keys,
+        })
+    }
+
+    pub(crate) fn count_audited_contacts(&self, scope: &AuditScope) -> Result<u64> {
+        let types = type_filter(scope.contact_type);
+        Ok(self.query_one_i64(&format!("SELECT count(*) FROM contacts WHERE {types}"), &[])? as u64)
+    }
+
+    pub(crate) fn save_audit_state(
+        &self,
+        scope: &str,
+        incremental: bool,
+        clusters: impl IntoIterator<Item = ClusterChunk>,
+    ) -> Result<()> {
+        let quoted = literal(scope);
+        let which = if incremental {
+            format!(" AND cluster IN (SELECT cluster FROM {TOUCHED})")
+        } else {
+            String::new()
+        };
+        self.batch(&format!(
+            "DELETE FROM audit_members WHERE scope = {quoted}{which}; DELETE FROM audit_clusters WHERE scope = {quoted}{which};"
+        ))?;
+        for chunk in clusters {
+            let n = chunk.contact_ids.len();
+            let m = chunk.clusters.len();
+            let members = RecordBatch::try_from_iter([
+                ("scope", Arc::new(StringArray::from(vec![scope; n])) as ArrayRef),
+                ("contact_id", Arc::new(chunk.contact_ids) as ArrayRef),
+                ("cluster", Arc::new(chunk.member_clusters) as ArrayRef),
+            ])
+            .map_err(|e| self.error_message(e.to_string()))?;
+            self.copy_in("audit_members", "scope, contact_id, cluster", &members)?;
+            let clusters = RecordBatch::try_from_iter([
+                ("scope", Arc::new(StringArray::from(vec![scope; m])) as ArrayRef),
+                ("cluster", Arc::new(chunk.clusters) as ArrayRef),
+                ("size", Arc::new(chunk.sizes) as ArrayRef),
+                ("shared", Arc::new(chunk.shared) as ArrayRef),
+            ])
+            .map_err(|e| self.error_message(e.to_string()))?;
+            self.copy_in("audit_clusters", "scope, cluster, size, shared", &clusters)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn record_audit(&self, record: &AuditRecord) -> Result<()> {
+        self.execute(
+            &format!(
+                "INSERT INTO audits (id, scope, since_audit, started_at, finished_at, contacts, clusters, \
+                 contacts_in_clusters, reported_clusters, out_dir, summary, next_contact_id, all_contacts) \
+                 VALUES ($1, $2, $3, {}, {}, $6, $7, $8, $9, $10, $11, $12, $13)",
+                timestamp(4),
+                timestamp(5)
+            ),
+            &[
+                &record.id,
+                &record.scope,
+                &record.since_audit,
+                &record.started,
+                &record.finished,
+                &(record.contacts as i64),
+                &(record.clusters as i64),
+                &(record.contacts_in_clusters as i64),
+                &(record.reported_clusters as i64),
+                &record.out_dir,
+                &record.summary,
+                &record.next_contact_id,
+                &record.all_contacts,
+            ],
+        )?;
+        Ok(())
+    }
+}
