@@ -118,11 +118,10 @@ fn export_writes_spec_columns_as_csv_and_parquet() {
         &["contacts", "export", "--import", "second", "-o", "second.parquet"],
     );
     let parquet = dir.join("second.parquet");
-    let db = dir.join("kontakt.duckdb");
-    let rows = query(
-        &db,
-        &format!("SELECT id, email, tags FROM read_parquet('{}')", parquet.display()),
-    );
+    let rows = crate::import::query_files(&format!(
+        "SELECT id, email, tags FROM read_parquet('{}')",
+        parquet.display()
+    ));
     assert_eq!(rows, [["7", "gina@x.cz", "spring"]]);
     // A directory that does not exist is a one-line runtime error.
     let err = fails(dir, &["contacts", "export", "-o", "no/such/dir/x.csv"], 1);
@@ -498,6 +497,7 @@ fn a_closed_pipe_ends_the_listing_quietly() {
 on_postgres_too!(
     add_normalizes_and_show_prints_every_column,
     list_filters_and_delete_is_all_or_nothing,
+    export_writes_spec_columns_as_csv_and_parquet,
     export_imports_back_unchanged,
     export_writes_a_workbook_standard_output_and_a_bom,
     add_updates_the_contact_with_that_email_and_show_finds_by_email_or_phone,

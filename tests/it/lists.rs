@@ -515,13 +515,10 @@ fn export_writes_the_contact_columns_then_the_membership() {
     assert_eq!(String::from_utf8(stdout).expect("utf-8"), calls);
     succeeds(dir, &["lists", "export", "calls", "-o", "calls.parquet"]);
     succeeds(dir, &["lists", "export", "calls", "-o", "calls.xlsx"]);
-    let parquet = query(
-        &dir.join("kontakt.duckdb"),
-        &format!(
-            "SELECT id, status, agent, callback_at FROM read_parquet('{}') ORDER BY id",
-            dir.join("calls.parquet").display()
-        ),
-    );
+    let parquet = crate::import::query_files(&format!(
+        "SELECT id, status, agent, callback_at FROM read_parquet('{}') ORDER BY id",
+        dir.join("calls.parquet").display()
+    ));
     assert_eq!(
         parquet,
         [
@@ -728,6 +725,7 @@ on_postgres_too!(
     remove_takes_members_off_and_reports_the_rest,
     import_list_puts_the_created_and_updated_contacts_on_the_list,
     read_only_commands_need_a_store_and_create_none,
+    export_writes_the_contact_columns_then_the_membership,
     ctrl_c_during_lists_add_or_remove_leaves_the_store_as_it_was,
     a_cancelled_import_adds_nothing_to_its_list,
 );

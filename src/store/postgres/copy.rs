@@ -11,7 +11,7 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Builder, StringBuilder};
+use arrow::array::{Array, ArrayRef, AsArray, Date32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
@@ -128,6 +128,59 @@ pub(super) enum Out {
     Int64,
     /// `text`, as `Utf8`.
     Text,
+    /// `timestamp`, as `Timestamp(µs)`.
+    Timestamp,
+    /// `date`, as `Date32`.
+    Date,
+}
+
+/// The builder of one decoded column.
+enum Builder {
+    Int64(Int64Builder),
+    Text(StringBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+}
+
+impl Builder {
+    fn append_null(&mut self) {
+        match self {
+            Builder::Int64(b) => b.append_null(),
+            Builder::Text(b) => b.append_null(),
+            Builder::Timestamp(b) => b.append_null(),
+            Builder::Date(b) => b.append_null(),
+        }
+    }
+
+    /// Appends one field's bytes.
+    fn append(&mut self, value: &[u8]) -> std::io::Result<()> {
+        let fixed = |value: &[u8]| -> std::io::Result<[u8; 8]> {
+            value
+                .try_into()
+                .map_err(|_| std::io::Error::other("an 8-byte value of another length"))
+        };
+        match self {
+            Builder::Int64(b) => b.append_value(i64::from_be_bytes(fixed(value)?)),
+            Builder::Timestamp(b) => b.append_value(i64::from_be_bytes(fixed(value)?) + PG_EPOCH_MICROS),
+            Builder::Date(b) => {
+                let days: [u8; 4] = value
+                    .try_into()
+                    .map_err(|_| std::io::Error::other("a date of other than 4 bytes"))?;
+                b.append_value(i32::from_be_bytes(days) + PG_EPOCH_DAYS);
+            }
+            Builder::Text(b) => b.append_value(std::str::from_utf8(value).map_err(std::io::Error::other)?),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> ArrayRef {
+        match self {
+            Builder::Int64(mut b) => Arc::new(b.finish()),
+            Builder::Text(mut b) => Arc::new(b.finish()),
+            Builder::Timestamp(mut b) => Arc::new(b.finish()),
+            Builder::Date(mut b) => Arc::new(b.finish()),
+        }
+    }
 }
 
 /// Rows of a binary `COPY … TO STDOUT` as Arrow batches of `rows` rows at
@@ -176,14 +229,16 @@ impl<R: Read> Decoder<R> {
         if self.ended {
             return Ok(None);
         }
-        let mut ints: Vec<Int64Builder> = Vec::new();
-        let mut texts: Vec<StringBuilder> = Vec::new();
-        for t in &self.types {
-            match t {
-                Out::Int64 => ints.push(Int64Builder::with_capacity(self.rows)),
-                Out::Text => texts.push(StringBuilder::with_capacity(self.rows, self.rows * 16)),
-            }
-        }
+        let mut builders: Vec<Builder> = self
+            .types
+            .iter()
+            .map(|t| match t {
+                Out::Int64 => Builder::Int64(Int64Builder::with_capacity(self.rows)),
+                Out::Text => Builder::Text(StringBuilder::with_capacity(self.rows, self.rows * 16)),
+                Out::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(self.rows)),
+                Out::Date => Builder::Date(Date32Builder::with_capacity(self.rows)),
+            })
+            .collect();
         let mut n = 0;
         let mut value = Vec::new();
         while n < self.rows {
@@ -200,54 +255,26 @@ impl<R: Read> Decoder<R> {
                     self.types.len()
                 )));
             }
-            let (mut i, mut s) = (0, 0);
-            for k in 0..self.types.len() {
+            for builder in &mut builders {
                 let length = self.read_i32()?;
-                let kind = self.types[k];
                 if length < 0 {
-                    match kind {
-                        Out::Int64 => ints[i].append_null(),
-                        Out::Text => texts[s].append_null(),
-                    }
-                } else {
-                    value.resize(length as usize, 0);
-                    self.input.read_exact(&mut value)?;
-                    match kind {
-                        Out::Int64 => {
-                            let bytes: [u8; 8] = value
-                                .as_slice()
-                                .try_into()
-                                .map_err(|_| std::io::Error::other("a bigint of other than 8 bytes"))?;
-                            ints[i].append_value(i64::from_be_bytes(bytes));
-                        }
-                        Out::Text => {
-                            let text = std::str::from_utf8(&value).map_err(std::io::Error::other)?;
-                            texts[s].append_value(text);
-                        }
-                    }
+                    builder.append_null();
+                    continue;
                 }
-                match kind {
-                    Out::Int64 => i += 1,
-                    Out::Text => s += 1,
-                }
+                value.resize(length as usize, 0);
+                self.input.read_exact(&mut value)?;
+                builder.append(&value)?;
             }
             n += 1;
         }
         if n == 0 {
             return Ok(None);
         }
-        let (mut ints, mut texts) = (ints.into_iter(), texts.into_iter());
         let columns: Vec<(String, ArrayRef)> = self
             .names
             .iter()
-            .zip(&self.types)
-            .map(|(name, t)| {
-                let array: ArrayRef = match t {
-                    Out::Int64 => Arc::new(ints.next().expect("one per column").finish()),
-                    Out::Text => Arc::new(texts.next().expect("one per column").finish()),
-                };
-                (name.clone(), array)
-            })
+            .cloned()
+            .zip(builders.into_iter().map(Builder::finish))
             .collect();
         RecordBatch::try_from_iter(columns)
             .map(Some)
