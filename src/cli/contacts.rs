@@ -39,7 +39,8 @@ pub struct FilterArgs {
     /// as on import: give the country code, or --default-country).
     #[arg(long, value_name = "PHONE")]
     pub phone: Option<String>,
-    /// Country of a --phone number without a country code (ISO code).
+    /// Country of a --phone number without a country code (ISO code;
+    /// default: the store's `config default-country`).
     #[arg(long, value_name = "CC")]
     pub default_country: Option<String>,
     /// Only the members of this contact list (`kontakt lists`).
@@ -48,8 +49,11 @@ pub struct FilterArgs {
 }
 
 impl FilterArgs {
-    fn filter(&self) -> Result<Filter> {
-        let settings = settings(self.default_country.as_deref())?;
+    /// The filter, its values normalized as an import of this store would
+    /// (`--default-country`, else the store's `default-country`).
+    fn filter(&self, store: &Store) -> Result<Filter> {
+        let config = Config::of(store)?;
+        let settings = settings(self.default_country.as_deref().or(config.default_country.as_deref()))?;
         let value = |field: &str, value: &Option<String>| -> Result<Option<String>> {
             match value {
                 // An empty filter value matches nothing, not everything.
@@ -103,7 +107,8 @@ pub enum ContactsCommand {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Country of a phone number without a country code (ISO code).
+        /// Country of a phone number without a country code (ISO code;
+        /// default: the store's `config default-country`).
         #[arg(long, value_name = "CC")]
         default_country: Option<String>,
     },
@@ -191,7 +196,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
     };
     match &args.command {
         ContactsCommand::List { filter, limit, json } => {
-            let filter = filter.filter()?;
+            let filter = filter.filter(&store)?;
             let (names, rows) = contacts::list(&store, &filter, *limit)?;
             if *json {
                 let objects: Vec<String> = rows.iter().map(|r| json_object(&names, r)).collect();
@@ -212,7 +217,8 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             json,
             default_country,
         } => {
-            let settings = settings(default_country.as_deref())?;
+            let config = Config::of(&store)?;
+            let settings = settings(default_country.as_deref().or(config.default_country.as_deref()))?;
             let (names, found) = contacts::show(&store, query, &settings)?;
             if *json {
                 let objects: Vec<String> = found.iter().map(|r| json_object(&names, r)).collect();
@@ -272,7 +278,7 @@ pub fn run(args: &ContactsArgs, db: &Path) -> Result<()> {
             let deleted = contacts::delete(&store, ids)?;
             println!("deleted {deleted} contacts");
         }
-        ContactsCommand::Export { filter, to } => to.export(&store, &filter.filter()?, "contacts")?,
+        ContactsCommand::Export { filter, to } => to.export(&store, &filter.filter(&store)?, "contacts")?,
     }
     Ok(())
 }

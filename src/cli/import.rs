@@ -198,6 +198,7 @@ impl ImportArgs {
             (None, Some(stored)) if self.primary_key.as_deref() == Some(stored.as_str()) => ("", None),
             (None, stored) => ("config secondary-key", stored.as_deref()),
         };
+        let secondary_from_config = secondary_flag == "config secondary-key";
         let primary_key = key_field(primary, primary_flag)?;
         let secondary_key = secondary.map(|k| key_field(k, secondary_flag)).transpose()?.flatten();
         if primary_key.is_some() && primary_key == secondary_key {
@@ -251,6 +252,7 @@ impl ImportArgs {
             acknowledged,
             compliance: config.compliance,
             unique: config.unique,
+            secondary_from_config,
             db,
         })
     }

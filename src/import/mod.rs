@@ -68,6 +68,10 @@ pub struct ImportOptions {
     pub compliance: Vec<String>,
     /// The field no two contacts may share a value of (`config unique`).
     pub unique: Option<String>,
+    /// The secondary key is the store's `config secondary-key`, not a
+    /// flag: a file without that field is matched by the primary key
+    /// alone (said on stderr), not refused.
+    pub secondary_from_config: bool,
     pub db: PathBuf,
 }
 
@@ -296,7 +300,26 @@ impl Opened {
                 (e, _) => e,
             }
         })?;
-        let plan = Plan::new(&mapping, options.normalize.clone())?;
+        let plan = match Plan::new(&mapping, options.normalize.clone()) {
+            Err(e) if options.secondary_from_config && options.normalize.secondary_key.is_some() => {
+                let alone = NormalizeSettings {
+                    secondary_key: None,
+                    ..options.normalize.clone()
+                };
+                match Plan::new(&mapping, alone) {
+                    Ok(plan) => {
+                        eprintln!(
+                            "kontakt: the store's secondary-key {} is not a column of this file: matching by {} alone",
+                            options.normalize.secondary_key.unwrap_or_default(),
+                            options.normalize.primary_key.unwrap_or("nothing")
+                        );
+                        plan
+                    }
+                    Err(_) => return Err(e),
+                }
+            }
+            planned => planned?,
+        };
         // A store that asks it: before any row is read (SPEC, Store settings).
         let consents = plan.field_names().any(|f| f == "email_opt_in" || f == "sms_opt_in");
         crate::config::check_acknowledged(&options.compliance, consents, &options.acknowledged)?;

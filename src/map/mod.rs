@@ -209,6 +209,7 @@ mod tests {
         let cases = [
             ("MailingCity", "city"),
             ("MailingCountry", "country"),
+            ("Country/Region", "country"),
             ("MailingPostalCode", "postal_code"),
             ("MailingStreet", "street"),
             ("MobilePhone", "mobile"),

@@ -58,7 +58,7 @@ pub(super) const SYNONYMS: &[(&str, &[&str])] = &[
         "postalcode", "mailingpostalcode", "zip", "zipcode", "postcode", "psc", "kodpocztowy", "postnummer",
         "postnr", "plz", "postleitzahl",
     ]),
-    ("country", &["country", "mailingcountry", "stat", "zeme", "panstwo", "land", "staat"]),
+    ("country", &["country", "countryregion", "mailingcountry", "stat", "zeme", "panstwo", "land", "staat"]),
     ("gender", &["gender", "sex", "pohlavi", "pohlavie", "plec", "kjonn", "geschlecht"]),
     ("birth_date", &[
         "birthdate", "dateofbirth", "dob", "birthday", "datumnarozeni", "narozeni",

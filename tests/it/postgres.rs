@@ -178,8 +178,41 @@ fn a_schema_of_other_tables_is_refused_and_each_schema_is_a_store() {
     // Another schema of the same database is a store of its own.
     let other = format!("{url}x");
     succeeds(dir, &["--db", &other, "contacts", "add", "email=a@x.cz"]);
-    let err = fails(dir, &["--db", &format!("{url}-bad"), "contacts", "list"], 1);
+}
+
+fn postgresql_limits_are_one_line_errors_naming_the_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    // A custom field whose column PostgreSQL would cut (63 bytes).
+    let long = "x".repeat(60);
+    write(dir, "long.csv", format!("email,{long}\na@x.cz,1\n"));
+    let err = fails(
+        dir,
+        &["import", "long.csv", "--unmapped", "custom", "--progress", "never"],
+        2,
+    );
+    assert!(err.contains("at most 56 bytes"), "{err}");
+    // 56 bytes are kept whole.
+    let fits = "y".repeat(56);
+    write(dir, "fits.csv", format!("email,{fits}\na@x.cz,1\n"));
+    import(dir, &["fits.csv", "--unmapped", "custom", "--name", "fits"]);
+    let export = succeeds(dir, &["contacts", "export", "-o", "-"]);
+    assert!(String::from_utf8_lossy(&export).contains(&format!("custom.{fits}")));
+    // A statement the server cancels says why, not "db error".
+    write(dir, "many.csv", people(0, 30_000));
+    import(dir, &["many.csv", "--name", "many"]);
+    let url = store_url().expect("a PostgreSQL store");
+    let slow = format!("{url}&options=-c%20statement_timeout%3D1");
+    let err = fails(dir, &["--db", &slow, "contacts", "export", "-o", "all.csv"], 1);
+    assert!(err.contains("statement timeout"), "{err}");
+    // A URL kontakt cannot use is a usage error.
+    let err = fails(dir, &["--db", &format!("{url}-bad"), "contacts", "list"], 2);
     assert!(err.contains("schema name"), "{err}");
+}
+
+#[test]
+fn postgresql_limits_are_one_line_errors() {
+    on_postgres(postgresql_limits_are_one_line_errors_naming_the_cause);
 }
 
 #[test]

@@ -33,6 +33,63 @@ fn contacts(dir: &Path, columns: &str) -> Vec<Vec<String>> {
 const PEOPLE: &str = "Email,Phone,First Name\nann@x.cz,777 111 222,Ann\nbob@x.cz,777 111 333,Bob\n";
 
 #[test]
+fn contacts_find_a_phone_by_the_store_default_country() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    succeeds(dir, &["config", "set", "default-country", "CZ"]);
+    write(dir, "p.csv", PEOPLE);
+    import(dir, &["p.csv", "--name", "p"]);
+    let listed = String::from_utf8(succeeds(dir, &["contacts", "list", "--phone", "777 111 222"])).expect("utf-8");
+    assert!(listed.contains("ann@x.cz") && !listed.contains("bob@x.cz"), "{listed}");
+    let shown = String::from_utf8(succeeds(dir, &["contacts", "show", "777 111 333"])).expect("utf-8");
+    assert!(shown.contains("bob@x.cz"), "{shown}");
+    // A flag still wins: as a Slovak number it is another contact.
+    let err = fails(dir, &["contacts", "show", "777 111 333", "--default-country", "SK"], 2);
+    assert!(err.contains("777"), "{err}");
+}
+
+#[test]
+fn a_stored_secondary_key_a_file_lacks_matches_by_the_primary_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    succeeds(dir, &["config", "set", "secondary-key", "phone"]);
+    write(dir, "p.csv", PEOPLE);
+    import(dir, &["p.csv", "--name", "p"]);
+    write(dir, "emails.csv", "Email,City\nann@x.cz,Brno\nnew@x.cz,Praha\n");
+    let output = kontakt(dir)
+        .args([
+            "import",
+            "emails.csv",
+            "--name",
+            "emails",
+            "--progress",
+            "never",
+            "--json",
+        ])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("secondary-key phone is not a column of this file"),
+        "{stderr}"
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(
+        (summary["updated"].as_u64(), summary["imported"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+    // Asked for by a flag, the key must be there.
+    let err = fails(
+        dir,
+        &["import", "emails.csv", "--name", "again", "--secondary-key", "phone"],
+        2,
+    );
+    assert!(err.contains("--secondary-key phone"), "{err}");
+}
+
+#[test]
 fn config_keeps_checked_values_and_reads_without_creating_a_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
@@ -587,6 +644,8 @@ fn contacts_add_and_audit_use_the_store_keys() {
 }
 
 on_postgres_too!(
+    a_stored_secondary_key_a_file_lacks_matches_by_the_primary_alone,
+    contacts_find_a_phone_by_the_store_default_country,
     config_keeps_checked_values_and_reads_without_creating_a_store,
     every_import_uses_the_store_settings_unless_a_flag_says_otherwise,
     a_store_that_asks_for_compliance_refuses_consents_not_acknowledged,

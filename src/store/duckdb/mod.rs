@@ -564,9 +564,23 @@ pub(crate) fn mask_password(arg: &str) -> String {
         return arg.to_string();
     };
     let rest = &arg[scheme_end..];
-    match (rest.find('@'), rest.find(':')) {
+    let masked = match (rest.find('@'), rest.find(':')) {
         (Some(at), Some(colon)) if colon < at => format!("{}{}:***{}", &arg[..scheme_end], &rest[..colon], &rest[at..]),
         _ => arg.to_string(),
+    };
+    // `?password=…` (libpq's parameter) too.
+    match masked.split_once('?') {
+        Some((base, query)) => {
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                    _ => pair.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", pairs.join("&"))
+        }
+        None => masked,
     }
 }
 

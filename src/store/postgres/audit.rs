@@ -204,7 +204,8 @@ impl Postgres {
         );
         let mut batches = Vec::new();
         for batch in decoder {
-            let batch = batch.map_err(|e| self.error_message(format!("reading contacts: {e}")))?;
+            let batch =
+                batch.map_err(|e| self.error_message(format!("reading contacts: {}", super::describe_io(&e))))?;
             let columns = shape(&batch).map_err(|m| self.error_message(m))?;
             batches.push(
                 RecordBatch::try_from_iter(names.iter().cloned().zip(columns))

@@ -15,6 +15,9 @@ use crate::error::Result;
 use crate::store::commit::{ImportSpec, RowSource, StagedRows, UpdateValues};
 use crate::store::groups::now_micros;
 
+/// The longest identifier PostgreSQL keeps whole (`NAMEDATALEN` - 1).
+const MAX_IDENTIFIER: usize = 63;
+
 /// The staged updates (dropped at the end of the transaction).
 const UPDATES: &str = "kontakt_updates";
 
@@ -27,6 +30,15 @@ impl Postgres {
             if let Some(name) = field.strip_prefix("custom.")
                 && !existing.iter().any(|c| c == field)
             {
+                // PostgreSQL cuts identifiers at 63 bytes: a longer column
+                // name would be cut silently and clash with its neighbours.
+                if field.len() > MAX_IDENTIFIER {
+                    return Err(crate::error::Error::usage(format!(
+                        "custom field {name:?}: a PostgreSQL store holds custom field names of at most {} bytes \
+                         (its column names are cut at {MAX_IDENTIFIER}); map it to a shorter name with --map",
+                        MAX_IDENTIFIER - "custom.".len()
+                    )));
+                }
                 self.batch(&format!("ALTER TABLE contacts ADD COLUMN {} text", quote_ident(field)))?;
                 self.execute(
                     &format!(

@@ -109,7 +109,7 @@ impl Postgres {
             let mut quoted = false;
             let mut buf = vec![0u8; 1 << 16];
             loop {
-                let n = std::io::Read::read(&mut reader, &mut buf).map_err(|e| e.to_string())?;
+                let n = std::io::Read::read(&mut reader, &mut buf).map_err(|e| super::describe_io(&e))?;
                 if n == 0 {
                     break;
                 }
@@ -183,7 +183,7 @@ impl Postgres {
             let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
             let mut rows = 0;
             for batch in decoder {
-                let batch = batch.map_err(|e| e.to_string())?;
+                let batch = batch.map_err(|e| super::describe_io(&e))?;
                 rows += batch.num_rows();
                 let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
                     .map_err(|e| e.to_string())?;

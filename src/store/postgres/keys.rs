@@ -34,7 +34,7 @@ impl Postgres {
             .map_err(|e| self.error(&e))?;
         writer
             .write_all(&bytes)
-            .map_err(|e| self.error_message(format!("writing rows to the store: {e}")))?;
+            .map_err(|e| self.error_message(format!("writing rows to the store: {}", super::describe_io(&e))))?;
         writer.finish().map_err(|e| self.error(&e))?;
         Ok(())
     }
@@ -148,8 +148,9 @@ impl Postgres {
                 types,
                 BATCH_ROWS,
             );
-            let mut batches =
-                decoder.map(|b| b.map_err(|e| self.error_message(format!("reading the store's keys: {e}"))));
+            let mut batches = decoder.map(|b| {
+                b.map_err(|e| self.error_message(format!("reading the store's keys: {}", super::describe_io(&e))))
+            });
             read(KeyScan {
                 rows,
                 sizes,

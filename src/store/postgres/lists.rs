@@ -120,7 +120,8 @@ impl Postgres {
             64 * 1024,
         );
         for batch in decoder {
-            let batch = batch.map_err(|e| self.error_message(format!("reading contact ids: {e}")))?;
+            let batch =
+                batch.map_err(|e| self.error_message(format!("reading contact ids: {}", super::describe_io(&e))))?;
             each(batch.column(0).as_primitive::<Int64Type>().values())?;
         }
         Ok(())
@@ -238,7 +239,9 @@ impl PostgresMemberStream<'_> {
                 columns.join(", ")
             ))
             .map_err(|e| db.error(&e))?;
-        let failed = |e: std::io::Error| db.error_message(format!("writing memberships to the store: {e}"));
+        let failed = |e: std::io::Error| {
+            db.error_message(format!("writing memberships to the store: {}", super::describe_io(&e)))
+        };
         let mut buffer = HEADER.to_vec();
         for batch in receiver.iter() {
             encode_rows(&batch, &mut buffer).map_err(|m| db.error_message(m))?;

@@ -72,7 +72,7 @@ impl std::fmt::Debug for Postgres {
 
 /// Whether `--db` names a PostgreSQL database rather than a DuckDB file.
 pub fn is_url(db: &Path) -> bool {
-    let db = db.to_string_lossy();
+    let db = db.to_string_lossy().to_ascii_lowercase();
     db.starts_with("postgresql://") || db.starts_with("postgres://")
 }
 
@@ -154,7 +154,13 @@ impl Postgres {
     fn connect(url: &Path, read_only: bool) -> Result<Postgres> {
         let text = url.to_string_lossy();
         let shown = PathBuf::from(super::duckdb::mask_password(&text));
-        let (config, schema) = parse_url(&text).map_err(|m| store_error(&shown, m))?;
+        // The scheme in any case (`POSTGRESQL://`); a URL kontakt cannot
+        // use is the user's to fix: a usage error.
+        let text = match text.find("://") {
+            Some(i) => format!("{}{}", text[..i].to_ascii_lowercase(), &text[i..]),
+            None => text.to_string(),
+        };
+        let (config, schema) = parse_url(&text).map_err(|m| Error::usage(format!("--db {}: {m}", shown.display())))?;
         Postgres::session(config, shown, schema, read_only)
     }
 
@@ -426,6 +432,16 @@ fn describe(e: &postgres::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// An error of a `COPY` stream: the server's message where the stream
+/// carries one (a cancel, a timeout, a lost connection), else the I/O
+/// error's.
+pub(super) fn describe_io(e: &std::io::Error) -> String {
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<postgres::Error>()) {
+        Some(pg) => describe(pg),
+        None => e.to_string(),
+    }
 }
 
 fn store_error(shown: &Path, message: impl Into<String>) -> Error {

@@ -89,4 +89,13 @@ fn a_password_in_the_url_is_never_shown() {
     let at = Path::new("postgresql://crm:s3cret@/crm?host=/nonexistent");
     let err = Store::open(at).expect_err("no server there").to_string();
     assert!(!err.contains("s3cret") && err.contains("crm:***@"), "{err}");
+    let at = Path::new("postgresql://crm@/crm?host=/nonexistent&password=s3cret&schema=x");
+    let err = Store::open(at).expect_err("no server there").to_string();
+    assert!(
+        !err.contains("s3cret") && err.contains("password=***&schema=x"),
+        "{err}"
+    );
+    // The scheme in capitals is still PostgreSQL's.
+    let err = Store::open(Path::new("POSTGRESQL://crm@/crm?host=/nonexistent")).expect_err("no server");
+    assert!(err.to_string().contains("/nonexistent"), "{err}");
 }
