@@ -54,29 +54,29 @@ impl Store {
     /// When audit `audit_id` began (microseconds); `None` when the store
     /// has no such audit.
     pub fn audit_started(&self, audit_id: i64) -> Result<Option<i64>> {
-        duckdb_only!(self, "merging", db => db.audit_started(audit_id))
+        dispatch!(self, db => db.audit_started(audit_id))
     }
 
     /// The completed merge group (id, name) that merged audit `audit_id`,
     /// if any (the first).
     pub fn merge_of_audit(&self, audit_id: i64) -> Result<Option<(i64, String)>> {
-        duckdb_only!(self, "merging", db => db.merge_of_audit(audit_id))
+        dispatch!(self, db => db.merge_of_audit(audit_id))
     }
 
     /// Stages the clusters' members for the statements that follow.
     pub fn stage_merge(&self, members: &[ClusterMember]) -> Result<()> {
-        duckdb_only!(self, "merging", db => db.stage_merge(members))
+        dispatch!(self, db => db.stage_merge(members))
     }
 
     /// The first staged member (by contact id) deleted or changed since
     /// `audit_start` (microseconds), if any.
     pub fn first_stale_member(&self, audit_start: i64) -> Result<Option<StaleMember>> {
-        duckdb_only!(self, "merging", db => db.first_stale_member(audit_start))
+        dispatch!(self, db => db.first_stale_member(audit_start))
     }
 
     /// The staged clusters, and the members to merge (not survivors).
     pub fn merge_counts(&self) -> Result<(u64, u64)> {
-        duckdb_only!(self, "merging", db => db.merge_counts())
+        dispatch!(self, db => db.merge_counts())
     }
 
     /// Updates each survivor from its cluster's other members as `master`
@@ -84,7 +84,7 @@ impl Store {
     /// and notes every value that does not survive in its own field.
     /// Returns the survivors updated.
     pub fn merge_survivors(&self, master: Master, now: i64) -> Result<u64> {
-        duckdb_only!(self, "merging", db => db.merge_survivors(master, now))
+        dispatch!(self, db => db.merge_survivors(master, now))
     }
 
     /// Appends the dropped values (consents aside) to each survivor's
@@ -92,19 +92,19 @@ impl Store {
     /// email=x@y.cz; city=Brno`, `before merge: ...` for the survivor's
     /// own), and marks them kept there.
     pub fn keep_dropped_in(&self, field: &str, now: i64) -> Result<()> {
-        duckdb_only!(self, "merging", db => db.keep_dropped_in(field, now))
+        dispatch!(self, db => db.keep_dropped_in(field, now))
     }
 
     /// The values that did not survive, by survivor, then the survivor's
     /// own earlier values, then each merged contact, fields in SPEC order.
     pub fn dropped_values(&self) -> Result<Vec<DroppedValue>> {
-        duckdb_only!(self, "merging", db => db.dropped_values())
+        dispatch!(self, db => db.dropped_values())
     }
 
     /// Keeps each merged member as JSON beside its survivor and merge
     /// `merge_id`, then deletes it; the staging is dropped.
     pub fn delete_merged(&self, merge_id: i64) -> Result<()> {
-        duckdb_only!(self, "merging", db => db.delete_merged(merge_id))
+        dispatch!(self, db => db.delete_merged(merge_id))
     }
 }
 

@@ -76,6 +76,18 @@ pub fn on_postgres(test: fn()) {
     STORE_URL.with(|u| *u.borrow_mut() = None);
 }
 
+/// Inside [`on_postgres`], moves the test to a new PostgreSQL store of its
+/// own (a test that starts over in a new directory); else nothing (the
+/// DuckDB store is the directory's).
+pub fn fresh_store() {
+    STORE_URL.with(|u| {
+        let mut u = u.borrow_mut();
+        if u.is_some() {
+            *u = Some(pg_store());
+        }
+    });
+}
+
 /// A connection to the test's PostgreSQL store, its schema first on the
 /// search path.
 pub fn pg_client(url: &str) -> postgres::Client {

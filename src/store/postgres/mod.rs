@@ -24,6 +24,7 @@ mod copy;
 mod groups;
 mod keys;
 pub(crate) mod lists;
+mod merge;
 mod schema;
 mod transaction;
 

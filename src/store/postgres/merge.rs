@@ -1,0 +1,284 @@
+//! The merge's statements on PostgreSQL (see [`crate::store::merge`]), as
+//! the DuckDB backend's: the clusters staged in a temporary table, the
+//! survivors updated by one set-based statement, the dropped values
+//! collected in another. It keeps no undo record yet (undo is not built
+//! on PostgreSQL).
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::record_batch::RecordBatch;
+
+use super::groups::timestamp;
+use super::{Postgres, quote_ident};
+use crate::apply::Master;
+use crate::error::Result;
+use crate::fields::{FieldKind, KEY_FIELDS, STANDARD_FIELDS, hash_column};
+use crate::store::merge::{ClusterMember, DroppedValue, StaleMember, mergeable_fields};
+use crate::store::sql::literal;
+
+const PAIRS: &str = "kontakt_merge_pairs";
+const BEFORE: &str = "kontakt_merge_before";
+const DROPPED: &str = "kontakt_merge_dropped";
+
+impl Postgres {
+    pub(crate) fn audit_started(&self, audit_id: i64) -> Result<Option<i64>> {
+        Ok(self
+            .query_opt(
+                "SELECT (extract(epoch FROM started_at) * 1000000)::bigint FROM audits WHERE id = $1",
+                &[&audit_id],
+            )?
+            .map(|r| r.get(0)))
+    }
+
+    pub(crate) fn merge_of_audit(&self, audit_id: i64) -> Result<Option<(i64, String)>> {
+        Ok(self
+            .query_opt(
+                "SELECT id, name FROM import_groups WHERE kind = 'merge' AND status = 'completed' \
+                 AND (summary::jsonb ->> 'audit_id') = $1::bigint::text ORDER BY id LIMIT 1",
+                &[&audit_id],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub(crate) fn stage_merge(&self, members: &[ClusterMember]) -> Result<()> {
+        self.batch(&format!(
+            "DROP TABLE IF EXISTS {PAIRS}; CREATE TEMP TABLE {PAIRS} (contact_id bigint, survivor_id bigint, cluster bigint)"
+        ))?;
+        for chunk in members.chunks(1 << 16) {
+            let column =
+                |f: fn(&ClusterMember) -> i64| Arc::new(chunk.iter().map(f).collect::<Int64Array>()) as ArrayRef;
+            let batch = RecordBatch::try_from_iter([
+                ("contact_id", column(|m| m.contact)),
+                ("survivor_id", column(|m| m.survivor)),
+                ("cluster", column(|m| m.cluster)),
+            ])
+            .map_err(|e| self.error_message(e.to_string()))?;
+            self.copy_in(PAIRS, "contact_id, survivor_id, cluster", &batch)?;
+        }
+        self.batch(&format!("ANALYZE {PAIRS}"))
+    }
+
+    pub(crate) fn first_stale_member(&self, audit_start: i64) -> Result<Option<StaleMember>> {
+        Ok(self
+            .query_opt(
+                &format!(
+                    "SELECT p.contact_id, c.id IS NULL FROM {PAIRS} AS p LEFT JOIN contacts AS c ON c.id = p.contact_id \
+                     WHERE c.id IS NULL OR c.updated_at >= {} ORDER BY p.contact_id LIMIT 1",
+                    timestamp(1)
+                ),
+                &[&audit_start],
+            )?
+            .map(|r| StaleMember {
+                contact: r.get(0),
+                deleted: r.get(1),
+            }))
+    }
+
+    pub(crate) fn merge_counts(&self) -> Result<(u64, u64)> {
+        let row = self
+            .query_opt(
+                &format!(
+                    "SELECT count(DISTINCT cluster), count(*) FILTER (WHERE contact_id <> survivor_id) FROM {PAIRS}"
+                ),
+                &[],
+            )?
+            .ok_or_else(|| self.error_message("no merge counts"))?;
+        Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
+    }
+
+    pub(crate) fn merge_survivors(&self, master: Master, now: i64) -> Result<u64> {
+        let columns = self.columns("contacts")?;
+        self.batch(&format!(
+            "DROP TABLE IF EXISTS {BEFORE}; CREATE TEMP TABLE {BEFORE} AS SELECT * FROM contacts \
+             WHERE id IN (SELECT survivor_id FROM {PAIRS})"
+        ))?;
+        let survivors = self.execute(&update_sql(master, &columns), &[&now])?;
+        self.batch(&dropped_sql(&columns))?;
+        Ok(survivors)
+    }
+
+    pub(crate) fn keep_dropped_in(&self, field: &str, now: i64) -> Result<()> {
+        let q = quote_ident(field);
+        let keepable = "field NOT IN ('email_opt_in', 'sms_opt_in')";
+        self.execute(
+            &format!(
+                "UPDATE contacts AS s SET {q} = concat_ws(chr(10), nullif(s.{q}, ''), d.text), updated_at = {} \
+                 FROM (SELECT survivor_id, string_agg(line, chr(10) ORDER BY merged_id = survivor_id DESC, merged_id) AS text \
+                       FROM (SELECT survivor_id, merged_id, \
+                               CASE WHEN merged_id = survivor_id THEN 'before merge' ELSE 'merged from ' || merged_id END \
+                               || ': ' || string_agg(field || '=' || value, '; ' ORDER BY ord) AS line \
+                             FROM {DROPPED} WHERE {keepable} GROUP BY survivor_id, merged_id) AS l \
+                       GROUP BY survivor_id) AS d \
+                 WHERE s.id = d.survivor_id",
+                timestamp(1)
+            ),
+            &[&now],
+        )?;
+        self.batch(&format!(
+            "UPDATE {DROPPED} SET kept_in = {} WHERE {keepable}",
+            literal(field)
+        ))
+    }
+
+    pub(crate) fn dropped_values(&self) -> Result<Vec<DroppedValue>> {
+        Ok(self
+            .query(
+                &format!(
+                    "SELECT survivor_id, merged_id, field, value, coalesce(kept_in, '') FROM {DROPPED} \
+                     ORDER BY survivor_id, merged_id <> survivor_id, merged_id, ord"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| DroppedValue {
+                survivor_id: r.get(0),
+                merged_id: r.get(1),
+                field: r.get(2),
+                value: r.get(3),
+                kept_in: r.get(4),
+            })
+            .collect())
+    }
+
+    pub(crate) fn delete_merged(&self, merge_id: i64) -> Result<()> {
+        self.move_memberships()?;
+        self.execute(
+            &format!(
+                "INSERT INTO merged_contacts SELECT $1, c.id, p.survivor_id, to_json(c)::text FROM contacts AS c \
+                 JOIN {PAIRS} AS p ON p.contact_id = c.id WHERE p.contact_id <> p.survivor_id"
+            ),
+            &[&merge_id],
+        )?;
+        self.batch(&format!(
+            "DELETE FROM contacts WHERE id IN (SELECT contact_id FROM {PAIRS} WHERE contact_id <> survivor_id); \
+             DROP TABLE {PAIRS}; DROP TABLE {BEFORE}; DROP TABLE {DROPPED};"
+        ))
+    }
+
+    /// The merged contacts' list memberships go to their survivors (the
+    /// earliest added one per list, where the survivor is not a member).
+    fn move_memberships(&self) -> Result<()> {
+        let first = |column: &str| format!("(array_agg(m.{column} ORDER BY m.added_at))[1] AS {column}");
+        self.batch(&format!(
+            "DROP TABLE IF EXISTS kontakt_merge_moved; \
+             CREATE TEMP TABLE kontakt_merge_moved AS \
+             SELECT m.list_id, p.survivor_id AS contact_id, {}, {}, {}, min(m.added_at) AS added_at, {} \
+             FROM list_members AS m JOIN {PAIRS} AS p ON p.contact_id = m.contact_id \
+             WHERE p.contact_id <> p.survivor_id AND NOT EXISTS \
+               (SELECT 1 FROM list_members AS s WHERE s.list_id = m.list_id AND s.contact_id = p.survivor_id) \
+             GROUP BY m.list_id, p.survivor_id; \
+             DELETE FROM list_members WHERE contact_id IN \
+               (SELECT contact_id FROM {PAIRS} WHERE contact_id <> survivor_id); \
+             INSERT INTO list_members (list_id, contact_id, status, agent, callback_at, added_at, import_id) \
+               SELECT list_id, contact_id, status, agent, callback_at, added_at, import_id FROM kontakt_merge_moved; \
+             DROP TABLE kontakt_merge_moved;",
+            first("status"),
+            first("agent"),
+            first("callback_at"),
+            first("import_id")
+        ))
+    }
+}
+
+/// The values each survivor's merged contacts (and its own earlier self)
+/// had that it does not keep.
+fn dropped_sql(columns: &[String]) -> String {
+    let fields = mergeable_fields(columns);
+    let quoted: Vec<String> = fields.iter().map(|f| quote_ident(f)).collect();
+    let selects: Vec<String> = fields
+        .iter()
+        .zip(&quoted)
+        .enumerate()
+        .map(|(position, (name, q))| {
+            let empty = if matches!(name.as_str(), "email_opt_in" | "sms_opt_in") {
+                "'unknown'"
+            } else {
+                "''"
+            };
+            format!(
+                "SELECT m.survivor_id, m.id, {position}, {}, m.{q}::text \
+                 FROM sources AS m JOIN contacts AS s ON s.id = m.survivor_id \
+                 WHERE m.{q} IS NOT NULL AND m.{q}::text <> {empty} \
+                 AND m.{q}::text IS DISTINCT FROM s.{q}::text",
+                literal(name)
+            )
+        })
+        .collect();
+    format!(
+        "DROP TABLE IF EXISTS {DROPPED}; \
+         CREATE TEMP TABLE {DROPPED} (survivor_id bigint, merged_id bigint, ord integer, \
+         field text, value text, kept_in text); \
+         INSERT INTO {DROPPED} \
+         WITH sources AS ( \
+           SELECT p.survivor_id, c.id, {} FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
+           WHERE p.contact_id <> p.survivor_id \
+           UNION ALL SELECT b.id AS survivor_id, b.id, {} FROM {BEFORE} AS b) \
+         SELECT *, NULL FROM ({}) AS d",
+        quoted.iter().map(|q| format!("c.{q}")).collect::<Vec<_>>().join(", "),
+        quoted.iter().map(|q| format!("b.{q}")).collect::<Vec<_>>().join(", "),
+        selects.join(" UNION ALL ")
+    )
+}
+
+/// The survivors' update: per field the first value by `--master`'s
+/// order, tags unioned, consents never upgraded (opt-out wins).
+fn update_sql(master: Master, columns: &[String]) -> String {
+    let order = match master {
+        Master::Existing => "c.created_at, c.id",
+        Master::File => "c.created_at DESC, c.id DESC",
+    };
+    let mut aggregates: Vec<String> = Vec::new();
+    let mut set: Vec<String> = Vec::new();
+    let plain = STANDARD_FIELDS
+        .iter()
+        .filter(|f| !matches!(f.kind, FieldKind::Tags | FieldKind::Consent))
+        .map(|f| f.name.to_string())
+        .chain(columns.iter().filter(|c| c.starts_with("custom.")).cloned());
+    for name in plain {
+        let q = quote_ident(&name);
+        aggregates.push(format!(
+            "(array_agg(c.{q} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL))[1] AS {q}"
+        ));
+        let (value, from_d) = match master {
+            Master::Existing => (format!("coalesce(s.{q}, d.{q})"), format!("s.{q} IS NULL")),
+            Master::File => (format!("coalesce(d.{q}, s.{q})"), format!("d.{q} IS NOT NULL")),
+        };
+        set.push(format!("{q} = {value}"));
+        if KEY_FIELDS.contains(&name.as_str()) {
+            let h = quote_ident(&hash_column(&name));
+            aggregates.push(format!(
+                "(array_agg(c.{h} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL))[1] AS {h}"
+            ));
+            set.push(format!("{h} = CASE WHEN {from_d} THEN d.{h} ELSE s.{h} END"));
+        }
+    }
+    // The merged contacts' tags, each once, sorted (by bytes, as DuckDB).
+    aggregates.push(
+        "coalesce(array_agg(DISTINCT t.tag COLLATE \"C\" ORDER BY t.tag COLLATE \"C\") FILTER (WHERE t.tag IS NOT NULL), '{}') AS tags"
+            .to_string(),
+    );
+    set.push(
+        "tags = s.tags || ARRAY(SELECT x FROM unnest(d.tags) WITH ORDINALITY AS u(x, n) WHERE x <> ALL(s.tags) ORDER BY n)"
+            .to_string(),
+    );
+    for consent in ["email_opt_in", "sms_opt_in"] {
+        aggregates.push(format!(
+            "bool_or(c.{consent} = 'opt-out') AS {consent}_out, bool_or(c.{consent} = 'opt-in') AS {consent}_in"
+        ));
+        set.push(format!(
+            "{consent} = CASE WHEN s.{consent} = 'opt-out' OR d.{consent}_out THEN 'opt-out' \
+             WHEN s.{consent} = 'opt-in' OR d.{consent}_in THEN 'opt-in' ELSE 'unknown' END"
+        ));
+    }
+    format!(
+        "UPDATE contacts AS s SET {}, updated_at = {} \
+         FROM (SELECT p.survivor_id, {} FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
+               LEFT JOIN LATERAL unnest(c.tags) AS t(tag) ON true \
+               WHERE p.contact_id <> p.survivor_id GROUP BY p.survivor_id) AS d \
+         WHERE s.id = d.survivor_id",
+        set.join(", "),
+        timestamp(1),
+        aggregates.join(", ")
+    )
+}
