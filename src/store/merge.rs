@@ -50,6 +50,81 @@ pub(crate) fn mergeable_fields(columns: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// How a backend writes the parts of the survivors' update that differ
+/// by dialect ([`survivor_update`]).
+pub(crate) struct MergeDialect {
+    /// The first value of `c.{q}` (the quoted column) in the order
+    /// `{order}` among the rows where `{filter}` holds, from the three;
+    /// e.g. DuckDB's `first(c.{q} ORDER BY {order}) FILTER (WHERE {filter})`.
+    pub(crate) first: fn(&str, &str, &str) -> String,
+    /// The aggregate of the members' tags, each once, sorted, `AS tags`.
+    pub(crate) tags: &'static str,
+    /// The survivor's tags with the members' added.
+    pub(crate) add_tags: &'static str,
+    /// Joined after the members' contacts `c` (PostgreSQL's tags unnested).
+    pub(crate) join: &'static str,
+    /// The time of the update, from the statement's one parameter.
+    pub(crate) now: String,
+}
+
+/// The set-based update of the survivors from their clusters' other
+/// members (`d`, aggregated per survivor): per field the first value in
+/// `--master`'s order, key hashes with their values, tags unioned,
+/// consents never upgraded (an opt-out wins). `pairs` is the staged
+/// table of (contact, survivor, cluster).
+pub(crate) fn survivor_update(master: Master, columns: &[String], pairs: &str, dialect: &MergeDialect) -> String {
+    use crate::fields::{KEY_FIELDS, hash_column};
+    use crate::store::sql::quote_ident;
+
+    let order = match master {
+        Master::Existing => "c.created_at, c.id",
+        Master::File => "c.created_at DESC, c.id DESC",
+    };
+    let mut aggregates: Vec<String> = Vec::new();
+    let mut set: Vec<String> = Vec::new();
+    let plain = STANDARD_FIELDS
+        .iter()
+        .filter(|f| !matches!(f.kind, FieldKind::Tags | FieldKind::Consent))
+        .map(|f| f.name.to_string())
+        .chain(columns.iter().filter(|c| c.starts_with("custom.")).cloned());
+    for name in plain {
+        let q = quote_ident(&name);
+        let filter = format!("c.{q} IS NOT NULL");
+        aggregates.push(format!("{} AS {q}", (dialect.first)(&q, order, &filter)));
+        let (value, from_d) = match master {
+            Master::Existing => (format!("coalesce(s.{q}, d.{q})"), format!("s.{q} IS NULL")),
+            Master::File => (format!("coalesce(d.{q}, s.{q})"), format!("d.{q} IS NOT NULL")),
+        };
+        set.push(format!("{q} = {value}"));
+        if KEY_FIELDS.contains(&name.as_str()) {
+            let h = quote_ident(&hash_column(&name));
+            aggregates.push(format!("{} AS {h}", (dialect.first)(&h, order, &filter)));
+            set.push(format!("{h} = CASE WHEN {from_d} THEN d.{h} ELSE s.{h} END"));
+        }
+    }
+    aggregates.push(dialect.tags.to_string());
+    set.push(format!("tags = {}", dialect.add_tags));
+    for consent in ["email_opt_in", "sms_opt_in"] {
+        aggregates.push(format!(
+            "bool_or(c.{consent} = 'opt-out') AS {consent}_out, bool_or(c.{consent} = 'opt-in') AS {consent}_in"
+        ));
+        set.push(format!(
+            "{consent} = CASE WHEN s.{consent} = 'opt-out' OR d.{consent}_out THEN 'opt-out' \
+             WHEN s.{consent} = 'opt-in' OR d.{consent}_in THEN 'opt-in' ELSE 'unknown' END"
+        ));
+    }
+    format!(
+        "UPDATE contacts AS s SET {}, updated_at = {} \
+         FROM (SELECT p.survivor_id, {} FROM {pairs} AS p JOIN contacts AS c ON c.id = p.contact_id{} \
+               WHERE p.contact_id <> p.survivor_id GROUP BY p.survivor_id) AS d \
+         WHERE s.id = d.survivor_id",
+        set.join(", "),
+        dialect.now,
+        aggregates.join(", "),
+        dialect.join
+    )
+}
+
 impl Store {
     /// When audit `audit_id` began (microseconds); `None` when the store
     /// has no such audit.

@@ -10,8 +10,7 @@ use arrow::record_batch::RecordBatch;
 use super::{DuckDb, literal, quote_ident};
 use crate::apply::Master;
 use crate::error::Result;
-use crate::fields::{FieldKind, KEY_FIELDS, STANDARD_FIELDS, hash_column};
-use crate::store::merge::{ClusterMember, DroppedValue, StaleMember, mergeable_fields};
+use crate::store::merge::{ClusterMember, DroppedValue, MergeDialect, StaleMember, mergeable_fields, survivor_update};
 
 /// The staging table of (member, survivor) pairs.
 const PAIRS: &str = "kontakt_merge_pairs";
@@ -202,55 +201,18 @@ fn keep_sql(field: &str) -> (String, String) {
     (update, mark)
 }
 
-/// The set-based update of the survivors from their clusters' other
-/// members (`d`, aggregated per survivor).
+/// The survivors' update in DuckDB's words.
 fn update_sql(master: Master, columns: &[String]) -> String {
-    let order = match master {
-        Master::Existing => "c.created_at, c.id",
-        Master::File => "c.created_at DESC, c.id DESC",
-    };
-    let mut aggregates: Vec<String> = Vec::new();
-    let mut set: Vec<String> = Vec::new();
-    let plain = STANDARD_FIELDS
-        .iter()
-        .filter(|f| !matches!(f.kind, FieldKind::Tags | FieldKind::Consent))
-        .map(|f| f.name.to_string())
-        .chain(columns.iter().filter(|c| c.starts_with("custom.")).cloned());
-    for name in plain {
-        let q = quote_ident(&name);
-        aggregates.push(format!(
-            "first(c.{q} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL) AS {q}"
-        ));
-        let (value, from_d) = match master {
-            Master::Existing => (format!("coalesce(s.{q}, d.{q})"), format!("s.{q} IS NULL")),
-            Master::File => (format!("coalesce(d.{q}, s.{q})"), format!("d.{q} IS NOT NULL")),
-        };
-        set.push(format!("{q} = {value}"));
-        if KEY_FIELDS.contains(&name.as_str()) {
-            let h = quote_ident(&hash_column(&name));
-            aggregates.push(format!(
-                "first(c.{h} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL) AS {h}"
-            ));
-            set.push(format!("{h} = CASE WHEN {from_d} THEN d.{h} ELSE s.{h} END"));
-        }
-    }
-    aggregates.push("list_sort(list_distinct(flatten(list(c.tags)))) AS tags".to_string());
-    set.push("tags = list_concat(s.tags, list_filter(d.tags, x -> NOT list_contains(s.tags, x)))".to_string());
-    for consent in ["email_opt_in", "sms_opt_in"] {
-        aggregates.push(format!(
-            "bool_or(c.{consent} = 'opt-out') AS {consent}_out, bool_or(c.{consent} = 'opt-in') AS {consent}_in"
-        ));
-        set.push(format!(
-            "{consent} = CASE WHEN s.{consent} = 'opt-out' OR d.{consent}_out THEN 'opt-out' \
-             WHEN s.{consent} = 'opt-in' OR d.{consent}_in THEN 'opt-in' ELSE 'unknown' END"
-        ));
-    }
-    format!(
-        "UPDATE contacts AS s SET {}, updated_at = make_timestamp(?) \
-         FROM (SELECT p.survivor_id, {} FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
-               WHERE p.contact_id <> p.survivor_id GROUP BY p.survivor_id) AS d \
-         WHERE s.id = d.survivor_id",
-        set.join(", "),
-        aggregates.join(", ")
+    survivor_update(
+        master,
+        columns,
+        PAIRS,
+        &MergeDialect {
+            first: |q, order, filter| format!("first(c.{q} ORDER BY {order}) FILTER (WHERE {filter})"),
+            tags: "list_sort(list_distinct(flatten(list(c.tags)))) AS tags",
+            add_tags: "list_concat(s.tags, list_filter(d.tags, x -> NOT list_contains(s.tags, x)))",
+            join: "",
+            now: "make_timestamp(?)".to_string(),
+        },
     )
 }

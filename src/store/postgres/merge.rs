@@ -13,8 +13,7 @@ use super::groups::timestamp;
 use super::{Postgres, quote_ident};
 use crate::apply::Master;
 use crate::error::Result;
-use crate::fields::{FieldKind, KEY_FIELDS, STANDARD_FIELDS, hash_column};
-use crate::store::merge::{ClusterMember, DroppedValue, StaleMember, mergeable_fields};
+use crate::store::merge::{ClusterMember, DroppedValue, MergeDialect, StaleMember, mergeable_fields, survivor_update};
 use crate::store::sql::literal;
 
 const PAIRS: &str = "kontakt_merge_pairs";
@@ -221,64 +220,21 @@ fn dropped_sql(columns: &[String]) -> String {
     )
 }
 
-/// The survivors' update: per field the first value by `--master`'s
-/// order, tags unioned, consents never upgraded (opt-out wins).
+/// The survivors' update in PostgreSQL's words: the merged contacts' tags
+/// each once, sorted by bytes as DuckDB sorts them.
 fn update_sql(master: Master, columns: &[String]) -> String {
-    let order = match master {
-        Master::Existing => "c.created_at, c.id",
-        Master::File => "c.created_at DESC, c.id DESC",
-    };
-    let mut aggregates: Vec<String> = Vec::new();
-    let mut set: Vec<String> = Vec::new();
-    let plain = STANDARD_FIELDS
-        .iter()
-        .filter(|f| !matches!(f.kind, FieldKind::Tags | FieldKind::Consent))
-        .map(|f| f.name.to_string())
-        .chain(columns.iter().filter(|c| c.starts_with("custom.")).cloned());
-    for name in plain {
-        let q = quote_ident(&name);
-        aggregates.push(format!(
-            "(array_agg(c.{q} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL))[1] AS {q}"
-        ));
-        let (value, from_d) = match master {
-            Master::Existing => (format!("coalesce(s.{q}, d.{q})"), format!("s.{q} IS NULL")),
-            Master::File => (format!("coalesce(d.{q}, s.{q})"), format!("d.{q} IS NOT NULL")),
-        };
-        set.push(format!("{q} = {value}"));
-        if KEY_FIELDS.contains(&name.as_str()) {
-            let h = quote_ident(&hash_column(&name));
-            aggregates.push(format!(
-                "(array_agg(c.{h} ORDER BY {order}) FILTER (WHERE c.{q} IS NOT NULL))[1] AS {h}"
-            ));
-            set.push(format!("{h} = CASE WHEN {from_d} THEN d.{h} ELSE s.{h} END"));
-        }
-    }
-    // The merged contacts' tags, each once, sorted (by bytes, as DuckDB).
-    aggregates.push(
-        "coalesce(array_agg(DISTINCT t.tag COLLATE \"C\" ORDER BY t.tag COLLATE \"C\") FILTER (WHERE t.tag IS NOT NULL), '{}') AS tags"
-            .to_string(),
-    );
-    set.push(
-        "tags = s.tags || ARRAY(SELECT x FROM unnest(d.tags) WITH ORDINALITY AS u(x, n) WHERE x <> ALL(s.tags) ORDER BY n)"
-            .to_string(),
-    );
-    for consent in ["email_opt_in", "sms_opt_in"] {
-        aggregates.push(format!(
-            "bool_or(c.{consent} = 'opt-out') AS {consent}_out, bool_or(c.{consent} = 'opt-in') AS {consent}_in"
-        ));
-        set.push(format!(
-            "{consent} = CASE WHEN s.{consent} = 'opt-out' OR d.{consent}_out THEN 'opt-out' \
-             WHEN s.{consent} = 'opt-in' OR d.{consent}_in THEN 'opt-in' ELSE 'unknown' END"
-        ));
-    }
-    format!(
-        "UPDATE contacts AS s SET {}, updated_at = {} \
-         FROM (SELECT p.survivor_id, {} FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
-               LEFT JOIN LATERAL unnest(c.tags) AS t(tag) ON true \
-               WHERE p.contact_id <> p.survivor_id GROUP BY p.survivor_id) AS d \
-         WHERE s.id = d.survivor_id",
-        set.join(", "),
-        timestamp(1),
-        aggregates.join(", ")
+    survivor_update(
+        master,
+        columns,
+        PAIRS,
+        &MergeDialect {
+            first: |q, order, filter| format!("(array_agg(c.{q} ORDER BY {order}) FILTER (WHERE {filter}))[1]"),
+            tags: "coalesce(array_agg(DISTINCT t.tag COLLATE \"C\" ORDER BY t.tag COLLATE \"C\") \
+                   FILTER (WHERE t.tag IS NOT NULL), '{}') AS tags",
+            add_tags: "s.tags || ARRAY(SELECT x FROM unnest(d.tags) WITH ORDINALITY AS u(x, n) \
+                       WHERE x <> ALL(s.tags) ORDER BY n)",
+            join: " LEFT JOIN LATERAL unnest(c.tags) AS t(tag) ON true",
+            now: timestamp(1),
+        },
     )
 }
