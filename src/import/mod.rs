@@ -320,6 +320,7 @@ impl Opened {
             }
             planned => planned?,
         };
+        crate::store::check_field_names(&options.db, plan.field_names())?;
         // A store that asks it: before any row is read (SPEC, Store settings).
         let consents = plan.field_names().any(|f| f == "email_opt_in" || f == "sms_opt_in");
         crate::config::check_acknowledged(&options.compliance, consents, &options.acknowledged)?;

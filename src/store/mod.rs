@@ -154,6 +154,16 @@ pub fn exists(db: &Path) -> Result<bool> {
     }
 }
 
+/// Checks that the store at `db` can hold fields of these names (a
+/// PostgreSQL store: custom field names of at most 56 bytes), before an
+/// import reads a row.
+pub fn check_field_names<'a>(db: &Path, mut names: impl Iterator<Item = &'a str>) -> Result<()> {
+    if !is_url(db) {
+        return Ok(());
+    }
+    names.try_for_each(postgres::commit::check_custom_field)
+}
+
 /// The linked store libraries and their versions, for `kontakt --version`
 /// (e.g. `DuckDB v1.5.6`).
 pub fn backend_versions() -> String {

@@ -387,7 +387,10 @@ fn dry_run_changes_nothing_in_the_store() {
         (
             query(
                 &db,
-                "SELECT id, email, phone, array_to_string(tags, ';'), CAST(updated_at AS VARCHAR) FROM contacts ORDER BY id",
+                "SELECT id, type, import_id, external_id, first_name, last_name, full_name, company, email, phone, \
+                 mobile, website, street, city, postal_code, country, gender, CAST(birth_date AS VARCHAR), \
+                 email_opt_in, sms_opt_in, array_to_string(tags, ';'), note, CAST(updated_at AS VARCHAR) \
+                 FROM contacts ORDER BY id",
             ),
             query(&db, "SELECT id, name, status FROM import_groups ORDER BY id"),
         )

@@ -15,11 +15,24 @@ use crate::error::Result;
 use crate::store::commit::{ImportSpec, RowSource, StagedRows, UpdateValues};
 use crate::store::groups::now_micros;
 
+/// The staged updates (dropped at the end of the transaction).
+const UPDATES: &str = "kontakt_updates";
+
 /// The longest identifier PostgreSQL keeps whole (`NAMEDATALEN` - 1).
 const MAX_IDENTIFIER: usize = 63;
 
-/// The staged updates (dropped at the end of the transaction).
-const UPDATES: &str = "kontakt_updates";
+/// PostgreSQL cuts identifiers at 63 bytes: a longer `custom.NAME` column
+/// would be cut silently and clash with its neighbours, so it is refused.
+pub(crate) fn check_custom_field(field: &str) -> Result<()> {
+    match field.strip_prefix("custom.") {
+        Some(name) if field.len() > MAX_IDENTIFIER => Err(crate::error::Error::usage(format!(
+            "custom field {name:?}: a PostgreSQL store holds custom field names of at most {} bytes \
+             (its column names are cut at {MAX_IDENTIFIER}); map it to a shorter name with --map",
+            MAX_IDENTIFIER - "custom.".len()
+        ))),
+        _ => Ok(()),
+    }
+}
 
 impl Postgres {
     /// Creates the `custom.NAME` columns among `names` that the contacts
@@ -30,15 +43,7 @@ impl Postgres {
             if let Some(name) = field.strip_prefix("custom.")
                 && !existing.iter().any(|c| c == field)
             {
-                // PostgreSQL cuts identifiers at 63 bytes: a longer column
-                // name would be cut silently and clash with its neighbours.
-                if field.len() > MAX_IDENTIFIER {
-                    return Err(crate::error::Error::usage(format!(
-                        "custom field {name:?}: a PostgreSQL store holds custom field names of at most {} bytes \
-                         (its column names are cut at {MAX_IDENTIFIER}); map it to a shorter name with --map",
-                        MAX_IDENTIFIER - "custom.".len()
-                    )));
-                }
+                check_custom_field(field)?;
                 self.batch(&format!("ALTER TABLE contacts ADD COLUMN {} text", quote_ident(field)))?;
                 self.execute(
                     &format!(
@@ -67,8 +72,12 @@ impl Postgres {
             .iter()
             .map(|f| quote_ident(f.name()))
             .collect();
-        self.begin()?;
+        // New custom fields' columns are added and committed first, each
+        // on its own: `ALTER TABLE` locks `contacts` against readers until
+        // its transaction ends, and readers never wait for an import. A
+        // column left by an import that then rolls back is empty.
         self.add_custom_columns(spec.fields.iter().map(|f| f.name.as_str()))?;
+        self.begin()?;
         let first_id = self.next_contact_id()?;
         let staging: Vec<String> = spec
             .update_schema

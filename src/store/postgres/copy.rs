@@ -161,12 +161,21 @@ impl Builder {
         };
         match self {
             Builder::Int64(b) => b.append_value(i64::from_be_bytes(fixed(value)?)),
-            Builder::Timestamp(b) => b.append_value(i64::from_be_bytes(fixed(value)?) + PG_EPOCH_MICROS),
+            // `infinity` is out of range: an error, not a wrap.
+            Builder::Timestamp(b) => b.append_value(
+                i64::from_be_bytes(fixed(value)?)
+                    .checked_add(PG_EPOCH_MICROS)
+                    .ok_or_else(|| std::io::Error::other("a timestamp out of range (infinity?)"))?,
+            ),
             Builder::Date(b) => {
                 let days: [u8; 4] = value
                     .try_into()
                     .map_err(|_| std::io::Error::other("a date of other than 4 bytes"))?;
-                b.append_value(i32::from_be_bytes(days) + PG_EPOCH_DAYS);
+                b.append_value(
+                    i32::from_be_bytes(days)
+                        .checked_add(PG_EPOCH_DAYS)
+                        .ok_or_else(|| std::io::Error::other("a date out of range (infinity?)"))?,
+                );
             }
             Builder::Text(b) => b.append_value(std::str::from_utf8(value).map_err(std::io::Error::other)?),
         }

@@ -142,9 +142,10 @@ impl Postgres {
     }
 
     pub(crate) fn apply_member_updates(&self, list_id: i64) -> Result<u64> {
+        // This session's own temporary table, if it staged any.
         let staged = self.query_one_i64(
-            "SELECT count(*) FROM pg_tables WHERE tablename = $1 AND schemaname LIKE 'pg_temp%'",
-            &[&UPDATES],
+            &format!("SELECT count(*) FROM (SELECT to_regclass('pg_temp.{UPDATES}') AS t) AS r WHERE t IS NOT NULL"),
+            &[],
         )?;
         if staged == 0 {
             return Ok(0);

@@ -158,7 +158,10 @@ impl Postgres {
     /// The merged contacts' list memberships go to their survivors (the
     /// earliest added one per list, where the survivor is not a member).
     fn move_memberships(&self) -> Result<()> {
-        let first = |column: &str| format!("(array_agg(m.{column} ORDER BY m.added_at))[1] AS {column}");
+        // DuckDB's `arg_min(x, added_at)`: the earliest non-null value.
+        let first = |column: &str| {
+            format!("(array_agg(m.{column} ORDER BY m.added_at) FILTER (WHERE m.{column} IS NOT NULL))[1] AS {column}")
+        };
         self.batch(&format!(
             "DROP TABLE IF EXISTS kontakt_merge_moved; \
              CREATE TEMP TABLE kontakt_merge_moved AS \

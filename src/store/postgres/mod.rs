@@ -42,7 +42,7 @@ pub use schema::SCHEMA_VERSION;
 const DEFAULT_SCHEMA: &str = "kontakt";
 
 /// The first key of kontakt's advisory locks (the second is the store's:
-/// its schema's OID): the store's writer lock.
+/// `hashtext` of its schema's name): the store's writer lock.
 const WRITER_LOCK: i32 = 0x6b6f_6e74; // "kont"
 
 /// How often a writer waiting for the store's writer lock tries again.
@@ -176,8 +176,16 @@ impl Postgres {
             schema,
             read_only,
         };
+        // The settings kontakt's SQL and text rely on, whatever the server's
+        // or the role's: literals with only `'` escaped, times in UTC as
+        // ISO text (`2026-12-03 17:42:04.12`, as DuckDB writes them), and
+        // no idle timeout that would end a writer's session (and with it
+        // the writer lock) or an import's transaction between its steps.
         store.batch(&format!(
-            "SET search_path TO {}; SET TIME ZONE 'UTC'",
+            "SET search_path TO {}; SET TIME ZONE 'UTC'; SET standard_conforming_strings = on; \
+             SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'postgres'; \
+             SELECT set_config(name, '0', false) FROM pg_settings \
+             WHERE name IN ('idle_in_transaction_session_timeout', 'idle_session_timeout')",
             quote_ident(&store.schema)
         ))?;
         Ok(store)
