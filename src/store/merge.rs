@@ -125,6 +125,81 @@ pub(crate) fn survivor_update(master: Master, columns: &[String], pairs: &str, d
     )
 }
 
+/// The values each survivor's merged contacts (and its own earlier self,
+/// kept in `before`) had that it does not keep, into the temporary table
+/// `dropped` (survivor_id, merged_id, ord, field, value, kept_in). SQL
+/// that DuckDB and PostgreSQL read alike.
+pub(crate) fn dropped_sql(columns: &[String], pairs: &str, before: &str, dropped: &str) -> String {
+    use crate::store::sql::{literal, quote_ident};
+
+    let fields = mergeable_fields(columns);
+    let quoted: Vec<String> = fields.iter().map(|f| quote_ident(f)).collect();
+    let selects: Vec<String> = fields
+        .iter()
+        .zip(&quoted)
+        .enumerate()
+        .map(|(position, (name, q))| {
+            let empty = if matches!(name.as_str(), "email_opt_in" | "sms_opt_in") {
+                "'unknown'"
+            } else {
+                "''"
+            };
+            format!(
+                "SELECT m.survivor_id, m.id, {position}, {}, CAST(m.{q} AS VARCHAR) \
+                 FROM sources AS m JOIN contacts AS s ON s.id = m.survivor_id \
+                 WHERE m.{q} IS NOT NULL AND CAST(m.{q} AS VARCHAR) <> {empty} \
+                 AND CAST(m.{q} AS VARCHAR) IS DISTINCT FROM CAST(s.{q} AS VARCHAR)",
+                literal(name)
+            )
+        })
+        .collect();
+    let of = |alias: &str| {
+        quoted
+            .iter()
+            .map(|q| format!("{alias}.{q}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "DROP TABLE IF EXISTS {dropped}; \
+         CREATE TEMP TABLE {dropped} (survivor_id BIGINT, merged_id BIGINT, ord INTEGER, \
+         field VARCHAR, value VARCHAR, kept_in VARCHAR); \
+         INSERT INTO {dropped} \
+         WITH sources AS ( \
+           SELECT p.survivor_id, c.id, {} FROM {pairs} AS p JOIN contacts AS c ON c.id = p.contact_id \
+           WHERE p.contact_id <> p.survivor_id \
+           UNION ALL SELECT b.id AS survivor_id, b.id, {} FROM {before} AS b) \
+         SELECT *, NULL FROM ({}) AS d",
+        of("c"),
+        of("b"),
+        selects.join(" UNION ALL ")
+    )
+}
+
+/// `--keep-dropped FIELD`: the statement that appends each survivor's
+/// dropped values (but consents) to `FIELD` (a line per merged contact,
+/// `merged from 7: email=…; phone=…`, its own earlier values first as
+/// `before merge: …`), at the time `now` (the dialect's expression of the
+/// statement's one parameter); then the one that marks them kept there.
+pub(crate) fn keep_sql(field: &str, dropped: &str, now: &str) -> (String, String) {
+    use crate::store::sql::{literal, quote_ident};
+
+    let q = quote_ident(field);
+    let keepable = "field NOT IN ('email_opt_in', 'sms_opt_in')";
+    let update = format!(
+        "UPDATE contacts AS s SET {q} = concat_ws(chr(10), nullif(s.{q}, ''), d.text), updated_at = {now} \
+         FROM (SELECT survivor_id, string_agg(line, chr(10) ORDER BY merged_id = survivor_id DESC, merged_id) AS text \
+               FROM (SELECT survivor_id, merged_id, \
+                       CASE WHEN merged_id = survivor_id THEN 'before merge' ELSE 'merged from ' || merged_id END \
+                       || ': ' || string_agg(field || '=' || value, '; ' ORDER BY ord) AS line \
+                     FROM {dropped} WHERE {keepable} GROUP BY survivor_id, merged_id) AS l \
+               GROUP BY survivor_id) AS d \
+         WHERE s.id = d.survivor_id"
+    );
+    let mark = format!("UPDATE {dropped} SET kept_in = {} WHERE {keepable}", literal(field));
+    (update, mark)
+}
+
 impl Store {
     /// When audit `audit_id` began (microseconds); `None` when the store
     /// has no such audit.

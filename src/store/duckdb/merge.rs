@@ -7,10 +7,12 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array};
 use arrow::record_batch::RecordBatch;
 
-use super::{DuckDb, literal, quote_ident};
+use super::DuckDb;
 use crate::apply::Master;
 use crate::error::Result;
-use crate::store::merge::{ClusterMember, DroppedValue, MergeDialect, StaleMember, mergeable_fields, survivor_update};
+use crate::store::merge::{
+    ClusterMember, DroppedValue, MergeDialect, StaleMember, dropped_sql, keep_sql, survivor_update,
+};
 
 /// The staging table of (member, survivor) pairs.
 const PAIRS: &str = "kontakt_merge_pairs";
@@ -93,12 +95,12 @@ impl DuckDb {
              WHERE id IN (SELECT survivor_id FROM {PAIRS})"
         ))?;
         let survivors = self.execute(&update_sql(master, &columns), [now])? as u64;
-        self.execute_batch(&dropped_sql(&columns))?;
+        self.execute_batch(&dropped_sql(&columns, PAIRS, BEFORE, DROPPED))?;
         Ok(survivors)
     }
 
     pub(crate) fn keep_dropped_in(&self, field: &str, now: i64) -> Result<()> {
-        let (update, mark) = keep_sql(field);
+        let (update, mark) = keep_sql(field, DROPPED, "make_timestamp(?)");
         self.execute(&update, [now])?;
         self.execute_batch(&mark)
     }
@@ -139,66 +141,6 @@ impl DuckDb {
              DROP TABLE {PAIRS}; DROP TABLE {BEFORE}; DROP TABLE {DROPPED};"
         ))
     }
-}
-
-/// Fills [`DROPPED`] (after the survivors' update, before the other
-/// members are deleted): each non-empty value of a merged contact, or of
-/// the survivor before the merge, that differs from the survivor's value
-/// now. An `unknown` consent is no value.
-fn dropped_sql(columns: &[String]) -> String {
-    let selects: Vec<String> = mergeable_fields(columns)
-        .iter()
-        .enumerate()
-        .map(|(position, name)| {
-            let q = quote_ident(name);
-            let empty = if matches!(name.as_str(), "email_opt_in" | "sms_opt_in") {
-                "'unknown'"
-            } else {
-                "''"
-            };
-            format!(
-                "SELECT m.survivor_id, m.id, {position}, {}, CAST(m.{q} AS VARCHAR) \
-                 FROM sources AS m JOIN contacts AS s ON s.id = m.survivor_id \
-                 WHERE m.{q} IS NOT NULL AND CAST(m.{q} AS VARCHAR) <> {empty} \
-                 AND CAST(m.{q} AS VARCHAR) IS DISTINCT FROM CAST(s.{q} AS VARCHAR)",
-                literal(name)
-            )
-        })
-        .collect();
-    format!(
-        "CREATE OR REPLACE TEMP TABLE {DROPPED} (survivor_id BIGINT, merged_id BIGINT, ord INTEGER, \
-         field VARCHAR, value VARCHAR, kept_in VARCHAR); \
-         INSERT INTO {DROPPED} \
-         WITH sources AS ( \
-           SELECT p.survivor_id, c.* FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
-           WHERE p.contact_id <> p.survivor_id \
-           UNION ALL BY NAME SELECT b.id AS survivor_id, b.* FROM {BEFORE} AS b) \
-         SELECT *, NULL FROM ({})",
-        selects.join(" UNION ALL ")
-    )
-}
-
-/// Appends the dropped values (consents aside) to each survivor's `field`,
-/// one line per contact they came from: `merged from 2: email=x@y.cz;
-/// city=Brno`, and `before merge: ...` for the survivor's own; then marks
-/// them kept there.
-fn keep_sql(field: &str) -> (String, String) {
-    let q = quote_ident(field);
-    let target = literal(field);
-    let keepable = "field NOT IN ('email_opt_in', 'sms_opt_in')";
-    let update = format!(
-        "UPDATE contacts AS s SET {q} = concat_ws(chr(10), nullif(s.{q}, ''), d.text), \
-         updated_at = make_timestamp(?) \
-         FROM (SELECT survivor_id, string_agg(line, chr(10) ORDER BY merged_id = survivor_id DESC, merged_id) AS text \
-               FROM (SELECT survivor_id, merged_id, \
-                       CASE WHEN merged_id = survivor_id THEN 'before merge' ELSE 'merged from ' || merged_id END \
-                       || ': ' || string_agg(field || '=' || value, '; ' ORDER BY ord) AS line \
-                     FROM {DROPPED} WHERE {keepable} GROUP BY survivor_id, merged_id) \
-               GROUP BY survivor_id) AS d \
-         WHERE s.id = d.survivor_id"
-    );
-    let mark = format!("UPDATE {DROPPED} SET kept_in = {target} WHERE {keepable}");
-    (update, mark)
 }
 
 /// The survivors' update in DuckDB's words.

@@ -9,12 +9,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array};
 use arrow::record_batch::RecordBatch;
 
+use super::Postgres;
 use super::groups::timestamp;
-use super::{Postgres, quote_ident};
 use crate::apply::Master;
 use crate::error::Result;
-use crate::store::merge::{ClusterMember, DroppedValue, MergeDialect, StaleMember, mergeable_fields, survivor_update};
-use crate::store::sql::literal;
+use crate::store::merge::{
+    ClusterMember, DroppedValue, MergeDialect, StaleMember, dropped_sql, keep_sql, survivor_update,
+};
 
 const PAIRS: &str = "kontakt_merge_pairs";
 const BEFORE: &str = "kontakt_merge_before";
@@ -93,31 +94,14 @@ impl Postgres {
              WHERE id IN (SELECT survivor_id FROM {PAIRS})"
         ))?;
         let survivors = self.execute(&update_sql(master, &columns), &[&now])?;
-        self.batch(&dropped_sql(&columns))?;
+        self.batch(&dropped_sql(&columns, PAIRS, BEFORE, DROPPED))?;
         Ok(survivors)
     }
 
     pub(crate) fn keep_dropped_in(&self, field: &str, now: i64) -> Result<()> {
-        let q = quote_ident(field);
-        let keepable = "field NOT IN ('email_opt_in', 'sms_opt_in')";
-        self.execute(
-            &format!(
-                "UPDATE contacts AS s SET {q} = concat_ws(chr(10), nullif(s.{q}, ''), d.text), updated_at = {} \
-                 FROM (SELECT survivor_id, string_agg(line, chr(10) ORDER BY merged_id = survivor_id DESC, merged_id) AS text \
-                       FROM (SELECT survivor_id, merged_id, \
-                               CASE WHEN merged_id = survivor_id THEN 'before merge' ELSE 'merged from ' || merged_id END \
-                               || ': ' || string_agg(field || '=' || value, '; ' ORDER BY ord) AS line \
-                             FROM {DROPPED} WHERE {keepable} GROUP BY survivor_id, merged_id) AS l \
-                       GROUP BY survivor_id) AS d \
-                 WHERE s.id = d.survivor_id",
-                timestamp(1)
-            ),
-            &[&now],
-        )?;
-        self.batch(&format!(
-            "UPDATE {DROPPED} SET kept_in = {} WHERE {keepable}",
-            literal(field)
-        ))
+        let (update, mark) = keep_sql(field, DROPPED, &timestamp(1));
+        self.execute(&update, &[&now])?;
+        self.batch(&mark)
     }
 
     pub(crate) fn dropped_values(&self) -> Result<Vec<DroppedValue>> {
@@ -181,46 +165,6 @@ impl Postgres {
             first("import_id")
         ))
     }
-}
-
-/// The values each survivor's merged contacts (and its own earlier self)
-/// had that it does not keep.
-fn dropped_sql(columns: &[String]) -> String {
-    let fields = mergeable_fields(columns);
-    let quoted: Vec<String> = fields.iter().map(|f| quote_ident(f)).collect();
-    let selects: Vec<String> = fields
-        .iter()
-        .zip(&quoted)
-        .enumerate()
-        .map(|(position, (name, q))| {
-            let empty = if matches!(name.as_str(), "email_opt_in" | "sms_opt_in") {
-                "'unknown'"
-            } else {
-                "''"
-            };
-            format!(
-                "SELECT m.survivor_id, m.id, {position}, {}, m.{q}::text \
-                 FROM sources AS m JOIN contacts AS s ON s.id = m.survivor_id \
-                 WHERE m.{q} IS NOT NULL AND m.{q}::text <> {empty} \
-                 AND m.{q}::text IS DISTINCT FROM s.{q}::text",
-                literal(name)
-            )
-        })
-        .collect();
-    format!(
-        "DROP TABLE IF EXISTS {DROPPED}; \
-         CREATE TEMP TABLE {DROPPED} (survivor_id bigint, merged_id bigint, ord integer, \
-         field text, value text, kept_in text); \
-         INSERT INTO {DROPPED} \
-         WITH sources AS ( \
-           SELECT p.survivor_id, c.id, {} FROM {PAIRS} AS p JOIN contacts AS c ON c.id = p.contact_id \
-           WHERE p.contact_id <> p.survivor_id \
-           UNION ALL SELECT b.id AS survivor_id, b.id, {} FROM {BEFORE} AS b) \
-         SELECT *, NULL FROM ({}) AS d",
-        quoted.iter().map(|q| format!("c.{q}")).collect::<Vec<_>>().join(", "),
-        quoted.iter().map(|q| format!("b.{q}")).collect::<Vec<_>>().join(", "),
-        selects.join(" UNION ALL ")
-    )
 }
 
 /// The survivors' update in PostgreSQL's words: the merged contacts' tags
