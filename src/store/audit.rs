@@ -5,6 +5,7 @@
 //! one, all inside the audit's one transaction.
 
 use arrow::array::{Int64Array, ListArray};
+use arrow::error::ArrowError;
 use arrow::record_batch::RecordBatch;
 
 use super::duckdb::IdBitmap;
@@ -83,6 +84,31 @@ pub struct ClusterChunk {
 }
 
 /// The record of a finished audit.
+impl ClusterChunk {
+    /// The rows of `audit_members` and of `audit_clusters` this chunk
+    /// holds for `scope`, in the tables' column order.
+    pub(crate) fn into_batches(self, scope: &str) -> std::result::Result<(RecordBatch, RecordBatch), ArrowError> {
+        use std::sync::Arc;
+
+        use arrow::array::{ArrayRef, StringArray};
+
+        let n = self.contact_ids.len();
+        let m = self.clusters.len();
+        let members = RecordBatch::try_from_iter([
+            ("scope", Arc::new(StringArray::from(vec![scope; n])) as ArrayRef),
+            ("contact_id", Arc::new(self.contact_ids) as ArrayRef),
+            ("cluster", Arc::new(self.member_clusters) as ArrayRef),
+        ])?;
+        let clusters = RecordBatch::try_from_iter([
+            ("scope", Arc::new(StringArray::from(vec![scope; m])) as ArrayRef),
+            ("cluster", Arc::new(self.clusters) as ArrayRef),
+            ("size", Arc::new(self.sizes) as ArrayRef),
+            ("shared", Arc::new(self.shared) as ArrayRef),
+        ])?;
+        Ok((members, clusters))
+    }
+}
+
 #[derive(Debug)]
 pub struct AuditRecord<'a> {
     pub id: i64,

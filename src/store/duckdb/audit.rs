@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, AsArray, Int64Array, StringArray, UInt32Array};
+use arrow::array::{ArrayRef, AsArray, Int64Array, UInt32Array};
 use arrow::datatypes::Int64Type;
 use arrow::record_batch::RecordBatch;
 
@@ -289,23 +289,9 @@ impl DuckDb {
         let mut members = conn.appender("audit_members").map_err(|e| self.error(&e))?;
         let mut appender = conn.appender("audit_clusters").map_err(|e| self.error(&e))?;
         for chunk in clusters {
-            let n = chunk.contact_ids.len();
-            let m = chunk.clusters.len();
-            let batch = RecordBatch::try_from_iter([
-                ("scope", Arc::new(StringArray::from(vec![scope; n])) as ArrayRef),
-                ("contact_id", Arc::new(chunk.contact_ids) as ArrayRef),
-                ("cluster", Arc::new(chunk.member_clusters) as ArrayRef),
-            ])
-            .map_err(|e| self.arrow_error(&e))?;
-            members.append_record_batch(batch).map_err(|e| self.error(&e))?;
-            let batch = RecordBatch::try_from_iter([
-                ("scope", Arc::new(StringArray::from(vec![scope; m])) as ArrayRef),
-                ("cluster", Arc::new(chunk.clusters) as ArrayRef),
-                ("size", Arc::new(chunk.sizes) as ArrayRef),
-                ("shared", Arc::new(chunk.shared) as ArrayRef),
-            ])
-            .map_err(|e| self.arrow_error(&e))?;
-            appender.append_record_batch(batch).map_err(|e| self.error(&e))?;
+            let (rows, clusters) = chunk.into_batches(scope).map_err(|e| self.arrow_error(&e))?;
+            members.append_record_batch(rows).map_err(|e| self.error(&e))?;
+            appender.append_record_batch(clusters).map_err(|e| self.error(&e))?;
         }
         members.flush().map_err(|e| self.error(&e))?;
         appender.flush().map_err(|e| self.error(&e))

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Int64Array, StringArray, UInt32Array, UInt64Array};
+use arrow::array::{Array, ArrayRef, AsArray, Int64Array, UInt32Array, UInt64Array};
 use arrow::buffer::ScalarBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Int64Type};
 use arrow::record_batch::RecordBatch;
 
-use super::copy::{Decoder, Out};
+use super::copy::Out;
 use super::groups::timestamp;
 use super::{Postgres, quote_ident};
 use crate::error::Result;
@@ -192,27 +192,15 @@ impl Postgres {
         shape: impl Fn(&RecordBatch) -> std::result::Result<Vec<ArrayRef>, String>,
     ) -> Result<Vec<RecordBatch>> {
         let names: Vec<String> = (0..types.len()).map(|i| format!("c{i}")).collect();
-        let mut client = self.client();
-        let reader = client
-            .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
-            .map_err(|e| self.error(&e))?;
-        let decoder = Decoder::new(
-            std::io::BufReader::with_capacity(1 << 16, reader),
-            names.clone(),
-            types.to_vec(),
-            64 * 1024,
-        );
-        let mut batches = Vec::new();
-        for batch in decoder {
-            let batch =
-                batch.map_err(|e| self.error_message(format!("reading contacts: {}", super::describe_io(&e))))?;
-            let columns = shape(&batch).map_err(|m| self.error_message(m))?;
-            batches.push(
-                RecordBatch::try_from_iter(names.iter().cloned().zip(columns))
-                    .map_err(|e| self.error_message(e.to_string()))?,
-            );
-        }
-        Ok(batches)
+        self.copy_out(sql, names.clone(), types.to_vec(), "contacts", |batches| {
+            batches
+                .map(|batch| {
+                    let columns = shape(&batch?).map_err(|m| self.error_message(m))?;
+                    RecordBatch::try_from_iter(names.iter().cloned().zip(columns))
+                        .map_err(|e| self.error_message(e.to_string()))
+                })
+                .collect()
+        })
     }
 
     /// The filled-field count and the key values of contact `c`.
@@ -351,22 +339,10 @@ impl Postgres {
             "DELETE FROM audit_members WHERE scope = {quoted}{which}; DELETE FROM audit_clusters WHERE scope = {quoted}{which};"
         ))?;
         for chunk in clusters {
-            let n = chunk.contact_ids.len();
-            let m = chunk.clusters.len();
-            let members = RecordBatch::try_from_iter([
-                ("scope", Arc::new(StringArray::from(vec![scope; n])) as ArrayRef),
-                ("contact_id", Arc::new(chunk.contact_ids) as ArrayRef),
-                ("cluster", Arc::new(chunk.member_clusters) as ArrayRef),
-            ])
-            .map_err(|e| self.error_message(e.to_string()))?;
+            let (members, clusters) = chunk
+                .into_batches(scope)
+                .map_err(|e| self.error_message(e.to_string()))?;
             self.copy_in("audit_members", "scope, contact_id, cluster", &members)?;
-            let clusters = RecordBatch::try_from_iter([
-                ("scope", Arc::new(StringArray::from(vec![scope; m])) as ArrayRef),
-                ("cluster", Arc::new(chunk.clusters) as ArrayRef),
-                ("size", Arc::new(chunk.sizes) as ArrayRef),
-                ("shared", Arc::new(chunk.shared) as ArrayRef),
-            ])
-            .map_err(|e| self.error_message(e.to_string()))?;
             self.copy_in("audit_clusters", "scope, cluster, size, shared", &clusters)?;
         }
         Ok(())

@@ -139,7 +139,7 @@ impl Postgres {
         use parquet::basic::Compression;
         use parquet::file::properties::WriterProperties;
 
-        use super::copy::{Decoder, Out};
+        use super::copy::Out;
 
         let (sql, names) = self.select_contacts_typed(filter)?;
         let types: Vec<Out> = names
@@ -151,48 +151,38 @@ impl Postgres {
                 _ => Out::Text,
             })
             .collect();
-        let written = (|| -> std::result::Result<usize, String> {
-            let mut client = self.client();
-            let reader = client
-                .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
-                .map_err(|e| super::describe(&e))?;
-            let fields: Vec<arrow::datatypes::Field> = names
-                .iter()
-                .zip(&types)
-                .map(|(name, t)| {
-                    let data_type = match t {
-                        Out::Int64 => arrow::datatypes::DataType::Int64,
-                        Out::Timestamp => {
-                            arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None)
-                        }
-                        Out::Date => arrow::datatypes::DataType::Date32,
-                        Out::Text => arrow::datatypes::DataType::Utf8,
-                    };
-                    arrow::datatypes::Field::new(name, data_type, true)
-                })
-                .collect();
-            let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
-            let decoder = Decoder::new(
-                std::io::BufReader::with_capacity(1 << 16, reader),
-                names,
-                types,
-                64 * 1024,
-            );
-            let file = std::fs::File::create(to).map_err(|e| e.to_string())?;
-            let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-            let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string())?;
+        let fields: Vec<arrow::datatypes::Field> = names
+            .iter()
+            .zip(&types)
+            .map(|(name, t)| arrow::datatypes::Field::new(name, t.data_type(), true))
+            .collect();
+        let schema = std::sync::Arc::new(arrow::datatypes::Schema::new(fields));
+        let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let created = std::fs::File::create(to)
+            .map_err(|e| e.to_string())
+            .and_then(|file| ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(|e| e.to_string()));
+        let mut writer = match created {
+            Ok(writer) => writer,
+            Err(message) => return Err(failed(&message)),
+        };
+        // Store errors are the store's; a write that fails is `failed`'s.
+        let written = self.copy_out(&sql, names, types, "contacts", |batches| {
             let mut rows = 0;
-            for batch in decoder {
-                let batch = batch.map_err(|e| super::describe_io(&e))?;
+            for batch in batches {
+                let batch = batch?;
                 rows += batch.num_rows();
-                let batch = arrow::record_batch::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
-                    .map_err(|e| e.to_string())?;
-                writer.write(&batch).map_err(|e| e.to_string())?;
+                let wrote = arrow::record_batch::RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| writer.write(&b).map_err(|e| e.to_string()));
+                if let Err(message) = wrote {
+                    return Ok(Err(message));
+                }
             }
-            writer.close().map_err(|e| e.to_string())?;
-            Ok(rows)
-        })();
-        written.map_err(|m| failed(&m))
+            Ok(Ok(rows))
+        })?;
+        written
+            .and_then(|rows| writer.close().map(|_| rows).map_err(|e| e.to_string()))
+            .map_err(|m| failed(&m))
     }
 
     /// [`Self::select_contacts`] with the columns in their store types, and

@@ -134,6 +134,18 @@ pub(super) enum Out {
     Date,
 }
 
+impl Out {
+    /// The Arrow type the column is decoded as.
+    pub(super) fn data_type(self) -> DataType {
+        match self {
+            Out::Int64 => DataType::Int64,
+            Out::Text => DataType::Utf8,
+            Out::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
+            Out::Date => DataType::Date32,
+        }
+    }
+}
+
 /// The builder of one decoded column.
 enum Builder {
     Int64(Int64Builder),

@@ -9,16 +9,13 @@ use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
 
 use super::Postgres;
-use super::copy::{Decoder, Out, encode};
+use super::copy::{Out, encode};
 use crate::error::Result;
 use crate::store::keys::{FileKeys, KeyScan};
 use crate::store::sql::literal;
 
 /// The contacts a semi-join with the file selected, with their keys.
 const PICKED: &str = "kontakt_build";
-
-/// Rows per batch of the key scan.
-const BATCH_ROWS: usize = 64 * 1024;
 
 impl Postgres {
     pub(crate) fn count_contacts_of_type(&self, contact_type: &str) -> Result<i64> {
@@ -137,26 +134,9 @@ impl Postgres {
             .into_iter()
             .chain(keys.iter().map(|_| Out::Text))
             .collect();
-        let result = {
-            let mut client = self.client();
-            let reader = client
-                .copy_out(&format!("COPY ({source}) TO STDOUT (FORMAT binary)"))
-                .map_err(|e| self.error(&e))?;
-            let decoder = Decoder::new(
-                std::io::BufReader::with_capacity(1 << 16, reader),
-                names,
-                types,
-                BATCH_ROWS,
-            );
-            let mut batches = decoder.map(|b| {
-                b.map_err(|e| self.error_message(format!("reading the store's keys: {}", super::describe_io(&e))))
-            });
-            read(KeyScan {
-                rows,
-                sizes,
-                batches: &mut batches,
-            })
-        };
+        let result = self.copy_out(&source, names, types, "the store's keys", |batches| {
+            read(KeyScan { rows, sizes, batches })
+        });
         if file_keys.is_some() {
             self.batch(&format!("DROP TABLE IF EXISTS {PICKED}"))?;
         }

@@ -10,7 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use arrow::record_batch::RecordBatch;
 
 use super::Postgres;
-use super::copy::{HEADER, TRAILER, encode_rows};
+use super::copy::{HEADER, Out, TRAILER, encode_rows};
 use super::groups::{iso, timestamp};
 use crate::error::Result;
 use crate::store::groups::now_micros;
@@ -108,23 +108,18 @@ impl Postgres {
         use arrow::array::AsArray;
         use arrow::datatypes::Int64Type;
 
-        use super::copy::{Decoder, Out};
-        let mut client = self.client();
-        let reader = client
-            .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
-            .map_err(|e| self.error(&e))?;
-        let decoder = Decoder::new(
-            std::io::BufReader::with_capacity(1 << 16, reader),
+        self.copy_out(
+            sql,
             vec!["id".to_string()],
             vec![Out::Int64],
-            64 * 1024,
-        );
-        for batch in decoder {
-            let batch =
-                batch.map_err(|e| self.error_message(format!("reading contact ids: {}", super::describe_io(&e))))?;
-            each(batch.column(0).as_primitive::<Int64Type>().values())?;
-        }
-        Ok(())
+            "contact ids",
+            |batches| {
+                for batch in batches {
+                    each(batch?.column(0).as_primitive::<Int64Type>().values())?;
+                }
+                Ok(())
+            },
+        )
     }
 
     #[allow(clippy::needless_pass_by_value)] // the interface's: DuckDB's appender takes the batch

@@ -414,6 +414,33 @@ impl Postgres {
             .map_err(|e| self.error(&e))
     }
 
+    /// The rows of `sql` by binary `COPY … TO STDOUT`, decoded into batches
+    /// of 64k rows with the columns `names` of `types`, handed to `read`
+    /// as they come; `what` says what is read, in errors. Nothing else may
+    /// run on the connection meanwhile.
+    fn copy_out<T>(
+        &self,
+        sql: &str,
+        names: Vec<String>,
+        types: Vec<copy::Out>,
+        what: &str,
+        read: impl FnOnce(&mut dyn Iterator<Item = Result<arrow::record_batch::RecordBatch>>) -> Result<T>,
+    ) -> Result<T> {
+        let mut client = self.client();
+        let reader = client
+            .copy_out(&format!("COPY ({sql}) TO STDOUT (FORMAT binary)"))
+            .map_err(|e| self.error(&e))?;
+        let decoder = copy::Decoder::new(
+            std::io::BufReader::with_capacity(1 << 16, reader),
+            names,
+            types,
+            64 * 1024,
+        );
+        let mut batches =
+            decoder.map(|b| b.map_err(|e| self.error_message(format!("reading {what}: {}", describe_io(&e)))));
+        read(&mut batches)
+    }
+
     /// A store error naming this store.
     pub fn error(&self, e: &postgres::Error) -> Error {
         store_error(&self.shown, describe(e))
