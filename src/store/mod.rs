@@ -14,7 +14,7 @@ mod postgres;
 
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 use self::duckdb::DuckDb;
 pub use self::duckdb::schema::SCHEMA_VERSION;
@@ -42,24 +42,6 @@ macro_rules! dispatch {
             Backend::Postgres($db) => $body,
         }
     };
-}
-
-/// Calls the DuckDB backend's method; on a PostgreSQL store, where `$what`
-/// is not built yet, a usage error saying so (exit 2; issue 25).
-macro_rules! duckdb_only {
-    ($self:expr, $what:expr, $db:ident => $body:expr) => {
-        match &$self.backend {
-            Backend::DuckDb($db) => $body,
-            Backend::Postgres(_) => return Err($crate::store::not_built($what)),
-        }
-    };
-}
-
-/// The error of a command a PostgreSQL store cannot run yet.
-pub(crate) fn not_built(what: &str) -> Error {
-    Error::usage(format!(
-        "{what} on a PostgreSQL store is not built yet (it works on a DuckDB store: --db FILE)"
-    ))
 }
 
 /// Interrupts the statement running on one store connection (see

@@ -8,6 +8,12 @@
 use super::{Backend, Store};
 use crate::error::Result;
 
+/// Test and benchmark hook: with `KONTAKT_TEST_NO_UNDO=1` an import or
+/// merge keeps no undo record (to measure what keeping one costs).
+pub(crate) fn off() -> bool {
+    std::env::var("KONTAKT_TEST_NO_UNDO").as_deref() == Ok("1")
+}
+
 /// What undoing one group would do.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UndoScope {
@@ -37,14 +43,14 @@ pub struct UndoScope {
 impl Store {
     /// What undoing group `group` would do.
     pub fn undo_scope(&self, group: i64) -> Result<UndoScope> {
-        duckdb_only!(self, "undo", db => db.undo_scope(group))
+        dispatch!(self, db => db.undo_scope(group))
     }
 
     /// Undoes group `group` at time `now` (microseconds) inside the
     /// caller's transaction, as [`Self::undo_scope`] found it (`scope`),
     /// and marks it `undone`.
     pub fn undo_group(&self, group: i64, now: i64, scope: &UndoScope) -> Result<()> {
-        duckdb_only!(self, "undo", db => db.undo_group(group, now, scope))
+        dispatch!(self, db => db.undo_group(group, now, scope))
     }
 
     /// When the store's last undo ran (microseconds), if one did: an

@@ -175,15 +175,6 @@ fn a_second_writer_waits_and_says_for_which_import() {
     );
 }
 
-fn commands_not_built_on_postgresql_say_so() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let dir = dir.path();
-    write(dir, "base.csv", people(0, 10));
-    import(dir, &["base.csv", "--name", "base"]);
-    let err = fails(dir, &["imports", "undo", "base"], 2);
-    assert!(err.contains("PostgreSQL"), "{err}");
-}
-
 fn a_schema_of_other_tables_is_refused_and_each_schema_is_a_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
@@ -250,11 +241,6 @@ fn postgresql_reads_answer_while_an_import_holds_its_transaction() {
 #[test]
 fn postgresql_a_second_writer_waits_and_says_for_which_import() {
     on_postgres(a_second_writer_waits_and_says_for_which_import);
-}
-
-#[test]
-fn postgresql_commands_not_built_yet_say_so() {
-    on_postgres(commands_not_built_on_postgresql_say_so);
 }
 
 #[test]

@@ -413,4 +413,6 @@ on_postgres_too!(
     a_killed_import_is_reported_interrupted_and_its_name_is_free,
     a_cancelled_import_leaves_no_summary_of_an_earlier_run_beside_its_files,
     ctrl_c_ends_an_import_waiting_for_standard_input,
+    ctrl_c_during_an_undo_leaves_the_store_and_the_import_as_they_were,
+    ctrl_c_as_a_writing_command_starts_cancels_it,
 );

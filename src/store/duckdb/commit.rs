@@ -124,7 +124,7 @@ impl DuckDb {
             update_sql: UpdateSql::new(fields, spec.hashed, spec.master),
             recorder: spec
                 .undo_of
-                .filter(|_| !super::undo::off())
+                .filter(|_| !crate::store::undo::off())
                 .map(|group| super::undo::Recorder::new(self, group))
                 .transpose()?,
         })

@@ -24,12 +24,6 @@ use crate::error::Result;
 use crate::fields::FieldKind;
 use crate::store::undo::UndoScope;
 
-/// Test and benchmark hook: with `KONTAKT_TEST_NO_UNDO=1` an import or
-/// merge keeps no undo record (to measure what keeping one costs).
-pub(super) fn off() -> bool {
-    std::env::var("KONTAKT_TEST_NO_UNDO").as_deref() == Ok("1")
-}
-
 /// Writes one group's undo records on a connection of its own, each
 /// committed as it is written, not in the group's transaction: DuckDB
 /// holds a transaction's new values in memory until it commits, and the
@@ -165,7 +159,7 @@ impl DuckDb {
     /// in parallel, each committed at once (see [`Recorder`]).
     fn keep_undo(&self, group: i64, kind: &str, batches: &[RecordBatch]) -> Result<()> {
         use rayon::prelude::*;
-        if off() || batches.iter().all(|b| b.num_rows() == 0) {
+        if crate::store::undo::off() || batches.iter().all(|b| b.num_rows() == 0) {
             return Ok(());
         }
         let share = batches.len().div_ceil(rayon::current_num_threads()).max(1);

@@ -106,6 +106,19 @@ impl Postgres {
             set.concat(),
             timestamp(1)
         );
+        // The earlier values, for the undo record, of exactly the contacts
+        // the update changes (the same join and condition), written just
+        // before it.
+        let record = spec.undo_of.map(|group| {
+            (
+                group,
+                format!(
+                    "FROM contacts AS c, (SELECT DISTINCT ON (contact_id) * FROM {UPDATES} \
+                     ORDER BY contact_id, \"row\" DESC) AS u WHERE c.id = u.contact_id AND ({changes})"
+                ),
+                values,
+            )
+        });
         Ok(PostgresImport {
             db: self,
             first_id,
@@ -119,6 +132,7 @@ impl Postgres {
                 .join(", "),
             staged: Cell::new(0),
             update_sql,
+            record,
             _schema: spec.update_schema.clone(),
         })
     }
@@ -145,6 +159,9 @@ pub(crate) struct PostgresImport<'s> {
     staged: Cell<usize>,
     /// The set-based update of the staged rows.
     update_sql: String,
+    /// The undo record's group, the rows it keeps (`FROM … WHERE`) and the
+    /// columns the update sets, with their new values.
+    record: Option<(i64, String, Vec<(String, String)>)>,
     _schema: SchemaRef,
 }
 
@@ -184,6 +201,9 @@ impl PostgresImport<'_> {
 
     pub(crate) fn apply_updates(&self, now: i64) -> Result<u64> {
         self.db.batch(&format!("ANALYZE {UPDATES}"))?;
+        if let Some((group, rows, values)) = &self.record {
+            self.db.record_restore(*group, "c", rows, values)?;
+        }
         self.db.execute(&self.update_sql, &[&now])
     }
 

@@ -1,8 +1,7 @@
 //! The merge's statements on PostgreSQL (see [`crate::store::merge`]), as
 //! the DuckDB backend's: the clusters staged in a temporary table, the
 //! survivors updated by one set-based statement, the dropped values
-//! collected in another. It keeps no undo record yet (undo is not built
-//! on PostgreSQL).
+//! collected in another, the undo record kept (`undo.rs`).
 
 use std::sync::Arc;
 
@@ -125,7 +124,8 @@ impl Postgres {
     }
 
     pub(crate) fn delete_merged(&self, merge_id: i64) -> Result<()> {
-        self.move_memberships()?;
+        self.record_merge(merge_id, BEFORE, PAIRS)?;
+        self.move_memberships(merge_id)?;
         self.execute(
             &format!(
                 "INSERT INTO merged_contacts SELECT $1, c.id, p.survivor_id, to_json(c)::text FROM contacts AS c \
@@ -141,7 +141,8 @@ impl Postgres {
 
     /// The merged contacts' list memberships go to their survivors (the
     /// earliest added one per list, where the survivor is not a member).
-    fn move_memberships(&self) -> Result<()> {
+    /// What was moved and what was added is kept for the undo.
+    fn move_memberships(&self, merge_id: i64) -> Result<()> {
         // DuckDB's `arg_min(x, added_at)`: the earliest non-null value.
         let first = |column: &str| {
             format!("(array_agg(m.{column} ORDER BY m.added_at) FILTER (WHERE m.{column} IS NOT NULL))[1] AS {column}")
@@ -153,16 +154,19 @@ impl Postgres {
              FROM list_members AS m JOIN {PAIRS} AS p ON p.contact_id = m.contact_id \
              WHERE p.contact_id <> p.survivor_id AND NOT EXISTS \
                (SELECT 1 FROM list_members AS s WHERE s.list_id = m.list_id AND s.contact_id = p.survivor_id) \
-             GROUP BY m.list_id, p.survivor_id; \
-             DELETE FROM list_members WHERE contact_id IN \
-               (SELECT contact_id FROM {PAIRS} WHERE contact_id <> survivor_id); \
-             INSERT INTO list_members (list_id, contact_id, status, agent, callback_at, added_at, import_id) \
-               SELECT list_id, contact_id, status, agent, callback_at, added_at, import_id FROM kontakt_merge_moved; \
-             DROP TABLE kontakt_merge_moved;",
+             GROUP BY m.list_id, p.survivor_id;",
             first("status"),
             first("agent"),
             first("callback_at"),
             first("import_id")
+        ))?;
+        self.record_memberships(merge_id, PAIRS, "kontakt_merge_moved")?;
+        self.batch(&format!(
+            "DELETE FROM list_members WHERE contact_id IN \
+               (SELECT contact_id FROM {PAIRS} WHERE contact_id <> survivor_id); \
+             INSERT INTO list_members (list_id, contact_id, status, agent, callback_at, added_at, import_id) \
+               SELECT list_id, contact_id, status, agent, callback_at, added_at, import_id FROM kontakt_merge_moved; \
+             DROP TABLE kontakt_merge_moved;"
         ))
     }
 }

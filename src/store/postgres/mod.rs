@@ -27,6 +27,7 @@ pub(crate) mod lists;
 mod merge;
 mod schema;
 mod transaction;
+mod undo;
 
 use std::cell::{RefCell, RefMut};
 use std::path::{Path, PathBuf};

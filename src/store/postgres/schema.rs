@@ -14,7 +14,7 @@
 //! - the other tables are small and are reference tables on Citus.
 
 /// The latest schema version of a PostgreSQL store.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// The store's tables (for checked, non-user SQL only): the DuckDB
 /// store's.
@@ -149,5 +149,21 @@ pub const MIGRATIONS: &[&str] = &[
         rows     bigint NOT NULL,
         data     bytea NOT NULL
     );
+    "#,
+    // 2: undo records as rows: the DuckDB store keeps each part of a
+    // record as one Arrow IPC blob (its columnar storage of the same rows
+    // cost as much as the update); PostgreSQL writes and reads a row per
+    // contact without a round trip through kontakt, each as `jsonb` of
+    // the columns the group changed (see `undo.rs`). Version 1 never
+    // wrote an undo record.
+    r#"
+    DROP TABLE undo_records;
+    CREATE TABLE undo_records (
+        group_id   bigint NOT NULL,
+        kind       text NOT NULL CHECK (kind IN ('restore', 'reinsert', 'members')),
+        contact_id bigint NOT NULL,
+        data       jsonb NOT NULL
+    );
+    CREATE INDEX undo_records_group ON undo_records (group_id, kind);
     "#,
 ];
