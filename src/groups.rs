@@ -100,8 +100,9 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
         let scope = store.undo_scope(group.id)?;
         if !scope.recorded && (group.contacts_updated > 0 || group.kind == "merge") {
             return Err(Error::usage(format!(
-                "{named} changed {} stored contacts before this kontakt kept their earlier values \
-                 (store schema 8), so it cannot be undone; `kontakt imports delete` removes the contacts it created",
+                "{named} changed {} stored contacts and the store holds no record of their earlier values \
+                 (kept since store schema 8; `store copy` leaves them behind), so it cannot be undone; \
+                 `kontakt imports delete` removes the contacts it created",
                 group.contacts_updated
             )));
         }

@@ -11,6 +11,7 @@ mod input;
 mod lists;
 mod merge;
 mod preview;
+mod store;
 mod synth;
 
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ pub enum Command {
     /// Store settings: the defaults of every import of this store (keys,
     /// default country, consent words, compliance).
     Config(config::ConfigArgs),
+    /// The store itself: copy it whole to another backend (a DuckDB file
+    /// to PostgreSQL and back).
+    Store(store::StoreArgs),
 }
 
 /// `kontakt 0.1.0 (DuckDB v1.5.6)`: our version and the linked store
@@ -153,6 +157,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Merge(args) => merge::run(&args, &cli.db),
         Command::Gen(args) => synth::run(&args),
         Command::Config(args) => config::run(&args, &cli.db),
+        Command::Store(args) => store::run(&args),
     }
 }
 

@@ -175,4 +175,5 @@ pub mod lists;
 pub mod merge;
 pub(crate) mod sql;
 mod transaction;
+pub mod transfer;
 pub mod undo;

@@ -16,5 +16,6 @@ mod settings;
 mod signals;
 mod store;
 mod synth;
+mod transfer;
 mod undo;
 mod upsert;

@@ -98,7 +98,7 @@ pub fn signal_at(child: Child, stage: &str, signal: i32) -> (Option<i32>, String
 }
 
 /// As [`signal_at`], at the `nth` time the import announces `stage`.
-fn signal_at_nth(mut child: Child, stage: &str, nth: usize, signal: i32) -> (Option<i32>, String) {
+pub fn signal_at_nth(mut child: Child, stage: &str, nth: usize, signal: i32) -> (Option<i32>, String) {
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = String::new();

@@ -57,7 +57,7 @@ impl DuckDb {
     }
 
     /// Records the id the next new contact gets.
-    fn set_next_contact_id(&self, next: i64) -> Result<()> {
+    pub(crate) fn set_next_contact_id(&self, next: i64) -> Result<()> {
         self.execute(
             "UPDATE kontakt_meta SET value = ? WHERE key = 'next_contact_id'",
             [next.to_string()],

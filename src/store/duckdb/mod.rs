@@ -17,6 +17,7 @@ pub(crate) mod lists;
 mod merge;
 pub(crate) mod schema;
 mod transaction;
+mod transfer;
 mod undo;
 mod updates;
 mod views;

@@ -65,6 +65,15 @@ impl Postgres {
         )
     }
 
+    /// Records the id the next new contact gets.
+    pub(crate) fn set_next_contact_id(&self, next: i64) -> Result<()> {
+        self.execute(
+            "UPDATE kontakt_meta SET value = $1 WHERE key = 'next_contact_id'",
+            &[&next.to_string()],
+        )
+        .map(|_| ())
+    }
+
     pub(crate) fn begin_import(&self, spec: ImportSpec<'_>) -> Result<PostgresImport<'_>> {
         let insert_columns: Vec<String> = spec
             .insert_schema
@@ -208,12 +217,7 @@ impl PostgresImport<'_> {
     }
 
     pub(crate) fn end_staging(&self, next_id: i64) -> Result<()> {
-        self.db
-            .execute(
-                "UPDATE kontakt_meta SET value = $1 WHERE key = 'next_contact_id'",
-                &[&next_id.to_string()],
-            )
-            .map(|_| ())
+        self.db.set_next_contact_id(next_id)
     }
 
     pub(crate) fn commit(self) -> Result<()> {

@@ -11,7 +11,9 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray, Date32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use arrow::array::{
+    Array, ArrayRef, AsArray, Date32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+};
 use arrow::datatypes::{DataType, Date32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
@@ -132,6 +134,10 @@ pub(super) enum Out {
     Timestamp,
     /// `date`, as `Date32`.
     Date,
+    /// `text[]` (one dimension), as a list of `Utf8`.
+    TextList,
+    /// `bigint[]` (one dimension), as a list of `Int64`.
+    Int64List,
 }
 
 impl Out {
@@ -142,6 +148,8 @@ impl Out {
             Out::Text => DataType::Utf8,
             Out::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             Out::Date => DataType::Date32,
+            Out::TextList => DataType::new_list(DataType::Utf8, true),
+            Out::Int64List => DataType::new_list(DataType::Int64, true),
         }
     }
 }
@@ -152,6 +160,42 @@ enum Builder {
     Text(StringBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     Date(Date32Builder),
+    TextList(ListBuilder<StringBuilder>),
+    Int64List(ListBuilder<Int64Builder>),
+}
+
+/// The elements of a one-dimensional array in the binary format (a
+/// dimension count, a null flag, the element type, each dimension's length
+/// and lower bound, then each element as its length and bytes; -1: null).
+fn array_elements(value: &[u8]) -> std::io::Result<Vec<Option<&[u8]>>> {
+    let bad = || std::io::Error::other("an array of an unexpected shape");
+    let int = |at: usize| -> std::io::Result<i32> {
+        Ok(i32::from_be_bytes(
+            value.get(at..at + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
+        ))
+    };
+    let dimensions = int(0)?;
+    if dimensions == 0 {
+        return Ok(Vec::new());
+    }
+    if dimensions != 1 {
+        return Err(std::io::Error::other("an array of more than one dimension"));
+    }
+    let length = usize::try_from(int(12)?).map_err(|_| bad())?;
+    let mut at = 20;
+    let mut elements = Vec::with_capacity(length);
+    for _ in 0..length {
+        let size = int(at)?;
+        at += 4;
+        if size < 0 {
+            elements.push(None);
+        } else {
+            let end = at + size as usize;
+            elements.push(Some(value.get(at..end).ok_or_else(bad)?));
+            at = end;
+        }
+    }
+    Ok(elements)
 }
 
 impl Builder {
@@ -161,6 +205,8 @@ impl Builder {
             Builder::Text(b) => b.append_null(),
             Builder::Timestamp(b) => b.append_null(),
             Builder::Date(b) => b.append_null(),
+            Builder::TextList(b) => b.append_null(),
+            Builder::Int64List(b) => b.append_null(),
         }
     }
 
@@ -190,6 +236,26 @@ impl Builder {
                 );
             }
             Builder::Text(b) => b.append_value(std::str::from_utf8(value).map_err(std::io::Error::other)?),
+            Builder::TextList(b) => {
+                for element in array_elements(value)? {
+                    match element {
+                        Some(v) => b
+                            .values()
+                            .append_value(std::str::from_utf8(v).map_err(std::io::Error::other)?),
+                        None => b.values().append_null(),
+                    }
+                }
+                b.append(true);
+            }
+            Builder::Int64List(b) => {
+                for element in array_elements(value)? {
+                    match element {
+                        Some(v) => b.values().append_value(i64::from_be_bytes(fixed(v)?)),
+                        None => b.values().append_null(),
+                    }
+                }
+                b.append(true);
+            }
         }
         Ok(())
     }
@@ -200,6 +266,8 @@ impl Builder {
             Builder::Text(mut b) => Arc::new(b.finish()),
             Builder::Timestamp(mut b) => Arc::new(b.finish()),
             Builder::Date(mut b) => Arc::new(b.finish()),
+            Builder::TextList(mut b) => Arc::new(b.finish()),
+            Builder::Int64List(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -258,6 +326,8 @@ impl<R: Read> Decoder<R> {
                 Out::Text => Builder::Text(StringBuilder::with_capacity(self.rows, self.rows * 16)),
                 Out::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(self.rows)),
                 Out::Date => Builder::Date(Date32Builder::with_capacity(self.rows)),
+                Out::TextList => Builder::TextList(ListBuilder::new(StringBuilder::new())),
+                Out::Int64List => Builder::Int64List(ListBuilder::new(Int64Builder::new())),
             })
             .collect();
         let mut n = 0;
@@ -359,6 +429,40 @@ mod tests {
         expected.extend([0, 0, 0, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25]);
         expected.extend([255, 255]);
         assert_eq!(bytes, expected);
+    }
+
+    #[test]
+    fn lists_decode_as_they_were_encoded() {
+        let mut tags = ListBuilder::new(StringBuilder::new());
+        tags.values().append_value("vip");
+        tags.values().append_value("jaro é");
+        tags.append(true);
+        tags.append(true);
+        tags.append(false);
+        let mut shared = ListBuilder::new(Int64Builder::new());
+        shared.values().append_value(-1);
+        shared.append(true);
+        shared.append(true);
+        shared.values().append_value(i64::MAX);
+        shared.values().append_value(0);
+        shared.append(true);
+        let batch = RecordBatch::try_from_iter([
+            ("tags", Arc::new(tags.finish()) as ArrayRef),
+            ("shared", Arc::new(shared.finish()) as ArrayRef),
+        ])
+        .expect("batch");
+        let bytes = encode(&batch).expect("encode");
+        let decoded: Vec<RecordBatch> = Decoder::new(
+            bytes.as_slice(),
+            vec!["tags".into(), "shared".into()],
+            vec![Out::TextList, Out::Int64List],
+            10,
+        )
+        .collect::<std::io::Result<_>>()
+        .expect("decode");
+        assert_eq!(decoded.len(), 1);
+        assert_eq!(decoded[0].column(0).as_ref(), batch.column(0).as_ref());
+        assert_eq!(decoded[0].column(1).as_ref(), batch.column(1).as_ref());
     }
 
     #[test]

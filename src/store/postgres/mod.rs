@@ -27,6 +27,7 @@ pub(crate) mod lists;
 mod merge;
 mod schema;
 mod transaction;
+mod transfer;
 mod undo;
 
 use std::cell::{RefCell, RefMut};

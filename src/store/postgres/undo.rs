@@ -69,7 +69,13 @@ impl Postgres {
     /// contacts `rows` selects (a `FROM … WHERE` over `before`, the
     /// contacts as they are before the change) of the columns `values`
     /// change.
-    pub(super) fn record_restore(&self, group: i64, before: &str, rows: &str, values: &[(String, String)]) -> Result<()> {
+    pub(super) fn record_restore(
+        &self,
+        group: i64,
+        before: &str,
+        rows: &str,
+        values: &[(String, String)],
+    ) -> Result<()> {
         if crate::store::undo::off() {
             return Ok(());
         }
@@ -193,10 +199,7 @@ impl Postgres {
         ))?;
         scope.changed_later = self.query_one_i64(&format!("SELECT count(*) FROM {CHANGED}"), &[])? as u64;
         scope.first_changed = self
-            .query(
-                &format!("SELECT id FROM {CHANGED} ORDER BY id LIMIT {FIRST_IDS}"),
-                &[],
-            )?
+            .query(&format!("SELECT id FROM {CHANGED} ORDER BY id LIMIT {FIRST_IDS}"), &[])?
             .iter()
             .map(|r| r.get(0))
             .collect();

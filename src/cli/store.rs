@@ -1,0 +1,78 @@
+//! `kontakt store copy FROM TO [--json]`: a whole store moved to another
+//! backend (see [`crate::store::transfer`]).
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Copy the whole store FROM (a DuckDB file or a postgresql:// URL)
+    /// into TO, a new or empty store of either kind: contacts with their
+    /// ids, import groups, lists and members, settings and audit state, in
+    /// one transaction. FROM takes no import meanwhile. Undo records stay
+    /// behind: a copied import that changed stored contacts cannot be
+    /// undone in TO.
+    Copy {
+        #[arg(value_name = "FROM")]
+        from: PathBuf,
+        #[arg(value_name = "TO")]
+        to: PathBuf,
+        /// Print what was copied as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: &StoreArgs) -> Result<()> {
+    let StoreCommand::Copy { from, to, json } = &args.command;
+    let cancel = crate::cancel::Cancel::new();
+    super::import::cancel_on_signals(&cancel)?;
+    if same_file(from, to) {
+        return Err(Error::usage(format!(
+            "store copy: FROM and TO are the same store ({})",
+            from.display()
+        )));
+    }
+    // A FROM that holds no store is an error that creates nothing.
+    drop(Store::open_read_only(from)?);
+    // FROM is opened to write: its writer lock keeps imports out while it
+    // is read, and a store of an older schema is brought up to date.
+    let source = Store::open(from)?;
+    let target = Store::open(to)?;
+    let copied = crate::store::transfer::copy(&source, &target, &cancel)?;
+    if *json {
+        println!("{}", serde_json::to_string_pretty(&copied).unwrap_or_default());
+    } else {
+        println!(
+            "copied {} contacts, {} import groups, {} lists ({} memberships), {} audits and {} settings \
+             from {} to {}",
+            copied.contacts,
+            copied.import_groups,
+            copied.lists,
+            copied.list_members,
+            copied.audits,
+            copied.settings,
+            source.path().display(),
+            target.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `a` and `b` name one DuckDB file (a URL is compared as text).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
