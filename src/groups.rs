@@ -101,8 +101,8 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
         if !scope.recorded && (group.contacts_updated > 0 || group.kind == "merge") {
             return Err(Error::usage(format!(
                 "{named} changed {} stored contacts and the store holds no record of their earlier values \
-                 (kept since store schema 8; `store copy` leaves them behind), so it cannot be undone; \
-                 `kontakt imports delete` removes the contacts it created",
+                 (it ran before kontakt kept undo records, or the store was made by `store copy`, which leaves \
+                 them behind), so it cannot be undone; `kontakt imports delete` removes the contacts it created",
                 group.contacts_updated
             )));
         }

@@ -73,10 +73,12 @@ pub fn median(seconds: &[f64]) -> f64 {
 
 /// Set in the environment of the bench binary's own child that runs the
 /// peer (the same job as plain DuckDB SQL) in a process of its own.
+#[allow(dead_code)]
 pub const PEER_ENV: &str = "KONTAKT_BENCH_PEER";
 
 /// The peer's arguments when this bench binary runs as the peer's
 /// process (see [`timed_peer`]); `None` when it runs the bench.
+#[allow(dead_code)]
 pub fn peer_args() -> Option<Vec<PathBuf>> {
     std::env::var_os(PEER_ENV)?;
     Some(std::env::args_os().skip(1).map(PathBuf::from).collect())
@@ -94,6 +96,7 @@ pub fn write_results(path: &Path, report: &str, details: &str, how: &str) {
 /// Runs the peer in a child process of this bench binary with `args` and
 /// a fresh output directory `out` as its arguments: wall seconds, peak MiB
 /// and standard output (see [`timed`]).
+#[allow(dead_code)]
 pub fn timed_peer(args: &[&Path], out: &Path) -> (f64, f64, String) {
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(out).expect("peer output directory");

@@ -65,6 +65,14 @@ pub fn run(args: &StoreArgs) -> Result<()> {
             source.path().display(),
             target.path().display()
         );
+        if copied.undo_left_behind > 0 {
+            println!(
+                "the undo records of {} import(s) or merge(s) stayed behind: in {} they cannot be undone \
+                 where they changed stored contacts",
+                copied.undo_left_behind,
+                target.path().display()
+            );
+        }
     }
     Ok(())
 }

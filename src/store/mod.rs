@@ -74,6 +74,7 @@ impl Store {
     /// and bringing an older schema up to date; groups left `running` by a
     /// process that ended are recorded as `failed` ("interrupted").
     pub fn open(path: &Path) -> Result<Store> {
+        check_scheme(path)?;
         let backend = if is_url(path) {
             Backend::Postgres(Box::new(Postgres::open(path)?))
         } else {
@@ -85,6 +86,7 @@ impl Store {
     /// Opens an existing store for reading only; a path where no store
     /// exists is an error (nothing is created).
     pub fn open_read_only(path: &Path) -> Result<Store> {
+        check_scheme(path)?;
         let backend = if is_url(path) {
             Backend::Postgres(Box::new(Postgres::open_read_only(path)?))
         } else {
@@ -123,6 +125,24 @@ impl Store {
     /// How many contacts the store holds (of every type).
     pub fn count_all_contacts(&self) -> Result<i64> {
         dispatch!(self, db => db.count("contacts"))
+    }
+}
+
+/// A `--db` of another URL scheme than PostgreSQL's (`mysql://…`) is a
+/// usage error, not a DuckDB file of that name.
+fn check_scheme(db: &Path) -> Result<()> {
+    let text = db.to_string_lossy();
+    match text.split_once("://") {
+        Some((scheme, _))
+            if !is_url(db)
+                && !scheme.is_empty()
+                && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
+        {
+            Err(crate::error::Error::usage(format!(
+                "{scheme}:// is not a store kontakt opens: a store is a DuckDB file or postgresql://USER@HOST/DB"
+            )))
+        }
+        _ => Ok(()),
     }
 }
 

@@ -5,10 +5,12 @@
 //! Arrow batches (binary `COPY` on PostgreSQL, DuckDB's Arrow scan and
 //! appender), into TO in one transaction.
 //!
-//! Undo records stay behind: each backend keeps them in a form of its own
-//! (Arrow IPC blobs, `jsonb` rows), so a group copied can be undone in TO
-//! only where it changed no stored contact (its created contacts are
-//! found by `import_id`); `imports undo` says so for the others.
+//! Undo records stay behind, between stores of one kind too: each backend
+//! keeps them in a form of its own (Arrow IPC blobs, `jsonb` rows), so a
+//! group copied can be undone in TO only where it changed no stored
+//! contact (its created contacts are found by `import_id`); the copy says
+//! how many groups that leaves without a record, and `imports undo` says
+//! why for each.
 
 use serde::Serialize;
 
@@ -47,6 +49,9 @@ pub struct Copied {
     pub list_members: u64,
     pub audits: u64,
     pub settings: u64,
+    /// Groups whose undo records stayed behind: in TO they cannot be
+    /// undone where they changed stored contacts.
+    pub undo_left_behind: u64,
 }
 
 impl Store {
@@ -140,6 +145,7 @@ pub fn copy(from: &Store, to: &Store, cancel: &Cancel) -> Result<Copied> {
         for (table, sequence) in SEQUENCES {
             dispatch!(to, db => db.advance_sequence(sequence, table))?;
         }
+        copied.undo_left_behind = dispatch!(from, db => db.undo_groups())?;
         let next = dispatch!(from, db => db.next_contact_id())?;
         dispatch!(to, db => db.set_next_contact_id(next))?;
         crate::cancel::test_stage("copy_commit");

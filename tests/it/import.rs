@@ -1194,6 +1194,30 @@ fn a_quote_that_never_closes_is_an_input_error_and_changes_nothing() {
     );
 }
 
+/// An import that fails after it made the column of a new custom field
+/// (PostgreSQL commits new columns before the import's transaction) leaves
+/// no column behind: the store exports as before.
+#[test]
+fn a_failed_import_leaves_no_new_custom_field_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(dir, "a.csv", "email,city\nold@example.com,Brno\n");
+    import(dir, &["a.csv"]);
+    crate::common::succeeds(dir, &["contacts", "export", "-o", "before.csv"]);
+    let mut file = String::from("email,Shoe size,city\n");
+    for i in 0..100_000 {
+        let city = if i == 90_000 { "\"Praha" } else { "Praha" };
+        file.push_str(&format!("u{i}@example.com,{},{city}\n", 40 + i % 5));
+    }
+    write(dir, "q.csv", file);
+    let err = fails(dir, &["import", "q.csv", "--unmapped", "custom", "--progress", "never"], 1);
+    assert!(err.contains("never closed"), "{err}");
+    crate::common::succeeds(dir, &["contacts", "export", "-o", "after.csv"]);
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("export");
+    assert_eq!(read("after.csv"), read("before.csv"));
+    assert_eq!(query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM custom_fields"), [["0"]]);
+}
+
 #[test]
 fn a_quoted_value_over_a_thousand_lines_is_a_stray_quote() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1255,4 +1279,5 @@ on_postgres_too!(
     an_opt_out_column_saying_no_never_overwrites_a_stored_opt_out,
     a_quote_that_never_closes_is_an_input_error_and_changes_nothing,
     a_quoted_value_over_a_thousand_lines_is_a_stray_quote,
+    a_failed_import_leaves_no_new_custom_field_behind,
 );

@@ -76,6 +76,12 @@ impl DuckDb {
         Ok(n as u64)
     }
 
+    /// How many groups keep undo records (which `store copy` leaves
+    /// behind).
+    pub(crate) fn undo_groups(&self) -> Result<u64> {
+        Ok(self.query_i64("SELECT count(DISTINCT group_id) FROM undo_records", [])? as u64)
+    }
+
     /// Sets the sequence `sequence` so that its next value is above every
     /// `id` of `table` (DuckDB has no `setval`: the values are drawn).
     pub(crate) fn advance_sequence(&self, sequence: &str, table: &str) -> Result<()> {

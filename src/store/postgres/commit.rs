@@ -118,15 +118,13 @@ impl Postgres {
         // The earlier values, for the undo record, of exactly the contacts
         // the update changes (the same join and condition), written just
         // before it.
-        let record = spec.undo_of.map(|group| {
-            (
-                group,
-                format!(
-                    "FROM contacts AS c, (SELECT DISTINCT ON (contact_id) * FROM {UPDATES} \
-                     ORDER BY contact_id, \"row\" DESC) AS u WHERE c.id = u.contact_id AND ({changes})"
-                ),
-                values,
-            )
+        let record = spec.undo_of.map(|group| UndoRecord {
+            group,
+            rows: format!(
+                "FROM contacts AS c, (SELECT DISTINCT ON (contact_id) * FROM {UPDATES} \
+                 ORDER BY contact_id, \"row\" DESC) AS u WHERE c.id = u.contact_id AND ({changes})"
+            ),
+            values,
         });
         Ok(PostgresImport {
             db: self,
@@ -158,6 +156,14 @@ fn sql_type(data_type: &DataType) -> &'static str {
     }
 }
 
+/// What an import's undo record keeps: its group, the rows (`FROM …
+/// WHERE`) and the columns the update sets, with their new values.
+struct UndoRecord {
+    group: i64,
+    rows: String,
+    values: Vec<(String, String)>,
+}
+
 /// An import's open transaction in PostgreSQL.
 pub(crate) struct PostgresImport<'s> {
     db: &'s Postgres,
@@ -168,9 +174,7 @@ pub(crate) struct PostgresImport<'s> {
     staged: Cell<usize>,
     /// The set-based update of the staged rows.
     update_sql: String,
-    /// The undo record's group, the rows it keeps (`FROM … WHERE`) and the
-    /// columns the update sets, with their new values.
-    record: Option<(i64, String, Vec<(String, String)>)>,
+    record: Option<UndoRecord>,
     _schema: SchemaRef,
 }
 
@@ -210,7 +214,7 @@ impl PostgresImport<'_> {
 
     pub(crate) fn apply_updates(&self, now: i64) -> Result<u64> {
         self.db.batch(&format!("ANALYZE {UPDATES}"))?;
-        if let Some((group, rows, values)) = &self.record {
+        if let Some(UndoRecord { group, rows, values }) = &self.record {
             self.db.record_restore(*group, "c", rows, values)?;
         }
         self.db.execute(&self.update_sql, &[&now])

@@ -89,8 +89,46 @@ impl Postgres {
             ),
             &[&status, &reason, &finished_at, &id],
         )?;
-        self.execute("DELETE FROM undo_records WHERE group_id = $1", &[&id])
-            .map(|_| ())
+        self.execute("DELETE FROM undo_records WHERE group_id = $1", &[&id])?;
+        self.drop_empty_fields_of(&[id])
+    }
+
+    /// Drops the custom fields groups `ids` (which did not complete)
+    /// created that hold no value: an import commits its new fields'
+    /// columns before its transaction (readers never wait for it), so a
+    /// rollback leaves them, empty. Each drop is committed on its own.
+    pub(super) fn drop_empty_fields_of(&self, ids: &[i64]) -> Result<()> {
+        let created: Vec<String> = self
+            .query(
+                "SELECT DISTINCT f.name FROM custom_fields AS f JOIN import_groups AS g \
+                 ON f.created_at >= g.started_at WHERE g.id = ANY($1) ORDER BY 1",
+                &[&ids],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let columns = self.columns("contacts")?;
+        for name in created {
+            let column = super::quote_ident(&format!("custom.{name}"));
+            if columns.iter().any(|c| c.strip_prefix("custom.") == Some(name.as_str()))
+                && self.query_one_i64(
+                    &format!("SELECT count(*) FROM (SELECT 1 FROM contacts WHERE {column} IS NOT NULL LIMIT 1) AS v"),
+                    &[],
+                )? > 0
+            {
+                continue;
+            }
+            self.batch("BEGIN")?;
+            let dropped = self
+                .batch(&format!("ALTER TABLE contacts DROP COLUMN IF EXISTS {column}"))
+                .and_then(|()| self.execute("DELETE FROM custom_fields WHERE name = $1", &[&name]))
+                .and_then(|_| self.batch("COMMIT"));
+            if dropped.is_err() {
+                let _ = self.batch("ROLLBACK");
+            }
+            dropped?;
+        }
+        Ok(())
     }
 
     /// The groups' query. A read-only command (which takes no lock) shows

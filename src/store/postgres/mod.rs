@@ -123,10 +123,20 @@ impl Postgres {
         let store = Postgres::connect(url, false)?;
         store.migrate()?;
         store.take_writer_lock()?;
-        store.execute(
-            &format!("UPDATE import_groups SET status = 'failed', reason = {INTERRUPTED} WHERE status = 'running'"),
-            &[],
-        )?;
+        let stale: Vec<i64> = store
+            .query(
+                &format!(
+                    "UPDATE import_groups SET status = 'failed', reason = {INTERRUPTED} WHERE status = 'running' \
+                     RETURNING id"
+                ),
+                &[],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if !stale.is_empty() {
+            store.drop_empty_fields_of(&stale)?;
+        }
         Ok(store)
     }
 

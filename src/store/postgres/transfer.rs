@@ -88,6 +88,12 @@ impl Postgres {
         Ok(written)
     }
 
+    /// How many groups keep undo records (which `store copy` leaves
+    /// behind).
+    pub(crate) fn undo_groups(&self) -> Result<u64> {
+        Ok(self.query_one_i64("SELECT count(DISTINCT group_id) FROM undo_records", &[])? as u64)
+    }
+
     /// Sets the sequence `sequence` so that its next value is above every
     /// `id` of `table`.
     pub(crate) fn advance_sequence(&self, sequence: &str, table: &str) -> Result<()> {
