@@ -1210,12 +1210,19 @@ fn a_failed_import_leaves_no_new_custom_field_behind() {
         file.push_str(&format!("u{i}@example.com,{},{city}\n", 40 + i % 5));
     }
     write(dir, "q.csv", file);
-    let err = fails(dir, &["import", "q.csv", "--unmapped", "custom", "--progress", "never"], 1);
+    let err = fails(
+        dir,
+        &["import", "q.csv", "--unmapped", "custom", "--progress", "never"],
+        1,
+    );
     assert!(err.contains("never closed"), "{err}");
     crate::common::succeeds(dir, &["contacts", "export", "-o", "after.csv"]);
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("export");
     assert_eq!(read("after.csv"), read("before.csv"));
-    assert_eq!(query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM custom_fields"), [["0"]]);
+    assert_eq!(
+        query(&dir.join("kontakt.duckdb"), "SELECT count(*) FROM custom_fields"),
+        [["0"]]
+    );
 }
 
 #[test]
