@@ -115,21 +115,9 @@ fn kontakt_run_env(kontakt: &Path, scenario: &Scenario, extra: &[&str], env: &[(
             .arg(scenario.input())
             .args(extra),
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
     result.seconds.push(seconds);
     result.peak_mib = result.peak_mib.max(peak);
-    result.detail = format!(
-        "no/one/multiple/failed {}/{}/{}/{}, imported {}, updated {}; stages ms {}; peak MiB at stage end {}",
-        summary["no_match"],
-        summary["one_match"],
-        summary["multiple_match"],
-        summary["rows_failed"],
-        summary["imported"],
-        summary["updated"],
-        summary["stages_ms"],
-        summary["peak_memory_mib"]
-    );
+    result.detail = support::import_detail(&out);
 }
 
 /// `kontakt imports undo bench` of the store the last run left.

@@ -143,20 +143,9 @@ fn kontakt_run(kontakt: &Path, server: &Server, scenario: &Scenario, extra: &[&s
             .arg(scenario.input())
             .args(extra),
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
     result.seconds.push(seconds);
     result.peak_mib = result.peak_mib.max(peak);
-    result.detail = format!(
-        "no/one/multiple/failed {}/{}/{}/{}, imported {}, updated {}; stages ms {}",
-        summary["no_match"],
-        summary["one_match"],
-        summary["multiple_match"],
-        summary["rows_failed"],
-        summary["imported"],
-        summary["updated"],
-        summary["stages_ms"],
-    );
+    result.detail = support::import_detail(&out);
 }
 
 fn peer_run(server: &Server, scenario: &Scenario, upsert: bool, result: &mut Result) {

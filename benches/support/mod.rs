@@ -149,6 +149,25 @@ pub fn timed(cmd: &mut Command) -> (f64, f64, String) {
     )
 }
 
+/// What an import's `summary.json` in `out` says of its rows and stages,
+/// for a run's detail line.
+#[allow(dead_code)]
+pub fn import_detail(out: &Path) -> String {
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    format!(
+        "no/one/multiple/failed {}/{}/{}/{}, imported {}, updated {}; stages ms {}; peak MiB at stage end {}",
+        summary["no_match"],
+        summary["one_match"],
+        summary["multiple_match"],
+        summary["rows_failed"],
+        summary["imported"],
+        summary["updated"],
+        summary["stages_ms"],
+        summary["peak_memory_mib"]
+    )
+}
+
 /// Imports `file` into `db` keeping every row (`--primary-key none`: the
 /// generated duplicates stay duplicates), outputs to `out`.
 pub fn import_all(kontakt: &Path, db: &Path, file: &Path, name: &str, out: &Path) {

@@ -14,6 +14,28 @@ pub(crate) fn off() -> bool {
     std::env::var("KONTAKT_TEST_NO_UNDO").as_deref() == Ok("1")
 }
 
+/// The temporary table of the contacts an undo's group touched that
+/// changed (or were deleted) since, which each backend's scope makes.
+pub(crate) const CHANGED: &str = "kontakt_undo_changed";
+
+/// How many contacts a scope lists by id in its error.
+pub(crate) const FIRST_IDS: usize = 5;
+
+/// The `SET` item that gives column `column` of `contacts AS c` back its
+/// `restored` value (SQL). A forced undo never takes back an opt-out given
+/// since: messaging a contact who has since opted out is the one change an
+/// undo must not make.
+pub(crate) fn restore_assignment(column: &str, restored: &str) -> String {
+    let q = super::sql::quote_ident(column);
+    if crate::fields::standard_field(column).is_some_and(|f| f.kind == crate::fields::FieldKind::Consent) {
+        format!(
+            "{q} = CASE WHEN c.{q} = 'opt-out' AND c.id IN (SELECT id FROM {CHANGED}) THEN c.{q} ELSE {restored} END"
+        )
+    } else {
+        format!("{q} = {restored}")
+    }
+}
+
 /// What undoing one group would do.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UndoScope {

@@ -21,8 +21,7 @@ use arrow::record_batch::RecordBatch;
 
 use super::{DuckDb, quote_ident};
 use crate::error::Result;
-use crate::fields::FieldKind;
-use crate::store::undo::UndoScope;
+use crate::store::undo::{CHANGED, FIRST_IDS, UndoScope};
 
 /// Writes one group's undo records on a connection of its own, each
 /// committed as it is written, not in the group's transaction: DuckDB
@@ -61,9 +60,6 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
-/// How many contacts a scope lists by id in its error.
-const FIRST_IDS: usize = 5;
-
 /// The kinds of record, and the temporary table each is loaded into for
 /// an undo.
 const KINDS: [(&str, &str); 3] = [
@@ -71,10 +67,6 @@ const KINDS: [(&str, &str); 3] = [
     ("reinsert", "kontakt_undo_reinsert"),
     ("members", "kontakt_undo_members"),
 ];
-
-/// The contacts an undo's group touched that changed since (see
-/// [`DuckDb::undo_scope`]).
-const CHANGED: &str = "kontakt_undo_changed";
 
 /// The columns of `contacts` that are ENUMs: kept as text (DuckDB gives
 /// them to Arrow as dictionaries, which its appender does not take back).
@@ -453,18 +445,7 @@ impl DuckDb {
                         } else {
                             format!("u.{q}")
                         };
-                        if crate::fields::standard_field(c).is_some_and(|f| f.kind == FieldKind::Consent) {
-                            // A forced undo never takes back an opt-out
-                            // given since: messaging a contact who has
-                            // since opted out is the one change an undo
-                            // must not make.
-                            format!(
-                                "{q} = CASE WHEN c.{q} = 'opt-out' AND c.id IN (SELECT id FROM {CHANGED}) \
-                                 THEN c.{q} ELSE {restored} END"
-                            )
-                        } else {
-                            format!("{q} = {restored}")
-                        }
+                        crate::store::undo::restore_assignment(c, &restored)
                     }
                 })
                 .collect();

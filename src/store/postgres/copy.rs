@@ -164,38 +164,36 @@ enum Builder {
     Int64List(ListBuilder<Int64Builder>),
 }
 
-/// The elements of a one-dimensional array in the binary format (a
-/// dimension count, a null flag, the element type, each dimension's length
-/// and lower bound, then each element as its length and bytes; -1: null).
-fn array_elements(value: &[u8]) -> std::io::Result<Vec<Option<&[u8]>>> {
+/// Hands each element of a one-dimensional array in the binary format
+/// (a dimension count, a null flag, the element type, each dimension's
+/// length and lower bound, then each element as its length and bytes; -1:
+/// null) to `element`, in order, without collecting them.
+fn each_element(value: &[u8], mut element: impl FnMut(Option<&[u8]>) -> std::io::Result<()>) -> std::io::Result<()> {
     let bad = || std::io::Error::other("an array of an unexpected shape");
     let int = |at: usize| -> std::io::Result<i32> {
         Ok(i32::from_be_bytes(
             value.get(at..at + 4).ok_or_else(bad)?.try_into().map_err(|_| bad())?,
         ))
     };
-    let dimensions = int(0)?;
-    if dimensions == 0 {
-        return Ok(Vec::new());
-    }
-    if dimensions != 1 {
-        return Err(std::io::Error::other("an array of more than one dimension"));
+    match int(0)? {
+        0 => return Ok(()),
+        1 => {}
+        _ => return Err(std::io::Error::other("an array of more than one dimension")),
     }
     let length = usize::try_from(int(12)?).map_err(|_| bad())?;
     let mut at = 20;
-    let mut elements = Vec::with_capacity(length);
     for _ in 0..length {
         let size = int(at)?;
         at += 4;
         if size < 0 {
-            elements.push(None);
+            element(None)?;
         } else {
             let end = at + size as usize;
-            elements.push(Some(value.get(at..end).ok_or_else(bad)?));
+            element(Some(value.get(at..end).ok_or_else(bad)?))?;
             at = end;
         }
     }
-    Ok(elements)
+    Ok(())
 }
 
 impl Builder {
@@ -237,23 +235,25 @@ impl Builder {
             }
             Builder::Text(b) => b.append_value(std::str::from_utf8(value).map_err(std::io::Error::other)?),
             Builder::TextList(b) => {
-                for element in array_elements(value)? {
+                each_element(value, |element| {
                     match element {
                         Some(v) => b
                             .values()
                             .append_value(std::str::from_utf8(v).map_err(std::io::Error::other)?),
                         None => b.values().append_null(),
                     }
-                }
+                    Ok(())
+                })?;
                 b.append(true);
             }
             Builder::Int64List(b) => {
-                for element in array_elements(value)? {
+                each_element(value, |element| {
                     match element {
                         Some(v) => b.values().append_value(i64::from_be_bytes(fixed(v)?)),
                         None => b.values().append_null(),
                     }
-                }
+                    Ok(())
+                })?;
                 b.append(true);
             }
         }

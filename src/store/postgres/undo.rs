@@ -20,18 +20,11 @@
 use super::Postgres;
 use super::groups::timestamp;
 use crate::error::Result;
-use crate::fields::FieldKind;
 use crate::store::sql::{literal, quote_ident};
-use crate::store::undo::UndoScope;
+use crate::store::undo::{CHANGED, FIRST_IDS, UndoScope};
 
 /// The key of a `restore` record's tags the group added.
 const TAGS_ADDED: &str = "kontakt_tags_added";
-
-/// The contacts an undo's group touched that changed since.
-const CHANGED: &str = "kontakt_undo_changed";
-
-/// How many contacts a scope lists by id in its error.
-const FIRST_IDS: usize = 5;
 
 /// Key and value pairs per `jsonb_build_object` (PostgreSQL takes at most
 /// 100 arguments).
@@ -239,16 +232,7 @@ impl Postgres {
                         );
                     }
                     let restored = format!("CASE WHEN u.data ? {} THEN (u.r).{q} ELSE c.{q} END", literal(c));
-                    if crate::fields::standard_field(c).is_some_and(|f| f.kind == FieldKind::Consent) {
-                        // A forced undo never takes back an opt-out given
-                        // since.
-                        format!(
-                            "{q} = CASE WHEN c.{q} = 'opt-out' AND c.id IN (SELECT id FROM {CHANGED}) \
-                             THEN c.{q} ELSE {restored} END"
-                        )
-                    } else {
-                        format!("{q} = {restored}")
-                    }
+                    crate::store::undo::restore_assignment(c, &restored)
                 })
                 .collect();
             self.execute(
