@@ -23,7 +23,7 @@ use std::time::Instant;
 
 mod support;
 
-use support::{build_template, count, import_all, kontakt_bin, median, peer_args, run, timed, timed_peer};
+use support::{audit_data, count, import_all, kontakt_bin, median, peer_args, timed, timed_peer};
 
 fn dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data/audit")
@@ -59,25 +59,7 @@ fn main() {
     let runs: usize = std::env::var("KONTAKT_BENCH_RUNS").map_or(3, |r| r.parse().expect("runs"));
     let dir = dir();
     std::fs::create_dir_all(&dir).expect("bench-data/audit");
-    let new_rows = dir.join(format!("new-100k-{label}.csv"));
-    let store_file = dir.join(format!("new-100k-{label}-store.csv"));
-    if !new_rows.exists() || !store_file.exists() {
-        eprintln!("generating {} ...", store_file.display());
-        run(Command::new(&kontakt)
-            .args([
-                "gen",
-                "--seed",
-                "42",
-                "--rows",
-                "100000",
-                "--store-rows",
-                &store_rows.to_string(),
-                "-o",
-            ])
-            .arg(&new_rows));
-    }
-    let template = dir.join(format!("store-{label}.duckdb"));
-    build_template(&kontakt, &store_file, &template, &dir.join("out-store"));
+    let (template, new_rows) = audit_data(&kontakt, &label, store_rows);
     let db = dir.join("run.duckdb");
     let fresh = || {
         let _ = std::fs::remove_file(dir.join("run.duckdb.wal"));

@@ -21,6 +21,13 @@
 //!
 //!     cargo bench --bench postgres
 //!     KONTAKT_BENCH_SCENARIOS=1m:1m KONTAKT_BENCH_RUNS=1 cargo bench --bench postgres
+//!     KONTAKT_BENCH_SCENARIOS= KONTAKT_BENCH_AUDIT=10m cargo bench --bench postgres
+//!
+//! Each import scenario also holds kontakt's write (the commit stage of
+//! the skip runs) against a bare binary `COPY` of the same new contacts
+//! into a fresh copy of the store. `KONTAKT_BENCH_AUDIT=N` adds the audit
+//! of the audit bench's store of N contacts (`benches/audit.rs`) against
+//! a `GROUP BY` peer through psql.
 //!
 //! Results are printed and written to `bench-data/pg/results.md`.
 
@@ -62,6 +69,25 @@ impl Server {
         self.url.replacen("/postgres?", &format!("/{db}?"), 1)
     }
 
+    /// A fresh database `run` made from database `template`; its URL.
+    fn fresh(&self, template: &str) -> String {
+        self.psql("postgres", "DROP DATABASE IF EXISTS run");
+        self.psql("postgres", &format!("CREATE DATABASE run TEMPLATE {template}"));
+        self.db("run")
+    }
+
+    /// Makes database `name` a copy of the DuckDB store `duckdb`.
+    fn copy_store(&self, kontakt: &Path, duckdb: &Path, name: &str) {
+        eprintln!("copying {} into database {name} ...", duckdb.display());
+        self.psql("postgres", &format!("DROP DATABASE IF EXISTS {name}"));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        run(Command::new(kontakt)
+            .args(["store", "copy"])
+            .arg(duckdb)
+            .arg(self.db(name)));
+        self.psql(name, "VACUUM ANALYZE");
+    }
+
     fn psql(&self, db: &str, sql: &str) {
         run(Command::new("psql")
             .arg(self.db(db))
@@ -100,24 +126,12 @@ impl Scenario {
         }
         let duckdb = Self::e2e(&format!("store-{}-{}.duckdb", self.rows, self.store));
         build_template(kontakt, &store_file, &duckdb, &Self::e2e("out-store"));
-        let template = self.template_name();
-        eprintln!("copying {} into database {template} ...", duckdb.display());
-        server.psql("postgres", &format!("CREATE DATABASE {template}"));
-        run(Command::new(kontakt)
-            .args(["store", "copy"])
-            .arg(&duckdb)
-            .arg(server.db(&template)));
-        server.psql(&template, "VACUUM ANALYZE");
+        server.copy_store(kontakt, &duckdb, &self.template_name());
     }
 
     /// A fresh database from the template for one run; its URL.
     fn fresh(&self, server: &Server) -> String {
-        server.psql("postgres", "DROP DATABASE IF EXISTS run");
-        server.psql(
-            "postgres",
-            &format!("CREATE DATABASE run TEMPLATE {}", self.template_name()),
-        );
-        server.db("run")
+        server.fresh(&self.template_name())
     }
 }
 
@@ -146,6 +160,55 @@ fn kontakt_run(kontakt: &Path, server: &Server, scenario: &Scenario, extra: &[&s
     result.seconds.push(seconds);
     result.peak_mib = result.peak_mib.max(peak);
     result.detail = support::import_detail(&out);
+}
+
+/// The contacts the last kontakt run created.
+fn imported() -> u64 {
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data().join("pg/out-kontakt/summary.json")).expect("summary"))
+            .expect("summary.json");
+    summary["imported"].as_u64().expect("imported")
+}
+
+/// The store write of the last kontakt run (its commit thread's busy
+/// time, `stages_ms.commit`), in seconds.
+fn commit_seconds() -> f64 {
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data().join("pg/out-kontakt/summary.json")).expect("summary"))
+            .expect("summary.json");
+    summary["stages_ms"]["commit"].as_f64().expect("stages_ms.commit") / 1000.0
+}
+
+/// A bare binary `COPY` of the contacts the last kontakt run created (its
+/// group's rows, taken from database `run`) into the contacts table of a
+/// fresh database, in one transaction: what kontakt's write is held
+/// against.
+fn bare_copy_run(server: &Server, scenario: &Scenario, result: &mut Result) {
+    let file = data().join("pg/new-contacts.bin");
+    server.psql(
+        "run",
+        &format!(
+            "\\copy (SELECT * FROM kontakt.contacts WHERE import_id = \
+             (SELECT max(id) FROM kontakt.import_groups)) TO '{}' (FORMAT binary)",
+            file.display()
+        ),
+    );
+    let db = scenario.fresh(server);
+    let (seconds, peak, _) = timed(
+        Command::new("psql")
+            .arg(&db)
+            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+            .arg(format!(
+                "\\copy kontakt.contacts FROM '{}' (FORMAT binary)",
+                file.display()
+            )),
+    );
+    result.seconds.push(seconds);
+    result.peak_mib = result.peak_mib.max(peak);
+    result.detail = format!(
+        "{} bytes of binary COPY",
+        std::fs::metadata(&file).map_or(0, |m| m.len())
+    );
 }
 
 fn peer_run(server: &Server, scenario: &Scenario, upsert: bool, result: &mut Result) {
@@ -235,6 +298,7 @@ fn main() {
     let scenarios: Vec<Scenario> = std::env::var("KONTAKT_BENCH_SCENARIOS")
         .unwrap_or_else(|_| "1m:1m,1m:10m".into())
         .split(',')
+        .filter(|s| !s.is_empty())
         .map(|s| {
             let (rows, store) = s.split_once(':').expect("ROWS:STORE");
             Scenario {
@@ -258,6 +322,10 @@ fn main() {
     for scenario in &scenarios {
         scenario.prepare(&kontakt, &server);
         let mut results: [Result; 4] = Default::default();
+        // kontakt's write (the skip runs' commit stage) and a bare COPY of
+        // the same new rows.
+        let (mut write, mut bare) = (Result::default(), Result::default());
+        let mut created = 0;
         for _ in 0..runs {
             peer_run(&server, scenario, false, &mut results[0]);
             kontakt_run(
@@ -267,6 +335,9 @@ fn main() {
                 &["--on-one-match", "skip"],
                 &mut results[1],
             );
+            write.seconds.push(commit_seconds());
+            created = imported();
+            bare_copy_run(&server, scenario, &mut bare);
             peer_run(&server, scenario, true, &mut results[2]);
             kontakt_run(&kontakt, &server, scenario, &[], &mut results[3]);
         }
@@ -290,6 +361,28 @@ fn main() {
                 &mut details,
             );
         }
+        // Here "vs peer" is against the bare COPY, and rows are the new
+        // contacts.
+        write.detail = "kontakt's commit stage (stages_ms.commit) of the skip runs".into();
+        bare.report(
+            &scenario.label,
+            "bare COPY of the new contacts",
+            created,
+            bare.median(),
+            &mut report,
+            &mut details,
+        );
+        write.report(
+            &scenario.label,
+            "kontakt write (skip)",
+            created,
+            bare.median(),
+            &mut report,
+            &mut details,
+        );
+    }
+    if let Ok(label) = std::env::var("KONTAKT_BENCH_AUDIT") {
+        audit(&kontakt, &server, &label, runs, &mut report, &mut details);
     }
     write_results(
         &data().join("pg/results.md"),
@@ -297,5 +390,79 @@ fn main() {
         &details,
         "PostgreSQL from scripts/pg-test-server (fsync off); each run a fresh database from the template; \
          vs peer = wall time / peer's (lower is better).",
+    );
+}
+
+/// The audit of a generated store of `label` contacts with duplicates
+/// (the audit bench's, copied into the server), `kontakt audit --key
+/// email,phone` against the peer: GROUP BY each key, HAVING count(*) > 1,
+/// joined back to the contacts and `\copy`'d to one CSV per key, through
+/// psql.
+fn audit(kontakt: &Path, server: &Server, label: &str, runs: usize, report: &mut String, details: &mut String) {
+    let (duckdb, _) = support::audit_data(kontakt, label, count(label));
+    let template = format!("tmpl_audit_{label}");
+    server.copy_store(kontakt, &duckdb, &template);
+    let out = data().join("pg/out-audit-peer");
+    let script = data().join("pg/audit-peer.sql");
+    let copies: Vec<String> = ["email", "phone"]
+        .iter()
+        .map(|key| {
+            format!(
+                "\\copy (SELECT c.id AS contact_id, '{key}' AS key, c.{key} AS value, c.created_at \
+                 FROM kontakt.contacts AS c JOIN (SELECT {key} FROM kontakt.contacts WHERE {key} IS NOT NULL \
+                 GROUP BY {key} HAVING count(*) > 1) AS g USING ({key})) TO '{}' (FORMAT csv, HEADER true)\n",
+                out.join(format!("{key}.csv")).display()
+            )
+        })
+        .collect();
+    std::fs::write(&script, copies.concat()).expect("audit peer script");
+    let (mut peer, mut full) = (Result::default(), Result::default());
+    let mut contacts = 0;
+    for _ in 0..runs {
+        let db = server.fresh(&template);
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::create_dir_all(&out).expect("peer output");
+        let (seconds, peak, _) = timed(
+            Command::new("psql")
+                .arg(&db)
+                .args(["-v", "ON_ERROR_STOP=1", "-q", "-f"])
+                .arg(&script),
+        );
+        peer.seconds.push(seconds);
+        peer.peak_mib = peer.peak_mib.max(peak);
+        let db = server.fresh(&template);
+        let (seconds, peak, stdout) = timed(
+            Command::new(kontakt)
+                .arg("--db")
+                .arg(&db)
+                .args(["audit", "--key", "email,phone", "--json", "--out"])
+                .arg(data().join("pg/out-audit")),
+        );
+        full.seconds.push(seconds);
+        full.peak_mib = full.peak_mib.max(peak);
+        let summary: serde_json::Value = serde_json::from_str(&stdout).expect("audit --json");
+        contacts = summary["contacts"].as_u64().unwrap_or(0);
+        full.detail = format!(
+            "{} clusters holding {} contacts; stages ms {}",
+            summary["clusters"], summary["contacts_in_clusters"], summary["stages_ms"]
+        );
+    }
+    peer.detail = "GROUP BY each key, joined back, \\copy to CSV".into();
+    let label = format!("audit of {label}");
+    peer.report(
+        &label,
+        "psql SQL peer (GROUP BY each key)",
+        contacts,
+        peer.median(),
+        report,
+        details,
+    );
+    full.report(
+        &label,
+        "kontakt audit --key email,phone",
+        contacts,
+        peer.median(),
+        report,
+        details,
     );
 }

@@ -206,3 +206,33 @@ pub fn build_template(kontakt: &Path, store_file: &Path, template: &Path, out: &
     import_all(kontakt, &partial, store_file, "store", out);
     std::fs::rename(&partial, template).expect("store built");
 }
+
+/// The audit benches' data (`bench-data/audit/`): a store of `store_rows`
+/// generated contacts with their duplicates kept (built once, `label` in
+/// its name) and a file of 100k rows, people of the store among new ones.
+/// Returns the store's file and the 100k file.
+#[allow(dead_code)]
+pub fn audit_data(kontakt: &Path, label: &str, store_rows: u64) -> (PathBuf, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-data/audit");
+    std::fs::create_dir_all(&dir).expect("bench-data/audit");
+    let new_rows = dir.join(format!("new-100k-{label}.csv"));
+    let store_file = dir.join(format!("new-100k-{label}-store.csv"));
+    if !new_rows.exists() || !store_file.exists() {
+        eprintln!("generating {} ...", store_file.display());
+        run(Command::new(kontakt)
+            .args([
+                "gen",
+                "--seed",
+                "42",
+                "--rows",
+                "100000",
+                "--store-rows",
+                &store_rows.to_string(),
+                "-o",
+            ])
+            .arg(&new_rows));
+    }
+    let template = dir.join(format!("store-{label}.duckdb"));
+    build_template(kontakt, &store_file, &template, &dir.join("out-store"));
+    (template, new_rows)
+}

@@ -13,8 +13,8 @@
 //!   contact's list memberships, keyed by `contact_id`, are co-located);
 //! - the other tables are small and are reference tables on Citus.
 
-/// The latest schema version of a PostgreSQL store.
-pub const SCHEMA_VERSION: i64 = 2;
+/// The latest schema version of a PostgreSQL store (one per migration).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// The store's tables (for checked, non-user SQL only): the DuckDB
 /// store's.
@@ -165,5 +165,23 @@ pub const MIGRATIONS: &[&str] = &[
         data       jsonb NOT NULL
     );
     CREATE INDEX undo_records_group ON undo_records (group_id, kind);
+    "#,
+    // 3: a `restore` or `reinsert` record keeps the contact as a row value
+    // of `contacts` (`old`), a `restore` one the names of the columns the
+    // group changed and the tags it added: building them costs a quarter
+    // of building the `jsonb` (see `undo.rs`). Version 2's records move
+    // over.
+    r#"
+    ALTER TABLE undo_records ALTER COLUMN data DROP NOT NULL,
+        ADD COLUMN old contacts, ADD COLUMN changed text[], ADD COLUMN tags_added text[];
+    UPDATE undo_records SET old = jsonb_populate_record(NULL::contacts, data),
+        changed = ARRAY(SELECT k FROM jsonb_object_keys(data) AS k
+                        WHERE k NOT IN ('updated_at', 'kontakt_tags_added') ORDER BY k)
+            || CASE WHEN data ? 'kontakt_tags_added' THEN ARRAY['tags'] ELSE '{}'::text[] END,
+        tags_added = ARRAY(SELECT jsonb_array_elements_text(data -> 'kontakt_tags_added')),
+        data = NULL
+    WHERE kind = 'restore';
+    UPDATE undo_records SET old = jsonb_populate_record(NULL::contacts, data), data = NULL
+    WHERE kind = 'reinsert';
     "#,
 ];

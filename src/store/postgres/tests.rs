@@ -99,3 +99,49 @@ fn a_password_in_the_url_is_never_shown() {
     let err = Store::open(Path::new("POSTGRESQL://crm@/crm?host=/nonexistent")).expect_err("no server");
     assert!(err.to_string().contains("/nonexistent"), "{err}");
 }
+
+#[test]
+fn schema_2_undo_records_move_over_to_row_values() {
+    let at = url("unit_migrate_2");
+    let old = Postgres::connect(&at, false).expect("connect");
+    old.batch("CREATE SCHEMA unit_migrate_2").expect("schema");
+    for sql in &super::schema::MIGRATIONS[..2] {
+        old.batch(sql).expect("version 2");
+    }
+    old.batch(
+        "INSERT INTO kontakt_meta VALUES ('schema_version', '2');
+         INSERT INTO contacts (id, type, created_at, updated_at, first_name, tags)
+           VALUES (1, 'person', '2026-01-01', '2026-02-01', 'New', '{a,x}'),
+                  (2, 'person', '2026-01-01', '2026-01-01', 'Gone', '{}');
+         INSERT INTO undo_records VALUES
+           (5, 'restore', 1, '{\"updated_at\": \"2026-01-01T00:00:00\", \"first_name\": \"Old\", \"last_name\": null, \"kontakt_tags_added\": [\"x\"]}'),
+           (5, 'reinsert', 2, (SELECT to_jsonb(c) FROM contacts AS c WHERE id = 2));",
+    )
+    .expect("version 2 records");
+    drop(old);
+    let store = Postgres::connect(&at, false).expect("connect");
+    store.migrate().expect("migrate");
+    assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+    let rows = store
+        .query(
+            "SELECT kind, changed, tags_added, (old).id, (old).first_name, (old).updated_at::text, data IS NULL \
+             FROM undo_records ORDER BY kind",
+            &[],
+        )
+        .expect("records");
+    let restore = &rows[1];
+    assert_eq!(restore.get::<_, String>(0), "restore");
+    assert_eq!(
+        restore.get::<_, Vec<String>>(1),
+        ["first_name", "last_name", "tags"],
+        "the columns the group changed"
+    );
+    assert_eq!(restore.get::<_, Vec<String>>(2), ["x"]);
+    assert_eq!(restore.get::<_, Option<String>>(4).as_deref(), Some("Old"));
+    assert_eq!(restore.get::<_, String>(5), "2026-01-01 00:00:00");
+    assert!(restore.get::<_, bool>(6));
+    let reinsert = &rows[0];
+    assert_eq!(reinsert.get::<_, String>(0), "reinsert");
+    assert_eq!(reinsert.get::<_, i64>(3), 2);
+    assert_eq!(reinsert.get::<_, Option<String>>(4).as_deref(), Some("Gone"));
+}
