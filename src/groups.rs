@@ -1,8 +1,9 @@
 //! Import groups (SPEC, Deleting an import): list, show, rename, delete.
 //!
-//! A group is named on the command line by its id or its name: a number is
-//! tried as an id first, then as a name (so a group named `2024` is still
-//! reachable when no group has id 2024).
+//! A group is named on the command line by its id or its name. A number
+//! that is one group's id and another's name (a file `2024.csv` gives its
+//! import the name `2024`) is refused as ambiguous: a delete or undo of the
+//! wrong import cannot be taken back.
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -17,12 +18,20 @@ pub fn list(store: &Store) -> Result<Vec<Group>> {
 
 /// The group named by `id_or_name`; a usage error (exit 2) when none is.
 pub fn find(store: &Store, id_or_name: &str) -> Result<Group> {
+    let named = store.group_named(id_or_name)?;
     if let Ok(id) = id_or_name.parse::<i64>()
         && let Some(group) = store.group(id)?
     {
-        return Ok(group);
+        return match named {
+            Some(other) if other.id != group.id => Err(Error::usage(format!(
+                "{id_or_name:?} is both the id of import {} {:?} and the name of import {}: name the one you \
+                 mean by {:?} or by id {}",
+                group.id, group.name, other.id, group.name, other.id
+            ))),
+            _ => Ok(group),
+        };
     }
-    store.group_named(id_or_name)?.ok_or_else(|| {
+    named.ok_or_else(|| {
         Error::usage(format!(
             "no import with id or name {id_or_name:?} (see `kontakt imports list`)"
         ))

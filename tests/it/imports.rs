@@ -86,6 +86,40 @@ fn delete_removes_only_the_contacts_the_import_created() {
 }
 
 #[test]
+fn a_number_that_is_one_import_id_and_another_import_name_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    let mut args = SECOND_ARGS.to_vec();
+    args.extend(["--name", "1"]);
+    let second = import(dir, &args);
+    let second_id = second["import_id"].to_string();
+    for command in ["show", "delete", "undo"] {
+        let err = fails(dir, &["imports", command, "1"], 2);
+        assert!(
+            err.contains("both the id of import 1 \"base\" and the name of import") && err.contains(&second_id),
+            "{command}: {err}"
+        );
+    }
+    assert_eq!(
+        json(dir, &["imports", "list", "--json"]).as_array().map(Vec::len),
+        Some(2),
+        "nothing deleted"
+    );
+    assert_eq!(json(dir, &["imports", "show", &second_id, "--json"])["name"], "1");
+    assert_eq!(json(dir, &["imports", "show", "base", "--json"])["id"], 1);
+    // A number no import has as its id is a name.
+    kontakt(dir)
+        .args(["imports", "rename", &second_id, "99"])
+        .assert()
+        .success();
+    assert_eq!(
+        json(dir, &["imports", "show", "99", "--json"])["id"],
+        second["import_id"]
+    );
+}
+
+#[test]
 fn a_wrong_flag_or_value_is_one_line_with_exit_2_naming_the_help() {
     let dir = tempfile::tempdir().expect("tempdir");
     let dir = dir.path();
@@ -107,5 +141,6 @@ fn a_wrong_flag_or_value_is_one_line_with_exit_2_naming_the_help() {
 
 on_postgres_too!(
     list_show_and_rename_report_the_recorded_groups,
+    a_number_that_is_one_import_id_and_another_import_name_is_refused,
     delete_removes_only_the_contacts_the_import_created
 );

@@ -249,6 +249,9 @@ impl Postgres {
             .map_err(|e| self.error_message(e.to_string()))?;
             self.copy_in(FETCH, "id, slot", &batch)?;
         }
+        // Its size, for the join's plan (a temporary table has no
+        // statistics until analyzed).
+        self.batch(&format!("ANALYZE {FETCH}"))?;
         let mut types = vec![Out::Int64, Out::Int64];
         types.extend(scope.keys.iter().map(|_| Out::Text));
         let batches = self.copy_batches(

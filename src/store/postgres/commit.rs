@@ -18,10 +18,6 @@ use crate::store::groups::now_micros;
 /// The staged updates (dropped at the end of the transaction).
 const UPDATES: &str = "kontakt_updates";
 
-/// The memory an import's sorts and hashes may use before spilling to
-/// disk (per sort or hash, within the import's transaction only).
-const WORK_MEM: &str = "256MB";
-
 /// The longest identifier PostgreSQL keeps whole (`NAMEDATALEN` - 1).
 const MAX_IDENTIFIER: usize = 63;
 
@@ -91,11 +87,6 @@ impl Postgres {
         // column left by an import that then rolls back is empty.
         self.add_custom_columns(spec.fields.iter().map(|f| f.name.as_str()))?;
         self.begin()?;
-        // The update and its undo record join the staged rows (about 500
-        // bytes each) to the contacts by hash: with PostgreSQL's default
-        // 4 MB the hash spills to disk in batches, and the update of
-        // 267,854 contacts took 6.7 s instead of 4.2 s.
-        self.batch(&format!("SET LOCAL work_mem = '{WORK_MEM}'"))?;
         let first_id = self.next_contact_id()?;
         let staging: Vec<String> = spec
             .update_schema

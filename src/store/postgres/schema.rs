@@ -168,9 +168,8 @@ pub const MIGRATIONS: &[&str] = &[
     "#,
     // 3: a `restore` or `reinsert` record keeps the contact as a row value
     // of `contacts` (`old`), a `restore` one the names of the columns the
-    // group changed and the tags it added: building them costs a quarter
-    // of building the `jsonb` (see `undo.rs`). Version 2's records move
-    // over.
+    // group changed and the tags it added: building them costs half of
+    // building the `jsonb` (see `undo.rs`). Version 2's records move over.
     r#"
     ALTER TABLE undo_records ALTER COLUMN data DROP NOT NULL,
         ADD COLUMN old contacts, ADD COLUMN changed text[], ADD COLUMN tags_added text[];
