@@ -131,8 +131,7 @@ fn kontakt_run(kontakt: &Path, template: &Path, ids: &Path, rows: u64, result: &
             .arg(&out)
             .arg(ids),
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    let summary = support::summary(&out);
     let added = summary["added"].as_u64().expect("added");
     assert_eq!(
         added + summary["not_found"].as_u64().expect("not_found"),

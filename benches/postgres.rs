@@ -162,23 +162,6 @@ fn kontakt_run(kontakt: &Path, server: &Server, scenario: &Scenario, extra: &[&s
     result.detail = support::import_detail(&out);
 }
 
-/// The contacts the last kontakt run created.
-fn imported() -> u64 {
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data().join("pg/out-kontakt/summary.json")).expect("summary"))
-            .expect("summary.json");
-    summary["imported"].as_u64().expect("imported")
-}
-
-/// The store write of the last kontakt run (its commit thread's busy
-/// time, `stages_ms.commit`), in seconds.
-fn commit_seconds() -> f64 {
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(data().join("pg/out-kontakt/summary.json")).expect("summary"))
-            .expect("summary.json");
-    summary["stages_ms"]["commit"].as_f64().expect("stages_ms.commit") / 1000.0
-}
-
 /// A bare binary `COPY` of the contacts the last kontakt run created (its
 /// group's rows, taken from database `run`) into the contacts table of a
 /// fresh database, in one transaction: what kontakt's write is held
@@ -335,8 +318,12 @@ fn main() {
                 &["--on-one-match", "skip"],
                 &mut results[1],
             );
-            write.seconds.push(commit_seconds());
-            created = imported();
+            // The skip run's store write: its commit thread's busy time.
+            let summary = support::summary(&data().join("pg/out-kontakt"));
+            write
+                .seconds
+                .push(summary["stages_ms"]["commit"].as_f64().expect("stages_ms.commit") / 1000.0);
+            created = summary["imported"].as_u64().expect("imported");
             bare_copy_run(&server, scenario, &mut bare);
             peer_run(&server, scenario, true, &mut results[2]);
             kontakt_run(&kontakt, &server, scenario, &[], &mut results[3]);

@@ -149,12 +149,17 @@ pub fn timed(cmd: &mut Command) -> (f64, f64, String) {
     )
 }
 
+/// An import's `summary.json` in `out`.
+#[allow(dead_code)]
+pub fn summary(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json")
+}
+
 /// What an import's `summary.json` in `out` says of its rows and stages,
 /// for a run's detail line.
 #[allow(dead_code)]
 pub fn import_detail(out: &Path) -> String {
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    let summary = summary(out);
     format!(
         "no/one/multiple/failed {}/{}/{}/{}, imported {}, updated {}; stages ms {}; peak MiB at stage end {}",
         summary["no_match"],
