@@ -55,7 +55,8 @@ pub enum Command {
     /// Import a contact file into the store: normalize, match, apply, and
     /// write categorized outputs and a summary.
     Import(Box<import::ImportArgs>),
-    /// Import groups: list, show, rename, delete (with the contacts they created).
+    /// Import groups: list, show, rename, delete (with the contacts they
+    /// created), undo.
     Imports(imports::ImportsArgs),
     /// Stored contacts: list, show, add, delete, export.
     Contacts(contacts::ContactsArgs),
