@@ -1,9 +1,10 @@
 //! Email: trimmed, lower-cased, and plausible (SPEC): exactly one `@`, a
 //! non-empty local part, a domain with a dot and no empty label, no spaces.
-//! A copied `<a@x.cz>` or `mailto:a@x.cz` is the address inside, so it
-//! matches the same contact. Neither part may start or end with a dot or
-//! hold `..`, and none of `<>()[],;:"` may appear: such values are pasted
-//! lists or display names, not one address.
+//! A copied `<a@x.cz>`, `Jan Novák <a@x.cz>` (a display name before it,
+//! as mail programs and Outlook exports write it) or `mailto:a@x.cz` is
+//! the address inside, so it matches the same contact. Neither part may
+//! start or end with a dot or hold `..`, and none of `<>()[],;:"` may
+//! appear: such values are pasted lists or quoted names, not one address.
 
 /// The normalized email: the trimmed input itself when it is already
 /// lower-case ASCII (most are: no copy), else written into `out`. Or why it
@@ -35,12 +36,16 @@ pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
     check(out)
 }
 
-/// The address inside one surrounding `<...>` and behind a leading
-/// `mailto:` (any case), trimmed.
+/// The address inside one closing `<...>` (after a display name without
+/// `@`, `<` or `>`, or nothing) and behind a leading `mailto:` (any case),
+/// trimmed.
 fn unwrap(value: &str) -> &str {
     let mut value = super::text::trim(value);
-    if let Some(inner) = value.strip_prefix('<').and_then(|v| v.strip_suffix('>')) {
-        value = super::text::trim(inner);
+    if let Some(open) = value.strip_suffix('>').and_then(|v| v.rfind('<')) {
+        let name = &value[..open];
+        if !name.contains(['@', '<', '>']) {
+            value = super::text::trim(&value[open + 1..value.len() - 1]);
+        }
     }
     if value.len() >= 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"mailto:") {
         value = super::text::trim(&value[7..]);
@@ -135,8 +140,15 @@ mod tests {
         ] {
             assert_eq!(norm(v).as_deref(), Ok("a@x.cz"), "{v}");
         }
-        // Only one surrounding pair, and only a leading mailto:.
+        // A display name before the address, as mail programs write it.
+        for v in ["Jan Novák <a@x.cz>", "\"Novák, Jan\" <A@x.cz>", "Jan<mailto:a@x.cz> "] {
+            assert_eq!(norm(v).as_deref(), Ok("a@x.cz"), "{v}");
+        }
+        // Only one surrounding pair, and only a leading mailto:; a name
+        // holding an address is two addresses.
         assert!(norm("<<a@x.cz>>").is_err());
+        assert!(norm("b@y.cz <a@x.cz>").is_err());
+        assert!(norm("Jan <a@x.cz>, Eva <e@x.cz>").is_err());
         assert!(norm("a@x.cz mailto:").is_err());
     }
 
@@ -160,7 +172,7 @@ mod tests {
             ("a.@x.cz", "local part starts or ends with a dot or has two in a row"),
             ("a..b@x.cz", "local part starts or ends with a dot or has two in a row"),
             ("a@x.cz.", "domain with an empty label"),
-            ("Jan <a@x.cz>", "contains a space"),
+            ("Jan <a@x.cz", "contains a space"),
             ("a,b@x.cz", "contains one of < > ( ) [ ] , ; : \""),
             ("a@x.cz;b", "contains one of < > ( ) [ ] , ; : \""),
             ("\"jan\"@x.cz", "contains one of < > ( ) [ ] , ; : \""),

@@ -324,6 +324,7 @@ pub fn normalize(
 ) -> Result<(), &'static str> {
     let value = super::text::trim(value);
     let mut plus = false;
+    let mut words = false;
     let mut buf = [0u8; MAX_DIGITS];
     let mut len = 0;
     for b in value.bytes() {
@@ -339,12 +340,27 @@ pub fn normalize(
             b' ' | b'-' | b'(' | b')' | b'.' | b'/' | b'+' => {}
             // U+00A0 (no-break space) as UTF-8.
             0xC2 | 0xA0 => {}
-            _ => return Err("not a phone number"),
+            // SPEC: the digits are the value with every non-digit removed
+            // (`Tel. 777 123 456`, `777123456 (mobil)`).
+            _ => words = true,
         }
     }
     if len == 0 {
         return Err("no digits");
     }
+    // The crate's parser (below) reads letters as a vanity number's digits
+    // and `ext.` as an extension; it gets what this path read instead.
+    let cleaned;
+    let value = if words {
+        cleaned = format!(
+            "{}{}",
+            if plus { "+" } else { "" },
+            String::from_utf8_lossy(&buf[..len])
+        );
+        cleaned.as_str()
+    } else {
+        value
+    };
     // Only ASCII digits were copied into buf.
     let digits = std::str::from_utf8(&buf[..len]).map_err(|_| "not a phone number")?;
     let transformed = settings.transforms.iter().find_map(|t| t.apply(digits));

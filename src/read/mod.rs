@@ -231,6 +231,12 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
                 "is a ZIP archive (an XLSX workbook?), not text; drop --format csv",
             ));
         }
+        Kind::Text | Kind::Utf16(_) if options.sheet.is_some() => {
+            return Err(Error::Usage(format!(
+                "{}: --sheet names a workbook's sheet, and this is a text table (CSV/TSV); drop --sheet",
+                path_of(input).display()
+            )));
+        }
         Kind::Xlsx => xlsx::open(input, reader, options)?,
         Kind::Text => csv::open(input, reader, options)?,
         Kind::Utf16(encoding) => {

@@ -1108,10 +1108,11 @@ fn emails_in_angle_brackets_or_after_mailto_are_the_same_contact() {
     write(
         dir,
         "m.csv",
-        "Email,First name\n<jan@x.cz>,Jan\nmailto:Jan@X.cz,Jan\njan@x.cz,Jan\n.eva@x.cz,Eva\neva..m@x.cz,Eva\n",
+        "Email,First name\n<jan@x.cz>,Jan\nmailto:Jan@X.cz,Jan\njan@x.cz,Jan\n.eva@x.cz,Eva\neva..m@x.cz,Eva\n\
+         \"Jan Novák <JAN@x.cz>\",Jan\n\"eva@x.cz <jan@x.cz>\",Eva\n",
     );
     let summary = import(dir, &["m.csv"]);
-    assert_eq!(summary["failed_by_reason"]["wrong_format"], 2, "{summary}");
+    assert_eq!(summary["failed_by_reason"]["wrong_format"], 3, "{summary}");
     let db = dir.join("kontakt.duckdb");
     assert_eq!(query(&db, "SELECT email FROM contacts"), [["jan@x.cz"]]);
     let failed = csv_rows(&dir.join("kontakt-out/m/failed.csv"));
@@ -1120,7 +1121,35 @@ fn emails_in_angle_brackets_or_after_mailto_are_the_same_contact() {
         .filter(|f| f["reason"] == "wrong_format")
         .map(|f| f["row"].as_str())
         .collect();
-    assert_eq!(wrong, ["4", "5"], "{failed:?}");
+    assert_eq!(wrong, ["4", "5", "7"], "{failed:?}");
+}
+
+#[test]
+fn a_phone_written_with_words_is_its_digits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    write(
+        dir,
+        "p.csv",
+        "Telefon,Jméno\nTel. 777 123 456,Jan\n777123456 (mobil),Jan\nvolat večer,Eva\n",
+    );
+    let summary = import(dir, &["p.csv", "--primary-key", "phone"]);
+    assert_eq!(summary["failed_by_reason"]["wrong_format"], 1, "{summary}");
+    let db = dir.join("kontakt.duckdb");
+    assert_eq!(query(&db, "SELECT phone FROM contacts"), [["+420777123456"]]);
+    // Row 2 is the same number (an in-file duplicate), row 3 has none.
+    let failed = csv_rows(&dir.join("kontakt-out/p/failed.csv"));
+    let got: Vec<(&str, &str, &str)> = failed
+        .iter()
+        .map(|f| (f["row"].as_str(), f["reason"].as_str(), f["detail"].as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2", "not_unique", "phone \"+420777123456\" already in row 1"),
+            ("3", "wrong_format", "phone: \"volat večer\" (no digits)")
+        ]
+    );
 }
 
 #[test]

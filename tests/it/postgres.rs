@@ -186,7 +186,13 @@ fn a_schema_of_other_tables_is_refused_and_each_schema_is_a_store() {
             "CREATE SCHEMA {schema}; CREATE TABLE {schema}.crm_things (x int)"
         ))
         .expect("a foreign schema");
-    let err = fails(dir, &["contacts", "add", "email=a@x.cz"], 1);
+    let err = fails(dir, &["contacts", "add", "email=a@x.cz"], 2);
+    assert!(err.contains("not a kontakt store"), "{err}");
+    // Nor does a store copy write into it.
+    let file = dir.join("a.duckdb");
+    let file = file.to_str().expect("utf-8 path");
+    succeeds(dir, &["--db", file, "contacts", "add", "email=a@x.cz"]);
+    let err = fails(dir, &["store", "copy", file, &url], 2);
     assert!(err.contains("not a kontakt store"), "{err}");
     // Another schema of the same database is a store of its own.
     let other = format!("{url}x");

@@ -365,6 +365,12 @@ fn xlsx_cells_read_as_text_with_sheet_selection() {
     assert_eq!(p["columns"], json!(["not the contacts"]));
     let err = fails(dir.path(), &["preview", "book.xlsx", "--sheet", "Nope"], 2);
     assert!(err.contains("Nope") && err.contains("Kontakty"), "{err}");
+    // --sheet on a text table is a usage error, not ignored.
+    write(dir.path(), "k.csv", "email\njan@x.cz\n");
+    for command in ["preview", "import"] {
+        let err = fails(dir.path(), &[command, "k.csv", "--sheet", "Kontakty"], 2);
+        assert!(err.contains("k.csv") && err.contains("--sheet"), "{err}");
+    }
 
     // A file that only claims to be XLSX is refused with one line.
     write(dir.path(), "fake.xlsx", b"PK\x03\x04 not really a zip");

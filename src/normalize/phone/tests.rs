@@ -83,6 +83,27 @@ fn invalid_numbers() {
 }
 
 #[test]
+fn every_non_digit_is_removed() {
+    // SPEC: the digits are the value with every non-digit removed.
+    for (value, region, expected) in [
+        ("Tel. 777 123 456", Some("CZ"), "+420777123456"),
+        ("777123456 (mobil)", Some("CZ"), "+420777123456"),
+        ("tel: +48 501 234 567", None, "+48501234567"),
+        ("Handy: 0151 23456789", Some("DE"), "+4915123456789"),
+        ("ph 020 7946 0958", Some("GB"), "+442079460958"),
+    ] {
+        assert_eq!(
+            norm(value, region, None).as_deref(),
+            Ok(expected),
+            "{value} in {region:?}"
+        );
+    }
+    // Letters are not a vanity number's digits, nor is a word an extension.
+    assert!(norm("1-800-FLOWERS", Some("US"), None).is_err());
+    assert_eq!(norm("call me", None, None), Err("no digits"));
+}
+
+#[test]
 fn without_a_country_digits_decide() {
     assert_eq!(norm("777 123 456", None, None).as_deref(), Ok("777123456"));
     assert!(norm("12345", None, None).is_err());

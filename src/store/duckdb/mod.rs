@@ -214,10 +214,13 @@ impl DuckDb {
                 .query_row("SELECT count(*) FROM information_schema.tables", [], |r| r.get(0))
                 .map_err(|e| self.error(&e))?;
             if existed && tables > 0 {
-                return Err(store_error(
-                    &self.path,
-                    "is a DuckDB database but not a kontakt store (no kontakt_meta table); refusing to change it",
-                ));
+                // A --db naming someone else's database is the user's
+                // mistake (exit 2), not the store failing.
+                return Err(Error::Usage(format!(
+                    "store {}: is a DuckDB database but not a kontakt store (no kontakt_meta table); refusing to \
+                     change it",
+                    self.path.display()
+                )));
             }
         }
         let current = if has_meta { self.schema_version()? } else { 0 };

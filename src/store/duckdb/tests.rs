@@ -299,6 +299,7 @@ fn refuses_foreign_files_unchanged() {
         .expect("foreign db");
     let err = Store::open(&other).expect_err("foreign db refused");
     assert!(err.to_string().contains("not a kontakt store"), "{err}");
+    assert_eq!(err.exit_code(), 2, "{err}");
 }
 
 // A cancel interrupts the statement running on an armed connection

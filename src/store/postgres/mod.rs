@@ -259,9 +259,11 @@ impl Postgres {
                     &[&self.schema],
                 )?;
                 if tables > 0 {
-                    return Err(self.error_message(format!(
-                        "schema {:?} holds tables but is not a kontakt store (no kontakt_meta); refusing to change \
-                         it (name another with ?schema=NAME)",
+                    // Someone else's schema: the user's mistake (exit 2).
+                    return Err(Error::Usage(format!(
+                        "store {}: schema {:?} holds tables but is not a kontakt store (no kontakt_meta); refusing \
+                         to change it (name another with ?schema=NAME)",
+                        self.shown.display(),
                         self.schema
                     )));
                 }
