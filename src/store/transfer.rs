@@ -145,6 +145,11 @@ pub fn copy(from: &Store, to: &Store, cancel: &Cancel) -> Result<Copied> {
         for (table, sequence) in SEQUENCES {
             dispatch!(to, db => db.advance_sequence(sequence, table))?;
         }
+        if let Backend::Postgres(db) = &to.backend {
+            // Statistics for the planner now, not when autovacuum comes
+            // by: an import's plans into a fresh copy depend on them.
+            db.batch("ANALYZE contacts, list_members")?;
+        }
         copied.undo_left_behind = dispatch!(from, db => db.undo_groups())?;
         let next = dispatch!(from, db => db.next_contact_id())?;
         dispatch!(to, db => db.set_next_contact_id(next))?;
