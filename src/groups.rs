@@ -3,7 +3,8 @@
 //! A group is named on the command line by its id or its name. A number
 //! that is one group's id and another's name (a file `2024.csv` gives its
 //! import the name `2024`) is refused as ambiguous: a delete or undo of the
-//! wrong import cannot be taken back.
+//! wrong import cannot be taken back. `#ID` names a group by its id only,
+//! so each of the two stays reachable.
 
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
@@ -18,6 +19,11 @@ pub fn list(store: &Store) -> Result<Vec<Group>> {
 
 /// The group named by `id_or_name`; a usage error (exit 2) when none is.
 pub fn find(store: &Store, id_or_name: &str) -> Result<Group> {
+    if let Some(id) = id_or_name.strip_prefix('#').and_then(|n| n.parse::<i64>().ok()) {
+        return store
+            .group(id)?
+            .ok_or_else(|| Error::usage(format!("no import with id {id} (see `kontakt imports list`)")));
+    }
     let named = store.group_named(id_or_name)?;
     if let Ok(id) = id_or_name.parse::<i64>()
         && let Some(group) = store.group(id)?
@@ -25,8 +31,8 @@ pub fn find(store: &Store, id_or_name: &str) -> Result<Group> {
         return match named {
             Some(other) if other.id != group.id => Err(Error::usage(format!(
                 "{id_or_name:?} is both the id of import {} {:?} and the name of import {}: name the one you \
-                 mean by {:?} or by id {}",
-                group.id, group.name, other.id, group.name, other.id
+                 mean by its id as #{} or #{}",
+                group.id, group.name, other.id, group.id, other.id
             ))),
             _ => Ok(group),
         };
@@ -50,7 +56,7 @@ pub fn rename(store: &Store, id_or_name: &str, new_name: &str) -> Result<Group> 
         )));
     }
     store.rename_group(group.id, new_name)?;
-    find(store, &group.id.to_string())
+    find(store, &format!("#{}", group.id))
 }
 
 /// Deletes a group and every contact it created (not those it only

@@ -57,6 +57,10 @@ pub enum Command {
     Import(Box<import::ImportArgs>),
     /// Import groups: list, show, rename, delete (with the contacts they
     /// created), undo.
+    ///
+    /// An import is named by its id or its name; `#ID` is an id only (a
+    /// number that is one import's id and another's name is refused as
+    /// ambiguous).
     Imports(imports::ImportsArgs),
     /// Stored contacts: list, show, add, delete, export.
     Contacts(contacts::ContactsArgs),

@@ -36,15 +36,18 @@ pub fn normalize(value: &str, out: &mut String) -> Result<(), &'static str> {
     check(out)
 }
 
-/// The address inside one closing `<...>` (after a display name without
-/// `@`, `<` or `>`, or nothing) and behind a leading `mailto:` (any case),
-/// trimmed.
+/// The address inside one closing `<...>` (after nothing, a display name
+/// without `@`, `<` or `>`, or the address itself) and behind a leading
+/// `mailto:` (any case), trimmed.
 fn unwrap(value: &str) -> &str {
     let mut value = super::text::trim(value);
     if let Some(open) = value.strip_suffix('>').and_then(|v| v.rfind('<')) {
         let name = &value[..open];
-        if !name.contains(['@', '<', '>']) {
-            value = super::text::trim(&value[open + 1..value.len() - 1]);
+        let inner = super::text::trim(&value[open + 1..value.len() - 1]);
+        // Outlook writes `"a@x.cz" <a@x.cz>` for a contact without a name.
+        let quoted = name.trim().trim_matches(['"', '\'']).trim();
+        if !name.contains(['@', '<', '>']) || quoted.eq_ignore_ascii_case(inner) {
+            value = inner;
         }
     }
     if value.len() >= 7 && value.as_bytes()[..7].eq_ignore_ascii_case(b"mailto:") {
@@ -141,7 +144,13 @@ mod tests {
             assert_eq!(norm(v).as_deref(), Ok("a@x.cz"), "{v}");
         }
         // A display name before the address, as mail programs write it.
-        for v in ["Jan Novák <a@x.cz>", "\"Novák, Jan\" <A@x.cz>", "Jan<mailto:a@x.cz> "] {
+        for v in [
+            "Jan Novák <a@x.cz>",
+            "\"Novák, Jan\" <A@x.cz>",
+            "Jan<mailto:a@x.cz> ",
+            "\"a@x.cz\" <a@x.cz>",
+            "'A@x.cz' <a@x.cz>",
+        ] {
             assert_eq!(norm(v).as_deref(), Ok("a@x.cz"), "{v}");
         }
         // Only one surrounding pair, and only a leading mailto:; a name

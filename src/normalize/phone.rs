@@ -325,11 +325,17 @@ pub fn normalize(
     let value = super::text::trim(value);
     let mut plus = false;
     let mut words = false;
+    let mut note = false;
     let mut buf = [0u8; MAX_DIGITS];
     let mut len = 0;
     for b in value.bytes() {
         match b {
             b'0'..=b'9' => {
+                if note {
+                    // `777 123 456 ext. 12`, `602 111 222 or 603 …`: two
+                    // numbers' worth, never one.
+                    return Err("words between digits");
+                }
                 if len == MAX_DIGITS {
                     return Err("too many digits");
                 }
@@ -341,8 +347,12 @@ pub fn normalize(
             // U+00A0 (no-break space) as UTF-8.
             0xC2 | 0xA0 => {}
             // SPEC: the digits are the value with every non-digit removed
-            // (`Tel. 777 123 456`, `777123456 (mobil)`).
-            _ => words = true,
+            // (`Tel. 777 123 456`, `777123456 (mobil)`); words are a label
+            // before the number or a note after it.
+            _ => {
+                words = true;
+                note = len > 0;
+            }
         }
     }
     if len == 0 {

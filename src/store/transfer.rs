@@ -6,7 +6,7 @@
 //! appender), into TO in one transaction.
 //!
 //! Undo records stay behind, between stores of one kind too: each backend
-//! keeps them in a form of its own (Arrow IPC blobs, `jsonb` rows), so a
+//! keeps them in a form of its own (Arrow IPC blobs, rows of row values), so a
 //! group copied can be undone in TO only where it changed no stored
 //! contact (its created contacts are found by `import_id`); the copy says
 //! how many groups that leaves without a record, and `imports undo` says

@@ -1131,13 +1131,14 @@ fn a_phone_written_with_words_is_its_digits() {
     write(
         dir,
         "p.csv",
-        "Telefon,Jméno\nTel. 777 123 456,Jan\n777123456 (mobil),Jan\nvolat večer,Eva\n",
+        "Telefon,Jméno\nTel. 777 123 456,Jan\n777123456 (mobil),Jan\nvolat večer,Eva\n602 111 222 kl. 12,Eva\n",
     );
     let summary = import(dir, &["p.csv", "--primary-key", "phone"]);
-    assert_eq!(summary["failed_by_reason"]["wrong_format"], 1, "{summary}");
+    assert_eq!(summary["failed_by_reason"]["wrong_format"], 2, "{summary}");
     let db = dir.join("kontakt.duckdb");
     assert_eq!(query(&db, "SELECT phone FROM contacts"), [["+420777123456"]]);
-    // Row 2 is the same number (an in-file duplicate), row 3 has none.
+    // Row 2 is the same number (an in-file duplicate), row 3 has none,
+    // row 4 has an extension.
     let failed = csv_rows(&dir.join("kontakt-out/p/failed.csv"));
     let got: Vec<(&str, &str, &str)> = failed
         .iter()
@@ -1147,7 +1148,12 @@ fn a_phone_written_with_words_is_its_digits() {
         got,
         [
             ("2", "not_unique", "phone \"+420777123456\" already in row 1"),
-            ("3", "wrong_format", "phone: \"volat večer\" (no digits)")
+            ("3", "wrong_format", "phone: \"volat večer\" (no digits)"),
+            (
+                "4",
+                "wrong_format",
+                "phone: \"602 111 222 kl. 12\" (words between digits)"
+            )
         ]
     );
 }

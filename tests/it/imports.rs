@@ -97,10 +97,20 @@ fn a_number_that_is_one_import_id_and_another_import_name_is_refused() {
     for command in ["show", "delete", "undo"] {
         let err = fails(dir, &["imports", command, "1"], 2);
         assert!(
-            err.contains("both the id of import 1 \"base\" and the name of import") && err.contains(&second_id),
+            err.contains(&format!(
+                "both the id of import 1 \"base\" and the name of import {second_id}: name the one you mean by its \
+                 id as #1 or #{second_id}"
+            )),
             "{command}: {err}"
         );
     }
+    // `#ID` is an id only: each of the two stays reachable.
+    assert_eq!(json(dir, &["imports", "show", "#1", "--json"])["name"], "base");
+    assert_eq!(
+        json(dir, &["imports", "show", &format!("#{second_id}"), "--json"])["name"],
+        "1"
+    );
+    fails(dir, &["imports", "show", "#77"], 2);
     assert_eq!(
         json(dir, &["imports", "list", "--json"]).as_array().map(Vec::len),
         Some(2),

@@ -98,8 +98,16 @@ fn every_non_digit_is_removed() {
             "{value} in {region:?}"
         );
     }
-    // Letters are not a vanity number's digits, nor is a word an extension.
+    // Letters are not a vanity number's digits; words between digits
+    // (an extension, two numbers) make no number.
     assert!(norm("1-800-FLOWERS", Some("US"), None).is_err());
+    for value in [
+        "777 123 456 ext. 12",
+        "030 1234567 Durchwahl 89",
+        "602111222 nebo 603111222",
+    ] {
+        assert_eq!(norm(value, None, None), Err("words between digits"), "{value}");
+    }
     assert_eq!(norm("call me", None, None), Err("no digits"));
 }
 

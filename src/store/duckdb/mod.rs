@@ -214,13 +214,15 @@ impl DuckDb {
                 .query_row("SELECT count(*) FROM information_schema.tables", [], |r| r.get(0))
                 .map_err(|e| self.error(&e))?;
             if existed && tables > 0 {
-                // A --db naming someone else's database is the user's
-                // mistake (exit 2), not the store failing.
-                return Err(Error::Usage(format!(
-                    "store {}: is a DuckDB database but not a kontakt store (no kontakt_meta table); refusing to \
-                     change it",
-                    self.path.display()
-                )));
+                // A command that writes, given someone else's database, is
+                // the user's mistake (exit 2); one that reads finds no
+                // store there (SPEC: exit 1), as on PostgreSQL.
+                let message = "is a DuckDB database but not a kontakt store (no kontakt_meta table); refusing to \
+                               change it";
+                if self.read_only {
+                    return Err(store_error(&self.path, message));
+                }
+                return Err(Error::Usage(format!("store {}: {message}", self.path.display())));
             }
         }
         let current = if has_meta { self.schema_version()? } else { 0 };

@@ -300,6 +300,10 @@ fn refuses_foreign_files_unchanged() {
     let err = Store::open(&other).expect_err("foreign db refused");
     assert!(err.to_string().contains("not a kontakt store"), "{err}");
     assert_eq!(err.exit_code(), 2, "{err}");
+    // A command that only reads finds no store there (SPEC: exit 1).
+    let err = Store::open_read_only(&other).expect_err("foreign db refused");
+    assert!(err.to_string().contains("not a kontakt store"), "{err}");
+    assert_eq!(err.exit_code(), 1, "{err}");
 }
 
 // A cancel interrupts the statement running on an armed connection

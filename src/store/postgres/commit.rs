@@ -227,9 +227,10 @@ impl PostgresImport<'_> {
         // the scan even at 3% (1M x 10M: the update 10.6 s by the scan,
         // 4.8 s by the index, by hand). JIT compiling the record's
         // statement took a second of it and saves none.
-        let contacts = self
-            .db
-            .query_one_i64("SELECT reltuples::bigint FROM pg_class WHERE oid = 'contacts'::regclass", &[])?;
+        let contacts = self.db.query_one_i64(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = 'contacts'::regclass",
+            &[],
+        )?;
         let by_index = (self.staged.get() as i64).saturating_mul(INDEX_JOIN_SHARE) < contacts;
         self.db.batch(if by_index {
             "SET LOCAL jit = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
@@ -240,7 +241,8 @@ impl PostgresImport<'_> {
             self.db.record_restore(*group, ("c", "c"), rows, values)?;
         }
         let updated = self.db.execute(&self.update_sql, &[&now])?;
-        self.db.batch("RESET jit; RESET enable_hashjoin; RESET enable_mergejoin")?;
+        self.db
+            .batch("RESET jit; RESET enable_hashjoin; RESET enable_mergejoin")?;
         Ok(updated)
     }
 
