@@ -358,21 +358,17 @@ pub fn normalize(
     if len == 0 {
         return Err("no digits");
     }
+    // Only ASCII digits were copied into buf.
+    let digits = std::str::from_utf8(&buf[..len]).map_err(|_| "not a phone number")?;
     // The crate's parser (below) reads letters as a vanity number's digits
     // and `ext.` as an extension; it gets what this path read instead.
     let cleaned;
     let value = if words {
-        cleaned = format!(
-            "{}{}",
-            if plus { "+" } else { "" },
-            String::from_utf8_lossy(&buf[..len])
-        );
+        cleaned = format!("{}{digits}", if plus { "+" } else { "" });
         cleaned.as_str()
     } else {
         value
     };
-    // Only ASCII digits were copied into buf.
-    let digits = std::str::from_utf8(&buf[..len]).map_err(|_| "not a phone number")?;
     let transformed = settings.transforms.iter().find_map(|t| t.apply(digits));
     let digits = transformed.as_deref().unwrap_or(digits);
     let international = plus || digits.starts_with("00");
