@@ -5,21 +5,47 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use arrow::array::ArrayRef;
+use arrow::array::{Array, ArrayRef, UInt64Array};
 use arrow::record_batch::RecordBatch;
 
 use super::Postgres;
 use super::copy::{Out, encode};
 use crate::error::Result;
-use crate::store::keys::{FileKeys, KeyScan};
+use crate::store::keys::{FileKeys, HashBits, KeyScan};
 use crate::store::sql::literal;
 
 /// The contacts a semi-join with the file selected, with their keys.
 const PICKED: &str = "kontakt_build";
 
 impl Postgres {
+    /// About how many: the table's live rows by the server's statistics
+    /// (the larger of the cumulative count, which every commit updates,
+    /// and the planner's, which survives a crash), times the type's share
+    /// among the most common values `ANALYZE` saw. Counting them exactly
+    /// scanned the table: 1.2-1.7 s of each import into a 10M store.
     pub(crate) fn count_contacts_of_type(&self, contact_type: &str) -> Result<i64> {
-        self.query_one_i64("SELECT count(*) FROM contacts WHERE type = $1", &[&contact_type])
+        let row = self.query_opt(
+            "SELECT greatest(t.n_live_tup, c.reltuples::bigint), s.most_common_vals::text::text[], \
+                    s.most_common_freqs \
+             FROM pg_class c JOIN pg_stat_user_tables t ON t.relid = c.oid \
+             LEFT JOIN pg_stats s ON s.schemaname = t.schemaname AND s.tablename = t.relname AND s.attname = 'type' \
+             WHERE c.oid = 'contacts'::regclass",
+            &[],
+        )?;
+        let Some(row) = row else {
+            return self.query_one_i64("SELECT count(*) FROM contacts WHERE type = $1", &[&contact_type]);
+        };
+        let rows: i64 = row.get(0);
+        let values: Option<Vec<String>> = row.get(1);
+        let shares: Option<Vec<f32>> = row.get(2);
+        let share = match (values, shares) {
+            (Some(values), Some(shares)) => match values.iter().position(|v| v == contact_type) {
+                Some(i) => shares.get(i).copied().unwrap_or(1.0),
+                None => 1.0 - shares.iter().sum::<f32>(),
+            },
+            _ => 1.0,
+        };
+        Ok((rows as f64 * f64::from(share.clamp(0.0, 1.0))).round() as i64)
     }
 
     /// Writes a batch into a table by binary `COPY`.
@@ -36,12 +62,33 @@ impl Postgres {
         Ok(())
     }
 
+    /// When every key is hashed, the file's keys are kept as bitmaps only
+    /// ([`HashBits`]): the pick is then one scan that tests two bits a
+    /// contact, in parallel. Else they go to temporary tables, joined by
+    /// hash in [`Postgres::scan_keys`].
     pub(crate) fn load_file_keys(
         &self,
         hashed: &[bool],
         feed: impl FnOnce(&mut dyn FnMut(&[ArrayRef]) -> Result<()>) -> Result<()>,
     ) -> Result<FileKeys> {
-        let tables = FileKeys::tables_for(hashed);
+        let mut tables = FileKeys::tables_for(hashed);
+        if hashed.iter().all(|&h| h) {
+            let mut bits: Vec<HashBits> = hashed.iter().map(|_| HashBits::new()).collect();
+            feed(&mut |columns| {
+                for (column, bits) in columns.iter().zip(&mut bits) {
+                    let hashes = column
+                        .as_any()
+                        .downcast_ref::<UInt64Array>()
+                        .ok_or_else(|| self.error_message("a hashed key's values are not hashes"))?;
+                    hashes.iter().flatten().for_each(|h| bits.insert(h));
+                }
+                Ok(())
+            })?;
+            for (keys, bits) in tables.iter_mut().zip(bits) {
+                keys.bits = Some(bits.fold());
+            }
+            return Ok(FileKeys { tables });
+        }
         for keys in &tables {
             let column = if keys.hashed { "h bigint" } else { "v text" };
             self.batch(&format!(
@@ -109,30 +156,60 @@ impl Postgres {
                 )
             }
             Some(tables) => {
-                // One scan of the contacts, each key's distinct values
-                // joined by hash: `key IN (SELECT …) OR …` is planned as a
-                // subquery per key, looked up by hash only while its
-                // values fit in `work_mem` and else scanned for every
-                // contact (1M file keys against 10M contacts: minutes).
-                let mut joins = Vec::new();
-                let mut matched = Vec::new();
-                for (i, (k, t)) in keys.iter().zip(&tables.tables).enumerate() {
-                    let (value, stored) = if t.hashed {
-                        ("h", format!("\"{k}_hash\""))
-                    } else {
-                        ("v", format!("\"{k}\"::text"))
-                    };
-                    joins.push(format!(
-                        "LEFT JOIN (SELECT DISTINCT {value} FROM {}) AS f{i} ON {stored} = f{i}.{value}",
-                        t.table
-                    ));
-                    matched.push(format!("f{i}.{value} IS NOT NULL"));
-                }
+                let (joins, pick) = match tables
+                    .tables
+                    .iter()
+                    .map(|t| t.bits.as_ref())
+                    .collect::<Option<Vec<_>>>()
+                {
+                    // The contacts with a hash whose bit is set in the
+                    // file's bitmap of that key: a superset of those
+                    // sharing a value (about one in seven of a 10M store
+                    // for 1M file keys at 8 bits a key), which the index
+                    // sorts out. 1M file keys against 10M contacts, by
+                    // hand: 4.0 s (a parallel scan), against 10-19 s for
+                    // the exact semi-join below (docs/DESIGN.md).
+                    Some(bits) => (
+                        String::new(),
+                        keys.iter()
+                            .zip(bits)
+                            .map(|(k, bits)| {
+                                format!(
+                                    "get_bit('\\x{}'::bytea, (\"{k}_hash\" & {})::int) = 1",
+                                    hex(&bits.bytes),
+                                    bits.mask()
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" OR "),
+                    ),
+                    // One scan of the contacts, each key's distinct values
+                    // joined by hash: `key IN (SELECT …) OR …` is planned
+                    // as a subquery per key, looked up by hash only while
+                    // its values fit in `work_mem` and else scanned for
+                    // every contact (1M file keys against 10M contacts:
+                    // minutes).
+                    None => {
+                        let mut joins = Vec::new();
+                        let mut matched = Vec::new();
+                        for (i, (k, t)) in keys.iter().zip(&tables.tables).enumerate() {
+                            let (value, stored) = if t.hashed {
+                                ("h", format!("\"{k}_hash\""))
+                            } else {
+                                ("v", format!("\"{k}\"::text"))
+                            };
+                            joins.push(format!(
+                                "LEFT JOIN (SELECT DISTINCT {value} FROM {}) AS f{i} ON {stored} = f{i}.{value}",
+                                t.table
+                            ));
+                            matched.push(format!("f{i}.{value} IS NOT NULL"));
+                        }
+                        (joins.join(" "), matched.join(" OR "))
+                    }
+                };
                 self.batch(&format!(
-                    "DROP TABLE IF EXISTS {PICKED}; CREATE TEMP TABLE {PICKED} AS SELECT {list} FROM contacts {} \
-                     WHERE {of_type} AND ({})",
-                    joins.join(" "),
-                    matched.join(" OR ")
+                    "DROP TABLE IF EXISTS {PICKED}; CREATE TEMP TABLE {PICKED} AS SELECT {list} FROM contacts {joins} \
+                     WHERE {of_type} AND ({pick})"
                 ))?;
                 let rows = self.query_one_i64(&format!("SELECT count(*) FROM {PICKED}"), &[])? as usize;
                 (format!("SELECT * FROM {PICKED}"), rows, vec![rows; keys.len()])
@@ -164,4 +241,14 @@ fn count_column(k: &str) -> String {
     } else {
         format!("\"{k}\"")
     }
+}
+
+/// Bytes as hexadecimal digits, for a `bytea` literal.
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut text = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(text, "{b:02x}");
+    }
+    text
 }
