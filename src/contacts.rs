@@ -79,12 +79,24 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    /// Parquet for a `.parquet` file, a workbook for `.xlsx`, else CSV.
-    pub fn of_path(path: &Path) -> ExportFormat {
+    /// Parquet for a `.parquet` file, a workbook for `.xlsx`, else CSV;
+    /// a usage error for the extension of a format kontakt does not
+    /// write (`.json`, `.xls`, `.gz`, …), where CSV under that name would
+    /// mislead whatever reads the file next.
+    pub fn of_path(path: &Path) -> Result<ExportFormat> {
+        const OTHERS: &[&str] = &[
+            "json", "jsonl", "ndjson", "xml", "xls", "xlsm", "xlsb", "ods", "tsv", "tab", "gz", "zip", "bz2", "xz",
+            "zst",
+        ];
         match path.extension().and_then(|e| e.to_str()) {
-            Some(e) if e.eq_ignore_ascii_case("parquet") => ExportFormat::Parquet,
-            Some(e) if e.eq_ignore_ascii_case("xlsx") => ExportFormat::Xlsx,
-            _ => ExportFormat::Csv,
+            Some(e) if e.eq_ignore_ascii_case("parquet") => Ok(ExportFormat::Parquet),
+            Some(e) if e.eq_ignore_ascii_case("xlsx") => Ok(ExportFormat::Xlsx),
+            Some(e) if OTHERS.iter().any(|o| e.eq_ignore_ascii_case(o)) => Err(Error::usage(format!(
+                "-o {}: an export is CSV, Parquet (.parquet) or a workbook (.xlsx), not .{e}; name the file .csv, or \
+                 give --format csv to write CSV under this name",
+                path.display()
+            ))),
+            _ => Ok(ExportFormat::Csv),
         }
     }
 }

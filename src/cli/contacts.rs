@@ -159,7 +159,9 @@ pub enum ContactsCommand {
 #[derive(Debug, Args)]
 pub struct ExportTo {
     /// The file to write (`.parquet`: Parquet, `.xlsx`: an Excel
-    /// workbook of text cells, else CSV; `-`: CSV on standard output).
+    /// workbook of text cells, else CSV; `-`: CSV on standard output;
+    /// `.json`, `.xls`, `.gz` and other formats' names are refused
+    /// unless --format says what to write).
     #[arg(short = 'o', long = "output", value_name = "FILE|-")]
     pub output: PathBuf,
     /// File format [default: from the extension of FILE].
@@ -174,7 +176,10 @@ impl ExportTo {
     /// Writes the contacts `filter` selects; says on standard error how
     /// many (`what`: "contacts", "members of list x") went where.
     pub fn export(&self, store: &Store, filter: &Filter, what: &str) -> Result<()> {
-        let format = self.format.unwrap_or_else(|| ExportFormat::of_path(&self.output));
+        let format = match self.format {
+            Some(format) => format,
+            None => ExportFormat::of_path(&self.output)?,
+        };
         let n = contacts::export(store, filter, &self.output, format, self.bom)?;
         if self.output == Path::new("-") {
             eprintln!("exported {n} {what} to standard output");

@@ -48,8 +48,21 @@ pub fn run(args: &StoreArgs) -> Result<()> {
     // FROM is opened to write: its writer lock keeps imports out while it
     // is read, and a store of an older schema is brought up to date.
     let source = Store::open(from)?;
+    // A DuckDB file this copy creates is removed again if the copy fails
+    // or is cancelled: TO is left as it was, absent.
+    let new_file = !crate::store::is_url(to) && !crate::store::exists(to)?;
     let target = Store::open(to)?;
-    let copied = crate::store::transfer::copy(&source, &target, &cancel)?;
+    let copied = match crate::store::transfer::copy(&source, &target, &cancel) {
+        Ok(copied) => copied,
+        Err(e) => {
+            drop(target);
+            if new_file {
+                let _ = std::fs::remove_file(to);
+                let _ = std::fs::remove_file(wal_of(to));
+            }
+            return Err(e);
+        }
+    };
     if *json {
         println!("{}", serde_json::to_string_pretty(&copied).unwrap_or_default());
     } else {
@@ -83,4 +96,11 @@ fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// The write-ahead log DuckDB keeps beside a database file (`FILE.wal`).
+fn wal_of(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".wal");
+    PathBuf::from(name)
 }

@@ -247,6 +247,16 @@ fn export_writes_a_workbook_standard_output_and_a_bom() {
     let err = fails(dir, &["contacts", "export", "-o", "-", "--format", "parquet"], 2);
     assert!(err.contains("standard output"), "{err}");
 
+    // The name of a format kontakt does not write is refused (CSV in a
+    // .json file misleads what reads it next), unless --format says CSV.
+    for name in ["all.json", "all.xls", "all.csv.gz"] {
+        let err = fails(dir, &["contacts", "export", "-o", name], 2);
+        assert!(err.contains("an export is CSV, Parquet"), "{name}: {err}");
+        assert!(!dir.join(name).exists(), "{name} written");
+    }
+    stdout(dir, &["contacts", "export", "-o", "all.json", "--format", "csv"]);
+    assert_eq!(without_updated_at(&dir.join("all.json")), first);
+
     // --bom: the file starts with a UTF-8 BOM and still imports back.
     stdout(dir, &["contacts", "export", "--bom", "-o", "bom.csv"]);
     let bytes = std::fs::read(dir.join("bom.csv")).expect("bom.csv");

@@ -187,4 +187,14 @@ fn a_cancelled_copy_leaves_the_target_empty() {
     }
     succeeds(dir, &["store", "copy", "kontakt.duckdb", &pg]);
     assert_eq!(shown_contacts(dir, &pg), original);
+
+    // Back into a DuckDB file the copy creates: cancelled, no file is left
+    // (nor its write-ahead log), and the copy runs again.
+    let child = crate::signals::spawn_with(dir, &["store", "copy", &pg, "back.duckdb"], "pause", &[]);
+    let (status, stderr) = crate::signals::signal_at_nth(child, "copy_table", 5, libc::SIGINT);
+    assert_eq!(status, Some(130), "{stderr}");
+    assert!(!dir.join("back.duckdb").exists(), "a cancelled copy left its new file");
+    assert!(!dir.join("back.duckdb.wal").exists());
+    succeeds(dir, &["store", "copy", &pg, "back.duckdb"]);
+    assert_eq!(shown_contacts(dir, "back.duckdb"), original);
 }
