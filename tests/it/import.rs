@@ -844,8 +844,8 @@ fn the_semi_join_finds_every_match_among_many_keys() {
         let dir = tempfile::tempdir().expect("tempdir");
         let dir = dir.path();
         crate::common::fresh_store();
-        write(dir, "stored.csv", &format!("email,phone\n{stored}"));
-        write(dir, "file.csv", &format!("email,phone\n{file}"));
+        write(dir, "stored.csv", format!("email,phone\n{stored}"));
+        write(dir, "file.csv", format!("email,phone\n{file}"));
         assert_eq!(import(dir, &["stored.csv"])["imported"], 500);
         let output = kontakt(dir)
             .env("KONTAKT_SEMI_JOIN", mode)
