@@ -63,14 +63,45 @@ fn header_key(header: &str) -> String {
 /// Suggests a standard field for a header, if its name or a known synonym
 /// says which.
 pub fn suggest_field(header: &str) -> Option<&'static Field> {
-    let key = header_key(header);
+    by_key(&header_key(header)).or_else(|| by_segments(header))
+}
+
+/// The field a folded header key is a synonym of.
+fn by_key(key: &str) -> Option<&'static Field> {
     if key.is_empty() {
         return None;
     }
     synonyms::SYNONYMS
         .iter()
-        .find(|(_, words)| words.contains(&key.as_str()))
+        .find(|(_, words)| words.contains(&key))
         .and_then(|(field, _)| standard_field(field))
+}
+
+/// A header of a CRM export that holds several entities, `Entity - Field`
+/// or `Entity - Field - Kind` (Pipedrive: `Person - Email - Work`,
+/// `Person - Phone - Mobile`, `Organization - Name`): the field after the
+/// person's entity, tried with its kind first (`Mobile` `Phone` is
+/// `mobile`, `Work` `Phone` is `phone`), then alone; the organization's
+/// name is the company. Another entity's fields (an organization's
+/// address, a deal's value) are not the contact's.
+fn by_segments(header: &str) -> Option<&'static Field> {
+    let segments: Vec<&str> = header.split(" - ").map(str::trim).collect();
+    let [entity, field, kind @ ..] = segments.as_slice() else {
+        return None;
+    };
+    match header_key(entity).as_str() {
+        "person" | "contact" | "lead" => {}
+        "organization" | "organisation" | "company" | "account" if header_key(field) == "name" && kind.is_empty() => {
+            return standard_field("company");
+        }
+        _ => return None,
+    }
+    let field = header_key(field);
+    match kind {
+        [] => by_key(&field),
+        [kind] => by_key(&format!("{}{field}", header_key(kind))).or_else(|| by_key(&field)),
+        _ => None,
+    }
 }
 
 /// Whether a header is one of the store's own columns that `contacts
@@ -202,6 +233,31 @@ mod tests {
 
     fn suggested_target(header: &str) -> Option<String> {
         suggest(header).map(|t| t.name())
+    }
+
+    #[test]
+    fn pipedrive_headers_name_the_field_after_the_entity() {
+        let cases = [
+            ("Person - Name", Some("full_name")),
+            ("Person - First name", Some("first_name")),
+            ("Person - Email - Work", Some("email")),
+            ("Person - Email - Home", Some("email")),
+            ("Person - Phone - Mobile", Some("mobile")),
+            ("Person - Phone - Work", Some("phone")),
+            ("Person - Phone - Other", Some("phone")),
+            ("Person - Labels", Some("tags")),
+            ("Person - City", Some("city")),
+            ("Organization - Name", Some("company")),
+            ("Organization - Address", None),
+            ("Deal - Title", None),
+            ("Person - Owner", None),
+            ("Person - Email - Work - Primary", None),
+        ];
+        for (header, field) in cases {
+            assert_eq!(suggested(header), field, "{header}");
+        }
+        // The whole header still wins where it is a synonym itself.
+        assert_eq!(suggested("E-mail"), Some("email"));
     }
 
     #[test]

@@ -43,13 +43,13 @@ pub(crate) struct FileKey {
 }
 
 /// A bitmap of the low bits of a key's hashes (bit `h & mask` set for
-/// each hash `h` of the file): a stored contact whose hash's bit is clear
-/// shares no value with the file, so a scan tests it here before it looks
-/// the hash up in a hash table of the file's keys. Built at
-/// [`HashBits::MAX_BITS`] and folded down to about
-/// [`HashBits::BITS_PER_KEY`] bits per key, so that it stays small enough
-/// to stay in the processor's cache (about 12% of the stored contacts pass
-/// the test for a key at 8 bits a key).
+/// each hash `h` of the file): a stored contact whose hashes' bits are
+/// all clear shares no value with the file, so the PostgreSQL pick keeps
+/// only the others (a superset, which the index sorts out value by
+/// value). Built at [`HashBits::MAX_BITS`] and folded down to about
+/// [`HashBits::BITS_PER_KEY`] bits per key, small enough to stay in the
+/// processor's cache (1 MB for 1M keys; about 12% of the other hashes
+/// find their bit set).
 #[derive(Clone)]
 pub(crate) struct HashBits {
     pub(crate) bytes: Vec<u8>,
