@@ -51,13 +51,18 @@ pub fn run(args: &StoreArgs) -> Result<()> {
     // A DuckDB file this copy creates is removed again if the copy fails
     // or is cancelled: TO is left as it was, absent.
     let new_file = !crate::store::is_url(to) && !crate::store::exists(to)?;
-    let target = Store::open(to)?;
-    let copied = match crate::store::transfer::copy(&source, &target, &cancel) {
-        Ok(copied) => copied,
+    let new_wal = new_file && !wal_of(to).exists();
+    let done = Store::open(to).and_then(|target| {
+        let copied = crate::store::transfer::copy(&source, &target, &cancel)?;
+        Ok((target, copied))
+    });
+    let (target, copied) = match done {
+        Ok(done) => done,
         Err(e) => {
-            drop(target);
             if new_file {
                 let _ = std::fs::remove_file(to);
+            }
+            if new_wal {
                 let _ = std::fs::remove_file(wal_of(to));
             }
             return Err(e);

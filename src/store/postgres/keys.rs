@@ -29,13 +29,16 @@ impl Postgres {
                     s.most_common_freqs \
              FROM pg_class c JOIN pg_stat_user_tables t ON t.relid = c.oid \
              LEFT JOIN pg_stats s ON s.schemaname = t.schemaname AND s.tablename = t.relname AND s.attname = 'type' \
+                       AND NOT s.inherited \
              WHERE c.oid = 'contacts'::regclass",
             &[],
         )?;
-        let Some(row) = row else {
+        let rows: i64 = row.as_ref().map_or(0, |row| row.get(0));
+        let Some(row) = row.filter(|_| rows > 0) else {
+            // No statistics yet (never analyzed, counts not yet flushed):
+            // counted, which is cheap where the table is empty.
             return self.query_one_i64("SELECT count(*) FROM contacts WHERE type = $1", &[&contact_type]);
         };
-        let rows: i64 = row.get(0);
         let values: Option<Vec<String>> = row.get(1);
         let shares: Option<Vec<f32>> = row.get(2);
         let share = match (values, shares) {
