@@ -115,7 +115,8 @@ impl Postgres {
     }
 
     pub(crate) fn drop_file_keys(&self, keys: FileKeys) {
-        for keys in keys.tables {
+        // A key kept as a bitmap never had a table.
+        for keys in keys.tables.into_iter().filter(|k| k.bits.is_none()) {
             let _ = self.batch(&format!("DROP TABLE IF EXISTS {}", keys.table));
         }
     }
