@@ -308,6 +308,7 @@ impl DuckDbImport<'_> {
                 if range[1] > range[0] {
                     crate::cancel::test_stage("commit_update_part");
                     if let Some(recorder) = &self.recorder {
+                        crate::cancel::test_stage("commit_record");
                         let sql = self.update_sql.record_part(&part, source, range[0], range[1]);
                         recorder.keep("restore", &self.db.query_arrow(&sql, &[])?)?;
                     }

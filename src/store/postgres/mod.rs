@@ -143,6 +143,7 @@ impl Postgres {
             .iter()
             .map(|r| r.get(0))
             .collect();
+        store.remove_stray_staging(&stale)?;
         if !stale.is_empty() {
             store.drop_empty_fields_of(&stale)?;
         }
