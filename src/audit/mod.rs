@@ -262,7 +262,7 @@ pub fn run(store: &Store, options: &AuditOptions) -> Result<AuditSummary> {
         .clone()
         .unwrap_or_else(|| Path::new("kontakt-out").join(format!("audit-{audit_id}")));
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
-    store.begin()?;
+    store.begin_snapshot()?;
     let result = audit(store, options, audit_id, &out, started);
     if result.is_err() {
         let _ = store.rollback();

@@ -10,6 +10,14 @@ impl Store {
         dispatch!(self, db => db.begin())
     }
 
+    /// Starts a transaction whose every read sees the store as it was when
+    /// it began (an audit's: on PostgreSQL `REPEATABLE READ`, which also
+    /// lets a second connection read the same snapshot; DuckDB's
+    /// transactions always do).
+    pub fn begin_snapshot(&self) -> Result<()> {
+        dispatch!(self, db => db.begin_snapshot())
+    }
+
     /// Makes the transaction's changes durable and visible.
     pub fn commit(&self) -> Result<()> {
         dispatch!(self, db => db.commit())

@@ -8,6 +8,11 @@ impl DuckDb {
         self.execute_batch("BEGIN TRANSACTION")
     }
 
+    /// DuckDB's transactions read one snapshot.
+    pub(crate) fn begin_snapshot(&self) -> Result<()> {
+        self.begin()
+    }
+
     pub(crate) fn commit(&self) -> Result<()> {
         self.execute_batch("COMMIT")
     }

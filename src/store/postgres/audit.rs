@@ -20,6 +20,12 @@ use crate::map::ContactType;
 use crate::store::audit::{AffectedUniverse, AuditRecord, AuditScope, ClusterChunk, PreviousAudit, UntouchedClusters};
 use crate::store::sql::literal;
 
+/// The audit scans a table of at least this many pages (about 1.3M
+/// contacts of the generated files) in two halves at once: the 10M store's
+/// scan took 10.9 s by one `COPY` (a single server process, its rows
+/// decoded by one client thread).
+const SPLIT_PAGES: i64 = 65_536;
+
 /// Temporary tables of one audit.
 const FETCH: &str = "kontakt_audit_fetch";
 const UNIVERSE: &str = "kontakt_audit_universe";
@@ -170,7 +176,7 @@ impl Postgres {
             types.push(Out::Int64);
             types.extend(scope.keys.iter().map(|_| Out::Text));
         }
-        self.copy_batches(&sql, &types, |batch| {
+        let shape = |batch: &RecordBatch| {
             let mut columns = batch.columns().to_vec();
             columns[2] = cast(&columns[2], &DataType::UInt8).map_err(|e| e.to_string())?;
             for column in &mut columns[3..3 + hashes.len()] {
@@ -180,12 +186,70 @@ impl Postgres {
                 *column = Arc::new(UInt64Array::new(bits, signed.nulls().cloned()));
             }
             Ok(columns)
-        })
+        };
+        if universe.is_none()
+            && let Some(half) = self.scan_split()?
+        {
+            return self.scan_in_halves(&sql, half, &types, &shape);
+        }
+        self.copy_batches(&sql, &types, shape)
+    }
+
+    /// Where a whole scan of the contacts is split in two (the first page
+    /// of its second half), or `None` when it is not: a small table, or
+    /// a Citus cluster (whose shards have pages of their own).
+    fn scan_split(&self) -> Result<Option<i64>> {
+        let pages = self.query_one_i64(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN 0 \
+             ELSE relpages::bigint END FROM pg_class WHERE oid = 'contacts'::regclass",
+            &[],
+        )?;
+        Ok((pages >= SPLIT_PAGES).then_some(pages / 2))
+    }
+
+    /// The rows of `sql` (a scan of `contacts AS c`) by two `COPY`s at
+    /// once, the pages before `half` on this connection and the others on
+    /// a second one that reads the same snapshot (the audit's transaction
+    /// is `REPEATABLE READ`; [`Postgres::begin_snapshot`]); the batches
+    /// in the order of one scan.
+    pub(super) fn scan_in_halves(
+        &self,
+        sql: &str,
+        half: i64,
+        types: &[Out],
+        shape: &(dyn Fn(&RecordBatch) -> std::result::Result<Vec<ArrayRef>, String> + Sync),
+    ) -> Result<Vec<RecordBatch>> {
+        let snapshot = self
+            .query_opt("SELECT pg_export_snapshot()", &[])?
+            .ok_or_else(|| self.error_message("no snapshot"))?
+            .try_get::<_, String>(0)
+            .map_err(|e| self.error(&e))?;
+        let other = self.try_clone()?;
+        other.batch(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+            literal(&snapshot)
+        ))?;
+        let cancel = other.interrupt();
+        let (first, second) = std::thread::scope(|s| {
+            let second = s.spawn(move || {
+                let batches = other.copy_batches(&format!("{sql} AND c.ctid >= '({half},0)'::tid"), types, shape);
+                let _ = other.rollback();
+                batches
+            });
+            let first = self.copy_batches(&format!("{sql} AND c.ctid < '({half},0)'::tid"), types, shape);
+            if first.is_err() {
+                let _ = cancel.cancel_query(postgres::NoTls);
+            }
+            (first, second.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+        });
+        let mut batches = first?;
+        batches.extend(second?);
+        Ok(batches)
     }
 
     /// A query's rows by binary `COPY`, as batches of `types`, each batch's
     /// columns then shaped by `shape`.
-    fn copy_batches(
+    pub(super) fn copy_batches(
         &self,
         sql: &str,
         types: &[Out],

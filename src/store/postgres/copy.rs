@@ -32,6 +32,7 @@ const INT8_OID: i32 = 20;
 /// The bytes of a whole `COPY … FROM STDIN (FORMAT binary)` of `batch`, its
 /// columns in order: `Int64`, `UInt64` (as `bigint`: the same bits),
 /// `Utf8`, `Timestamp(µs)`, `Date32` and lists of `Utf8` (as `text[]`).
+#[cfg(test)]
 pub(super) fn encode(batch: &RecordBatch) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(HEADER.len() + batch.num_rows() * (2 + 24 * batch.num_columns()) + 2);
     out.extend_from_slice(HEADER);
@@ -46,54 +47,94 @@ pub(super) const TRAILER: &[u8] = &[0xff, 0xff];
 /// Appends the rows of `batch` to a binary `COPY` stream (after its
 /// [`HEADER`], before its [`TRAILER`]).
 pub(super) fn encode_rows(batch: &RecordBatch, out: &mut Vec<u8>) -> Result<(), String> {
-    let columns = batch.columns();
-    for (c, column) in columns.iter().enumerate() {
-        match column.data_type() {
-            DataType::Int64
-            | DataType::UInt64
-            | DataType::Utf8
-            | DataType::Timestamp(TimeUnit::Microsecond, _)
-            | DataType::Date32 => {}
-            DataType::List(item) if matches!(item.data_type(), DataType::Utf8 | DataType::Int64) => {}
-            other => {
-                return Err(format!(
-                    "column {} of type {other} cannot be written to PostgreSQL",
-                    batch.schema().field(c).name()
-                ));
-            }
-        }
-    }
-    let count = (columns.len() as i16).to_be_bytes();
-    for row in 0..batch.num_rows() {
-        out.extend_from_slice(&count);
-        for column in columns {
-            field(out, column, row);
-        }
-    }
+    encode_range(&columns(batch)?, 0..batch.num_rows(), out);
     Ok(())
 }
 
+/// A column of a batch to encode, its type resolved once (not per value).
+pub(super) enum Column<'a> {
+    Int64(&'a arrow::array::Int64Array),
+    UInt64(&'a arrow::array::UInt64Array),
+    Timestamp(&'a arrow::array::TimestampMicrosecondArray),
+    Date(&'a arrow::array::Date32Array),
+    Text(&'a arrow::array::StringArray),
+    List(&'a arrow::array::ListArray),
+}
+
+/// The columns of `batch` as they are encoded; an error names a column of
+/// a type PostgreSQL is not written in.
+pub(super) fn columns(batch: &RecordBatch) -> Result<Vec<Column<'_>>, String> {
+    batch
+        .columns()
+        .iter()
+        .enumerate()
+        .map(|(c, column)| {
+            Ok(match column.data_type() {
+                DataType::Int64 => Column::Int64(column.as_primitive::<Int64Type>()),
+                DataType::UInt64 => Column::UInt64(column.as_primitive::<UInt64Type>()),
+                DataType::Timestamp(TimeUnit::Microsecond, _) => {
+                    Column::Timestamp(column.as_primitive::<TimestampMicrosecondType>())
+                }
+                DataType::Date32 => Column::Date(column.as_primitive::<Date32Type>()),
+                DataType::Utf8 => Column::Text(column.as_string::<i32>()),
+                DataType::List(item) if matches!(item.data_type(), DataType::Utf8 | DataType::Int64) => {
+                    Column::List(column.as_list::<i32>())
+                }
+                other => {
+                    return Err(format!(
+                        "column {} of type {other} cannot be written to PostgreSQL",
+                        batch.schema().field(c).name()
+                    ));
+                }
+            })
+        })
+        .collect()
+}
+
+/// Appends rows `rows` of `columns` to a binary `COPY` stream.
+pub(super) fn encode_range(columns: &[Column<'_>], rows: std::ops::Range<usize>, out: &mut Vec<u8>) {
+    let count = (columns.len() as i16).to_be_bytes();
+    for row in rows {
+        out.extend_from_slice(&count);
+        for column in columns {
+            encode_field(out, column, row);
+        }
+    }
+}
+
+fn eight(out: &mut Vec<u8>, v: i64) {
+    out.extend_from_slice(&8i32.to_be_bytes());
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn null(out: &mut Vec<u8>) {
+    out.extend_from_slice(&(-1i32).to_be_bytes());
+}
+
+/// One field of a typed column: its length (-1 for null), then its bytes.
+fn encode_field(out: &mut Vec<u8>, column: &Column<'_>, row: usize) {
+    match column {
+        Column::Int64(a) if a.is_valid(row) => eight(out, a.value(row)),
+        Column::UInt64(a) if a.is_valid(row) => eight(out, a.value(row) as i64),
+        Column::Timestamp(a) if a.is_valid(row) => eight(out, a.value(row) - PG_EPOCH_MICROS),
+        Column::Date(a) if a.is_valid(row) => {
+            out.extend_from_slice(&4i32.to_be_bytes());
+            out.extend_from_slice(&(a.value(row) - PG_EPOCH_DAYS).to_be_bytes());
+        }
+        Column::Text(a) if a.is_valid(row) => text(out, a.value(row)),
+        Column::List(a) if a.is_valid(row) => field(out, *a as &dyn Array, row),
+        _ => null(out),
+    }
+}
+
 /// One field: its length (-1 for null), then its bytes.
-fn field(out: &mut Vec<u8>, column: &ArrayRef, row: usize) {
+fn field(out: &mut Vec<u8>, column: &dyn Array, row: usize) {
     if column.is_null(row) {
-        out.extend_from_slice(&(-1i32).to_be_bytes());
+        null(out);
         return;
     }
-    let eight = |out: &mut Vec<u8>, v: i64| {
-        out.extend_from_slice(&8i32.to_be_bytes());
-        out.extend_from_slice(&v.to_be_bytes());
-    };
     match column.data_type() {
         DataType::Int64 => eight(out, column.as_primitive::<Int64Type>().value(row)),
-        DataType::UInt64 => eight(out, column.as_primitive::<UInt64Type>().value(row) as i64),
-        DataType::Timestamp(..) => eight(
-            out,
-            column.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS,
-        ),
-        DataType::Date32 => {
-            out.extend_from_slice(&4i32.to_be_bytes());
-            out.extend_from_slice(&(column.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS).to_be_bytes());
-        }
         DataType::Utf8 => text(out, column.as_string::<i32>().value(row)),
         DataType::List(_) => {
             let items = column.as_list::<i32>().value(row);
@@ -114,7 +155,7 @@ fn field(out: &mut Vec<u8>, column: &ArrayRef, row: usize) {
             let length = (out.len() - start - 4) as i32;
             out[start..start + 4].copy_from_slice(&length.to_be_bytes());
         }
-        _ => unreachable!("types checked in encode"),
+        _ => unreachable!("types checked in columns()"),
     }
 }
 

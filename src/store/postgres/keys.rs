@@ -9,7 +9,7 @@ use arrow::array::{Array, ArrayRef, UInt64Array};
 use arrow::record_batch::RecordBatch;
 
 use super::Postgres;
-use super::copy::{Out, encode};
+use super::copy::{self, Out};
 use crate::error::Result;
 use crate::store::keys::{FileKeys, HashBits, KeyScan};
 use crate::store::sql::literal;
@@ -51,16 +51,28 @@ impl Postgres {
         Ok((rows as f64 * f64::from(share.clamp(0.0, 1.0))).round() as i64)
     }
 
-    /// Writes a batch into a table by binary `COPY`.
+    /// Writes a batch into a table by binary `COPY`, encoded and sent a
+    /// few thousand rows at a time, so that the server stores each part
+    /// while the next is encoded (a batch encoded whole before it was
+    /// sent left the two waiting on each other: the 1M x 1M skip's
+    /// write took 1.57x a bare `COPY` of the same rows).
     pub(super) fn copy_in(&self, table: &str, columns: &str, batch: &RecordBatch) -> Result<()> {
-        let bytes = encode(batch).map_err(|m| self.error_message(m))?;
+        const ROWS: usize = 2048;
+        let typed = copy::columns(batch).map_err(|m| self.error_message(m))?;
         let mut client = self.client();
         let mut writer = client
             .copy_in(&format!("COPY {table} ({columns}) FROM STDIN (FORMAT binary)"))
             .map_err(|e| self.error(&e))?;
-        writer
-            .write_all(&bytes)
-            .map_err(|e| self.error_message(format!("writing rows to the store: {}", super::describe_io(&e))))?;
+        let failed =
+            |e: std::io::Error| self.error_message(format!("writing rows to the store: {}", super::describe_io(&e)));
+        let mut buffer = copy::HEADER.to_vec();
+        for start in (0..batch.num_rows()).step_by(ROWS) {
+            copy::encode_range(&typed, start..(start + ROWS).min(batch.num_rows()), &mut buffer);
+            writer.write_all(&buffer).map_err(failed)?;
+            buffer.clear();
+        }
+        buffer.extend_from_slice(copy::TRAILER);
+        writer.write_all(&buffer).map_err(failed)?;
         writer.finish().map_err(|e| self.error(&e))?;
         Ok(())
     }

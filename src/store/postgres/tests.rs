@@ -145,3 +145,57 @@ fn schema_2_undo_records_move_over_to_row_values() {
     assert_eq!(reinsert.get::<_, i64>(3), 2);
     assert_eq!(reinsert.get::<_, Option<String>>(4).as_deref(), Some("Gone"));
 }
+
+#[test]
+fn a_scan_in_two_halves_reads_every_contact_once_from_one_snapshot() {
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+
+    use super::copy::Out;
+
+    let at = url("unit_halves");
+    let store = Postgres::open(&at).expect("open");
+    store
+        .batch(
+            "INSERT INTO contacts (id, type, created_at, updated_at, email_hash) \
+             SELECT n, 'person', '2026-01-01', '2026-01-01', n * 7 FROM generate_series(1, 20000) AS n",
+        )
+        .expect("contacts");
+    let pages = store
+        .query_one_i64("SELECT pg_relation_size('contacts') / 8192", &[])
+        .expect("pages");
+    assert!(pages > 4, "{pages} pages");
+    let sql = "SELECT c.id, c.email_hash FROM contacts AS c WHERE true";
+    // The ids read, in order, each with its hash as it was (7 times it).
+    let ids = |batches: Vec<arrow::record_batch::RecordBatch>| -> Vec<i64> {
+        let mut ids: Vec<i64> = Vec::new();
+        for b in &batches {
+            let (id, hash) = (
+                b.column(0).as_primitive::<Int64Type>(),
+                b.column(1).as_primitive::<Int64Type>(),
+            );
+            for r in 0..b.num_rows() {
+                assert_eq!(hash.value(r), id.value(r) * 7, "contact {}", id.value(r));
+                ids.push(id.value(r));
+            }
+        }
+        ids.sort_unstable();
+        ids
+    };
+    store.begin_snapshot().expect("begin");
+    // A change committed by another session after the snapshot is not
+    // seen by either half (the second reads the first's snapshot).
+    let one = store
+        .copy_batches(sql, &[Out::Int64, Out::Int64], |b| Ok(b.columns().to_vec()))
+        .expect("one scan");
+    let other = Postgres::connect(&at, false).expect("other");
+    other
+        .batch("UPDATE contacts SET email_hash = 0 WHERE id % 2 = 0; DELETE FROM contacts WHERE id > 19000")
+        .expect("a later change");
+    let halves = store
+        .scan_in_halves(sql, pages / 2, &[Out::Int64, Out::Int64], &|b| Ok(b.columns().to_vec()))
+        .expect("two halves");
+    store.rollback().expect("rollback");
+    assert_eq!(ids(halves), (1..=20000).collect::<Vec<i64>>());
+    assert_eq!(ids(one), (1..=20000).collect::<Vec<i64>>());
+}

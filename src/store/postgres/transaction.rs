@@ -8,6 +8,10 @@ impl Postgres {
         self.batch("BEGIN")
     }
 
+    pub(crate) fn begin_snapshot(&self) -> Result<()> {
+        self.batch("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    }
+
     pub(crate) fn commit(&self) -> Result<()> {
         self.batch("COMMIT")
     }
