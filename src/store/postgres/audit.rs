@@ -196,12 +196,15 @@ impl Postgres {
     }
 
     /// Where a whole scan of the contacts is split in two (the first page
-    /// of its second half), or `None` when it is not: a small table, or
-    /// a Citus cluster (whose shards have pages of their own).
+    /// of its second half), or `None` when it is not: a small table, a
+    /// server before PostgreSQL 14 (no TID range scan: each half would
+    /// read the whole table), or a Citus cluster (whose shards have pages
+    /// of their own).
     fn scan_split(&self) -> Result<Option<i64>> {
         let pages = self.query_one_i64(
-            "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN 0 \
-             ELSE relpages::bigint END FROM pg_class WHERE oid = 'contacts'::regclass",
+            "SELECT CASE WHEN current_setting('server_version_num')::int < 140000 \
+             OR EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN 0 \
+             ELSE pg_relation_size('contacts') / current_setting('block_size')::bigint END",
             &[],
         )?;
         Ok((pages >= SPLIT_PAGES).then_some(pages / 2))
@@ -224,7 +227,11 @@ impl Postgres {
             .ok_or_else(|| self.error_message("no snapshot"))?
             .try_get::<_, String>(0)
             .map_err(|e| self.error(&e))?;
-        let other = self.try_clone()?;
+        // Without a second connection (the server's or the role's
+        // connection limit), one scan.
+        let Ok(other) = self.try_clone() else {
+            return self.copy_batches(sql, types, shape);
+        };
         other.batch(&format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
             literal(&snapshot)

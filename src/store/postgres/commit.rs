@@ -94,11 +94,18 @@ impl Postgres {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        for table in tables {
-            self.batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(&table)))?;
-        }
         if !stale.is_empty() {
             self.execute("DELETE FROM undo_records WHERE group_id = ANY($1)", &[&stale])?;
+        }
+        for table in tables {
+            // Only its owner may drop it (an import run as another role):
+            // then it stays, and this writer goes on.
+            if self
+                .batch(&format!("DROP TABLE IF EXISTS {}", quote_ident(&table)))
+                .is_err()
+            {
+                let _ = self.rollback_after_failure();
+            }
         }
         Ok(())
     }
@@ -259,17 +266,26 @@ impl Recorder {
     /// the group's records.
     /// Tried three times: a cancel request sent to the record's statement
     /// as it ended may land on this one instead.
+    /// The `DROP` waits at most 5 s for a lock (a connection to the
+    /// import's session cut off by the network keeps its lock until the
+    /// server notices): a table left is removed by the next writer.
     fn end(&self, committed: bool) -> Result<()> {
         let mut sql = format!("DROP TABLE IF EXISTS {}", self.table);
         if !committed {
             sql = format!("DELETE FROM undo_records WHERE group_id = {}; {sql}", self.group);
         }
+        let sql = format!("BEGIN; SET LOCAL lock_timeout = '5s'; {sql}; COMMIT");
         let mut tries = 0;
         loop {
             match self.conn.batch(&sql) {
                 Err(_) if tries < 2 => {
                     tries += 1;
+                    let _ = self.conn.rollback();
                     std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(e) => {
+                    let _ = self.conn.rollback();
+                    return Err(e);
                 }
                 ended => return ended,
             }
@@ -407,12 +423,15 @@ impl PostgresImport<'_> {
     }
 
     pub(crate) fn commit(self) -> Result<()> {
-        self.db.commit()?;
+        let committed = self.db.commit();
         if let Some(recorder) = self.recorder.take() {
-            // Committed: a table left here is removed by the next writer.
+            // The records stay even when the COMMIT failed: a lost
+            // connection may have committed, and a group that did not
+            // complete has them deleted when it is ended (or by the next
+            // writer). A table left here is removed by the next writer.
             let _ = recorder.end(true);
         }
-        Ok(())
+        committed
     }
 
     pub(crate) fn roll_back(self) -> Result<()> {
