@@ -122,41 +122,39 @@ fn encode_field(out: &mut Vec<u8>, column: &Column<'_>, row: usize) {
             out.extend_from_slice(&(a.value(row) - PG_EPOCH_DAYS).to_be_bytes());
         }
         Column::Text(a) if a.is_valid(row) => text(out, a.value(row)),
-        Column::List(a) if a.is_valid(row) => field(out, *a as &dyn Array, row),
+        Column::List(a) if a.is_valid(row) => list(out, a, row),
         _ => null(out),
     }
 }
 
-/// One field: its length (-1 for null), then its bytes.
-fn field(out: &mut Vec<u8>, column: &dyn Array, row: usize) {
-    if column.is_null(row) {
-        null(out);
-        return;
-    }
-    match column.data_type() {
-        DataType::Int64 => eight(out, column.as_primitive::<Int64Type>().value(row)),
-        DataType::Utf8 => text(out, column.as_string::<i32>().value(row)),
-        DataType::List(_) => {
-            let items = column.as_list::<i32>().value(row);
-            let text = items.data_type() == &DataType::Utf8;
-            let start = out.len();
-            out.extend_from_slice(&0i32.to_be_bytes()); // length, set below
-            let dimensions: i32 = if items.is_empty() { 0 } else { 1 };
-            out.extend_from_slice(&dimensions.to_be_bytes());
-            out.extend_from_slice(&i32::from(items.null_count() > 0).to_be_bytes());
-            out.extend_from_slice(&(if text { TEXT_OID } else { INT8_OID }).to_be_bytes());
-            if dimensions == 1 {
-                out.extend_from_slice(&(items.len() as i32).to_be_bytes());
-                out.extend_from_slice(&1i32.to_be_bytes());
-                for i in 0..items.len() {
-                    field(out, &items, i);
-                }
+/// One list as a one-dimensional array (none when empty), its items read
+/// in place through the offsets (no array made per row).
+fn list(out: &mut Vec<u8>, column: &arrow::array::ListArray, row: usize) {
+    let offsets = column.value_offsets();
+    let (first, end) = (offsets[row] as usize, offsets[row + 1] as usize);
+    let items = column.values().as_ref();
+    let is_text = items.data_type() == &DataType::Utf8;
+    let start = out.len();
+    out.extend_from_slice(&0i32.to_be_bytes()); // length, set below
+    let dimensions: i32 = if first == end { 0 } else { 1 };
+    out.extend_from_slice(&dimensions.to_be_bytes());
+    out.extend_from_slice(&i32::from((first..end).any(|i| items.is_null(i))).to_be_bytes());
+    out.extend_from_slice(&(if is_text { TEXT_OID } else { INT8_OID }).to_be_bytes());
+    if dimensions == 1 {
+        out.extend_from_slice(&((end - first) as i32).to_be_bytes());
+        out.extend_from_slice(&1i32.to_be_bytes());
+        for i in first..end {
+            if items.is_null(i) {
+                null(out);
+            } else if is_text {
+                text(out, items.as_string::<i32>().value(i));
+            } else {
+                eight(out, items.as_primitive::<Int64Type>().value(i));
             }
-            let length = (out.len() - start - 4) as i32;
-            out[start..start + 4].copy_from_slice(&length.to_be_bytes());
         }
-        _ => unreachable!("types checked in columns()"),
     }
+    let length = (out.len() - start - 4) as i32;
+    out[start..start + 4].copy_from_slice(&length.to_be_bytes());
 }
 
 fn text(out: &mut Vec<u8>, value: &str) {
