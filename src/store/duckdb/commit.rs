@@ -279,6 +279,24 @@ impl DuckDbImport<'_> {
             feed.updates.finish().map_err(arrow)?;
             feed.updates.parts()
         };
+        let changed = match &self.recorder {
+            Some(recorder) => recorder.in_background("restore", |keep| self.apply_parts(parts, now, Some(keep)))?,
+            None => self.apply_parts(parts, now, None)?,
+        };
+        self.db.execute_batch(&format!("DROP TABLE IF EXISTS {PART_TABLE}"))?;
+        Ok(changed)
+    }
+
+    /// Applies `parts`, passing to `keep` (when the import keeps an undo
+    /// record) the earlier values of the contacts each range changes,
+    /// read just before the range's update.
+    fn apply_parts(
+        &self,
+        parts: Vec<super::updates::Part>,
+        now: i64,
+        mut keep: Option<&mut dyn FnMut(Vec<RecordBatch>) -> Result<()>>,
+    ) -> Result<u64> {
+        let arrow = |e: ArrowError| self.db.arrow_error(&e);
         let source = PART_TABLE;
         let mut changed = 0;
         for part in parts {
@@ -307,17 +325,16 @@ impl DuckDbImport<'_> {
             for range in bounds.windows(2) {
                 if range[1] > range[0] {
                     crate::cancel::test_stage("commit_update_part");
-                    if let Some(recorder) = &self.recorder {
+                    if let Some(keep) = keep.as_mut() {
                         crate::cancel::test_stage("commit_record");
                         let sql = self.update_sql.record_part(&part, source, range[0], range[1]);
-                        recorder.keep("restore", &self.db.query_arrow(&sql, &[])?)?;
+                        keep(self.db.query_arrow(&sql, &[])?)?;
                     }
                     let sql = self.update_sql.part(&part, source, range[0], range[1]);
                     changed += self.db.execute(&sql, [now])? as u64;
                 }
             }
         }
-        self.db.execute_batch(&format!("DROP TABLE IF EXISTS {PART_TABLE}"))?;
         Ok(changed)
     }
 

@@ -48,6 +48,42 @@ impl Recorder {
         self.conn.keep_undo(self.group, kind, batches)
     }
 
+    /// Runs `work`, keeping as records of `kind` the batches it passes to
+    /// its argument on a thread of its own (with a connection of its own),
+    /// so that writing one part's record overlaps what `work` does next;
+    /// returns once they are all kept. At most one set of batches waits.
+    /// At 1M x 1M the record's value took 0.18-0.43 s to commit, most of
+    /// it waiting on the disk.
+    pub(super) fn in_background<T>(
+        &self,
+        kind: &str,
+        work: impl FnOnce(&mut dyn FnMut(Vec<RecordBatch>) -> Result<()>) -> Result<T>,
+    ) -> Result<T> {
+        let writer = Recorder {
+            conn: self.conn.try_clone()?,
+            group: self.group,
+        };
+        std::thread::scope(|scope| {
+            let (send, receive) = std::sync::mpsc::sync_channel::<Vec<RecordBatch>>(1);
+            let thread = scope.spawn(move || -> Result<()> {
+                for batches in receive {
+                    writer.keep(kind, &batches)?;
+                }
+                Ok(())
+            });
+            let result = work(&mut |batches| {
+                send.send(batches)
+                    .map_err(|_| self.conn.error_message("the undo record's writer stopped"))
+            });
+            drop(send);
+            let kept = thread
+                .join()
+                .unwrap_or_else(|_| Err(self.conn.error_message("the undo record's writer panicked")));
+            // The writer's error is the cause of a failed send.
+            kept.and(result)
+        })
+    }
+
     /// Removes the records kept so far (the group did not complete).
     pub(super) fn discard(&self) -> Result<()> {
         self.conn.drop_undo_record(self.group)
