@@ -599,3 +599,82 @@ impl DuckDb {
             .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{ArrayRef, Int64Array};
+
+    use super::*;
+    use crate::store::Store;
+
+    fn ids(ids: &[i64]) -> RecordBatch {
+        RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(ids.to_vec())) as ArrayRef)]).expect("batch")
+    }
+
+    /// The rows kept for group 7, in the order they were kept.
+    fn kept(db: &DuckDb) -> Vec<i64> {
+        let mut all = Vec::new();
+        for batch in db
+            .query_arrow("SELECT data FROM undo_records WHERE group_id = 7 ORDER BY seq", &[])
+            .expect("records")
+        {
+            let data = batch.column(0).as_any().downcast_ref::<arrow::array::BinaryArray>();
+            for value in data.expect("blob").iter().flatten() {
+                for b in StreamReader::try_new(value, None).expect("stream") {
+                    let b = b.expect("batch");
+                    let column = b.column(0).as_any().downcast_ref::<Int64Array>().expect("ids");
+                    all.extend(column.values().iter().copied());
+                }
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn what_the_work_passes_is_kept_in_order_before_it_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+        let recorder = Recorder::new(store.duckdb(), 7).expect("recorder");
+        let returned = recorder
+            .in_background("restore", |keep| {
+                for k in 0..5 {
+                    keep(vec![ids(&[3 * k, 3 * k + 1]), ids(&[3 * k + 2])])?;
+                }
+                Ok("done")
+            })
+            .expect("kept");
+        assert_eq!(returned, "done");
+        assert_eq!(kept(store.duckdb()), (0..15).collect::<Vec<i64>>());
+    }
+
+    #[test]
+    fn a_failed_write_is_the_error_and_a_failed_work_is_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
+        let db = store.duckdb();
+        let recorder = Recorder::new(db, 7).expect("recorder");
+        // The work fails: its error, and what was passed before is kept.
+        let e = recorder
+            .in_background("restore", |keep| -> Result<()> {
+                keep(vec![ids(&[1])])?;
+                Err(db.error_message("the update failed"))
+            })
+            .expect_err("work failed");
+        assert!(e.to_string().contains("the update failed"), "{e}");
+        assert_eq!(kept(db), vec![1]);
+        // The writer fails (its table is gone): the writer's error, not
+        // the work's failed hand-over.
+        db.execute_batch("DROP TABLE undo_records").expect("drop");
+        let e = recorder
+            .in_background("restore", |keep| -> Result<()> {
+                for k in 0..10 {
+                    keep(vec![ids(&[k])])?;
+                }
+                Ok(())
+            })
+            .expect_err("writer failed");
+        assert!(e.to_string().contains("undo_records"), "{e}");
+    }
+}
