@@ -114,8 +114,12 @@ fn usage_exit(error: &clap::Error) -> ! {
     }
     let text = error.render().to_string();
     let mut message = String::new();
+    let named = flag_named_like(error);
     for line in text.lines().map(str::trim) {
         if line.is_empty() || line.starts_with("Usage: ") || line.starts_with("For more information") {
+            continue;
+        }
+        if named.is_some() && line.starts_with("tip: a similar argument exists") {
             continue;
         }
         let line = line.strip_prefix("error: ").unwrap_or(line);
@@ -124,13 +128,44 @@ fn usage_exit(error: &clap::Error) -> ! {
         }
         message.push_str(line);
     }
-    eprintln!("kontakt: {message} (see `{} --help`)", command_path());
+    if let Some(flag) = named {
+        message.push_str(&format!("; tip: a similar argument exists: '{flag}'"));
+    }
+    let (path, _) = command_path();
+    eprintln!("kontakt: {message} (see `{path} --help`)");
     std::process::exit(2);
 }
 
+/// For an unknown `--NAME`, the one flag of the command whose name ends
+/// or begins with NAME as a word, or with a word one edit from it
+/// (`--country` or `--contry`: `--default-country`), which clap's
+/// suggestion by the whole name's spelling misses (it offered `--out`
+/// and `--consent-yes`).
+fn flag_named_like(error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if error.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let name = arg.strip_prefix("--")?.split('=').next()?;
+    if name.is_empty() {
+        return None;
+    }
+    let (_, command) = command_path();
+    let like = |word: &str| word == name || (name.len() >= 5 && strsim::levenshtein(word, name) == 1);
+    let mut found = command.get_arguments().filter_map(clap::Arg::get_long).filter(|long| {
+        long.split_once('-').is_some_and(|(first, _)| like(first))
+            || long.rsplit_once('-').is_some_and(|(_, last)| like(last))
+    });
+    let first = found.next()?;
+    found.next().is_none().then(|| format!("--{first}"))
+}
+
 /// `kontakt import`, `kontakt imports list`: the (sub)commands named on the
-/// command line, for the help to point to.
-fn command_path() -> String {
+/// command line, for the help to point to, and the last of them.
+fn command_path() -> (String, clap::Command) {
     let mut command = Cli::command();
     let mut path = vec!["kontakt".to_string()];
     // `args_os`: an argument that is not UTF-8 (a file name) is no command.
@@ -141,7 +176,7 @@ fn command_path() -> String {
         path.push(sub.get_name().to_string());
         command = sub;
     }
-    path.join(" ")
+    (path.join(" "), command)
 }
 
 /// Runs the parsed command.

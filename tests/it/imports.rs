@@ -141,6 +141,16 @@ fn a_wrong_flag_or_value_is_one_line_with_exit_2_naming_the_help() {
             "kontakt import --help",
         ),
         (&["imprt"], "'imports', 'import'", "kontakt --help"),
+        (
+            &["import", "x.csv", "--country", "CZ"],
+            "a similar argument exists: '--default-country'",
+            "kontakt import --help",
+        ),
+        (
+            &["import", "x.csv", "--contry=CZ"],
+            "a similar argument exists: '--default-country'",
+            "kontakt import --help",
+        ),
         (&["imports", "show"], "<ID|NAME>", "kontakt imports show --help"),
     ] {
         let stderr = fails(dir, args, 2);
