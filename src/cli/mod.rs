@@ -140,7 +140,9 @@ fn usage_exit(error: &clap::Error) -> ! {
 /// or begins with NAME as a word, or with a word one edit from it
 /// (`--country` or `--contry`: `--default-country`), which clap's
 /// suggestion by the whole name's spelling misses (it offered `--out`
-/// and `--consent-yes`).
+/// and `--consent-yes`). Clap's suggestion stands when it is one edit
+/// from NAME or one of them begins the other (`--headers`: `--header`,
+/// not `--no-header`; `--output`: `--out`).
 fn flag_named_like(error: &clap::Error) -> Option<String> {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if error.kind() != ErrorKind::UnknownArgument {
@@ -151,6 +153,12 @@ fn flag_named_like(error: &clap::Error) -> Option<String> {
     };
     let name = arg.strip_prefix("--")?.split('=').next()?;
     if name.is_empty() {
+        return None;
+    }
+    if let Some(ContextValue::String(suggested)) = error.get(ContextKind::SuggestedArg)
+        && let Some(suggested) = suggested.strip_prefix("--")
+        && (strsim::levenshtein(suggested, name) <= 1 || suggested.starts_with(name) || name.starts_with(suggested))
+    {
         return None;
     }
     let (_, command) = command_path();

@@ -147,6 +147,16 @@ fn a_wrong_flag_or_value_is_one_line_with_exit_2_naming_the_help() {
             "kontakt import --help",
         ),
         (
+            &["import", "x.csv", "--headers"],
+            "a similar argument exists: '--header'",
+            "kontakt import --help",
+        ),
+        (
+            &["import", "x.csv", "--output", "o"],
+            "a similar argument exists: '--out'",
+            "kontakt import --help",
+        ),
+        (
             &["import", "x.csv", "--contry=CZ"],
             "a similar argument exists: '--default-country'",
             "kontakt import --help",
