@@ -669,13 +669,13 @@ mod tests {
         let store = Store::open(&dir.path().join("k.duckdb")).expect("store");
         let db = store.duckdb();
         let recorder = Recorder::new(db, 7).expect("recorder");
+        // A work that hands over one batch, then fails.
+        let failing = |keep: &mut dyn FnMut(Vec<RecordBatch>) -> Result<()>| -> Result<()> {
+            keep(vec![ids(&[1])])?;
+            Err(db.error_message("the update failed"))
+        };
         // The work fails: its error, and what was passed before is kept.
-        let e = recorder
-            .in_background("restore", |keep| -> Result<()> {
-                keep(vec![ids(&[1])])?;
-                Err(db.error_message("the update failed"))
-            })
-            .expect_err("work failed");
+        let e = recorder.in_background("restore", failing).expect_err("work failed");
         assert!(e.to_string().contains("the update failed"), "{e}");
         assert_eq!(kept(db), vec![1]);
         // The writer fails (its table is gone): the writer's error, not
@@ -691,12 +691,7 @@ mod tests {
             .expect_err("writer failed");
         assert!(e.to_string().contains("undo_records"), "{e}");
         // Both fail, the work on its own account: the work's error.
-        let e = recorder
-            .in_background("restore", |keep| -> Result<()> {
-                keep(vec![ids(&[1])])?;
-                Err(db.error_message("the update failed"))
-            })
-            .expect_err("both failed");
+        let e = recorder.in_background("restore", failing).expect_err("both failed");
         assert!(e.to_string().contains("the update failed"), "{e}");
     }
 }
