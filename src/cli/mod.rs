@@ -174,15 +174,46 @@ fn flag_named_like(error: &clap::Error) -> Option<String> {
 /// `kontakt import`, `kontakt imports list`: the (sub)commands named on the
 /// command line, for the help to point to, and the last of them.
 fn command_path() -> (String, clap::Command) {
-    let mut command = Cli::command();
+    command_path_of(std::env::args_os().skip(1))
+}
+
+/// [`command_path`] of `args` (without the program's name). An option's
+/// value is no command (`--db lists import x.csv` is `kontakt import`),
+/// nor is what follows `--`; an argument that is not UTF-8 (a file name)
+/// is none either.
+fn command_path_of(args: impl IntoIterator<Item = std::ffi::OsString>) -> (String, clap::Command) {
+    let root = Cli::command();
+    let mut command = root.clone();
     let mut path = vec!["kontakt".to_string()];
-    // `args_os`: an argument that is not UTF-8 (a file name) is no command.
-    for arg in std::env::args_os().skip(1) {
-        let Some(sub) = arg.to_str().and_then(|a| command.find_subcommand(a)).cloned() else {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let Some(arg) = arg.to_str() else {
             continue;
         };
-        path.push(sub.get_name().to_string());
-        command = sub;
+        if arg == "--" {
+            break;
+        }
+        if arg.starts_with('-') {
+            // An option whose value is the next argument (`--db PATH`,
+            // `-o FILE`; not `--db=PATH`). Global options (`--db`) are
+            // declared on the top command.
+            let named = |a: &clap::Arg| match arg.strip_prefix("--") {
+                Some(long) => a.get_long() == Some(long),
+                None => arg.chars().count() == 2 && a.get_short().is_some_and(|short| arg.ends_with(short)),
+            };
+            if command
+                .get_arguments()
+                .chain(root.get_arguments())
+                .any(|a| named(a) && a.get_action().takes_values())
+            {
+                args.next();
+            }
+            continue;
+        }
+        if let Some(sub) = command.find_subcommand(arg).cloned() {
+            path.push(sub.get_name().to_string());
+            command = sub;
+        }
     }
     (path.join(" "), command)
 }
@@ -258,7 +289,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::table;
+    use super::{command_path_of, table};
 
     #[test]
     fn a_table_lines_up_by_the_width_cells_take_on_a_terminal() {
@@ -274,5 +305,24 @@ mod tests {
             text,
             " id  name        phone\n  1  Jiří Novák  +420602111222\n 22  Rene\u{301}e       x\n333  李小龙      x\n"
         );
+    }
+
+    #[test]
+    fn the_command_path_skips_option_values_that_name_a_command() {
+        let path = |args: &[&str]| command_path_of(args.iter().map(std::ffi::OsString::from)).0;
+        assert_eq!(path(&["--db", "lists", "import", "x.csv"]), "kontakt import");
+        assert_eq!(path(&["--db=lists", "imports", "list"]), "kontakt imports list");
+        assert_eq!(
+            path(&["contacts", "export", "-o", "list", "--foo"]),
+            "kontakt contacts export"
+        );
+        assert_eq!(
+            path(&["--threads", "2", "lists", "show", "import"]),
+            "kontakt lists show"
+        );
+        assert_eq!(path(&["imports", "--", "list"]), "kontakt imports");
+        // A flag without a value does not take the next argument.
+        assert_eq!(path(&["imports", "list", "--json"]), "kontakt imports list");
+        assert_eq!(path(&["contacts", "--json", "list"]), "kontakt contacts list");
     }
 }

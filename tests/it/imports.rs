@@ -162,6 +162,12 @@ fn a_wrong_flag_or_value_is_one_line_with_exit_2_naming_the_help() {
             "kontakt import --help",
         ),
         (&["imports", "show"], "<ID|NAME>", "kontakt imports show --help"),
+        // An option's value that names a command is no command.
+        (
+            &["--db", "lists", "import", "x.csv", "--foo"],
+            "'--foo'",
+            "kontakt import --help",
+        ),
     ] {
         let stderr = fails(dir, args, 2);
         assert!(stderr.contains(says) && stderr.contains(help), "{args:?}: {stderr}");
