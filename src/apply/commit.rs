@@ -110,6 +110,9 @@ pub struct Commit<'s> {
     /// (see [`Commit::watch`]).
     cancel: Option<&'s Cancel>,
     armed: Option<Armed<'s>>,
+    /// The import's other connections, armed alike (the undo record's on
+    /// PostgreSQL), disarmed with it.
+    others_armed: Vec<Armed<'s>>,
     building: Shared,
     staged: StagedImport<'s>,
     /// `import --list`: the list the created and updated contacts go on.
@@ -135,6 +138,7 @@ impl<'s> Commit<'s> {
             import_id,
             cancel: None,
             armed: None,
+            others_armed: Vec::new(),
             building: Arc::new(Mutex::new(Building {
                 rows,
                 end: None,
@@ -155,6 +159,9 @@ impl<'s> Commit<'s> {
     /// none came before the connection was disarmed for the commit.
     pub fn watch(&mut self, cancel: &'s Cancel) -> Result<()> {
         self.armed = Some(cancel.arm(self.store.interrupt())?);
+        for interrupt in self.staged.interrupts() {
+            self.others_armed.push(cancel.arm(interrupt)?);
+        }
         self.cancel = Some(cancel);
         Ok(())
     }
@@ -265,13 +272,16 @@ impl<'s> Commit<'s> {
     /// The last moment a cancel rolls the import back: after this, the
     /// commit runs uninterrupted.
     fn disarm_to_commit(&mut self) -> Result<()> {
+        self.others_armed.clear();
         self.armed.take().map_or(Ok(()), Armed::disarm_to_commit)
     }
 
     /// Rolls everything back and records how the group ended.
     pub fn abort(mut self, ending: Ending, reason: &str) -> Result<()> {
         let store = self.store;
-        // Disarms the connection (its guard goes with it).
+        // Disarms the connections (their guards go with them), so that
+        // the rollback and the record's clean-up are not interrupted.
+        self.others_armed.clear();
         drop(self.armed.take());
         let rollback = self.staged.roll_back();
         if let Some(import_id) = self.import_id {

@@ -104,6 +104,13 @@ impl StagedImport<'_> {
         staging!(&self.backend, s => s.first_id())
     }
 
+    /// The interrupts of the connections besides the store's own that the
+    /// import runs long statements on until it commits, for a cancel to
+    /// interrupt too.
+    pub fn interrupts(&self) -> Vec<super::Interrupt> {
+        staging!(&self.backend, s => s.interrupts())
+    }
+
     /// Queues rows to be written by the next flush; an error building them
     /// is the store's error.
     pub fn push(&self, rows: std::result::Result<StagedRows, ArrowError>) -> Result<()> {

@@ -419,6 +419,76 @@ fn ctrl_c_as_a_writing_command_starts_cancels_it() {
     assert_eq!(lists, serde_json::json!([]));
 }
 
+/// PostgreSQL: the undo record's `INSERT … SELECT` runs on a connection of
+/// its own beside the update; a Ctrl-C once the update is done stops it
+/// too, instead of waiting for it. Here it waits behind a lock the test
+/// holds on `undo_records` until the signal has had its chance.
+#[test]
+fn ctrl_c_stops_the_undo_record_beside_the_update_on_postgres() {
+    crate::common::on_postgres(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dir = dir.path();
+        store_and_file(dir);
+        let before = snapshot(dir);
+        let mut child = start(dir, "held", "hold:commit_update");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let mut seen = String::new();
+        while seen.lines().last() != Some("kontakt: stage commit_update") {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("ended early: {seen}"))
+                .expect("line");
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        let url = crate::common::store_url().expect("a PostgreSQL store");
+        let mut lock = crate::common::pg_client(&url);
+        lock.batch_execute("BEGIN; LOCK TABLE undo_records IN SHARE MODE")
+            .expect("lock");
+        drop(child.stdin.take());
+        // The import's own connection is done with its update (idle in its
+        // transaction) and the record's statement waits for the lock.
+        let mut watch = crate::common::pg_client(&url);
+        let waiting = |watch: &mut postgres::Client| -> (i64, i64) {
+            let row = watch
+                .query_one(
+                    "SELECT (SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                             WHERE NOT l.granted AND l.relation = 'undo_records'::regclass \
+                             AND a.query LIKE 'INSERT INTO undo_records%'), \
+                            (SELECT count(DISTINCT a.pid) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                             WHERE l.granted AND l.relation = 'contacts'::regclass \
+                             AND a.pid <> pg_backend_pid() AND a.state = 'idle in transaction')",
+                    &[],
+                )
+                .expect("pg_stat_activity");
+            (row.get(0), row.get(1))
+        };
+        let started = Instant::now();
+        while waiting(&mut watch) != (1, 1) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the record never waited: {seen}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: kill(2) with the pid of our own child.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+        let signalled = Instant::now();
+        while waiting(&mut watch).0 != 0 && signalled.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let still_waiting = waiting(&mut watch).0;
+        lock.batch_execute("ROLLBACK").expect("unlock");
+        for line in lines {
+            seen.push_str(&line.expect("line"));
+            seen.push('\n');
+        }
+        let code = child.wait().expect("wait").code();
+        assert_eq!(still_waiting, 0, "the record's statement went on after Ctrl-C: {seen}");
+        assert_cancelled(dir, "held", (code, seen), 130, &before);
+    });
+}
+
 on_postgres_too!(
     ctrl_c_at_every_stage_of_an_upsert_leaves_the_store_as_it_was,
     sigterm_cancels_like_ctrl_c_with_exit_143,

@@ -313,6 +313,17 @@ impl PostgresImport<'_> {
         self.first_id
     }
 
+    /// The undo record's connection: it copies the staged updates in as
+    /// they come, then reads the earlier values beside the update (5 s at
+    /// 1M x 10M), which a cancel must not wait for.
+    pub(crate) fn interrupts(&self) -> Vec<crate::store::Interrupt> {
+        self.recorder
+            .borrow()
+            .iter()
+            .map(|r| crate::store::Interrupt::Postgres(r.conn.interrupt()))
+            .collect()
+    }
+
     pub(crate) fn push(&self, rows: std::result::Result<StagedRows, ArrowError>) -> Result<()> {
         let rows = rows.map_err(|e| self.db.error_message(format!("preparing rows for the store: {e}")))?;
         if let Some(inserts) = rows.inserts {
