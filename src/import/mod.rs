@@ -291,12 +291,21 @@ impl Group {
 impl Opened {
     fn open(options: &ImportOptions, input: &Input) -> Result<Opened> {
         let table = read::open(input, &options.read)?;
+        let detected_no_header = !table.detected.header && options.read.header.is_none();
         let mapping = map::resolve(&table.columns, &options.mapping).map_err(|e| {
             match (e, table.detected.suggested_skip_rows) {
                 // A title above the table was read as the header.
                 (Error::Usage(message), Some(n)) => Error::usage(format!(
                     "{message}; the file looks like it has {n} title line(s) above the table: try --skip-rows {n}"
                 )),
+                // A header row that looks like data was read as data.
+                (Error::Usage(message), None) if detected_no_header && message.starts_with("no column is mapped") => {
+                    Error::usage(format!(
+                        "{message}; the first row was read as data, not as the header (it has an empty or a \
+                         repeated cell, or a cell that is an email, a phone number, a date or a number): if it is \
+                         the header, pass --header"
+                    ))
+                }
                 (e, _) => e,
             }
         })?;

@@ -296,6 +296,7 @@ const MAGIC: &[(usize, &[u8], &str)] = &[
     (0, b"SQLite format 3\x00", "an SQLite database"),
     (8, b"DUCK", "a DuckDB database"),
     (257, b"ustar", "a tar archive"),
+    (0, b"PAR1", "a Parquet file (kontakt reads CSV and XLSX)"),
 ];
 
 /// Tells from the first bytes whether an input is a table at all, and how to
@@ -345,6 +346,17 @@ fn classify(head: &[u8], encoding: Option<Encoding>) -> Kind {
         .iter()
         .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f);
     let printable = |magic: &[u8]| magic.iter().all(|&b| (0x20..0x7f).contains(&b));
+    // A PDF starts `%PDF-1.7` and a line end; one without compressed
+    // streams has no control byte in its head.
+    let version = head.get(5..9).is_some_and(|v| {
+        v[0].is_ascii_digit() && v[1] == b'.' && v[2].is_ascii_digit() && matches!(v[3], b'\r' | b'\n' | b' ')
+    });
+    if at(0, b"%PDF-") && version {
+        return Kind::Refused {
+            what: "a PDF document",
+            hint: "",
+        };
+    }
     if let Some(&(_, _, what)) = MAGIC
         .iter()
         .find(|(offset, magic, _)| at(*offset, magic) && (binary || !printable(magic)))
@@ -416,20 +428,29 @@ fn numbered_columns(count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("col{i}")).collect()
 }
 
-/// Header cells as column names: an empty cell gets its `colN` name.
+/// Header cells as column names: an empty cell gets its `colN` name, and a
+/// name met before (a `--header` row with two `Email` cells) gets its
+/// ordinal, `Email (2)`, so that every column keeps its data and can be
+/// named in `--map` (the first one keeps the name, and auto-mapping).
 fn header_columns(cells: Vec<String>) -> Vec<String> {
-    cells
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let name = c.trim();
-            if name.is_empty() {
-                format!("col{}", i + 1)
-            } else {
-                name.to_string()
-            }
-        })
-        .collect()
+    let mut names: Vec<String> = Vec::with_capacity(cells.len());
+    let taken = |names: &[String], name: &str| names.iter().any(|n| n.eq_ignore_ascii_case(name));
+    for (i, cell) in cells.into_iter().enumerate() {
+        let name = cell.trim();
+        let mut name = if name.is_empty() {
+            format!("col{}", i + 1)
+        } else {
+            name.to_string()
+        };
+        let base = name.clone();
+        let mut k = 2;
+        while taken(&names, &name) {
+            name = format!("{base} ({k})");
+            k += 1;
+        }
+        names.push(name);
+    }
+    names
 }
 
 /// Used by error messages that need the path of a file input.
@@ -452,6 +473,18 @@ mod tests {
     }
 
     #[test]
+    fn every_header_cell_names_a_column_of_its_own() {
+        assert_eq!(
+            header_columns(
+                ["email", "Email", "", "city", "col3", "email"]
+                    .map(String::from)
+                    .to_vec()
+            ),
+            ["email", "Email (2)", "col3", "city", "col3 (2)", "email (3)"]
+        );
+    }
+
+    #[test]
     fn tells_tables_from_other_files() {
         assert_eq!(classify(b"name,email\nJan,j@x.cz\n", None), Kind::Text);
         assert_eq!(classify(b"", None), Kind::Text);
@@ -465,6 +498,12 @@ mod tests {
         // Letters that happen to spell a magic are text.
         assert_eq!(classify(b"SCROOGE;DUCK;s@x.cz\n", None), Kind::Text);
         assert_eq!(classify(b"%PDF-export;email\n", None), Kind::Text);
+        // A PDF without compressed streams is all text, but its first line
+        // is its version.
+        assert_eq!(refused(b"%PDF-1.7\n%comment\n1 0 obj\n"), "a PDF document");
+        assert_eq!(refused(b"%PDF-1.4\r\n"), "a PDF document");
+        assert_eq!(classify(b"%PDF-1.7;email\n", None), Kind::Text);
+        assert!(refused(b"PAR1\x15\x04\x15\x00").starts_with("a Parquet file"));
         assert_eq!(classify(b"GIF8 team,a@x.cz\n", None), Kind::Text);
         assert_eq!(refused(b"GIF89a\x01\x00\x01\x00"), "a GIF image");
         assert_eq!(

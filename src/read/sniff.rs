@@ -181,21 +181,20 @@ pub fn detect_dialect(sample: &[u8], complete: bool, delimiter: Option<u8>, quot
 }
 
 /// Decides whether the first record is a header, as a CRM import wizard
-/// does with "header row" ticked: it is, unless it looks like data. A cell
-/// that names a known field (by name or synonym) settles it as a header;
-/// otherwise a cell that looks like a value (an email, a phone number, a
-/// date, a number), an empty cell or a repeated cell makes it data.
+/// does with "header row" ticked: it is, unless it looks like data (SPEC):
+/// one of its cells is a value (an email, a phone number, a date, a
+/// number), or it has an empty or a repeated cell. Empty cells at its end
+/// (a trailing delimiter) are no cells, as in every record.
 pub fn detect_header(first: &[String]) -> bool {
-    if first.iter().any(|c| map::suggest_field(c).is_some()) {
-        return true;
-    }
-    if first.iter().any(|c| c.trim().is_empty() || looks_like_value(c)) {
+    let end = first.iter().rposition(|c| !c.trim().is_empty()).map_or(0, |i| i + 1);
+    let cells = &first[..end];
+    if cells.iter().any(|c| c.trim().is_empty() || looks_like_value(c)) {
         return false;
     }
-    let mut distinct: Vec<&str> = first.iter().map(|c| c.trim()).collect();
+    let mut distinct: Vec<String> = cells.iter().map(|c| c.trim().to_lowercase()).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    distinct.len() == first.len()
+    !cells.is_empty() && distinct.len() == cells.len()
 }
 
 /// Records looked at for title lines above a table.
@@ -327,13 +326,19 @@ mod tests {
         // Words above small numbers: the wizard's default, a header.
         assert!(detect_header(&strings(&["a", "b", "c"])));
         assert!(detect_header(&strings(&["alpha", "beta"])));
-        // A known field name wins over an empty cell (a trailing delimiter).
-        assert!(detect_header(&strings(&["name", "email", ""])));
+        // Empty cells at the end (a trailing delimiter) are no cells.
+        assert!(detect_header(&strings(&["name", "email", "", " "])));
         assert!(!detect_header(&strings(&["Jan", "jan@x.cz", "+420 777 123 456"])));
         assert!(!detect_header(&strings(&["Jan", "Novák", "1985-02-03"])));
         assert!(!detect_header(&strings(&["1", "2", "3"])));
         assert!(!detect_header(&strings(&["Jan", "12.5"])));
         assert!(!detect_header(&strings(&["x", "x", "y"])));
         assert!(!detect_header(&strings(&["who", "", "how"])));
+        assert!(!detect_header(&strings(&["", "", ""])));
+        // SPEC's rule holds for field names too: a repeated, an empty or
+        // a value cell makes the row data.
+        assert!(!detect_header(&strings(&["email", "Email", "city"])));
+        assert!(!detect_header(&strings(&["Name", "Email", "", "City"])));
+        assert!(!detect_header(&strings(&["Email", "Phone", "2024"])));
     }
 }

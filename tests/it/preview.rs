@@ -190,6 +190,10 @@ fn the_first_row_is_the_header_unless_it_looks_like_data() {
         ("date.csv", "Jan,14.3.1985\nEva,1.2.1990\n"),
         ("repeated.csv", "x,x,y\n1,2,3\n"),
         ("empty.csv", "who,,how\n1,2,3\n"),
+        // Field names do not outweigh the rule (SPEC).
+        ("fields-repeated.csv", "email,email,city\ns1@x.cz,s2@x.cz,Praha\n"),
+        ("fields-empty.csv", "Name,Email,,City\nA,a@x.cz,,Praha\n"),
+        ("fields-number.csv", "Email,Phone,2024\na@x.cz,+420777000001,5\n"),
     ] {
         write(dir.path(), name, text);
         let p = preview_json(dir.path(), name, &[]);
@@ -202,6 +206,53 @@ fn the_first_row_is_the_header_unless_it_looks_like_data() {
     assert_eq!(p["columns"], json!(["col1", "col2", "col3"]));
     let p = preview_json(dir.path(), "number.csv", &["--header"]);
     assert_eq!(p["columns"], json!(["Jan", "Novák", "12"]));
+    // A trailing delimiter leaves no empty cell: still a header.
+    write(dir.path(), "trailing.csv", "Name,Email,\nA,a@x.cz,\n");
+    assert_eq!(preview_json(dir.path(), "trailing.csv", &[])["header"], true);
+
+    // With --header, a repeated name is a column of its own, not mapped
+    // in the first one's place, and --map can name it: no value is lost.
+    let p = preview_json(dir.path(), "fields-repeated.csv", &["--header"]);
+    assert_eq!(p["columns"], json!(["email", "email (2)", "city"]));
+    assert_eq!(p["mapping"], json!({"email": "email", "city": "city"}));
+    let output = kontakt(dir.path())
+        .args([
+            "import",
+            "fields-repeated.csv",
+            "--header",
+            "--progress",
+            "never",
+            "--out",
+            "dup-out",
+        ])
+        .args(["--map", "email (2)=custom.other_email"])
+        .output()
+        .expect("run");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stored = String::from_utf8(
+        kontakt(dir.path())
+            .args(["contacts", "export", "-o", "-"])
+            .output()
+            .expect("export")
+            .stdout,
+    )
+    .expect("utf-8");
+    assert!(stored.contains("s1@x.cz") && stored.contains("s2@x.cz"), "{stored}");
+    // Without it, an import that maps nothing says why and what to do.
+    let err = fails(
+        dir.path(),
+        &[
+            "import",
+            "fields-empty.csv",
+            "--dry-run",
+            "--out",
+            "o2",
+            "--progress",
+            "never",
+        ],
+        2,
+    );
+    assert!(err.contains("read as data") && err.contains("--header"), "{err}");
 
     // An XLSX sheet is judged alike: numbers below text headers.
     let mut book = rust_xlsxwriter::Workbook::new();
@@ -425,12 +476,21 @@ fn files_that_are_not_tables_are_refused_with_one_line() {
         "leads.pdf",
         b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<</Filter/FlateDecode>>stream\nx\x9c\x03\x00\x00\x00\x00\x01\nendstream\n",
     );
+    // A PDF without compressed streams has no control byte at its start.
+    write(
+        dir.path(),
+        "plain.pdf",
+        b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
+    );
+    write(dir.path(), "export.parquet", b"PAR1\x15\x04\x15\x00\x15\x00\x4c\x15");
     write(dir.path(), "nul.csv", b"name,email\nJan\x00\x00,jan@x.cz\n");
     write(dir.path(), "hello.zip", zip_with_hello_txt());
     for (file, looks) in [
         ("ls", "ELF executable"),
         ("leads.csv.gz", "gzip archive"),
         ("leads.pdf", "PDF document"),
+        ("plain.pdf", "PDF document"),
+        ("export.parquet", "Parquet file"),
         ("nul.csv", "NUL bytes"),
         ("hello.zip", "ZIP archive"),
     ] {
