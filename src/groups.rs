@@ -112,7 +112,11 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
     let armed = cancel.arm(store.interrupt())?;
     store.begin()?;
     let result = (|| {
-        let scope = store.undo_scope(group.id)?;
+        let mut scope = store.undo_scope(group.id)?;
+        // Contacts it created that are gone (`contacts delete`, merged
+        // away) were changed since too; their ids are gone with them.
+        let deleted_since = (group.imported.max(0) as u64).saturating_sub(scope.created);
+        scope.changed_later += deleted_since;
         if !scope.recorded && (group.contacts_updated > 0 || group.kind == "merge") {
             return Err(Error::usage(format!(
                 "{named} changed {} stored contacts and the store holds no record of their earlier values \
@@ -123,16 +127,28 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
         }
         if scope.changed_later > 0 && !force {
             let ids: Vec<String> = scope.first_changed.iter().map(i64::to_string).collect();
+            let ids = if ids.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (ids {}{})",
+                    ids.join(", "),
+                    if scope.changed_later as usize > ids.len() {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                )
+            };
+            let deleted = if deleted_since > 0 {
+                format!(", {deleted_since} of them created by it and deleted since")
+            } else {
+                String::new()
+            };
             return Err(Error::usage(format!(
-                "{} of the contacts {named} touched changed or were deleted after it (ids {}{}); undo would \
+                "{} of the contacts {named} touched changed or were deleted after it{ids}{deleted}; undo would \
                  overwrite what changed since: add --force to undo anyway",
                 scope.changed_later,
-                ids.join(", "),
-                if scope.changed_later as usize > ids.len() {
-                    ", …"
-                } else {
-                    ""
-                }
             )));
         }
         crate::cancel::test_stage("undo");

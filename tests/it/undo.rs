@@ -177,6 +177,37 @@ fn a_later_change_refuses_the_undo_unless_forced_and_undos_in_reverse_order_chai
     assert_eq!(group(dir, "first")["status"], "undone");
 }
 
+/// A contact the import created and a later command deleted counts as a
+/// change since (its id is gone with it).
+#[test]
+fn a_created_contact_deleted_since_refuses_the_undo_unless_forced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    write(dir, "new.csv", "E-mail,Jméno\nnew1@x.cz,Nela\nnew2@x.cz,Norbert\n");
+    let summary = import(dir, &["new.csv", "--name", "new"]);
+    assert_eq!(summary["imported"], 2, "{summary}");
+    let ids = query(
+        &dir.join("kontakt.duckdb"),
+        "SELECT id FROM contacts WHERE email = 'new2@x.cz'",
+    );
+    succeeds(dir, &["contacts", "delete", &ids[0][0]]);
+    let before = export(dir);
+    let err = fails(dir, &["imports", "undo", "new"], 2);
+    assert!(
+        err.contains("1 of the contacts") && err.contains("1 of them created by it and deleted since"),
+        "{err}"
+    );
+    assert_eq!(export(dir), before);
+    let forced = undo(dir, &["new", "--force"]);
+    assert_eq!(
+        (forced["created"].as_u64(), forced["changed_later"].as_u64()),
+        (Some(1), Some(1)),
+        "{forced}"
+    );
+    assert!(!export(dir).contains("new1@x.cz"));
+}
+
 #[test]
 fn reverse_undos_return_the_store_to_its_first_state() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -591,6 +622,7 @@ on_postgres_too!(
     an_undone_upsert_leaves_every_contact_as_it_was_before,
     an_import_that_changes_no_contact_keeps_nothing_for_undo,
     a_later_change_refuses_the_undo_unless_forced_and_undos_in_reverse_order_chain,
+    a_created_contact_deleted_since_refuses_the_undo_unless_forced,
     reverse_undos_return_the_store_to_its_first_state,
     an_undone_merge_brings_back_the_merged_contacts_and_stale_audits_are_refused,
     an_undone_import_takes_back_the_list_memberships_it_added,
