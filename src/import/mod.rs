@@ -354,6 +354,13 @@ impl Opened {
             .out
             .clone()
             .unwrap_or_else(|| write::default_out_dir(&name, options.dry_run));
+        // Before a group is recorded: the outputs need a directory.
+        if out_dir.exists() && !out_dir.is_dir() {
+            return Err(Error::usage(format!(
+                "--out {}: a file of that name exists; the outputs go to a directory (made if missing)",
+                out_dir.display()
+            )));
+        }
         let store = if options.dry_run && !crate::store::exists(&options.db)? {
             // Nothing is created; a mistyped --db must not pass unnoticed.
             eprintln!(

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::common::{fails, kontakt, write};
+use crate::common::{fails, kontakt, succeeds, write};
 
 const BASE: &str = "\
 E-mail,Telefon,Jméno,Příjmení,Štítky
@@ -162,6 +162,21 @@ pub const SECOND_ARGS: &[&str] = &[
     "--map",
     "Poznámka=note",
 ];
+
+/// `--out` naming a file is a usage error before anything starts: no
+/// group is recorded, the file is left alone.
+#[test]
+fn an_out_that_is_a_file_is_refused_before_the_import_starts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path();
+    base_store(dir);
+    write(dir, "taken.txt", "keep me");
+    let err = fails(dir, &["import", "second.csv", "--out", "taken.txt", "--name", "zz"], 2);
+    assert!(err.contains("--out taken.txt") && err.contains("directory"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("taken.txt")).expect("file"), "keep me");
+    let groups: Value = serde_json::from_slice(&succeeds(dir, &["imports", "list", "--json"])).expect("json");
+    assert_eq!(groups.as_array().map(Vec::len), Some(1), "{groups}");
+}
 
 #[test]
 fn second_import_hits_every_category_with_exact_counts() {
