@@ -23,8 +23,6 @@ mod build;
 mod stream;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use crate::apply::{self, Actions, Counts, Ending, Master};
@@ -133,10 +131,9 @@ pub enum Phase {
 /// Where an import reports its progress (a terminal's bar, a web front
 /// end's channel). Called from the import's threads, hence `Sync`.
 pub trait Progress: Sync {
-    /// Reading begins, in [`Phase::Reading`]. `read`: the bytes read so far
-    /// and the input's size, when they measure the reading (a file's; not
-    /// XLSX).
-    fn start(&self, read: Option<(Arc<AtomicU64>, u64)>);
+    /// Reading begins, in [`Phase::Reading`]. `read`: how far the reading
+    /// is, when bytes measure it (a file's; not XLSX).
+    fn start(&self, read: Option<read::ReadPosition>);
     /// The import entered `phase`.
     fn phase(&self, phase: Phase);
     /// `n` more rows handed on (read, matched and resolved).
@@ -145,7 +142,7 @@ pub trait Progress: Sync {
 
 /// No progress reported.
 impl Progress for () {
-    fn start(&self, _: Option<(Arc<AtomicU64>, u64)>) {}
+    fn start(&self, _: Option<read::ReadPosition>) {}
     fn phase(&self, _: Phase) {}
     fn rows(&self, _: u64) {}
 }

@@ -142,6 +142,7 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
         columns,
         size: None,
         bytes_read: Default::default(),
+        rows_read: Default::default(),
         batches: Box::new(batches),
     })
 }

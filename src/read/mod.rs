@@ -141,7 +141,37 @@ pub struct Table {
     /// Bytes of the input read so far, updated at each read of the file
     /// (megabytes at a time): the progress display's position.
     pub bytes_read: Arc<AtomicU64>,
+    /// Rows read so far (good and bad), counted as batches are taken.
+    rows_read: Arc<AtomicU64>,
     batches: Box<dyn Iterator<Item = Result<RawBatch>> + Send>,
+}
+
+/// How far the reading of a file is: its bytes read and size, and the rows
+/// those bytes held. A display shows the rows handed on as the same share
+/// of the bytes read (the reader runs ahead of the rows matched: a file of
+/// a few hundred MB is read whole while the store's index is built).
+#[derive(Debug, Clone)]
+pub struct ReadPosition {
+    pub bytes_read: Arc<AtomicU64>,
+    pub size: u64,
+    pub rows_read: Arc<AtomicU64>,
+}
+
+impl ReadPosition {
+    /// The part of the input that `rows_done` rows are, at most 1: the
+    /// bytes read times the share of the rows read that are done.
+    pub fn fraction(&self, rows_done: u64) -> f64 {
+        let read = self.rows_read.load(Ordering::Relaxed);
+        if read == 0 {
+            return 0.0;
+        }
+        let bytes = if self.size == 0 {
+            1.0
+        } else {
+            (self.bytes_read.load(Ordering::Relaxed) as f64 / self.size as f64).min(1.0)
+        };
+        (bytes * (rows_done.min(read) as f64 / read as f64)).min(1.0)
+    }
 }
 
 impl fmt::Debug for Table {
@@ -158,9 +188,13 @@ impl Table {
     /// The input's bytes read so far and its size, where those measure
     /// how far the reading is: a CSV file (an XLSX file is an archive,
     /// read by the sheet's rows; standard input has no size).
-    pub fn read_position(&self) -> Option<(Arc<AtomicU64>, u64)> {
+    pub fn read_position(&self) -> Option<ReadPosition> {
         match (self.detected.format, self.size) {
-            (Format::Csv, Some(size)) => Some((self.bytes_read.clone(), size)),
+            (Format::Csv, Some(size)) => Some(ReadPosition {
+                bytes_read: self.bytes_read.clone(),
+                size,
+                rows_read: self.rows_read.clone(),
+            }),
             _ => None,
         }
     }
@@ -185,7 +219,12 @@ impl Iterator for Table {
     type Item = Result<RawBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.batches.next()
+        let next = self.batches.next();
+        if let Some(Ok(raw)) = &next {
+            let rows = raw.batch.num_rows() + raw.bad_rows.len();
+            self.rows_read.fetch_add(rows as u64, Ordering::Relaxed);
+        }
+        next
     }
 }
 

@@ -105,6 +105,7 @@ pub(super) fn open(input: &Input, reader: Box<dyn Read + Send>, options: &ReadOp
         columns: head.columns,
         size: None,
         bytes_read: Default::default(),
+        rows_read: Default::default(),
         batches: Box::new(BatchStream { rx: batch_rx }),
     })
 }

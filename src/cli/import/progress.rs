@@ -6,19 +6,22 @@
 //! ⠋ matching        42% 1,234,567 rows  612,345 rows/s  ETA 3s
 //! ```
 //!
-//! The percent is of the file's bytes read (the reader counts them, see
-//! [`crate::read::Table::read_position`]), so it moves while the store's
-//! index is built too; where the size says nothing (standard input, XLSX)
+//! The percent is of the file's rows handed on, as their share of its
+//! bytes read (the reader counts both, see
+//! [`crate::read::Table::read_position`]): the reader runs ahead of the
+//! matching (a file of a few hundred MB is read whole while the store's
+//! index is built), and the bytes read alone said 100% from the start,
+//! with no time left. Where the size says nothing (standard input, XLSX)
 //! only rows are shown. Drawn by indicatif; cleared when dropped, so an
 //! error line never lands on a half-drawn bar.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use indicatif::{HumanCount, HumanDuration, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use crate::import::{Phase, Progress};
+use crate::read::ReadPosition;
 
 /// What the bar calls each phase.
 fn name(phase: Phase) -> &'static str {
@@ -36,7 +39,7 @@ fn name(phase: Phase) -> &'static str {
 pub struct Bar(OnceLock<ImportProgress>);
 
 impl Progress for Bar {
-    fn start(&self, read: Option<(Arc<AtomicU64>, u64)>) {
+    fn start(&self, read: Option<ReadPosition>) {
         let _ = self.0.set(ImportProgress::start(read));
     }
 
@@ -58,28 +61,25 @@ struct ImportProgress {
 }
 
 impl ImportProgress {
-    /// Starts the display. `read`: the bytes read so far and the input's
-    /// size, when they measure the reading.
-    fn start(read: Option<(Arc<AtomicU64>, u64)>) -> ImportProgress {
+    /// Starts the display. `read`: how far the reading is, when bytes
+    /// measure it.
+    fn start(read: Option<ReadPosition>) -> ImportProgress {
         // A draw target of indicatif's own `stderr()` hides itself when
         // standard error is no terminal, and `--progress always` is asked
         // for exactly then (a log, a CI job).
         let target = ProgressDrawTarget::term_like_with_hz(Box::new(console::Term::stderr()), 10);
         let bar = ProgressBar::with_draw_target(None, target);
-        let fraction = move || {
-            read.as_ref()
-                .map(|(bytes, size)| fraction_read(bytes.load(Ordering::Relaxed), *size))
-        };
+        let fraction = move |rows_done: u64| read.as_ref().map(|read| read.fraction(rows_done));
         let percent = {
             let fraction = fraction.clone();
-            move |_: &ProgressState, w: &mut dyn std::fmt::Write| {
-                if let Some(f) = fraction() {
+            move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                if let Some(f) = fraction(state.pos()) {
                     let _ = write!(w, "{:>3}% ", (f * 100.0).floor() as u32);
                 }
             }
         };
         let eta = move |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            if let Some(left) = fraction().and_then(|f| time_left(f, state.elapsed())) {
+            if let Some(left) = fraction(state.pos()).and_then(|f| time_left(f, state.elapsed())) {
                 let _ = write!(w, "  ETA {}", HumanDuration(left));
             }
         };
@@ -116,15 +116,6 @@ impl Drop for ImportProgress {
     }
 }
 
-/// The part of the input read, at most 1 (the size is taken when the file
-/// is opened; a file that grows after that is read to its end).
-fn fraction_read(bytes: u64, size: u64) -> f64 {
-    if size == 0 {
-        return 1.0;
-    }
-    (bytes as f64 / size as f64).min(1.0)
-}
-
 /// Rows per second, rounded to an integer.
 fn rows_per_sec(rows: u64, elapsed: Duration) -> u64 {
     let secs = elapsed.as_secs_f64();
@@ -142,6 +133,9 @@ fn time_left(fraction: f64, elapsed: Duration) -> Option<Duration> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use super::*;
 
     #[test]
@@ -152,9 +146,24 @@ mod tests {
             HumanCount(rows_per_sec(565_635, Duration::from_secs(1))).to_string(),
             "565,635"
         );
-        assert_eq!(fraction_read(50, 200), 0.25);
-        assert_eq!(fraction_read(300, 200), 1.0);
-        assert_eq!(fraction_read(0, 0), 1.0);
+        // Half the file read, holding 1,000 rows, of which 250 done: 1/8.
+        let read = ReadPosition {
+            bytes_read: Arc::new(AtomicU64::new(100)),
+            size: 200,
+            rows_read: Arc::new(AtomicU64::new(1_000)),
+        };
+        assert_eq!(read.fraction(250), 0.125);
+        // The whole file read ahead and nothing matched yet: 0, no ETA.
+        read.bytes_read.store(200, Ordering::Relaxed);
+        assert_eq!(read.fraction(0), 0.0);
+        assert_eq!(read.fraction(1_000), 1.0);
+        read.bytes_read.store(300, Ordering::Relaxed);
+        assert_eq!(read.fraction(2_000), 1.0);
+        let nothing = ReadPosition {
+            rows_read: Arc::new(AtomicU64::new(0)),
+            ..read
+        };
+        assert_eq!(nothing.fraction(0), 0.0);
         // A quarter read in 10 s: 30 s to go.
         assert_eq!(time_left(0.25, Duration::from_secs(10)), Some(Duration::from_secs(30)));
         assert_eq!(time_left(0.0, Duration::from_secs(10)), None);
