@@ -122,6 +122,33 @@ fn parse_url(url: &str) -> std::result::Result<(postgres::Config, String), Strin
     Ok((config, schema))
 }
 
+/// For a connection refused because a Unix socket is missing, which
+/// socket that was: libpq's parameters say a directory (`host=/run/postgresql`)
+/// and the error only "No such file or directory".
+fn missing_socket(config: &postgres::Config, error: &postgres::Error) -> String {
+    let not_found = std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<std::io::Error>())
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+    let sockets: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .filter_map(|h| match h {
+            postgres::config::Host::Unix(dir) => {
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                Some(dir.join(format!(".s.PGSQL.{port}")).display().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    if !not_found || sockets.is_empty() {
+        return String::new();
+    }
+    format!(
+        " (no server socket {}: is the server running, and is host= the directory of its socket?)",
+        sockets.join(", ")
+    )
+}
+
 impl Postgres {
     /// Opens the store for writing: connects, creates or migrates the
     /// schema, takes the store's writer lock (waiting, with a message
@@ -190,7 +217,9 @@ impl Postgres {
     /// A new session on the store: connected, its schema first on the
     /// search path, times in UTC.
     fn session(config: postgres::Config, shown: PathBuf, schema: String, read_only: bool) -> Result<Postgres> {
-        let client = config.connect(NoTls).map_err(|e| store_error(&shown, describe(&e)))?;
+        let client = config
+            .connect(NoTls)
+            .map_err(|e| store_error(&shown, format!("{}{}", describe(&e), missing_socket(&config, &e))))?;
         let store = Postgres {
             client: RefCell::new(client),
             config,

@@ -25,6 +25,29 @@ fn the_url_names_the_schema_and_keeps_libpq_parameters() {
     assert!(err.contains("not a PostgreSQL URL"), "{err}");
 }
 
+#[test]
+fn a_missing_socket_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "postgresql://crm@/crm?host={}&port=5999",
+        dir.path().join("nowhere").display()
+    );
+    let err = Postgres::connect(Path::new(&url), true)
+        .map(|_| ())
+        .expect_err("no server");
+    let socket = dir.path().join("nowhere/.s.PGSQL.5999");
+    assert!(
+        err.to_string()
+            .contains(&format!("no server socket {}", socket.display())),
+        "{err}"
+    );
+    // A TCP host has no socket to name.
+    let err = Postgres::connect(Path::new("postgresql://crm@127.0.0.1:1/crm"), true)
+        .map(|_| ())
+        .expect_err("no server");
+    assert!(!err.to_string().contains("socket"), "{err}");
+}
+
 /// This test process's server (see `tests/it/common.rs`, `pg_server`).
 fn server() -> &'static str {
     static URL: OnceLock<String> = OnceLock::new();
