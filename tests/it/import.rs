@@ -1262,8 +1262,7 @@ fn a_quote_that_never_closes_is_an_input_error_and_changes_nothing() {
     }
     let db = dir.join("kontakt.duckdb");
     assert_eq!(query(&db, "SELECT email FROM contacts"), [["old@example.com"]]);
-    let groups: Value =
-        serde_json::from_slice(&crate::common::succeeds(dir, &["imports", "list", "--json"])).expect("JSON");
+    let groups: Value = serde_json::from_slice(&succeeds(dir, &["imports", "list", "--json"])).expect("JSON");
     assert_eq!(groups[1]["name"], "q", "{groups}");
     assert_eq!(groups[1]["status"], "failed", "{groups}");
 
@@ -1298,7 +1297,7 @@ fn a_failed_import_leaves_no_new_custom_field_behind() {
     let dir = dir.path();
     write(dir, "a.csv", "email,city\nold@example.com,Brno\n");
     import(dir, &["a.csv"]);
-    crate::common::succeeds(dir, &["contacts", "export", "-o", "before.csv"]);
+    succeeds(dir, &["contacts", "export", "-o", "before.csv"]);
     let mut file = String::from("email,Shoe size,city\n");
     for i in 0..100_000 {
         let city = if i == 90_000 { "\"Praha" } else { "Praha" };
@@ -1311,7 +1310,7 @@ fn a_failed_import_leaves_no_new_custom_field_behind() {
         1,
     );
     assert!(err.contains("never closed"), "{err}");
-    crate::common::succeeds(dir, &["contacts", "export", "-o", "after.csv"]);
+    succeeds(dir, &["contacts", "export", "-o", "after.csv"]);
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("export");
     assert_eq!(read("after.csv"), read("before.csv"));
     assert_eq!(
