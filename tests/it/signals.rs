@@ -99,27 +99,9 @@ pub fn signal_at(child: Child, stage: &str, signal: i32) -> (Option<i32>, String
 
 /// As [`signal_at`], at the `nth` time the import announces `stage`.
 pub fn signal_at_nth(mut child: Child, stage: &str, nth: usize, signal: i32) -> (Option<i32>, String) {
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let mut seen = String::new();
-    let marker = format!("kontakt: stage {stage}");
-    let started = Instant::now();
-    let mut seen_stage = 0;
-    loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("the import ended before stage {stage}: {seen}"))
-            .expect("stderr line");
-        seen.push_str(&line);
-        seen.push('\n');
-        if line == marker {
-            seen_stage += 1;
-            if seen_stage == nth {
-                break;
-            }
-        }
-        assert!(started.elapsed() < Duration::from_secs(120), "no stage {stage}: {seen}");
-    }
+    until_stage(&mut lines, stage, nth, &mut seen);
     // SAFETY: kill(2) with the pid of our own child.
     assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
     for line in lines {
@@ -128,6 +110,24 @@ pub fn signal_at_nth(mut child: Child, stage: &str, nth: usize, signal: i32) -> 
     }
     let status = child.wait().expect("wait");
     (status.code(), seen)
+}
+
+/// Reads the import's stderr `lines` into `seen` until it announces
+/// `stage` the `nth` time.
+fn until_stage(lines: &mut std::io::Lines<impl BufRead>, stage: &str, nth: usize, seen: &mut String) {
+    let marker = format!("kontakt: stage {stage}");
+    let started = Instant::now();
+    let mut seen_stage = 0;
+    while seen_stage < nth {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the import ended before stage {stage}: {seen}"))
+            .expect("stderr line");
+        seen.push_str(&line);
+        seen.push('\n');
+        seen_stage += usize::from(line == marker);
+        assert!(started.elapsed() < Duration::from_secs(120), "no stage {stage}: {seen}");
+    }
 }
 
 /// The import stopped by `signal` left the store as it was and its group
@@ -433,14 +433,7 @@ fn ctrl_c_stops_the_undo_record_beside_the_update_on_postgres() {
         let mut child = start(dir, "held", "hold:commit_update");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
         let mut seen = String::new();
-        while seen.lines().last() != Some("kontakt: stage commit_update") {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("ended early: {seen}"))
-                .expect("line");
-            seen.push_str(&line);
-            seen.push('\n');
-        }
+        until_stage(&mut lines, "commit_update", 1, &mut seen);
         let url = crate::common::store_url().expect("a PostgreSQL store");
         let mut lock = crate::common::pg_client(&url);
         lock.batch_execute("BEGIN; LOCK TABLE undo_records IN SHARE MODE")
