@@ -7,9 +7,13 @@
 //! is *armed* while it does: a request interrupts every armed connection,
 //! and again every few milliseconds while any stays armed, because an
 //! interrupt that lands between two statements may be lost when the next
-//! one begins. A connection is disarmed before its `COMMIT` or `ROLLBACK`
-//! under the same lock a request takes, so neither is ever interrupted, and
-//! disarming before the commit fails if a request came first.
+//! one begins. The run's own connection is disarmed before its `COMMIT` or
+//! `ROLLBACK` under the same lock a request takes, so neither is ever
+//! interrupted, and disarming before the commit fails if a request came
+//! first. (On PostgreSQL an import's undo record commits on a connection
+//! of its own while still armed: a request that interrupts that commit
+//! rolls the whole import back anyway, and the record's clean-up runs
+//! disarmed and retries.)
 //!
 //! The signal handlers themselves are installed by the command line; the
 //! library only sees this value (a front end would call `request`).

@@ -133,7 +133,7 @@ pub fn undo(store: &Store, id_or_name: &str, dry_run: bool, force: bool, cancel:
                 format!(
                     " (ids {}{})",
                     ids.join(", "),
-                    if scope.changed_later as usize > ids.len() {
+                    if (scope.changed_later - deleted_since) as usize > ids.len() {
                         ", …"
                     } else {
                         ""

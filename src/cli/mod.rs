@@ -311,6 +311,10 @@ mod tests {
     fn the_command_path_skips_option_values_that_name_a_command() {
         let path = |args: &[&str]| command_path_of(args.iter().map(std::ffi::OsString::from)).0;
         assert_eq!(path(&["--db", "lists", "import", "x.csv"]), "kontakt import");
+        assert_eq!(
+            path(&["--db", "import", "lists", "show", "--foo"]),
+            "kontakt lists show"
+        );
         assert_eq!(path(&["--db=lists", "imports", "list"]), "kontakt imports list");
         assert_eq!(
             path(&["contacts", "export", "-o", "list", "--foo"]),

@@ -351,11 +351,19 @@ impl Opened {
             .out
             .clone()
             .unwrap_or_else(|| write::default_out_dir(&name, options.dry_run));
-        // Before a group is recorded: the outputs need a directory.
-        if out_dir.exists() && !out_dir.is_dir() {
+        // Before a group is recorded: the outputs need a directory, and
+        // one that can be made (no file where it or a parent would be).
+        if let Some(file) = out_dir.ancestors().find(|p| p.exists()).filter(|p| !p.is_dir()) {
+            let named = match &options.out {
+                Some(out) => format!("--out {}", out.display()),
+                None => format!(
+                    "the output directory {} (give another with --out DIR)",
+                    out_dir.display()
+                ),
+            };
             return Err(Error::usage(format!(
-                "--out {}: a file of that name exists; the outputs go to a directory (made if missing)",
-                out_dir.display()
+                "{named}: {} is a file; the outputs go to a directory (made if missing)",
+                file.display()
             )));
         }
         let store = if options.dry_run && !crate::store::exists(&options.db)? {

@@ -80,6 +80,8 @@ pub(crate) struct BatchBuilder {
     /// A quoted field that is surely a stray quote, at this row (numbered
     /// like the others) and column (0-based): an input error.
     pub(crate) quote_error: Option<(u64, usize, QuoteProblem)>,
+    /// The source's byte offset where the rows built here end.
+    pub(crate) end_offset: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,7 @@ impl BatchBuilder {
             rows: Vec::with_capacity(rows_hint),
             bad_rows: Vec::new(),
             quote_error: None,
+            end_offset: 0,
         }
     }
 

@@ -14,6 +14,7 @@ mod boundary;
 
 use std::io::{self, Cursor, Read};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use arrow::datatypes::SchemaRef;
@@ -107,7 +108,14 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
         ));
     }
     let (columns, data_start) = if header {
-        (header_columns(first_cells), body_start + first_end)
+        // Empty cells at the header's end name columns only where the
+        // rows below fill them (a header `Jmeno,Mesto,` above `Jan,Praha`
+        // has two columns).
+        let filled = sniff::filled_width(&first_cells);
+        let width = modal_width(sample_records.get(1..).unwrap_or_default()).map_or(filled, |w| w.max(filled));
+        let mut cells = first_cells;
+        cells.resize(width, String::new());
+        (header_columns(&cells), body_start + first_end)
     } else {
         // The modal width of the sample, not the first row's: one ragged
         // first row must not make every other row a bad row.
@@ -127,6 +135,7 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
     let stream: Box<dyn Read + Send> = Box::new(Cursor::new(rest_of_sample).chain(reader));
     let batches = ChunkedBatches::start(stream, data_start as u64, options.chunk_bytes, config)
         .map_err(|e| Error::input(input, format!("cannot start the reader thread: {e}")))?;
+    let bytes_taken = batches.taken.clone();
     Ok(Table {
         input: input.clone(),
         detected: Detected {
@@ -141,7 +150,7 @@ pub(super) fn open(input: &Input, mut reader: Box<dyn Read + Send>, options: &Re
         },
         columns,
         size: None,
-        bytes_read: Default::default(),
+        bytes_read: bytes_taken,
         rows_read: Default::default(),
         batches: Box::new(batches),
     })
@@ -264,6 +273,8 @@ struct ChunkedBatches {
     pending: Receiver<Receiver<ChunkResult>>,
     config: Arc<ParseConfig>,
     rows_before: u64,
+    /// The source's bytes up to the end of the rows taken so far.
+    taken: Arc<AtomicU64>,
 }
 
 impl ChunkedBatches {
@@ -283,6 +294,7 @@ impl ChunkedBatches {
             pending: rx,
             config,
             rows_before: 0,
+            taken: Arc::new(AtomicU64::new(offset)),
         })
     }
 }
@@ -298,6 +310,7 @@ impl Iterator for ChunkedBatches {
                 Ok(Err(e)) => return Some(Err(e)),
                 Err(_) => return Some(Err(Error::input(&self.config.source, "a parser thread stopped"))),
             };
+            self.taken.fetch_max(builder.end_offset, Ordering::Relaxed);
             builder.offset_rows(self.rows_before);
             self.rows_before += builder.rows_counted() as u64;
             if let Some((row, column, problem)) = builder.quote_error {
@@ -402,6 +415,7 @@ fn parse_chunk(chunk: &[u8], offset: u64, config: &ParseConfig) -> BatchBuilder 
     };
     let table = config.encoding.table();
     let mut builder = BatchBuilder::new(columns, chunk.len() / 48, chunk.len() + chunk.len() / 16);
+    builder.end_offset = offset + chunk.len() as u64;
     let mut parser = RecordParser::new(config.delimiter, config.quote);
     let mut pos = 0;
     let mut row = 0u64;

@@ -138,18 +138,20 @@ pub struct Table {
     pub columns: Vec<String>,
     /// Size of the input in bytes, when it is a file.
     pub size: Option<u64>,
-    /// Bytes of the input read so far, updated at each read of the file
-    /// (megabytes at a time): the progress display's position.
+    /// Bytes of the input up to the end of the rows taken so far (a UTF-16
+    /// file: read so far, megabytes at a time): the progress display's
+    /// position.
     pub bytes_read: Arc<AtomicU64>,
     /// Rows read so far (good and bad), counted as batches are taken.
     rows_read: Arc<AtomicU64>,
     batches: Box<dyn Iterator<Item = Result<RawBatch>> + Send>,
 }
 
-/// How far the reading of a file is: its bytes read and size, and the rows
-/// those bytes held. A display shows the rows handed on as the same share
-/// of the bytes read (the reader runs ahead of the rows matched: a file of
-/// a few hundred MB is read whole while the store's index is built).
+/// How far the reading of a file is: the bytes up to the rows taken (see
+/// [`Table::bytes_read`]) and its size, and the rows taken. A display shows
+/// the rows handed on as the same share of those bytes (rows are taken
+/// ahead of the matching: a file of a few hundred MB is taken whole while
+/// the store's index is built).
 #[derive(Debug, Clone)]
 pub struct ReadPosition {
     pub bytes_read: Arc<AtomicU64>,
@@ -185,9 +187,9 @@ impl fmt::Debug for Table {
 }
 
 impl Table {
-    /// The input's bytes read so far and its size, where those measure
-    /// how far the reading is: a CSV file (an XLSX file is an archive,
-    /// read by the sheet's rows; standard input has no size).
+    /// How far the reading is (bytes read, size, rows read), where bytes
+    /// measure it: a CSV file (an XLSX file is an archive, read by the
+    /// sheet's rows; standard input has no size).
     pub fn read_position(&self) -> Option<ReadPosition> {
         match (self.detected.format, self.size) {
             (Format::Csv, Some(size)) => Some(ReadPosition {
@@ -290,6 +292,13 @@ pub fn open(input: &Input, options: &ReadOptions) -> Result<Table> {
             table
         }
     };
+    // A text table counts the bytes of the rows it hands on; a transcoded
+    // one (UTF-16) the file's bytes read, which run ahead of them.
+    let bytes_read = if matches!(kind, Kind::Text) {
+        table.bytes_read.clone()
+    } else {
+        bytes_read
+    };
     Ok(Table {
         size,
         bytes_read,
@@ -322,7 +331,6 @@ const MAGIC: &[(usize, &[u8], &str)] = &[
     (0, b"\xfe\xed\xfa\xcf", "a Mach-O executable"),
     (0, b"\xca\xfe\xba\xbe", "an executable"),
     (0, b"\x1f\x8b", "a gzip archive"),
-    (0, b"%PDF-", "a PDF document"),
     (0, b"PK\x05\x06", "an empty ZIP archive"),
     (0, b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
     (0, b"Rar!\x1a\x07", "a RAR archive"),
@@ -335,7 +343,7 @@ const MAGIC: &[(usize, &[u8], &str)] = &[
     (0, b"SQLite format 3\x00", "an SQLite database"),
     (8, b"DUCK", "a DuckDB database"),
     (257, b"ustar", "a tar archive"),
-    (0, b"PAR1", "a Parquet file (kontakt reads CSV and XLSX)"),
+    (0, b"PAR1", "a Parquet file"),
 ];
 
 /// Tells from the first bytes whether an input is a table at all, and how to
@@ -385,8 +393,9 @@ fn classify(head: &[u8], encoding: Option<Encoding>) -> Kind {
         .iter()
         .any(|&b| (b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r')) || b == 0x7f);
     let printable = |magic: &[u8]| magic.iter().all(|&b| (0x20..0x7f).contains(&b));
-    // A PDF starts `%PDF-1.7` and a line end; one without compressed
-    // streams has no control byte in its head.
+    // A PDF starts with its version line, `%PDF-1.7` (one without
+    // compressed streams has no control byte in its head); a CSV whose
+    // first cell begins `%PDF-` has no such line.
     let version = head.get(5..9).is_some_and(|v| {
         v[0].is_ascii_digit() && v[1] == b'.' && v[2].is_ascii_digit() && matches!(v[3], b'\r' | b'\n' | b' ')
     });
@@ -470,24 +479,31 @@ fn numbered_columns(count: usize) -> Vec<String> {
 /// Header cells as column names: an empty cell gets its `colN` name, and a
 /// name met before (a `--header` row with two `Email` cells) gets its
 /// ordinal, `Email (2)`, so that every column keeps its data and can be
-/// named in `--map` (the first one keeps the name, and auto-mapping).
-fn header_columns(cells: Vec<String>) -> Vec<String> {
-    let mut names: Vec<String> = Vec::with_capacity(cells.len());
-    let taken = |names: &[String], name: &str| names.iter().any(|n| n.eq_ignore_ascii_case(name));
-    for (i, cell) in cells.into_iter().enumerate() {
-        let name = cell.trim();
-        let mut name = if name.is_empty() {
-            format!("col{}", i + 1)
-        } else {
-            name.to_string()
-        };
-        let base = name.clone();
+/// named in `--map` (the first one keeps the name, and auto-mapping). A
+/// name the header gives a column itself is never given to another.
+fn header_columns(cells: &[String]) -> Vec<String> {
+    let key = |name: &str| name.to_lowercase();
+    let named: Vec<String> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| match c.trim() {
+            "" => format!("col{}", i + 1),
+            name => name.to_string(),
+        })
+        .collect();
+    let mut taken: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut names = Vec::with_capacity(named.len());
+    for name in &named {
+        // A name is free when no earlier column took it; a suffixed one
+        // also skips every name of the header.
+        let mut chosen = name.clone();
         let mut k = 2;
-        while taken(&names, &name) {
-            name = format!("{base} ({k})");
+        while taken.contains(&key(&chosen)) || (chosen != *name && named.iter().any(|n| key(n) == key(&chosen))) {
+            chosen = format!("{name} ({k})");
             k += 1;
         }
-        names.push(name);
+        taken.insert(key(&chosen));
+        names.push(chosen);
     }
     names
 }
@@ -513,13 +529,15 @@ mod tests {
 
     #[test]
     fn every_header_cell_names_a_column_of_its_own() {
+        let names = |cells: &[&str]| header_columns(&cells.iter().map(|c| c.to_string()).collect::<Vec<_>>());
         assert_eq!(
-            header_columns(
-                ["email", "Email", "", "city", "col3", "email"]
-                    .map(String::from)
-                    .to_vec()
-            ),
+            names(&["email", "Email", "", "city", "col3", "email"]),
             ["email", "Email (2)", "col3", "city", "col3 (2)", "email (3)"]
+        );
+        // A suffixed name never takes a name the header gives another column.
+        assert_eq!(
+            names(&["email", "email", "email (2)"]),
+            ["email", "email (3)", "email (2)"]
         );
     }
 
@@ -542,7 +560,7 @@ mod tests {
         assert_eq!(refused(b"%PDF-1.7\n%comment\n1 0 obj\n"), "a PDF document");
         assert_eq!(refused(b"%PDF-1.4\r\n"), "a PDF document");
         assert_eq!(classify(b"%PDF-1.7;email\n", None), Kind::Text);
-        assert!(refused(b"PAR1\x15\x04\x15\x00").starts_with("a Parquet file"));
+        assert_eq!(refused(b"PAR1\x15\x04\x15\x00"), "a Parquet file");
         assert_eq!(classify(b"GIF8 team,a@x.cz\n", None), Kind::Text);
         assert_eq!(refused(b"GIF89a\x01\x00\x01\x00"), "a GIF image");
         assert_eq!(

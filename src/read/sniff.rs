@@ -186,8 +186,7 @@ pub fn detect_dialect(sample: &[u8], complete: bool, delimiter: Option<u8>, quot
 /// number), or it has an empty or a repeated cell. Empty cells at its end
 /// (a trailing delimiter) are no cells, as in every record.
 pub fn detect_header(first: &[String]) -> bool {
-    let end = first.iter().rposition(|c| !c.trim().is_empty()).map_or(0, |i| i + 1);
-    let cells = &first[..end];
+    let cells = &first[..filled_width(first)];
     if cells.iter().any(|c| c.trim().is_empty() || looks_like_value(c)) {
         return false;
     }
@@ -195,6 +194,12 @@ pub fn detect_header(first: &[String]) -> bool {
     distinct.sort_unstable();
     distinct.dedup();
     !cells.is_empty() && distinct.len() == cells.len()
+}
+
+/// The cells of a row up to its last filled one: empty cells at its end
+/// (a trailing delimiter, a sheet's unused columns) are no cells.
+pub fn filled_width(cells: &[String]) -> usize {
+    cells.iter().rposition(|c| !c.trim().is_empty()).map_or(0, |i| i + 1)
 }
 
 /// Records looked at for title lines above a table.

@@ -298,10 +298,8 @@ fn read_head<RS: Read + Seek>(
     let header = forced_header.unwrap_or_else(|| sniff::detect_header(first));
     let columns = if header {
         let mut cells = head_rows.remove(0);
-        while cells.last().is_some_and(|c| c.trim().is_empty()) {
-            cells.pop();
-        }
-        header_columns(cells)
+        cells.truncate(sniff::filled_width(&cells));
+        header_columns(&cells)
     } else {
         numbered_columns(head_rows.iter().map(|r| trimmed_width(r)).max().unwrap_or(1))
     };

@@ -173,6 +173,13 @@ fn an_out_that_is_a_file_is_refused_before_the_import_starts() {
     write(dir, "taken.txt", "keep me");
     let err = fails(dir, &["import", "second.csv", "--out", "taken.txt", "--name", "zz"], 2);
     assert!(err.contains("--out taken.txt") && err.contains("directory"), "{err}");
+    // Nor under a file.
+    let err = fails(
+        dir,
+        &["import", "second.csv", "--out", "taken.txt/sub", "--name", "zz"],
+        2,
+    );
+    assert!(err.contains("taken.txt is a file"), "{err}");
     assert_eq!(std::fs::read_to_string(dir.join("taken.txt")).expect("file"), "keep me");
     let groups: Value = serde_json::from_slice(&succeeds(dir, &["imports", "list", "--json"])).expect("json");
     assert_eq!(groups.as_array().map(Vec::len), Some(1), "{groups}");

@@ -206,9 +206,13 @@ fn the_first_row_is_the_header_unless_it_looks_like_data() {
     assert_eq!(p["columns"], json!(["col1", "col2", "col3"]));
     let p = preview_json(dir.path(), "number.csv", &["--header"]);
     assert_eq!(p["columns"], json!(["Jan", "Novák", "12"]));
-    // A trailing delimiter leaves no empty cell: still a header.
-    write(dir.path(), "trailing.csv", "Name,Email,\nA,a@x.cz,\n");
-    assert_eq!(preview_json(dir.path(), "trailing.csv", &[])["header"], true);
+    // A trailing delimiter leaves no empty cell: still a header, and the
+    // rows below without one are rows of its two columns.
+    write(dir.path(), "trailing.csv", "jmeno,mesto,\nJan,Praha\nEva,Brno\n");
+    let p = preview_json(dir.path(), "trailing.csv", &[]);
+    assert_eq!(p["header"], true);
+    assert_eq!(p["columns"], json!(["jmeno", "mesto"]));
+    assert_eq!(rows(&p), vec![strings(&["Jan", "Praha"]), strings(&["Eva", "Brno"])]);
 
     // With --header, a repeated name is a column of its own, not mapped
     // in the first one's place, and --map can name it: no value is lost.

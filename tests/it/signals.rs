@@ -450,7 +450,8 @@ fn ctrl_c_stops_the_undo_record_beside_the_update_on_postgres() {
                              AND a.query LIKE 'INSERT INTO undo_records%'), \
                             (SELECT count(DISTINCT a.pid) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
                              WHERE l.granted AND l.relation = 'contacts'::regclass \
-                             AND a.pid <> pg_backend_pid() AND a.state = 'idle in transaction')",
+                             AND a.pid <> pg_backend_pid() AND a.state = 'idle in transaction' \
+                             AND a.query LIKE 'UPDATE contacts%')",
                     &[],
                 )
                 .expect("pg_stat_activity");

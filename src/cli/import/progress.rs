@@ -6,10 +6,10 @@
 //! ⠋ matching        42% 1,234,567 rows  612,345 rows/s  ETA 3s
 //! ```
 //!
-//! The percent is of the file's rows handed on, as their share of its
-//! bytes read (the reader counts both, see
-//! [`crate::read::Table::read_position`]): the reader runs ahead of the
-//! matching (a file of a few hundred MB is read whole while the store's
+//! The percent is of the file's rows handed on: the bytes up to the rows
+//! taken from the reader, times the share of those rows handed on (see
+//! [`crate::read::Table::read_position`]). Rows are taken ahead of the
+//! matching (a file of a few hundred MB is taken whole while the store's
 //! index is built), and the bytes read alone said 100% from the start,
 //! with no time left. Where the size says nothing (standard input, XLSX)
 //! only rows are shown. Drawn by indicatif; cleared when dropped, so an
