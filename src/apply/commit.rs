@@ -111,7 +111,9 @@ pub struct Commit<'s> {
     cancel: Option<&'s Cancel>,
     armed: Option<Armed<'s>>,
     /// The import's other connections, armed alike (the undo record's on
-    /// PostgreSQL), disarmed with it.
+    /// PostgreSQL), disarmed with it. Declared before `staged`: when the
+    /// commit is dropped on an error, these guards go first, so the
+    /// record's clean-up in the staged import's drop is not interrupted.
     others_armed: Vec<Armed<'s>>,
     building: Shared,
     staged: StagedImport<'s>,
